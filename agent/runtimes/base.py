@@ -1,0 +1,61 @@
+"""The one interface every runtime adapter implements."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+
+from agent.contracts.manifest import Manifest
+
+
+class RuntimeUnavailable(RuntimeError):
+    """The runtime's library is not installed or has no device to run on here. Report it; the
+    message says what is missing (e.g. ``tensorrt is not installed``)."""
+
+
+class RuntimeLoadError(RuntimeError):
+    """The runtime refused the model (corrupt file, unsupported op, wrong engine). Report it."""
+
+
+class RuntimeAdapter(ABC):
+    """A loaded model. Construct with :meth:`load`; call :meth:`infer`; :meth:`close` when done.
+
+    ``infer`` takes and returns tensors named, shaped and typed as the *source* model's
+    (``manifest.inputs`` / ``manifest.outputs``); the adapter applies each tensor's ``transpose``
+    and ``quantization`` from the manifest on the way in and out, so clients never see the
+    compiled model's layout.
+    """
+
+    name: ClassVar[str]
+
+    def __init__(self, bundle_dir: Path, manifest: Manifest) -> None:
+        self.bundle_dir = bundle_dir
+        self.manifest = manifest
+
+    @classmethod
+    @abstractmethod
+    def unavailable_reason(cls) -> str | None:
+        """``None`` when this runtime can run here, else one line saying what is missing."""
+
+    @classmethod
+    @abstractmethod
+    def version(cls) -> str | None:
+        """The installed runtime library's version, or ``None`` when it is not installed."""
+
+    @classmethod
+    @abstractmethod
+    def load(cls, bundle_dir: Path, manifest: Manifest, threads: int | None = None) -> RuntimeAdapter:
+        """Load ``manifest.entrypoint`` from ``bundle_dir``.
+
+        Raises :class:`RuntimeUnavailable` or :class:`RuntimeLoadError`.
+        """
+
+    @abstractmethod
+    def infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run one batch. Raises ``ValueError`` for a missing input or a wrong shape/dtype."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook; most runtimes free on GC
+        """Release the model's memory."""

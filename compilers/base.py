@@ -1,0 +1,77 @@
+"""The interface a compiler target implements, and the data passed to and from it.
+
+A target turns the checked source model into model files inside a staging directory. Everything
+common to all targets (loading and checking the source, calibration data, validation against FP32,
+the gate, self-test samples, the manifest, hashing and the atomic rename) is done once by
+:mod:`compilers.pipeline`, so a target only converts.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from agent.contracts.manifest import TensorSpec
+from device_profiles import DeviceProfile
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class CompileJob:
+    """What a target gets: the source model (already checked), the profile, the precision, and
+    calibration samples keyed by input name in the source layout (``None`` when the user gave
+    none)."""
+
+    source_path: Path
+    profile: DeviceProfile
+    precision: str
+    calibration: dict[str, np.ndarray] | None
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    options: dict[str, Any] = field(default_factory=dict)
+    progress: Progress = lambda _msg: None
+
+
+@dataclass(frozen=True)
+class TargetOutput:
+    """What a target made, relative to the staging directory.
+
+    ``files`` maps each path to its manifest role. ``inputs``/``outputs`` are the source tensors
+    with the compiled model's names, layouts and quantization filled in. ``runnable_here`` is
+    ``None`` when the bundle's own runtime can run on this host, else why not; then
+    ``stand_in`` names a file of the bundle that ONNX Runtime can run for validation (the QDQ
+    model TensorRT will build from).
+    """
+
+    entrypoint: str
+    files: dict[str, str]
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    runtime_version: str
+    build: dict[str, Any] = field(default_factory=dict)
+    runnable_here: str | None = None
+    stand_in: str | None = None
+    notes: tuple[str, ...] = ()
+
+
+class Target(ABC):
+    """One compile target. Registered by name in the ``edgefleet.compilers`` entry-point group."""
+
+    name: ClassVar[str]
+    runtime: ClassVar[str]
+    precisions: ClassVar[tuple[str, ...]]
+
+    @abstractmethod
+    def check_ops(self, model: Any) -> None:
+        """Raise :class:`~compilers.errors.UnsupportedOpError` for the first op this target
+        can't take. ``model`` is an ``onnx.ModelProto``."""
+
+    @abstractmethod
+    def compile(self, job: CompileJob, staging: Path) -> TargetOutput:
+        """Write the model files into ``staging``. Raises :class:`~compilers.errors.CompileError`."""
