@@ -134,6 +134,8 @@ class Validation:
     ran: bool = True
     checked_with: str | None = None
     min_agreement: float | None = None
+    accuracy: float | None = None  # against labels, when the held-out set has them
+    fp32_accuracy: float | None = None
     notes: tuple[str, ...] = ()
 
     @property
@@ -161,6 +163,8 @@ class Validation:
             ran=opt(d, "ran", bool, where, True),
             checked_with=opt(d, "checked_with", str, where),
             min_agreement=opt(d, "min_agreement", float, where),
+            accuracy=opt(d, "accuracy", float, where),
+            fp32_accuracy=opt(d, "fp32_accuracy", float, where),
             notes=tuple(opt(d, "notes", list, where, [])),
         )
 
