@@ -109,7 +109,9 @@ class Launched:
             self.proc.wait(5)
 
 
-def launch(name: str, program: str, args: list[str], log_dir: Path, env: dict[str, str] | None = None) -> Launched:
+def launch(
+    name: str, program: str, args: list[str], log_dir: Path, env: dict[str, str] | None = None
+) -> Launched:
     """Start ``program`` (``fleet-server`` or ``edge-agent``) with ``args``; logs to
     ``log_dir/<name>.log``. Call :meth:`Launched.wait_ready` next."""
     log_dir.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,33 @@
+"""Wires every edgectl command onto the root; nothing else lives here.
+
+Groups are sub-packages (one command per file); single commands are modules. Local commands
+(``compile``, ``profiles``, ``toolchains``) work without a fleet server; the rest talk to it.
+"""
+
+import typer
+
+from edgectl.commands.compile import compile_
+from edgectl.commands.deploy import deploy
+from edgectl.commands.deployments import deployments
+from edgectl.commands.devices import devices
+from edgectl.commands.groups import groups
+from edgectl.commands.models import models
+from edgectl.commands.profiles import profiles
+from edgectl.commands.toolchains import toolchains
+
+
+def register(root: typer.Typer) -> None:
+    # Local: nothing here needs a fleet server.
+    root.command("compile")(compile_)
+    root.add_typer(profiles, name="profiles")
+    root.add_typer(toolchains, name="toolchains")
+
+    # Thin clients of the fleet server's REST API (docs/api.md).
+    root.add_typer(models, name="models")
+    root.add_typer(devices, name="devices")
+    root.add_typer(groups, name="groups")
+    root.command("deploy")(deploy)
+    root.add_typer(deployments, name="deployments")
+
+    # Reserved: `quickstart` (edgectl/commands/quickstart.py) and `simulate`
+    # (edgectl/commands/simulate.py) are added here, each as `root.command(NAME)(function)`.

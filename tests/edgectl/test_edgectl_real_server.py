@@ -1,0 +1,130 @@
+"""edgectl against the colleague's real fleet server (``fleet_server.app.create_app``: SQLite, a
+directory store, the embedded MQTT broker), served by uvicorn in a thread on a free port.
+
+The stub in ``edgectl_stub_server.py`` stays the main test bed because it can script rollout
+states; this module checks that the commands agree with the real API where no agent is needed.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import Result
+
+Run = Callable[..., Result]
+DIGITS = Path(__file__).resolve().parents[2] / "examples" / "digits"
+
+pytest.importorskip(
+    "fleet_server.app", reason="the fleet server needs the server extra: pip install -e '.[server]'"
+)
+
+
+@pytest.fixture(scope="module")
+def real_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    import uvicorn
+
+    from fleet_server.app import create_app
+    from fleet_server.config import Settings
+
+    data = tmp_path_factory.mktemp("fleet")
+    app = create_app(Settings(data_dir=data, port=0, broker="embedded", compile_workers=1))
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the real fleet server did not start")
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    server.should_exit = True
+    thread.join(timeout=15)
+    sock.close()
+
+
+@pytest.fixture
+def real(edgectl: Run, real_server: str) -> Run:
+    return lambda *args, **kw: edgectl("--server", real_server, *args, **kw)
+
+
+def register(url: str, device_id: str, labels: dict[str, str]) -> None:
+    import httpx
+
+    body = {"device_id": device_id, "profile": "x86-64-avx2", "labels": labels, "facts": {"arch": "x86_64"}}
+    httpx.post(f"{url}/api/v1/devices/register", json=body, timeout=10).raise_for_status()
+
+
+def test_a_session_against_the_real_server(real: Run, real_server: str, tmp_path: Path) -> None:
+    pushed = real(
+        "models",
+        "push",
+        DIGITS / "digits_cnn.onnx",
+        "--name",
+        "digits",
+        "--version",
+        "1",
+        "--calibration",
+        DIGITS / "calibration.npz",
+        "-o",
+        "json",
+    )
+    assert pushed.exit_code == 0, pushed.output
+    model = json.loads(pushed.stdout)
+    assert (model["name"], model["version"], model["size"]) == (
+        "digits",
+        "1",
+        (DIGITS / "digits_cnn.onnx").stat().st_size,
+    )
+    assert [(m["name"], m["version"]) for m in json.loads(real("models", "ls", "-o", "json").stdout)] == [
+        ("digits", "1")
+    ]
+
+    bogus = tmp_path / "bogus.onnx"
+    bogus.write_text("not a model")
+    refused = real("models", "push", bogus, "--name", "x", "--version", "1")
+    assert refused.exit_code == 1
+    assert refused.stdout == "" and len(refused.stderr.strip().splitlines()) == 1
+    assert "HTTP 422" in refused.stderr
+
+    register(real_server, "nuc-1", {"site": "lab"})
+    created = real("groups", "create", "lab", "--selector", "site=lab", "-o", "json")
+    assert created.exit_code == 0, created.output
+    assert json.loads(real("groups", "ls", "-o", "json").stdout)[0]["name"] == "lab"
+    devices = json.loads(real("devices", "ls", "--group", "lab", "-o", "json").stdout)
+    assert [d["device_id"] for d in devices] == ["nuc-1"]
+    assert "nuc-1" in real("devices", "ls").stdout
+    assert json.loads(real("devices", "show", "nuc-1", "-o", "json").stdout)["profile"] == "x86-64-avx2"
+
+    deployed = real("deploy", "digits:1", "--group", "lab", "-o", "json")
+    assert deployed.exit_code == 0, deployed.output
+    dep_id = json.loads(deployed.stdout)["id"]
+    status = json.loads(real("deployments", "status", str(dep_id), "-o", "json").stdout)
+    assert status["model"] == "digits:1" and [d["device_id"] for d in status["devices"]] == ["nuc-1"]
+    assert real("deployments", "ls").exit_code == 0
+
+    # No agent answers, so the rollout can't finish: --wait must give up with its own status.
+    waited = real("deploy", "digits:1", "--group", "lab", "--wait", "--timeout", "1", "--interval", "0.2")
+    assert waited.exit_code == 3, waited.output
+    assert "not decided after 1s" in waited.stderr
+
+
+def test_real_server_errors_are_one_line(real: Run) -> None:
+    for args, text in [
+        (("devices", "show", "ghost"), "HTTP 404"),
+        (("deploy", "nope:1", "--group", "lab"), "HTTP 404"),
+        (("deployments", "status", "999999"), "HTTP 404"),
+        (("devices", "ls", "--group", "no-such-group"), "HTTP 404"),
+    ]:
+        result = real(*args)
+        assert result.exit_code == 1, (args, result.output)
+        assert result.stdout == ""
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: ") and text in lines[0], (args, lines)
