@@ -13,6 +13,7 @@ from edgectl.commands.devices import devices
 from edgectl.commands.groups import groups
 from edgectl.commands.models import models
 from edgectl.commands.profiles import profiles
+from edgectl.commands.quickstart import quickstart
 from edgectl.commands.toolchains import toolchains
 
 
@@ -29,5 +30,5 @@ def register(root: typer.Typer) -> None:
     root.command("deploy")(deploy)
     root.add_typer(deployments, name="deployments")
 
-    # Reserved: `quickstart` (edgectl/commands/quickstart.py) and `simulate`
-    # (edgectl/commands/simulate.py) are added here, each as `root.command(NAME)(function)`.
+    # Local fleets: the server and agents as processes on this machine.
+    root.command("quickstart")(quickstart)

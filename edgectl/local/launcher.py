@@ -170,12 +170,18 @@ def start_agent(
 ) -> Launched:
     """Start ``edge-agent`` for one simulated device, serving on a free loopback port."""
     args = [
-        "--server", server_url,
-        "--device-id", device_id,
-        "--profile", profile,
-        "--data-dir", str(data_dir),
-        "--host", "127.0.0.1",
-        "--port", "0",
+        "--server",
+        server_url,
+        "--device-id",
+        device_id,
+        "--profile",
+        profile,
+        "--data-dir",
+        str(data_dir),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
     ]
     for k, v in (labels or {}).items():
         args += ["--label", f"{k}={v}"]
