@@ -1,0 +1,167 @@
+"""Sample data for calibration and validation: read it, match it to the model's inputs, check it.
+
+Accepted forms:
+
+* ``.npz`` with one array per input, keyed by input name (a one-input model also takes a single
+  array under any key, or ``x``); a validation file may add labels under ``y``;
+* ``.npy`` with one array, for a one-input model;
+* a folder of images with a ``preprocess.yaml`` (:mod:`compilers.image_folder`), one-input only.
+
+Axis 0 of every array is the sample axis; the remaining axes must equal the input's (dynamic dims
+take any size) and the dtype must be the input's exactly: a silent cast would calibrate on data
+the device never sees.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from agent.contracts.manifest import TensorSpec
+from compilers.errors import CalibrationError
+from compilers.image_folder import load_image_folder
+
+Samples = dict[str, np.ndarray]
+LABEL_KEY = "y"
+SINGLE_KEY = "x"
+
+
+@dataclass(frozen=True)
+class SampleSet:
+    """Inputs keyed by name (all with the same number of rows) and optional labels."""
+
+    inputs: Samples
+    labels: np.ndarray | None = None
+    origin: str = ""
+
+    def __len__(self) -> int:
+        return len(next(iter(self.inputs.values())))
+
+    def rows(self, start: int, stop: int | None = None) -> Samples:
+        return {k: v[start:stop] for k, v in self.inputs.items()}
+
+
+def expected_shape(spec: TensorSpec) -> str:
+    """The shape a sample array for ``spec`` must have, e.g. ``[N, 1, 8, 8]``."""
+    dims = ["N"] + ["?" if d < 0 else str(d) for d in spec.shape[1:]]
+    return "[" + ", ".join(dims) + "]"
+
+
+def _read_arrays(path: Path, what: str) -> dict[str, np.ndarray]:
+    try:
+        if path.suffix == ".npz":
+            with np.load(path, allow_pickle=False) as data:
+                return {k: data[k] for k in data.files}
+        if path.suffix == ".npy":
+            return {"": np.load(path, allow_pickle=False)}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        raise CalibrationError(f"{what} {path}: cannot read: {' '.join(str(exc).split())}") from exc
+    raise CalibrationError(
+        f"{what} {path}: expected a .npz or .npy file, or a folder of images with a preprocess.yaml"
+    )
+
+
+def _match_inputs(
+    arrays: dict[str, np.ndarray], inputs: tuple[TensorSpec, ...], path: Path, what: str
+) -> Samples:
+    names = [s.name for s in inputs]
+    data = {k: v for k, v in arrays.items() if k != LABEL_KEY}
+    if all(n in data for n in names):
+        return {n: data[n] for n in names}
+    if len(inputs) == 1 and len(data) == 1:
+        return {names[0]: next(iter(data.values()))}
+    if len(inputs) == 1 and SINGLE_KEY in data:
+        return {names[0]: data[SINGLE_KEY]}
+    missing = [n for n in names if n not in data]
+    raise CalibrationError(
+        f"{what} {path}: no array for input {missing[0]!r} (arrays: {', '.join(sorted(arrays)) or 'none'}; "
+        f"key them by input name: {', '.join(names)})"
+    )
+
+
+def check_samples(samples: Samples, inputs: tuple[TensorSpec, ...], source: str) -> Samples:
+    """Check every input's array against its spec (rank, fixed dims after the sample axis, dtype)
+    and that all inputs have the same number of samples. Returns ``samples`` unchanged.
+
+    Raises :class:`CalibrationError` naming the input, the expected and the got shape or dtype.
+    """
+    counts = set()
+    for spec in inputs:
+        arr = samples[spec.name]
+        if not spec.shape:
+            raise CalibrationError(
+                f"{source}: input {spec.name!r} is a scalar; sample data needs a batch axis"
+            )
+        wrong_rank = arr.ndim != len(spec.shape)
+        if wrong_rank or any(w >= 0 and w != g for w, g in zip(spec.shape[1:], arr.shape[1:], strict=True)):
+            raise CalibrationError(
+                f"{source}: input {spec.name!r} expects shape {expected_shape(spec)}, got {list(arr.shape)}"
+            )
+        if arr.dtype != np.dtype(spec.dtype):
+            raise CalibrationError(
+                f"{source}: input {spec.name!r} expects dtype {spec.dtype}, got {arr.dtype} "
+                f"(save the samples as {spec.dtype})"
+            )
+        if len(arr) == 0:
+            raise CalibrationError(f"{source}: input {spec.name!r} has no samples")
+        counts.add(len(arr))
+    if len(counts) > 1:
+        raise CalibrationError(f"{source}: inputs have different numbers of samples ({sorted(counts)})")
+    return samples
+
+
+def load_samples(path: Path, inputs: tuple[TensorSpec, ...], what: str = "calibration data") -> SampleSet:
+    """Read ``path`` (.npz, .npy or an image folder) as samples for ``inputs``.
+
+    Raises :class:`CalibrationError` when the data is unreadable or does not match the inputs.
+    """
+    source = f"{what} {path}"
+    if path.is_dir():
+        if len(inputs) != 1:
+            raise CalibrationError(f"{source}: a folder of images can feed only a one-input model")
+        arrays = {inputs[0].name: load_image_folder(path)}
+    elif path.is_file():
+        arrays = _read_arrays(path, what)
+    else:
+        raise CalibrationError(f"{source}: no such file or folder")
+    samples = check_samples(_match_inputs(arrays, inputs, path, what), inputs, source)
+    labels = arrays.get(LABEL_KEY)
+    if labels is not None and labels.shape[:1] != (len(next(iter(samples.values()))),):
+        raise CalibrationError(
+            f"{source}: labels {LABEL_KEY!r} have shape {list(labels.shape)}, not one per sample"
+        )
+    return SampleSet(inputs=samples, labels=labels, origin=str(path))
+
+
+def split_holdout(samples: SampleSet, fraction: float = 0.2) -> tuple[SampleSet, SampleSet]:
+    """Split into (calibration, held-out): the last ``fraction`` of rows (at least one) is held
+    out, so validation never sees a sample that set the quantization ranges."""
+    n = len(samples)
+    held = max(1, round(n * fraction))
+    cut = n - held
+
+    def part(lo: int, hi: int) -> SampleSet:
+        labels = None if samples.labels is None else samples.labels[lo:hi]
+        return SampleSet(inputs=samples.rows(lo, hi), labels=labels, origin=samples.origin)
+
+    return part(0, cut), part(cut, n)
+
+
+def random_samples(inputs: tuple[TensorSpec, ...], count: int, seed: int = 0) -> SampleSet:
+    """``count`` random samples per input (dynamic dims set to 1): standard normal for floats,
+    small non-negative integers for integer inputs, coin flips for booleans."""
+    rng = np.random.default_rng(seed)
+    out: Samples = {}
+    for spec in inputs:
+        shape = (count, *(1 if d < 0 else d for d in spec.shape[1:]))
+        dtype = np.dtype(spec.dtype)
+        if dtype.kind == "f":
+            out[spec.name] = rng.standard_normal(shape).astype(dtype)
+        elif dtype.kind in "iu":
+            out[spec.name] = rng.integers(0, 10, size=shape).astype(dtype)
+        else:
+            out[spec.name] = rng.integers(0, 2, size=shape).astype(dtype)
+    return SampleSet(inputs=out, origin="random")

@@ -1,0 +1,57 @@
+"""What a caller can ask of a compile (:class:`CompileOptions`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from compilers.errors import CompileError
+
+
+@dataclass(frozen=True)
+class CompileOptions:
+    """Options of :func:`compilers.compile_model`; every field has a working default.
+
+    ``precision``: ``int8``, ``fp16`` or ``fp32``; ``None`` takes the profile's.
+    ``calibration``: ``.npz``/``.npy`` or an image folder with ``preprocess.yaml``.
+    ``validation``: held-out ``.npz`` keyed by input name (or ``x``), labels optional under ``y``.
+    ``min_agreement``: the gate on top-1 agreement with FP32 (classifiers only).
+    ``samples``: self-test samples put into the bundle (0: none).
+    ``latency_runs``: single-sample runs timed for each of FP32 and the compiled model (0: skip).
+    ``threads``: intra-op threads for validation and timing (``None``: the runtime's default).
+    ``max_batch``: largest batch a TensorRT optimisation profile allows for a dynamic batch dim.
+    ``max_validation``: validation samples used at most.
+    ``profiles_dirs``: extra directories of device profiles (override built-ins by name).
+    ``name``/``version``: recorded in the manifest.
+    """
+
+    precision: str | None = None
+    calibration: Path | None = None
+    validation: Path | None = None
+    min_agreement: float = 0.99
+    force: bool = False
+    samples: int = 8
+    latency_runs: int = 50
+    threads: int | None = None
+    max_batch: int = 8
+    max_validation: int = 2000
+    profiles_dirs: tuple[Path, ...] = ()
+    name: str | None = None
+    version: str | None = None
+    seed: int = 0
+
+    def check(self) -> None:
+        """Raise :class:`CompileError` for values no compile can honour."""
+        if self.min_agreement < 0.0:
+            # Above 1 is allowed: every classifier's gate then trips, which tests use.
+            raise CompileError(f"min_agreement must not be negative, got {self.min_agreement}")
+        for field, value, low in (
+            ("samples", self.samples, 0),
+            ("latency_runs", self.latency_runs, 0),
+            ("max_batch", self.max_batch, 1),
+            ("max_validation", self.max_validation, 1),
+        ):
+            if value < low:
+                raise CompileError(f"{field} must be at least {low}, got {value}")
+        if self.threads is not None and self.threads < 1:
+            raise CompileError(f"threads must be at least 1, got {self.threads}")

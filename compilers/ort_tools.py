@@ -1,0 +1,204 @@
+"""ONNX Runtime's offline tools, wrapped once for every target that emits ONNX: graph
+optimisation, static QDQ and dynamic INT8 quantization, FP16 conversion.
+
+Each function reads one model file and writes another, and turns the toolkit's own exceptions
+into :class:`~compilers.errors.ToolchainError` with a one-line reason (the seam where foreign
+errors are translated).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+import onnx
+
+from agent.contracts.manifest import TensorSpec
+from compilers.batching import iter_batches, run_batch, usable_rows
+from compilers.errors import ToolchainError
+from compilers.modelcheck import iter_nodes, one_line
+
+T = TypeVar("T")
+# Calibration runs the augmented model batch by batch; 16 rows keeps memory flat for big inputs.
+CALIBRATION_BATCH = 16
+_ONNX_DOMAINS = ("", "ai.onnx")
+
+
+def _tool(what: str, fn: Callable[[], T]) -> T:
+    try:
+        return fn()
+    except ToolchainError:
+        raise
+    except Exception as exc:
+        raise ToolchainError(f"{what} failed: {type(exc).__name__}: {one_line(exc)}") from exc
+
+
+def ort_version() -> str:
+    import onnxruntime
+
+    return str(onnxruntime.__version__)
+
+
+def optimize(src: Path, dst: Path, level: str = "ORT_ENABLE_EXTENDED") -> None:
+    """Write ONNX Runtime's offline-optimised graph of ``src`` to ``dst``.
+
+    EXTENDED fuses into ``com.microsoft`` ops that every CPU build of ONNX Runtime has; ALL would
+    add layout transforms tied to this host's CPU, so it is never used offline.
+    """
+    import onnxruntime as ort
+
+    def run() -> None:
+        so = ort.SessionOptions()
+        so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, level)
+        so.optimized_model_filepath = str(dst)
+        ort.InferenceSession(str(src), so, providers=["CPUExecutionProvider"])
+
+    _tool("ONNX Runtime graph optimisation", run)
+    prune_opset_imports(dst)
+
+
+def pre_process(src: Path, dst: Path) -> None:
+    """``quant_pre_process``: symbolic shape inference plus basic (portable) graph optimisation, as
+    the quantizer expects. Falls back to ONNX shape inference when the symbolic pass can't cope."""
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    def run() -> None:
+        try:
+            quant_pre_process(str(src), str(dst))
+        except Exception:
+            quant_pre_process(str(src), str(dst), skip_symbolic_shape=True)
+
+    _tool("quantization pre-processing", run)
+
+
+class SampleReader:
+    """A ``CalibrationDataReader`` over in-memory samples, in batches the model can take."""
+
+    def __init__(self, samples: dict[str, np.ndarray], inputs: tuple[TensorSpec, ...]) -> None:
+        batch = run_batch(inputs, CALIBRATION_BATCH)
+        rows = usable_rows(len(next(iter(samples.values()))), inputs)
+        if rows == 0:
+            raise ToolchainError(f"calibration needs at least {batch} samples for this fixed-batch model")
+        model_names = {s.name: s.model_name or s.name for s in inputs}
+        trimmed = {model_names[k]: v[:rows] for k, v in samples.items()}
+        self._batches = iter(list(iter_batches(trimmed, batch)))
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        return next(self._batches, None)
+
+    def rewind(self) -> None:  # part of the reader interface; calibration is single-pass here
+        pass
+
+
+@dataclass(frozen=True)
+class QdqSettings:
+    """How :func:`quantize_qdq` quantizes; the defaults suit ONNX Runtime on x86 (U8S8)."""
+
+    activation_type: str = "QUInt8"
+    weight_type: str = "QInt8"
+    per_channel: bool = True
+    symmetric: bool = False  # TensorRT needs zero points of 0 for weights and activations
+    reduce_range: bool = False  # 7-bit weights: avoids u8s8 overflow on x86 without VNNI
+    quantize_bias: bool = True  # TensorRT's parser dequantizes only INT8, not INT32 biases
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": "QDQ",
+            "activation_type": self.activation_type,
+            "weight_type": self.weight_type,
+            "per_channel": self.per_channel,
+            "symmetric": self.symmetric,
+            "reduce_range": self.reduce_range,
+            "quantize_bias": self.quantize_bias,
+            "calibration": "MinMax",
+        }
+
+
+def quantize_qdq(
+    src: Path,
+    dst: Path,
+    samples: dict[str, np.ndarray],
+    inputs: tuple[TensorSpec, ...],
+    settings: QdqSettings,
+) -> None:
+    """Static INT8 quantization of ``src`` (already pre-processed) into QDQ form, calibrated
+    with MinMax over ``samples``. Raises :class:`ToolchainError`."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    class _Reader(SampleReader, CalibrationDataReader):
+        pass
+
+    extra = {
+        "ActivationSymmetric": settings.symmetric,
+        "WeightSymmetric": True if settings.symmetric else None,
+        "QuantizeBias": settings.quantize_bias,
+    }
+
+    def run() -> None:
+        reader = _Reader(samples, inputs)
+        quantize_static(
+            str(src),
+            str(dst),
+            reader,
+            quant_format=QuantFormat.QDQ,
+            per_channel=settings.per_channel,
+            reduce_range=settings.reduce_range,
+            activation_type=getattr(QuantType, settings.activation_type),
+            weight_type=getattr(QuantType, settings.weight_type),
+            extra_options={k: v for k, v in extra.items() if v is not None},
+        )
+
+    _tool("static INT8 quantization", run)
+    prune_opset_imports(dst)
+
+
+def quantize_dynamic_int8(src: Path, dst: Path) -> None:
+    """Dynamic INT8: weights quantized offline, activations at run time (no calibration data).
+    ``src`` should be pre-processed (:func:`pre_process`) like for static quantization."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    def run() -> None:
+        quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8)
+
+    _tool("dynamic INT8 quantization", run)
+    prune_opset_imports(dst)
+
+
+def to_fp16(src: Path, dst: Path) -> None:
+    """FP16 weights and compute, FP32 inputs and outputs (``keep_io_types``) so clients don't
+    change; ONNX Runtime inserts the casts at the edges."""
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    def run() -> None:
+        model = convert_float_to_float16(onnx.load(str(src)), keep_io_types=True)
+        onnx.save(model, str(dst))
+
+    _tool("FP16 conversion", run)
+    prune_opset_imports(dst)
+
+
+def prune_opset_imports(path: Path) -> None:
+    """Drop opset imports of domains no node uses. ONNX Runtime's tools import a dozen internal
+    domains (training, aten, nchwc); older runtimes and TensorRT's parser need not see them."""
+    model = onnx.load(str(path))
+    used = {n.domain for n in iter_nodes(model.graph)} | set(_ONNX_DOMAINS)
+    used |= {f.domain for f in model.functions}
+    keep = [imp for imp in model.opset_import if imp.domain in used]
+    if len(keep) != len(model.opset_import):
+        del model.opset_import[:]
+        model.opset_import.extend(keep)
+        onnx.save(model, str(path))
+
+
+def cpu_kernels() -> frozenset[tuple[str, str]]:
+    """(domain, op) pairs ONNX Runtime's CPU provider has a kernel for, as installed here."""
+    from onnxruntime.capi import _pybind_state as c_api
+
+    return frozenset(
+        (d.domain or "", d.op_name)
+        for d in c_api.get_all_opkernel_def()
+        if d.provider == "CPUExecutionProvider"
+    )

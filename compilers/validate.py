@@ -1,0 +1,245 @@
+"""Validation against FP32: run the source model and the compiled bundle on held-out samples,
+compare, time, and gate.
+
+The compiled bundle runs through :func:`agent.runtimes.load_bundle`, the same adapter code the
+device uses. When its runtime can't run here (TensorRT without a GPU), the target's stand-in file
+runs under ONNX Runtime instead and the figures say so (``checked_with``); a stand-in is not the
+device's runtime, so no latency is recorded for it.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from agent.contracts.manifest import Manifest, TensorSpec
+from agent.runtimes import RuntimeAdapter, RuntimeLoadError, RuntimeUnavailable, load_bundle
+from agent.runtimes.onnxrt import OnnxRuntimeAdapter
+from compilers.batching import DEFAULT_BATCH, iter_batches, run_batch, usable_rows
+from compilers.calibration import SampleSet, random_samples, split_holdout
+from compilers.errors import CalibrationError, ToolchainError, ValidationGateError
+from compilers.modelcheck import one_line
+
+RANDOM_SAMPLES = 64
+HOLDOUT_FRACTION = 0.2
+MIN_SPLIT = 5  # below this many calibration rows, holding 20% out would leave too few to calibrate
+# Q/DQ pairs computed as float math (what TensorRT's INT8 kernels compute), not fused into ONNX
+# Runtime's x86 INT8 kernels.
+STAND_IN_OPTIMIZATION = "ORT_ENABLE_BASIC"
+
+
+@dataclass(frozen=True)
+class SamplePlan:
+    calibration: SampleSet | None
+    validation: SampleSet
+    notes: tuple[str, ...] = ()
+
+
+def plan_samples(
+    calibration: SampleSet | None,
+    validation: SampleSet | None,
+    inputs: tuple[TensorSpec, ...],
+    limit: int,
+    seed: int = 0,
+) -> SamplePlan:
+    """Decide which samples calibrate and which validate.
+
+    The validation file when given; else the last 20% of the calibration data, held out of
+    calibration; else :data:`RANDOM_SAMPLES` random inputs, with a note saying the figures mean
+    little. At most ``limit`` validation samples are used (a multiple of a fixed batch size).
+    Raises :class:`CalibrationError` when a fixed-batch model gets fewer samples than one batch.
+    """
+    notes: list[str] = []
+    if validation is None and calibration is not None and len(calibration) >= MIN_SPLIT:
+        calibration, validation = split_holdout(calibration, HOLDOUT_FRACTION)
+        notes.append(
+            f"no validation data: validated on the last {len(validation)} calibration samples, "
+            "held out of calibration"
+        )
+    if validation is None:
+        validation = random_samples(inputs, RANDOM_SAMPLES, seed)
+        notes.append(
+            f"no validation data: validated on {RANDOM_SAMPLES} random inputs, so agreement says "
+            "little about real data; give --validation"
+        )
+    keep = usable_rows(min(limit, len(validation)), inputs)
+    if keep == 0:
+        raise CalibrationError(
+            f"validation needs at least {run_batch(inputs)} samples for this fixed-batch model"
+        )
+    if keep < len(validation):
+        notes.append(f"validated on the first {keep} of {len(validation)} validation samples")
+        labels = None if validation.labels is None else validation.labels[:keep]
+        validation = SampleSet(validation.rows(0, keep), labels, validation.origin)
+    return SamplePlan(calibration, validation, tuple(notes))
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """How the compiled outputs compare with FP32's (pure figures)."""
+
+    samples: int
+    top1_agreement: float | None
+    max_abs_error: float
+    mean_abs_error: float
+    accuracy: float | None
+    fp32_accuracy: float | None
+    classifier_output: str | None
+
+
+def classifier_output(outputs: dict[str, np.ndarray], specs: tuple[TensorSpec, ...]) -> str | None:
+    """The first output shaped like class scores ``[N, C]`` with ``C > 1``, else ``None``."""
+    for spec in specs:
+        arr = outputs[spec.name]
+        if arr.ndim == 2 and arr.shape[1] > 1:
+            return spec.name
+    return None
+
+
+def compare(
+    reference: dict[str, np.ndarray],
+    got: dict[str, np.ndarray],
+    specs: tuple[TensorSpec, ...],
+    labels: np.ndarray | None,
+) -> Comparison:
+    """Top-1 agreement (classifiers), max/mean absolute error over every output element, and
+    accuracy against ``labels`` when given (pure)."""
+    errors = [
+        np.abs(got[s.name].astype(np.float64) - reference[s.name].astype(np.float64)).ravel() for s in specs
+    ]
+    err = np.concatenate(errors) if errors else np.zeros(1)
+    cls = classifier_output(reference, specs)
+    n = len(next(iter(reference.values())))
+    agreement = accuracy = fp32_accuracy = None
+    if cls is not None:
+        ref_top, got_top = reference[cls].argmax(axis=1), got[cls].argmax(axis=1)
+        agreement = float(np.mean(ref_top == got_top))
+        if labels is not None and labels.ndim == 1 and len(labels) == n:
+            accuracy = float(np.mean(got_top == labels))
+            fp32_accuracy = float(np.mean(ref_top == labels))
+    return Comparison(
+        samples=n,
+        top1_agreement=agreement,
+        max_abs_error=float(err.max()) if err.size else 0.0,
+        mean_abs_error=float(err.mean()) if err.size else 0.0,
+        accuracy=accuracy,
+        fp32_accuracy=fp32_accuracy,
+        classifier_output=cls,
+    )
+
+
+def gate(cmp: Comparison, min_agreement: float) -> None:
+    """Raise :class:`ValidationGateError` with the figures when top-1 agreement is below
+    ``min_agreement``. Outputs that are not class scores have no agreement and pass."""
+    if cmp.top1_agreement is not None and cmp.top1_agreement < min_agreement:
+        raise ValidationGateError(
+            f"top-1 agreement {cmp.top1_agreement:.3f} < {min_agreement:g} on {cmp.samples} samples "
+            f"(max abs error {cmp.max_abs_error:.4g}); refusing to emit a degraded model "
+            "(lower --min-agreement to accept)"
+        )
+
+
+def run_all(
+    adapter: RuntimeAdapter, samples: SampleSet, specs: tuple[TensorSpec, ...]
+) -> dict[str, np.ndarray]:
+    """Every sample through ``adapter``, in batches the model takes; outputs concatenated."""
+    batch = run_batch(specs, DEFAULT_BATCH)
+    parts: dict[str, list[np.ndarray]] = {}
+    for feed in iter_batches(samples.inputs, batch):
+        for name, value in adapter.infer(feed).items():
+            parts.setdefault(name, []).append(value)
+    return {k: np.concatenate(v) for k, v in parts.items()}
+
+
+def source_adapter(
+    source: Path, inputs: tuple[TensorSpec, ...], outputs: tuple[TensorSpec, ...], threads: int | None
+) -> RuntimeAdapter:
+    """The FP32 source under ONNX Runtime, through the same adapter as the bundles (so latency
+    figures carry the same per-call overhead)."""
+    manifest = Manifest(
+        target="onnx-x86",
+        precision="fp32",
+        runtime="onnxruntime",
+        runtime_version="",
+        entrypoint=source.name,
+        source_sha256="",
+        inputs=inputs,
+        outputs=outputs,
+        files=(),
+    )
+    return OnnxRuntimeAdapter.load(source.parent, manifest, threads=threads)
+
+
+@dataclass(frozen=True)
+class CompiledRun:
+    adapter: RuntimeAdapter
+    ran: bool  # the bundle's own runtime ran it
+    checked_with: str | None
+
+
+def compiled_adapter(
+    staging: Path, manifest: Manifest, runnable_here: str | None, stand_in: str | None, threads: int | None
+) -> CompiledRun:
+    """Load the bundle with its own runtime, or its stand-in under ONNX Runtime.
+
+    Raises :class:`ToolchainError` when neither can run here or the runtime refuses the model.
+    """
+    reason = runnable_here
+    if reason is None:
+        try:
+            return CompiledRun(load_bundle(staging, manifest, threads=threads), True, None)
+        except RuntimeUnavailable as exc:
+            reason = str(exc)
+        except RuntimeLoadError as exc:
+            raise ToolchainError(
+                f"the compiled model does not load in {manifest.runtime}: {one_line(exc)}"
+            ) from exc
+    if stand_in is None:
+        raise ToolchainError(
+            f"can't validate the {manifest.target} bundle here: {reason}, and the target has no stand-in"
+        )
+    stand = replace(manifest, entrypoint=stand_in, runtime="onnxruntime")
+    try:
+        adapter = OnnxRuntimeAdapter.load(staging, stand, threads=threads, optimization=STAND_IN_OPTIMIZATION)
+    except RuntimeLoadError as exc:
+        raise ToolchainError(
+            f"the stand-in {stand_in} does not load in ONNX Runtime: {one_line(exc)}"
+        ) from exc
+    version = OnnxRuntimeAdapter.version()
+    how = "Q/DQ in float, as TensorRT computes it"
+    return CompiledRun(adapter, False, f"onnxruntime {version} on {stand_in} ({how}); {reason}")
+
+
+def _timed(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return (time.perf_counter() - start) * 1000.0
+
+
+def measure_latency(
+    fp32: RuntimeAdapter,
+    compiled: RuntimeAdapter,
+    samples: SampleSet,
+    specs: tuple[TensorSpec, ...],
+    runs: int,
+) -> tuple[float, float]:
+    """Median milliseconds of single-sample runs (batch 1, or the model's fixed batch) of
+    ``fp32`` and ``compiled``. Runs alternate between the two so that load from other processes
+    on the host hits both alike; a few warm-up runs are not counted."""
+    batch = run_batch(specs, 1)
+    rows = max(batch, usable_rows(min(len(samples), 16 * batch), specs))
+    feeds = list(iter_batches(samples.rows(0, rows), batch))
+    a, b = [], []
+    for i in range(runs + 3):
+        feed = feeds[i % len(feeds)]
+        ta = _timed(lambda f=feed: fp32.infer(f))  # type: ignore[misc]
+        tb = _timed(lambda f=feed: compiled.infer(f))  # type: ignore[misc]
+        if i >= 3:
+            a.append(ta)
+            b.append(tb)
+    return statistics.median(a), statistics.median(b)

@@ -1,0 +1,136 @@
+"""The ONNX Runtime adapter: loads a bundle's entrypoint and runs it with source-form tensors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from agent.contracts.manifest import FileEntry, Manifest, Quantization, TensorSpec
+from agent.runtimes import RuntimeLoadError, get_runtime, load_bundle
+from agent.runtimes.onnxrt import OnnxRuntimeAdapter, providers
+
+W = np.array([[1.0, -1.0], [0.5, 2.0], [0.0, 1.0]], np.float32)  # x [N,3] @ W -> [N,2]
+
+
+def _model(path: Path) -> None:
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")],
+        "mm",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 2])],
+        [numpy_helper.from_array(W, "w")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, path)
+
+
+def _manifest(inputs: tuple[TensorSpec, ...] | None = None, entry: str = "model.onnx") -> Manifest:
+    return Manifest(
+        target="onnx-x86",
+        precision="fp32",
+        runtime="onnxruntime",
+        runtime_version=">=1.16",
+        entrypoint=entry,
+        source_sha256="0" * 64,
+        inputs=inputs or (TensorSpec("x", "float32", (-1, 3)),),
+        outputs=(TensorSpec("y", "float32", (-1, 2)),),
+        files=(FileEntry(entry, "0" * 64, 0),),
+    )
+
+
+@pytest.fixture
+def bundle(tmp_path: Path) -> Path:
+    _model(tmp_path / "model.onnx")
+    return tmp_path
+
+
+def test_registered_and_available() -> None:
+    assert get_runtime("onnxruntime") is OnnxRuntimeAdapter
+    assert OnnxRuntimeAdapter.unavailable_reason() is None
+    assert OnnxRuntimeAdapter.version()
+    assert providers()[-1] == "CPUExecutionProvider"
+
+
+def test_infer_runs_the_model(bundle: Path) -> None:
+    adapter = load_bundle(bundle, _manifest(), threads=1)
+    x = np.array([[1, 2, 3], [0, 0, 1]], np.float32)
+    out = adapter.infer({"x": x})
+    np.testing.assert_allclose(out["y"], x @ W, rtol=1e-6)
+    assert out["y"].dtype == np.float32
+    adapter.close()
+
+
+def test_inputs_are_converted_to_the_source_dtype(bundle: Path) -> None:
+    adapter = OnnxRuntimeAdapter.load(bundle, _manifest())
+    out = adapter.infer({"x": np.array([[1, 2, 3]], np.float64)})
+    np.testing.assert_allclose(out["y"], [[2.0, 6.0]])
+
+
+@pytest.mark.parametrize(
+    ("feed", "message"),
+    [
+        ({}, "input 'x' is missing"),
+        ({"x": np.zeros((2, 3), np.float32), "z": np.zeros(1)}, "unknown input 'z'"),
+        ({"x": np.zeros((2, 4), np.float32)}, "input 'x': dim 1 must be 3"),
+        ({"x": np.zeros((3,), np.float32)}, "input 'x': expected rank 2"),
+    ],
+)
+def test_bad_inputs_raise_value_error_naming_the_tensor(bundle: Path, feed: dict, message: str) -> None:
+    adapter = OnnxRuntimeAdapter.load(bundle, _manifest())
+    with pytest.raises(ValueError, match=message):
+        adapter.infer(feed)
+
+
+def test_quantized_input_mapping_is_applied(tmp_path: Path) -> None:
+    # A compiled model that takes int8 "q" (= x / 0.5) and dequantizes it itself: the adapter
+    # must quantize the client's float input as the manifest says before running.
+    graph = helper.make_graph(
+        [
+            helper.make_node("DequantizeLinear", ["q", "s", "zp"], ["xf"]),
+            helper.make_node("MatMul", ["xf", "w"], ["y"]),
+        ],
+        "q",
+        [helper.make_tensor_value_info("q", TensorProto.INT8, ["n", 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 2])],
+        [
+            numpy_helper.from_array(np.array(0.5, np.float32), "s"),
+            numpy_helper.from_array(np.array(0, np.int8), "zp"),
+            numpy_helper.from_array(W, "w"),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, tmp_path / "model.onnx")
+    spec = TensorSpec("x", "float32", (-1, 3), model_name="q", quantization=Quantization(0.5, 0, "int8"))
+    adapter = OnnxRuntimeAdapter.load(tmp_path, _manifest((spec,)))
+    x = np.array([[1.0, 2.0, 3.2]], np.float32)  # 3.2 quantizes to 3.0
+    np.testing.assert_allclose(adapter.infer({"x": x})["y"], np.array([[1.0, 2.0, 3.0]]) @ W)
+
+
+def test_missing_or_corrupt_model_is_a_load_error(tmp_path: Path) -> None:
+    with pytest.raises(RuntimeLoadError, match="no such file"):
+        OnnxRuntimeAdapter.load(tmp_path, _manifest())
+    (tmp_path / "model.onnx").write_bytes(b"garbage")
+    with pytest.raises(RuntimeLoadError, match="ONNX Runtime refused it"):
+        OnnxRuntimeAdapter.load(tmp_path, _manifest())
+
+
+def test_manifest_naming_a_tensor_the_model_lacks(bundle: Path) -> None:
+    spec = TensorSpec("x", "float32", (-1, 3), model_name="pixels")
+    with pytest.raises(RuntimeLoadError, match="no input 'pixels'"):
+        OnnxRuntimeAdapter.load(bundle, _manifest((spec,)))
+
+
+def test_tensorrt_adapter_reports_why_not_here() -> None:
+    from agent.runtimes.tensorrt import TensorRTAdapter
+
+    reason = TensorRTAdapter.unavailable_reason()
+    if reason is None:
+        pytest.skip("TensorRT and a GPU are present")
+    assert "tensorrt is not installed" in reason or "no CUDA GPU" in reason
+    assert TensorRTAdapter.version() is None or reason.startswith("no CUDA GPU")
