@@ -71,7 +71,9 @@ def model_files(model: str, work: Path) -> tuple[Path, Path, Path | None]:
     return out / "mobilenetv2.onnx", out / "calibration.npz", None
 
 
-def samples(model: str, heldout: Path | None, calibration: Path, n: int) -> tuple[np.ndarray, np.ndarray | None]:
+def samples(
+    model: str, heldout: Path | None, calibration: Path, n: int
+) -> tuple[np.ndarray, np.ndarray | None]:
     if heldout is not None:
         data = np.load(heldout)
         return data["x"][:n], data["y"][:n]
@@ -93,21 +95,35 @@ def time_interleaved(runners: dict[str, object], x: np.ndarray, runs: int) -> di
     return {k: statistics.median(v) for k, v in times.items()}
 
 
-def bench_target(target: str, src: Path, cal: Path, val: Path | None, x: np.ndarray, y: np.ndarray | None,
-                 runs: int, work: Path) -> dict[str, object]:
+def bench_target(
+    target: str,
+    src: Path,
+    cal: Path,
+    val: Path | None,
+    x: np.ndarray,
+    y: np.ndarray | None,
+    runs: int,
+    work: Path,
+) -> dict[str, object]:
     profile = PROFILES[target]
     reports = {}
     for prec in ("int8", "fp32"):
         out = work / f"{target}-{prec}"
         reports[prec] = compile_model(
-            src, profile, out,
+            src,
+            profile,
+            out,
             CompileOptions(precision=prec, calibration=cal, validation=val, min_agreement=0.0),
         )
     man = {p: Manifest.from_json((work / f"{target}-{p}" / "manifest.json").read_text()) for p in reports}
     size = {p: man[p].file(man[p].entrypoint).size for p in man}
-    row: dict[str, object] = {"target": target, "profile": profile,
-                              "int8_bytes": size["int8"], "fp32_bytes": size["fp32"],
-                              "size_ratio": round(size["int8"] / size["fp32"], 3)}
+    row: dict[str, object] = {
+        "target": target,
+        "profile": profile,
+        "int8_bytes": size["int8"],
+        "fp32_bytes": size["fp32"],
+        "size_ratio": round(size["int8"] / size["fp32"], 3),
+    }
     val8 = man["int8"].validation
     row["agreement"] = None if val8 is None else val8.top1_agreement
     row["accuracy_int8"] = None if val8 is None else val8.accuracy
@@ -118,8 +134,13 @@ def bench_target(target: str, src: Path, cal: Path, val: Path | None, x: np.ndar
         return row
     runners = {p: load_bundle(work / f"{target}-{p}", man[p], threads=1) for p in man}
     lat = time_interleaved(runners, x, runs)
-    row.update({"int8_ms": round(lat["int8"], 3), "fp32_ms": round(lat["fp32"], 3),
-                "latency_ratio": round(lat["int8"] / lat["fp32"], 3)})
+    row.update(
+        {
+            "int8_ms": round(lat["int8"], 3),
+            "fp32_ms": round(lat["fp32"], 3),
+            "latency_ratio": round(lat["int8"] / lat["fp32"], 3),
+        }
+    )
     return row
 
 
@@ -135,14 +156,30 @@ def main() -> int:
         src, cal, val = model_files(args.model, work)
         x, y = samples(args.model, val, cal, 360)
         rows = [bench_target(t, src, cal, val, x, y, args.runs, work) for t in args.targets.split(",")]
-    result = {"model": args.model, "cpu": cpu_model(), "cpu_flags": cpu_flags(), "cores": __import__("os").cpu_count(),
-              "python": platform.python_version(), "runs": args.runs, "rows": rows}
+    result = {
+        "model": args.model,
+        "cpu": cpu_model(),
+        "cpu_flags": cpu_flags(),
+        "cores": __import__("os").cpu_count(),
+        "python": platform.python_version(),
+        "runs": args.runs,
+        "rows": rows,
+    }
     if args.output == "json":
         print(json.dumps(result, indent=2))
         return 0
     print(f"model={args.model} cpu={result['cpu']} flags={','.join(result['cpu_flags'])} runs={args.runs}")
-    cols = ["target", "size_ratio", "int8_ms", "fp32_ms", "latency_ratio", "agreement", "accuracy_int8",
-            "accuracy_fp32", "note"]
+    cols = [
+        "target",
+        "size_ratio",
+        "int8_ms",
+        "fp32_ms",
+        "latency_ratio",
+        "agreement",
+        "accuracy_int8",
+        "accuracy_fp32",
+        "note",
+    ]
     print(" | ".join(cols))
     for r in rows:
         print(" | ".join(str(r.get(c, "")) for c in cols))

@@ -102,7 +102,9 @@ def _check(src: str, key: str, value: Any, typ: Any) -> Any:
     return value
 
 
-def _section(src: str, prefix: str, data: Any, schema: dict[str, Any], required: tuple[str, ...]) -> dict[str, Any]:
+def _section(
+    src: str, prefix: str, data: Any, schema: dict[str, Any], required: tuple[str, ...]
+) -> dict[str, Any]:
     _check(src, prefix, data, dict)
     for key in data:
         if key not in schema:
@@ -136,15 +138,20 @@ def parse_profile(data: Any, src: str) -> DeviceProfile:
         raise ProfileError(f"{src}: cpu.arch: {cpu['arch']!r} is not one of {', '.join(ARCHES)}")
     features = tuple(_check(src, "cpu.features[]", f, str) for f in cpu.get("features", []))
 
-    rt = _section(src, "runtime", top["runtime"], {"name": str, "version": str, "fallback": str}, ("name", "version"))
+    rt = _section(
+        src, "runtime", top["runtime"], {"name": str, "version": str, "fallback": str}, ("name", "version")
+    )
     if rt["name"] != RUNTIMES[top["target"]]:
         raise ProfileError(
-            f"{src}: runtime.name: target {top['target']} runs on {RUNTIMES[top['target']]!r}, not {rt['name']!r}"
+            f"{src}: runtime.name: target {top['target']} runs on "
+            f"{RUNTIMES[top['target']]!r}, not {rt['name']!r}"
         )
     try:
         SpecifierSet(rt["version"])
     except InvalidSpecifier as exc:
-        raise ProfileError(f"{src}: runtime.version: {rt['version']!r} is not a version range ({exc})") from exc
+        raise ProfileError(
+            f"{src}: runtime.version: {rt['version']!r} is not a version range ({exc})"
+        ) from exc
 
     gpu = None
     if "gpu" in top:

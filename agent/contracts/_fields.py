@@ -21,7 +21,9 @@ def req(data: dict[str, Any], key: str, typ: type[T] | tuple[type, ...], where: 
     return check(data[key], typ, f"{where}.{key}")
 
 
-def opt(data: dict[str, Any], key: str, typ: type[T] | tuple[type, ...], where: str, default: Any = None) -> Any:
+def opt(
+    data: dict[str, Any], key: str, typ: type[T] | tuple[type, ...], where: str, default: Any = None
+) -> Any:
     if data.get(key) is None:
         return default
     return check(data[key], typ, f"{where}.{key}")

@@ -282,7 +282,9 @@ class Manifest:
         precision = req(d, "precision", str, w)
         if precision not in PRECISIONS:
             raise ContractError(f"{w}.precision: {precision!r} is not one of {', '.join(PRECISIONS)}")
-        files = tuple(FileEntry.from_dict(f, f"{w}.files[{i}]") for i, f in enumerate(req(d, "files", list, w)))
+        files = tuple(
+            FileEntry.from_dict(f, f"{w}.files[{i}]") for i, f in enumerate(req(d, "files", list, w))
+        )
         paths = [f.path for f in files]
         if len(set(paths)) != len(paths):
             raise ContractError(f"{w}.files: a path is listed twice")
@@ -298,7 +300,9 @@ class Manifest:
             runtime_version=req(d, "runtime_version", str, w),
             entrypoint=entry,
             source_sha256=req(d, "source_sha256", str, w),
-            inputs=tuple(TensorSpec.from_dict(t, f"{w}.inputs[{i}]") for i, t in enumerate(req(d, "inputs", list, w))),
+            inputs=tuple(
+                TensorSpec.from_dict(t, f"{w}.inputs[{i}]") for i, t in enumerate(req(d, "inputs", list, w))
+            ),
             outputs=tuple(
                 TensorSpec.from_dict(t, f"{w}.outputs[{i}]") for i, t in enumerate(req(d, "outputs", list, w))
             ),

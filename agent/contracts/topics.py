@@ -50,7 +50,7 @@ class DeviceTopic:
         kind = parts[4]
         if kind not in KINDS:
             raise ContractError(f"unknown topic kind {kind!r} in {topic!r}")
-        return cls(parts[3], kind)  # type: ignore[arg-type]
+        return cls(parts[3], kind)
 
 
 def device_topic(device_id: str, kind: Kind) -> str:

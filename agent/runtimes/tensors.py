@@ -13,10 +13,14 @@ def check_input(spec: TensorSpec, value: np.ndarray) -> np.ndarray:
     rank or a fixed dimension differs from ``spec.shape`` (``-1`` dims accept any size)."""
     arr = np.asarray(value)
     if arr.ndim != len(spec.shape):
-        raise ValueError(f"input {spec.name!r}: expected rank {len(spec.shape)} {list(spec.shape)}, got {list(arr.shape)}")
+        raise ValueError(
+            f"input {spec.name!r}: expected rank {len(spec.shape)} {list(spec.shape)}, got {list(arr.shape)}"
+        )
     for i, (want, got) in enumerate(zip(spec.shape, arr.shape, strict=True)):
         if want >= 0 and want != got:
-            raise ValueError(f"input {spec.name!r}: dim {i} must be {want}, got {got} (shape {list(arr.shape)})")
+            raise ValueError(
+                f"input {spec.name!r}: dim {i} must be {want}, got {got} (shape {list(arr.shape)})"
+            )
     try:
         return arr.astype(np.dtype(spec.dtype), copy=False)
     except (TypeError, ValueError) as exc:
