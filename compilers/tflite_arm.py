@@ -1,0 +1,510 @@
+"""The ``tflite-arm`` target: ONNX → ``.tflite`` with onnx2tf, for LiteRT on ARM boards.
+
+onnx2tf runs in its own environment (:mod:`compilers.toolchains`, toolchain ``tflite``) as a
+subprocess running :mod:`compilers._tflite_convert`; this module prepares its inputs, streams its
+progress, turns its failures into one-line errors, and describes the file it made.
+
+Precisions: ``int8`` is full-integer quantization (int8 weights, activations, inputs and outputs,
+per-channel weights) calibrated on the job's samples; ``fp16`` stores float16 weights with float32
+inputs and outputs; ``fp32`` is plain float.
+
+**Layout.** onnx2tf turns channel-first tensors into channel-last ones (NCHW → NHWC, NCW → NWC,
+NCDHW → NDHWC) and leaves 2-D ones alone. The bundle keeps the source model's tensors in the
+manifest and records, per tensor, the compiled model's name and shape, the ``transpose`` from the
+source layout to the compiled one, and the int8 ``quantization``; the agent applies them, so
+clients keep sending source-layout (NCHW, float32) tensors.
+
+**Matching tensors.** onnx2tf's tensors are matched to the source model's inputs and outputs in
+this order, each model tensor used once:
+
+1. by name: the serving signature's key, or the tensor name without ``serving_default_`` and
+   ``:0``, equals the source name (as onnx2tf spells it: ``:`` becomes ``__``, and a leading
+   ``/`` becomes ``wa/`` in quantized models). Float models keep the ONNX output names as
+   signature keys;
+2. by onnx2tf's positional key: INT8 models name their outputs ``output_<k>`` for the k-th source
+   output (tensor names and the interpreter's output order are *not* stable across onnx2tf's
+   files, so neither is used for this);
+3. by order and shape: the first remaining tensor whose shape fits the source shape as is or
+   channel-last.
+
+A tensor's ``transpose`` is then decided by its shape: the layout (as is, or channel-last) that
+fits with more equal fixed dimensions wins; a tie (square or dynamic shapes) goes to onnx2tf's
+convention, channel-last for rank 3 and up, and is noted in the build notes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, replace
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from agent.contracts.manifest import Quantization, TensorSpec
+from agent.runtimes import litert
+from compilers import _tflite_convert, toolchains
+from compilers.base import CompileJob, Target, TargetOutput
+from compilers.errors import (
+    CalibrationError,
+    CompileError,
+    TargetError,
+    ToolchainError,
+    UnsupportedOpError,
+)
+from compilers.modelcheck import iter_nodes, node_label, one_line
+
+TOOLCHAIN = "tflite"
+ENTRYPOINT = "model.tflite"
+DEFAULT_TIMEOUT_S = 1800
+SCRIPT = Path(_tflite_convert.__file__).resolve()
+_DEFAULT_DOMAINS = ("", "ai.onnx")
+
+# onnx2tf's file for each precision (the ``kind`` keys of the converter's result).
+_KIND = {"int8": "full_integer_quant", "fp16": "float16", "fp32": "float32"}
+
+# Used by check_ops when the toolchain is not installed (compile then fails with ToolchainError
+# anyway): the default-domain ONNX ops (onnx 1.23) that onnx2tf 1.29.24 has no converter for.
+DENYLIST = frozenset(
+    {"BitCast", "CastLike", "CausalConvWithState", "LinearAttention", "SequenceMap", "SwiGLU", "Swish"}
+)
+
+_LAYOUT_NAMES = {3: ("NCW", "NWC"), 4: ("NCHW", "NHWC"), 5: ("NCDHW", "NDHWC")}
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+_STAGE = re.compile(r"^(?P<what>.*?\b(?:started|complete!?|failed\.?))\s*=*\s*$")
+_ERROR = re.compile(r"\bERROR:\s*(?P<msg>.+)$|^(?P<exc>[A-Za-z_.]*(?:Error|Exception)): (?P<emsg>.+)$")
+
+
+class TfliteArmTarget(Target):
+    """ONNX → TFLite through onnx2tf, run by LiteRT (``ai-edge-litert``) on the device."""
+
+    name: ClassVar[str] = "tflite-arm"
+    runtime: ClassVar[str] = "litert"
+    precisions: ClassVar[tuple[str, ...]] = ("int8", "fp16", "fp32")
+
+    def check_ops(self, model: Any) -> None:
+        """Refuse the first node (subgraphs included) outside the default ONNX domain, or whose
+        op the installed onnx2tf has no converter for (without the toolchain: one of
+        :data:`DENYLIST`). Raises :class:`UnsupportedOpError` naming the op and the node."""
+        supported = supported_ops()
+        for i, node in enumerate(iter_nodes(model.graph)):
+            if node.domain not in _DEFAULT_DOMAINS:
+                why = "onnx2tf converts only default-domain ONNX ops"
+                raise UnsupportedOpError(self.name, f"{node.domain}.{node.op_type}", node_label(node, i), why)
+            if supported is not None and node.op_type not in supported:
+                why = "the installed onnx2tf has no converter for it"
+                raise UnsupportedOpError(self.name, node.op_type, node_label(node, i), why)
+            if supported is None and node.op_type in DENYLIST:
+                why = "onnx2tf 1.29 has no converter for it"
+                raise UnsupportedOpError(self.name, node.op_type, node_label(node, i), why)
+
+    def compile(self, job: CompileJob, staging: Path) -> TargetOutput:
+        """Convert ``job.source_path`` and write ``model.tflite`` into ``staging``.
+
+        Raises :class:`TargetError` (precision), :class:`CalibrationError` (INT8 without usable
+        calibration), :class:`ToolchainError` (converter missing or broken),
+        :class:`UnsupportedOpError` (an op onnx2tf has no converter for) or
+        :class:`CompileError` (onnx2tf failed or timed out, or its tensors can't be matched).
+        ``job.options["timeout_s"]`` bounds the converter's run (default :data:`DEFAULT_TIMEOUT_S`).
+        """
+        if job.precision not in self.precisions:
+            raise TargetError(f"target {self.name} makes {', '.join(self.precisions)}, not {job.precision!r}")
+        calibration = prepare_calibration(job.inputs, job.calibration) if job.precision == "int8" else {}
+        python = toolchains.python_for(TOOLCHAIN)
+        kind = _KIND[job.precision]
+        timeout_s = float(job.options.get("timeout_s", DEFAULT_TIMEOUT_S))
+        with tempfile.TemporaryDirectory(prefix="edgefleet-tflite-") as tmp:
+            work = Path(tmp)
+            model = work / "model.onnx"  # onnx2tf rewrites its input in place: give it a copy
+            shutil.copyfile(job.source_path, model)
+            args = [
+                "--model",
+                str(model),
+                "--output-dir",
+                str(work / "out"),
+                "--result",
+                str(work / "result.json"),
+            ]
+            for i, (name, samples) in enumerate(calibration.items()):
+                path = work / f"calibration_{i}.npy"
+                np.save(path, samples)
+                args += ["--calibration", onnx2tf_name(name, quantized=True), str(path), "0", "1"]
+            job.progress(f"converting to {job.precision} TFLite with onnx2tf (tens of seconds to minutes)")
+            result = run_converter(python, args, work, timeout_s, job.progress, job.source_path)
+            made = work / "out" / result["files"][kind]
+            shutil.copyfile(made, staging / ENTRYPOINT)
+            fp32_size = (work / "out" / result["files"]["float32"]).stat().st_size
+        io = read_io(staging / ENTRYPOINT) or result["io"][kind]
+        ins, in_notes = describe(job.inputs, io["inputs"], "input")
+        outs, out_notes = describe(job.outputs, io["outputs"], "output")
+        notes = layout_notes(ins + outs) + in_notes + out_notes
+        build = {
+            "converter": "onnx2tf",
+            "onnx2tf_version": result.get("onnx2tf_version"),
+            "tensorflow_version": result.get("tensorflow_version"),
+            "converted_from": made.name,
+            "quantization": _QUANT_NOTE[job.precision],
+            "calibration_samples": _samples(calibration),
+            "convert_seconds": result.get("seconds"),
+            "fp32_tflite_size_bytes": fp32_size,
+        }
+        return TargetOutput(
+            entrypoint=ENTRYPOINT,
+            files={ENTRYPOINT: "model"},
+            inputs=tuple(ins),
+            outputs=tuple(outs),
+            runtime_version=job.profile.runtime.version,
+            build=build,
+            runnable_here=litert.LiteRTAdapter.unavailable_reason(),
+            notes=tuple(notes),
+        )
+
+
+_QUANT_NOTE = {
+    "int8": "full-integer INT8: per-channel int8 weights, int8 activations, int8 inputs and outputs",
+    "fp16": "float16 weights (LiteRT widens them at load); float32 inputs and outputs",
+    "fp32": "none (float32)",
+}
+
+
+def _samples(calibration: dict[str, np.ndarray]) -> int | None:
+    return min((len(a) for a in calibration.values()), default=None)
+
+
+# -- the converter environment -------------------------------------------------------------------
+
+_OPS_PROBE = (
+    "import importlib.util, json, os; s = importlib.util.find_spec('onnx2tf'); "
+    "d = os.path.join(list(s.submodule_search_locations)[0], 'ops'); "
+    "print(json.dumps(sorted(f[:-3] for f in os.listdir(d) if f.endswith('.py') and not f.startswith('_'))))"
+)
+
+
+def supported_ops() -> frozenset[str] | None:
+    """The ONNX op types the tflite toolchain's onnx2tf has a converter for (onnx2tf looks each
+    one up as the module ``onnx2tf/ops/<OpType>.py``), or ``None`` when the toolchain is not
+    installed or can't be asked. The package is located, not imported, so this is quick."""
+    try:
+        python = toolchains.python_for(TOOLCHAIN)
+    except ToolchainError:
+        return None
+    # Keyed by the real venv directory, so a reinstall (a new venv behind the same link) is seen.
+    return _ops_of(str(python.parent.resolve() / python.name))
+
+
+@lru_cache(maxsize=4)
+def _ops_of(python: str) -> frozenset[str] | None:
+    try:
+        proc = subprocess.run([python, "-I", "-c", _OPS_PROBE], capture_output=True, text=True, timeout=60)
+        names = json.loads(proc.stdout) if proc.returncode == 0 else None
+    except (OSError, subprocess.TimeoutExpired, ValueError):
+        return None
+    return frozenset(names) - {"Input"} if names else None
+
+
+def onnx2tf_name(name: str, quantized: bool) -> str:
+    """``name`` as onnx2tf renames tensors: ``:`` → ``__``, and when it makes quantized models a
+    leading ``/`` → ``wa/``."""
+    out = name.replace(":", "__")
+    return re.sub(r"^/", "wa/", out) if quantized else out
+
+
+def run_converter(
+    python: Path, args: list[str], work: Path, timeout_s: float, progress: Any, source: Path
+) -> dict[str, Any]:
+    """Run the converter script in ``work`` with the toolchain's ``python``; stream its stage
+    lines to ``progress``; return its result object.
+
+    Raises :class:`ToolchainError` (the toolchain can't run), :class:`UnsupportedOpError`,
+    or :class:`CompileError` (onnx2tf failed, died or ran past ``timeout_s``), each with one line
+    of reason; the tail of the converter's log is attached as an exception note.
+    """
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+    env.update(TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="-1", PYTHONUNBUFFERED="1")
+    cmd = [str(python), "-I", "-u", str(SCRIPT), *args]
+    started = time.monotonic()
+    try:
+        proc = subprocess.Popen(
+            cmd,
+            cwd=work,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+            start_new_session=True,  # its own process group, so a timeout ends onnxsim too
+        )
+    except OSError as exc:
+        raise ToolchainError(f"the tflite toolchain's python {python} does not start: {exc}") from exc
+    log: list[str] = []
+    reader = threading.Thread(target=_pump, args=(proc, log, progress), daemon=True)
+    reader.start()
+    try:
+        rc = proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        reader.join(5)
+        raise _with_log(
+            CompileError(f"onnx2tf ran past {timeout_s:.0f} s and was stopped (raise the timeout_s option)"),
+            log,
+        ) from None
+    reader.join(5)
+    progress(f"onnx2tf finished in {time.monotonic() - started:.0f} s")
+    try:
+        result: dict[str, Any] = json.loads((work / "result.json").read_text())
+    except (OSError, ValueError):
+        how = f"killed by signal {-rc}" if rc < 0 else f"exit status {rc}"
+        raise _with_log(
+            CompileError(f"the converter died ({how}): {one_line(_last_error(log))}"), log
+        ) from None
+    if result.get("ok"):
+        return result
+    kind, message = result.get("error_kind"), str(result.get("error", "unknown error"))
+    if kind == "toolchain":
+        err: CompileError = ToolchainError(
+            f"the tflite toolchain at {python} is broken ({message}): "
+            "run `edgectl toolchains install tflite --force`"
+        )
+    elif kind == "unsupported_op":
+        op = str(result.get("op", "?"))
+        err = UnsupportedOpError(
+            TfliteArmTarget.name, op, _node_of(source, op), "onnx2tf has no converter for it"
+        )
+    else:
+        err = CompileError(f"onnx2tf could not convert the model: {one_line(_last_error(log, message))}")
+    raise _with_log(err, log)
+
+
+def _pump(proc: subprocess.Popen[str], log: list[str], progress: Any) -> None:
+    """Read the converter's output: every line into ``log``, stage lines to ``progress``."""
+    assert proc.stdout is not None
+    for raw in proc.stdout:
+        line = _ANSI.sub("", raw).rstrip()
+        if not line.strip():
+            continue
+        log.append(line)
+        if line.startswith("[edgefleet] "):
+            progress(line[len("[edgefleet] ") :])
+        elif m := _STAGE.match(line.strip()):
+            progress(f"onnx2tf: {m['what']}")
+
+
+def _last_error(log: list[str], fallback: str = "no error message") -> str:
+    """The last line of ``log`` that states an error (onnx2tf's ``ERROR:`` lines, Python's
+    ``SomethingError: ...``), else ``fallback``."""
+    for line in reversed(log):
+        m = _ERROR.search(line.strip())
+        if m:
+            return m["msg"] or f"{m['exc']}: {m['emsg']}"
+    return fallback
+
+
+def _with_log(err: CompileError, log: list[str], lines: int = 40) -> CompileError:
+    if log:
+        err.add_note("onnx2tf log (last lines):\n" + "\n".join(log[-lines:]))
+    return err
+
+
+def _node_of(source: Path, op: str) -> str:
+    """The name of the first node of type ``op`` in the source model ('?' if none is found)."""
+    try:
+        import onnx
+
+        graph = onnx.load(str(source), load_external_data=False).graph
+        for i, node in enumerate(iter_nodes(graph)):
+            if node.op_type == op:
+                return node_label(node, i)
+    except Exception:
+        pass
+    return "?"
+
+
+# -- calibration ----------------------------------------------------------------------------------
+
+
+def channel_last(rank: int) -> tuple[int, ...] | None:
+    """The permutation onnx2tf applies to a channel-first tensor of ``rank`` (``None`` below 3)."""
+    return (0, *range(2, rank), 1) if rank >= 3 else None
+
+
+def prepare_calibration(
+    inputs: tuple[TensorSpec, ...], calibration: dict[str, np.ndarray] | None
+) -> dict[str, np.ndarray]:
+    """Calibration samples per input as onnx2tf wants them: float32, channel-last for inputs of
+    rank 3 and up (NCHW → NHWC), unchanged for 2-D ones.
+
+    Raises :class:`CalibrationError` when there is none (INT8 needs it), or an input's samples are
+    missing, empty, of the wrong rank or fixed dimension, or not finite numbers.
+    """
+    if not calibration:
+        raise CalibrationError(
+            "INT8 for tflite-arm needs calibration data: pass samples of every input (an .npz "
+            "keyed by input name, in the source layout, e.g. --calibration calibration.npz)"
+        )
+    out: dict[str, np.ndarray] = {}
+    for spec in inputs:
+        if spec.name not in calibration:
+            have = ", ".join(sorted(calibration)) or "none"
+            raise CalibrationError(f"no calibration samples for input {spec.name!r} (have: {have})")
+        try:
+            arr = np.asarray(calibration[spec.name], dtype=np.float32)
+        except (TypeError, ValueError) as exc:
+            raise CalibrationError(f"calibration for {spec.name!r} is not numeric: {exc}") from exc
+        if arr.ndim != len(spec.shape) or len(arr) == 0:
+            raise CalibrationError(
+                f"calibration for {spec.name!r} has shape {list(arr.shape)}; "
+                f"expected N samples of {list(spec.shape)}"
+            )
+        for i, (want, got) in enumerate(zip(spec.shape, arr.shape, strict=True)):
+            if i > 0 and want >= 0 and want != got:
+                raise CalibrationError(
+                    f"calibration for {spec.name!r}: dim {i} is {got}, the model wants {want} "
+                    f"(shape {list(arr.shape)} vs {list(spec.shape)})"
+                )
+        if not np.isfinite(arr).all():
+            raise CalibrationError(f"calibration for {spec.name!r} holds NaN or infinite values")
+        perm = channel_last(arr.ndim)
+        out[spec.name] = np.ascontiguousarray(arr.transpose(perm) if perm else arr)
+    return out
+
+
+# -- describing the converted model ----------------------------------------------------------------
+
+
+def read_io(path: Path) -> dict[str, Any] | None:
+    """The ``.tflite`` file's inputs and outputs as read by LiteRT in this environment, in the
+    converter's result format; ``None`` when LiteRT is not installed here."""
+    interpreter = litert.interpreter_class()
+    if interpreter is None:
+        return None
+    try:
+        return _tflite_convert.io_details(path, interpreter)
+    except (ValueError, RuntimeError) as exc:
+        raise CompileError(f"LiteRT can't read the converted model: {one_line(exc)}") from exc
+
+
+@dataclass(frozen=True)
+class _Fit:
+    perm: tuple[int, ...] | None
+    ambiguous: bool
+
+
+def _fits(a: tuple[int, ...], b: tuple[int, ...]) -> bool:
+    return len(a) == len(b) and all(x == y or x < 0 or y < 0 for x, y in zip(a, b, strict=True))
+
+
+def _exact(a: tuple[int, ...], b: tuple[int, ...]) -> int:
+    return sum(1 for x, y in zip(a, b, strict=True) if x == y and x >= 0)
+
+
+def layout_fit(source: tuple[int, ...], model: tuple[int, ...]) -> _Fit | None:
+    """How the source shape maps onto the model's: as is (``perm`` ``None``) or channel-last;
+    ``None`` when neither fits. Ties go to channel-last for rank 3 and up (``ambiguous``)."""
+    perm = channel_last(len(source))
+    as_is = _fits(source, model)
+    moved = tuple(source[i] for i in perm) if perm else None
+    cl = moved is not None and _fits(moved, model)
+    if as_is and not cl:
+        return _Fit(None, False)
+    if cl and not as_is:
+        return _Fit(perm, False)
+    if not as_is:
+        return None
+    assert moved is not None
+    a, c = _exact(source, model), _exact(moved, model)
+    if a != c:
+        return _Fit(None if a > c else perm, False)
+    # A tie matters only when the transpose moves data: two or more non-batch dims other than 1.
+    return _Fit(perm, sum(1 for d in source[1:] if d != 1) > 1)
+
+
+def _plain(name: str) -> str:
+    name = name.removeprefix("serving_default_")
+    return re.sub(r":\d+$", "", name)
+
+
+def match(specs: tuple[TensorSpec, ...], tensors: list[dict[str, Any]], side: str) -> list[dict[str, Any]]:
+    """For each source tensor, the converted model's tensor (see the module docstring for the
+    rules). Raises :class:`CompileError` when one can't be matched."""
+    if len(specs) != len(tensors):
+        raise CompileError(f"the source model has {len(specs)} {side}(s), onnx2tf's model {len(tensors)}")
+    free = list(range(len(tensors)))
+    chosen: dict[int, int] = {}
+
+    def take(i: int, pred: Any) -> None:
+        for j in free:
+            if pred(tensors[j]):
+                chosen[i] = j
+                free.remove(j)
+                return
+
+    for i, spec in enumerate(specs):
+        names = {spec.name, onnx2tf_name(spec.name, False), onnx2tf_name(spec.name, True)}
+        take(i, lambda t, names=names: t.get("signature_key") in names or _plain(t["name"]) in names)
+    for i in range(len(specs)):
+        if i not in chosen:
+            take(i, lambda t, i=i: t.get("signature_key") == f"{side}_{i}")
+    for i, spec in enumerate(specs):
+        if i not in chosen:
+            take(i, lambda t, spec=spec: layout_fit(tuple(spec.shape), tuple(t["shape"])) is not None)
+        if i not in chosen:
+            raise CompileError(
+                f"can't find the source {side} {spec.name!r} {list(spec.shape)} among onnx2tf's "
+                + ", ".join(f"{t['name']} {t['shape']}" for t in tensors)
+            )
+    return [tensors[chosen[i]] for i in range(len(specs))]
+
+
+def describe(
+    specs: tuple[TensorSpec, ...], tensors: list[dict[str, Any]], side: str
+) -> tuple[list[TensorSpec], list[str]]:
+    """The source tensors with the converted model's name, shape, transpose and quantization
+    filled in, and notes on layouts decided by convention. Raises :class:`CompileError`."""
+    out, notes = [], []
+    for spec, t in zip(specs, match(specs, tensors, side), strict=True):
+        model_shape = tuple(int(x) for x in t["shape"])
+        fit = layout_fit(tuple(spec.shape), model_shape)
+        if fit is None:
+            raise CompileError(
+                f"onnx2tf's {side} {t['name']} has shape {list(model_shape)}, which fits the source "
+                f"{side} {spec.name!r} {list(spec.shape)} neither as is nor channel-last"
+            )
+        if fit.ambiguous:
+            notes.append(
+                f"{side} {spec.name!r}: shape {list(spec.shape)} fits both layouts; "
+                "assumed channel-last (onnx2tf's way)"
+            )
+        quant = None
+        if t["dtype"] in ("int8", "uint8") and np.dtype(spec.dtype).kind == "f" and t["scale"] > 0:
+            quant = Quantization(scale=float(t["scale"]), zero_point=int(t["zero_point"]), dtype=t["dtype"])
+        out.append(
+            replace(
+                spec, model_name=t["name"], model_shape=model_shape, transpose=fit.perm, quantization=quant
+            )
+        )
+    return out, notes
+
+
+def layout_notes(specs: list[TensorSpec]) -> list[str]:
+    """One note per tensor whose layout the conversion changed."""
+    notes = []
+    for s in specs:
+        if s.transpose is None:
+            continue
+        src, dst = _LAYOUT_NAMES.get(len(s.shape), ("channel-first", "channel-last"))
+        notes.append(
+            f"layout changed: {s.name!r} is {src} {list(s.shape)} in the source and {dst} "
+            f"{list(s.model_shape or ())} in the .tflite; the agent takes and returns the source "
+            f"layout ({src}) and transposes on the device"
+        )
+    return notes
