@@ -1,0 +1,26 @@
+"""Request dependencies: the running :class:`~fleet_server.fleet.Fleet` and the operator token."""
+
+from __future__ import annotations
+
+import hmac
+
+from fastapi import Request
+
+from fleet_server.errors import UnauthorizedError
+from fleet_server.fleet import Fleet
+
+
+def get_fleet(request: Request) -> Fleet:
+    fleet: Fleet = request.app.state.fleet
+    return fleet
+
+
+def require_operator(request: Request) -> None:
+    """When the server has a token, the request must carry ``Authorization: Bearer <token>``.
+    Raises :class:`UnauthorizedError`."""
+    token = get_fleet(request).settings.token
+    if not token:
+        return
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
+        raise UnauthorizedError("missing or wrong bearer token")

@@ -1,0 +1,42 @@
+"""``create_app(settings)``: the FastAPI app with every part wired, started and stopped by the
+app's lifespan (database migrated, compile worker, broker, MQTT bridge, rollout controller)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from fleet_server import __version__, api
+from fleet_server.config import Settings
+from fleet_server.fleet import Fleet
+
+
+def create_app(settings: Settings, fleet: Fleet | None = None) -> FastAPI:
+    """The app for ``settings``. Nothing starts until the lifespan does (``uvicorn`` or
+    ``with TestClient(app)``); ``app.state.fleet`` holds the parts. Raises :class:`ConfigError`
+    or :class:`StoreError` when the store can't be opened."""
+    fleet = fleet or Fleet(settings)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        try:
+            fleet.start()
+        except BaseException:
+            fleet.stop()
+            raise
+        try:
+            yield
+        finally:
+            fleet.stop()
+
+    app = FastAPI(
+        title="EdgeFleet fleet server",
+        version=__version__,
+        description="Compile one ONNX model per device profile and roll it out over MQTT (docs/api.md).",
+        lifespan=lifespan,
+    )
+    app.state.fleet = fleet
+    api.install(app)
+    return app

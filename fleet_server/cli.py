@@ -1,0 +1,175 @@
+"""``fleet-server``: ``serve`` (the default command) and ``db upgrade``.
+
+When the server is ready it prints one JSON line to stdout and nothing else goes there::
+
+    {"event": "ready", "url": "http://127.0.0.1:PORT", "mqtt": {"host", "port", "protocol"},
+     "dashboard": "http://127.0.0.1:PORT/dashboard"}
+
+Logs go to stderr. SIGTERM and SIGINT stop the server cleanly, broker child included. Exit
+codes: 0 after a clean stop, 1 when start-up failed, 2 for unusable settings.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from fleet_server.errors import FleetError
+
+log = logging.getLogger("fleet_server")
+
+app = typer.Typer(add_completion=False, help="EdgeFleet fleet server.", no_args_is_help=False)
+db_app = typer.Typer(add_completion=False, help="Database tasks.")
+app.add_typer(db_app, name="db")
+
+SUBCOMMANDS = ("serve", "db")
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+    )
+    for noisy in ("transitions", "amqtt", "botocore", "boto3", "s3transfer", "urllib3", "alembic.runtime"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A listening socket on ``host:port`` (port 0: a free one, chosen by the kernel)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def _fail(message: str, code: int) -> typer.Exit:
+    typer.echo(f"fleet-server: {message}", err=True)
+    return typer.Exit(code)
+
+
+def _settings(flags: dict[str, Any]) -> Any:
+    from fleet_server.config import load_settings
+
+    try:
+        return load_settings(flags)
+    except FleetError as exc:
+        raise _fail(exc.message, 2) from exc
+
+
+@app.command()
+def serve(
+    host: str | None = typer.Option(None, help="address to listen on [env EDGEFLEET_HOST; 127.0.0.1]"),
+    port: int | None = typer.Option(None, help="port; 0 picks a free one [EDGEFLEET_PORT; 8080]"),
+    data_dir: Path | None = typer.Option(
+        None, help="state directory [EDGEFLEET_DATA_DIR; .edgefleet/server]"
+    ),
+    db: str | None = typer.Option(None, help="database URL [EDGEFLEET_DB; sqlite:///<data-dir>/fleet.db]"),
+    store: str | None = typer.Option(
+        None, help="'dir', a directory, or s3://bucket/prefix [EDGEFLEET_STORE]"
+    ),
+    s3_endpoint: str | None = typer.Option(
+        None, help="S3 endpoint URL (MinIO, moto) [EDGEFLEET_S3_ENDPOINT]"
+    ),
+    broker: str | None = typer.Option(
+        None, help="auto | embedded | mosquitto | mqtt://host:port [EDGEFLEET_BROKER]"
+    ),
+    mqtt_protocol: str | None = typer.Option(None, help="5 or 3.1.1 [EDGEFLEET_MQTT_PROTOCOL; 5]"),
+    token: str | None = typer.Option(None, help="operator bearer token [EDGEFLEET_TOKEN; none]"),
+    public_url: str | None = typer.Option(
+        None, help="URL devices reach the server at [EDGEFLEET_PUBLIC_URL]"
+    ),
+    compile_workers: int | None = typer.Option(None, help="parallel compiles [EDGEFLEET_COMPILE_WORKERS; 1]"),
+    log_level: str | None = typer.Option(None, help="debug | info | warning [EDGEFLEET_LOG_LEVEL; info]"),
+) -> None:
+    """Run the server (REST API, broker, rollout controller, compile workers)."""
+    flags = {k: v for k, v in locals().items() if v is not None}
+    settings = _settings(flags)
+    setup_logging(settings.log_level)
+
+    import uvicorn
+
+    from fleet_server.app import create_app
+
+    try:
+        sock = bind_socket(settings.host, settings.port)
+    except OSError as exc:
+        raise _fail(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}", 2) from exc
+    bound_port = sock.getsockname()[1]
+    shown_host = "127.0.0.1" if settings.host in ("0.0.0.0", "") else settings.host
+    shown_host = f"[{shown_host}]" if ":" in shown_host else shown_host
+    url = f"http://{shown_host}:{bound_port}"
+    try:
+        fastapi_app = create_app(settings)
+    except FleetError as exc:
+        sock.close()
+        raise _fail(exc.message, 2) from exc
+    fleet = fastapi_app.state.fleet
+
+    def ready() -> None:
+        line = {
+            "event": "ready",
+            "url": url,
+            "mqtt": fleet.mqtt.to_dict() if fleet.mqtt else None,
+            "dashboard": f"{url}/dashboard",
+        }
+        sys.stdout.write(json.dumps(line) + "\n")
+        sys.stdout.flush()
+        log.info("ready at %s (dashboard %s/dashboard)", url, url)
+
+    class ReadyServer(uvicorn.Server):
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets=sockets)
+            if self.started and not self.should_exit:
+                ready()
+
+    config = uvicorn.Config(
+        fastapi_app, log_config=None, access_log=False, lifespan="on", timeout_graceful_shutdown=5
+    )
+    server = ReadyServer(config)
+    try:
+        server.run(sockets=[sock])
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sock.close()
+    if not server.started:
+        raise typer.Exit(1)
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    data_dir: Path | None = typer.Option(None, help="state directory [EDGEFLEET_DATA_DIR]"),
+    db: str | None = typer.Option(None, help="database URL [EDGEFLEET_DB]"),
+) -> None:
+    """Apply the database migrations (the server also does this at start-up)."""
+    settings = _settings({k: v for k, v in {"data_dir": data_dir, "db": db}.items() if v is not None})
+    setup_logging(settings.log_level)
+    from fleet_server.db import current_revision, make_engine, upgrade
+
+    engine = make_engine(settings.database_url)
+    try:
+        upgrade(engine)
+        revision = current_revision(engine)
+    except Exception as exc:
+        raise _fail(f"migration failed: {exc}", 1) from exc
+    finally:
+        engine.dispose()
+    typer.echo(json.dumps({"event": "db_upgraded", "revision": revision}))
+
+
+def run(argv: list[str] | None = None) -> None:
+    """Entry point. ``fleet-server [flags]`` means ``fleet-server serve [flags]``."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or (args[0] not in SUBCOMMANDS and args[0] not in ("--help", "-h")):
+        args = ["serve", *args]
+    app(args=args, prog_name="fleet-server")

@@ -1,0 +1,158 @@
+"""Server settings: one frozen dataclass, filled from CLI flags, then ``EDGEFLEET_*`` variables,
+then defaults. :func:`load_settings` checks every value and raises :class:`ConfigError` naming
+the flag and what is accepted.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from fleet_server.errors import ConfigError
+
+ENV_PREFIX = "EDGEFLEET_"
+PROTOCOLS = ("5", "3.1.1")
+BROKER_KINDS = ("auto", "embedded", "mosquitto")
+MOSQUITTO_BIN = "/usr/sbin/mosquitto"
+
+
+@dataclass(frozen=True)
+class BrokerSpec:
+    """Which broker to use: ``kind`` is ``auto``, ``embedded``, ``mosquitto`` or ``external``;
+    ``host``/``port`` are set for ``external`` only."""
+
+    kind: str
+    host: str | None = None
+    port: int | None = None
+
+
+@dataclass(frozen=True)
+class StoreSpec:
+    """Where artifacts go: ``kind`` ``dir`` with ``path``, or ``s3`` with ``bucket``/``prefix``."""
+
+    kind: str
+    path: Path | None = None
+    bucket: str | None = None
+    prefix: str = ""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the server needs to start. Field names match the CLI flags and the
+    ``EDGEFLEET_<NAME>`` variables (``EDGEFLEET_DB`` for ``db``, and so on)."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080  # 0: pick a free port
+    data_dir: Path = Path(".edgefleet/server")
+    db: str | None = None  # default sqlite:///<data_dir>/fleet.db
+    store: str = "dir"  # "dir" (<data_dir>/artifacts), a directory path, or s3://bucket/prefix
+    s3_endpoint: str | None = None
+    s3_region: str = "us-east-1"
+    broker: str = "auto"  # auto | embedded | mosquitto | mqtt://host:port
+    mqtt_protocol: str = "5"  # "5" or "3.1.1"
+    mqtt_client_id: str | None = None  # stable per replica so the broker keeps its session
+    mqtt_keepalive: int = 30
+    session_expiry_s: int = 3600
+    token: str | None = None  # operator bearer token; None: no auth
+    public_url: str | None = None  # makes desired-state URLs absolute when set
+    compile_workers: int = 1
+    reconcile_interval_s: float = 2.0
+    mosquitto_bin: str = MOSQUITTO_BIN
+    log_level: str = "info"
+
+    @property
+    def database_url(self) -> str:
+        return self.db or f"sqlite:///{self.data_dir.resolve() / 'fleet.db'}"
+
+    @property
+    def broker_spec(self) -> BrokerSpec:
+        return parse_broker(self.broker)
+
+    @property
+    def store_spec(self) -> StoreSpec:
+        return parse_store(self.store, self.data_dir)
+
+
+def parse_broker(spec: str) -> BrokerSpec:
+    """``auto``/``embedded``/``mosquitto``, or ``mqtt://host:port`` for a broker run elsewhere."""
+    if spec in BROKER_KINDS:
+        return BrokerSpec(spec)
+    parts = urlsplit(spec)
+    if parts.scheme == "mqtt" and parts.hostname:
+        return BrokerSpec("external", parts.hostname, parts.port or 1883)
+    raise ConfigError(f"--broker: {spec!r} is not one of {', '.join(BROKER_KINDS)} or mqtt://host:port")
+
+
+def parse_store(spec: str, data_dir: Path) -> StoreSpec:
+    """``dir`` (under the data dir), a directory path (or ``file://`` URL), or ``s3://bucket/prefix``."""
+    if spec == "dir":
+        return StoreSpec("dir", path=data_dir / "artifacts")
+    parts = urlsplit(spec)
+    if parts.scheme == "s3":
+        if not parts.netloc:
+            raise ConfigError(f"--store: {spec!r} names no bucket (s3://bucket/prefix)")
+        return StoreSpec("s3", bucket=parts.netloc, prefix=parts.path.strip("/"))
+    if parts.scheme == "file":
+        return StoreSpec("dir", path=Path(parts.path))
+    if parts.scheme == "" and spec:
+        return StoreSpec("dir", path=Path(spec))
+    raise ConfigError(f"--store: {spec!r} is not 'dir', a directory, or s3://bucket/prefix")
+
+
+def _coerce(name: str, raw: Any, typ: Any) -> Any:
+    text = str(raw)
+    try:
+        if typ in (int, "int"):
+            return int(text)
+        if typ in (float, "float"):
+            return float(text)
+        if typ in (Path, "Path"):
+            return Path(text)
+    except ValueError as exc:
+        raise ConfigError(f"--{name.replace('_', '-')}: {text!r} is not a number") from exc
+    return text
+
+
+def load_settings(flags: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None) -> Settings:
+    """Settings from ``flags`` (``None`` values are skipped), then ``env`` (default: the process
+    environment, ``EDGEFLEET_<FIELD>``), then the defaults. Raises :class:`ConfigError`."""
+    env = os.environ if env is None else env
+    flags = flags or {}
+    values: dict[str, Any] = {}
+    for f in fields(Settings):
+        if flags.get(f.name) is not None:
+            values[f.name] = _coerce(f.name, flags[f.name], f.type)
+        elif (raw := env.get(ENV_PREFIX + f.name.upper())) not in (None, ""):
+            values[f.name] = _coerce(f.name, raw, f.type)
+    unknown = set(flags) - {f.name for f in fields(Settings)}
+    if unknown:
+        raise ConfigError(f"unknown settings: {', '.join(sorted(unknown))}")
+    return check_settings(replace(Settings(), **values))
+
+
+def check_settings(s: Settings) -> Settings:
+    """Return ``s`` if every value can work, else raise :class:`ConfigError`."""
+    if s.mqtt_protocol not in PROTOCOLS:
+        raise ConfigError(f"--mqtt-protocol: {s.mqtt_protocol!r} is not one of {', '.join(PROTOCOLS)}")
+    if not 0 <= s.port <= 65535:
+        raise ConfigError(f"--port: {s.port} is not a TCP port (0 picks a free one)")
+    if s.compile_workers < 1:
+        raise ConfigError("--compile-workers: needs at least 1")
+    spec = s.broker_spec
+    if spec.kind == "embedded" and s.mqtt_protocol != "3.1.1":
+        # amqtt speaks MQTT 3.1.1 only; asking for 5 explicitly would silently not be honoured.
+        raise ConfigError("--broker embedded (amqtt) speaks MQTT 3.1.1 only: add --mqtt-protocol 3.1.1")
+    store = s.store_spec
+    if (
+        store.kind == "s3"
+        and s.s3_endpoint is not None
+        and not s.s3_endpoint.startswith(("http://", "https://"))
+    ):
+        raise ConfigError(f"--s3-endpoint: {s.s3_endpoint!r} is not an http(s) URL")
+    if s.db is not None and "://" not in s.db:
+        raise ConfigError(f"--db: {s.db!r} is not a database URL (sqlite:///path, postgresql+psycopg://...)")
+    return s

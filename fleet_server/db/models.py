@@ -1,0 +1,186 @@
+"""The database schema as SQLAlchemy 2.0 ORM classes. The Alembic migrations in
+``fleet_server/migrations`` create exactly this; change both together.
+
+JSON columns hold plain JSON (labels, facts, manifests, desired/reported states); times are UTC.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    # none_as_null: a Python None is SQL NULL, not the JSON text "null", so IS NULL works.
+    type_annotation_map = {
+        dict[str, Any]: JSON(none_as_null=True),
+        list[Any]: JSON(none_as_null=True),
+        datetime: DateTime(timezone=True),
+    }
+
+
+class ModelVersion(Base):
+    """An uploaded source model: one ``name:version``, its bytes in the store under ``source_key``."""
+
+    __tablename__ = "model_versions"
+    __table_args__ = (UniqueConstraint("name", "version", name="uq_model_versions_name_version"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(128))
+    version: Mapped[str] = mapped_column(String(128))
+    sha256: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(Integer)
+    source_key: Mapped[str] = mapped_column(String(512))
+    calibration_key: Mapped[str | None] = mapped_column(String(512))
+    validation_key: Mapped[str | None] = mapped_column(String(512))
+    min_agreement: Mapped[float | None] = mapped_column(Float)
+    inputs: Mapped[list[Any]] = mapped_column(default=list)
+    outputs: Mapped[list[Any]] = mapped_column(default=list)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    bundles: Mapped[list[Bundle]] = relationship(back_populates="model_version", order_by="Bundle.id")
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}:{self.version}"
+
+
+class Bundle(Base):
+    """One compile of a model version for a (target, precision, settings key)."""
+
+    __tablename__ = "bundles"
+    __table_args__ = (
+        UniqueConstraint("model_version_id", "target", "precision", "settings_key", name="uq_bundles_build"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model_version_id: Mapped[int] = mapped_column(
+        ForeignKey("model_versions.id", ondelete="CASCADE"), index=True
+    )
+    target: Mapped[str] = mapped_column(String(64))
+    precision: Mapped[str] = mapped_column(String(16))
+    settings_key: Mapped[str] = mapped_column(String(128))
+    settings: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    profile: Mapped[str] = mapped_column(String(128))  # the profile the compile ran for
+    status: Mapped[str] = mapped_column(String(16), default="pending", index=True)
+    error: Mapped[str | None] = mapped_column(Text)
+    target_path: Mapped[str | None] = mapped_column(String(512))
+    size: Mapped[int | None] = mapped_column(Integer)
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    manifest: Mapped[dict[str, Any] | None] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column()
+    finished_at: Mapped[datetime | None] = mapped_column()
+
+    model_version: Mapped[ModelVersion] = relationship(back_populates="bundles")
+
+
+class Device(Base):
+    """A registered device: what it is, what it should run (desired) and what it says (reported)."""
+
+    __tablename__ = "devices"
+
+    device_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    profile: Mapped[str] = mapped_column(String(128))
+    target: Mapped[str] = mapped_column(String(64))
+    labels: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    facts: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    online: Mapped[bool] = mapped_column(Boolean, default=False)
+    last_seen: Mapped[datetime | None] = mapped_column()
+    desired: Mapped[dict[str, Any] | None] = mapped_column()
+    desired_generation: Mapped[int] = mapped_column(Integer, default=0)
+    reported: Mapped[dict[str, Any] | None] = mapped_column()
+    reported_generation: Mapped[int | None] = mapped_column(Integer)
+    state: Mapped[str | None] = mapped_column(String(32))
+    active: Mapped[str | None] = mapped_column(String(300))
+    error: Mapped[dict[str, Any] | None] = mapped_column()
+    inference_url: Mapped[str | None] = mapped_column(String(512))
+    telemetry: Mapped[dict[str, Any] | None] = mapped_column()
+    telemetry_at: Mapped[datetime | None] = mapped_column()
+    registered_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Group(Base):
+    """A named set of devices: static members plus a label selector."""
+
+    __tablename__ = "groups"
+
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    selector: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    members: Mapped[list[GroupMember]] = relationship(
+        back_populates="group", cascade="all, delete-orphan", order_by="GroupMember.device_id"
+    )
+
+    @property
+    def device_ids(self) -> list[str]:
+        return [m.device_id for m in self.members]
+
+
+class GroupMember(Base):
+    """A device named in a group. Not a foreign key: a group may name devices not registered yet."""
+
+    __tablename__ = "group_members"
+
+    group_name: Mapped[str] = mapped_column(ForeignKey("groups.name", ondelete="CASCADE"), primary_key=True)
+    device_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+
+    group: Mapped[Group] = relationship(back_populates="members")
+
+
+class Deployment(Base):
+    """A model version rolled out to a group."""
+
+    __tablename__ = "deployments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model_version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id"), index=True)
+    group_name: Mapped[str] = mapped_column(ForeignKey("groups.name"), index=True)
+    state: Mapped[str] = mapped_column(String(16), default="PENDING", index=True)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    model_version: Mapped[ModelVersion] = relationship()
+    devices: Mapped[list[DeploymentDevice]] = relationship(
+        back_populates="deployment", cascade="all, delete-orphan", order_by="DeploymentDevice.device_id"
+    )
+
+
+class DeploymentDevice(Base):
+    """One device of a deployment: the generation its desired state went out as, and its state."""
+
+    __tablename__ = "deployment_devices"
+
+    deployment_id: Mapped[int] = mapped_column(
+        ForeignKey("deployments.id", ondelete="CASCADE"), primary_key=True
+    )
+    device_id: Mapped[str] = mapped_column(
+        ForeignKey("devices.device_id", ondelete="CASCADE"), primary_key=True
+    )
+    generation: Mapped[int | None] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(16), default="PENDING")
+    active: Mapped[str | None] = mapped_column(String(300))
+    error: Mapped[dict[str, Any] | None] = mapped_column()
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    deployment: Mapped[Deployment] = relationship(back_populates="devices")

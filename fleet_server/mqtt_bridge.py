@@ -1,0 +1,250 @@
+"""The MQTT bridge: publishes desired states and records what devices report.
+
+paho-mqtt 2.x, QoS 1 both ways. With MQTT 5 the bridge keeps a persistent session
+(``clean_start=False`` and a session expiry) and reads device topics through the shared
+subscriptions of :func:`agent.contracts.topics.server_subscriptions`, so replicas split the load;
+with MQTT 3.1.1 (the embedded amqtt broker) it uses ``clean_session=False`` and plain filters.
+paho reconnects by itself with backoff. On every (re)connect the bridge subscribes again and
+re-publishes the stored desired state of every device whose reported generation is behind:
+publishing a retained desired state twice is harmless, and after a broker restart that lost
+messages every device still gets what it should run.
+
+Payloads that break their contract are counted and logged, never raised: one bad device must not
+stop the bridge.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from agent.contracts import (
+    ContractError,
+    DeviceTopic,
+    ReportedState,
+    Status,
+    device_topic,
+    server_subscriptions,
+)
+from fleet_server.db import Device, utcnow
+from fleet_server.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+MAX_INFLIGHT = 200
+RECONNECT_MIN_S = 1
+RECONNECT_MAX_S = 30
+
+
+class MqttBridge:
+    """Connects to ``host:port`` once :meth:`start` is called and keeps connecting until
+    :meth:`stop`. ``on_report()`` is called after a reported state was stored."""
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        host: str,
+        port: int,
+        protocol: str = "5",
+        client_id: str = "fleet-server",
+        keepalive: int = 30,
+        session_expiry_s: int = 3600,
+        metrics: Metrics | None = None,
+        on_report: Callable[[], None] | None = None,
+    ) -> None:
+        self._sessions = sessions
+        self.host, self.port, self.protocol = host, port, protocol
+        self._keepalive = keepalive
+        self._session_expiry_s = session_expiry_s
+        self._metrics = metrics or Metrics()
+        self._on_report = on_report
+        self.connected = threading.Event()
+        self.connects = 0
+        self._stopping = False
+        v5 = protocol == "5"
+        self._client = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
+            clean_session=None if v5 else False,
+        )
+        self._client.max_inflight_messages_set(MAX_INFLIGHT)  # paho 2.x: before connect
+        self._client.max_queued_messages_set(0)  # unbounded while the broker is away
+        self._client.reconnect_delay_set(RECONNECT_MIN_S, RECONNECT_MAX_S)
+        self._client.on_connect = self._on_connect
+        self._client.on_disconnect = self._on_disconnect
+        self._client.on_message = self._on_message
+
+    @property
+    def v5(self) -> bool:
+        return self.protocol == "5"
+
+    def start(self) -> None:
+        """Connect in the background (returns at once; paho retries until the broker answers)."""
+        props = None
+        kwargs: dict[str, Any] = {}
+        if self.v5:
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = self._session_expiry_s
+            kwargs = {"clean_start": False, "properties": props}
+        self._client.connect_async(self.host, self.port, keepalive=self._keepalive, **kwargs)
+        self._client.loop_start()
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._client.disconnect()
+        self._client.loop_stop()
+        self.connected.clear()
+
+    def wait_connected(self, timeout: float) -> bool:
+        return self.connected.wait(timeout)
+
+    # -- outgoing ---------------------------------------------------------------------------
+
+    def publish_desired(self, device_id: str, payload: bytes) -> None:
+        """Publish retained at QoS 1. While disconnected, paho queues the message, and the
+        re-publish on reconnect covers it anyway."""
+        info = self._client.publish(device_topic(device_id, "desired"), payload, qos=1, retain=True)
+        self._metrics.mqtt_messages.labels("out", "desired").inc()
+        if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
+            log.warning("publish desired for %s: %s", device_id, mqtt.error_string(info.rc))
+
+    def republish_behind(self) -> int:
+        """Publish the stored desired state of every device that has not reported its generation."""
+        with self._sessions() as s:
+            rows = s.execute(
+                select(Device.device_id, Device.desired).where(
+                    Device.desired_generation > 0,
+                    or_(
+                        Device.reported_generation.is_(None),
+                        Device.reported_generation < Device.desired_generation,
+                    ),
+                )
+            ).all()
+        for device_id, desired in rows:
+            if desired:
+                self.publish_desired(device_id, json.dumps(desired, sort_keys=True).encode())
+        if rows:
+            log.info("re-published desired state of %d device(s) behind", len(rows))
+        return len(rows)
+
+    # -- paho callbacks (network thread) --------------------------------------------------------
+
+    def _on_connect(self, client: mqtt.Client, _ud: Any, flags: Any, reason: Any, _props: Any) -> None:
+        if reason.is_failure:
+            log.warning("broker %s:%d refused the connection: %s", self.host, self.port, reason)
+            return
+        self.connects += 1
+        self._metrics.mqtt_connected.inc()
+        log.info(
+            "connected to MQTT %s at %s:%d (session present: %s)",
+            self.protocol,
+            self.host,
+            self.port,
+            getattr(flags, "session_present", "?"),
+        )
+        client.subscribe([(t, 1) for t in server_subscriptions(shared=self.v5)])
+        try:
+            self.republish_behind()
+        except Exception:
+            log.exception("re-publishing desired states failed")
+        self.connected.set()
+
+    def _on_disconnect(self, _c: mqtt.Client, _ud: Any, _flags: Any, reason: Any, _props: Any) -> None:
+        self.connected.clear()
+        if self._stopping:
+            log.info("disconnected from MQTT broker %s:%d", self.host, self.port)
+            return
+        log.warning("disconnected from MQTT broker %s:%d (%s); reconnecting", self.host, self.port, reason)
+
+    def _on_message(self, _c: mqtt.Client, _ud: Any, msg: mqtt.MQTTMessage) -> None:
+        try:
+            self.handle(msg.topic, bytes(msg.payload))
+        except Exception:
+            log.exception("handling %s failed", msg.topic)
+
+    # -- incoming ---------------------------------------------------------------------------
+
+    def handle(self, topic: str, payload: bytes) -> bool:
+        """Record one device message. Returns False (and logs) when it was ignored."""
+        try:
+            t = DeviceTopic.parse(topic)
+        except ContractError as exc:
+            self._metrics.mqtt_rejected.labels("topic").inc()
+            log.warning("ignoring message: %s", exc)
+            return False
+        self._metrics.mqtt_messages.labels("in", t.kind).inc()
+        try:
+            if t.kind == "reported":
+                return self._reported(t.device_id, ReportedState.from_json(payload))
+            if t.kind == "status":
+                return self._status(t.device_id, Status.from_json(payload))
+            if t.kind == "telemetry":
+                return self._telemetry(t.device_id, payload)
+        except ContractError as exc:
+            self._metrics.mqtt_rejected.labels(t.kind).inc()
+            log.warning("ignoring %s from %s: %s", t.kind, t.device_id, exc)
+            return False
+        return False
+
+    def _reported(self, device_id: str, rs: ReportedState) -> bool:
+        if rs.device_id != device_id:
+            raise ContractError(f"reported.device_id {rs.device_id!r} does not match the topic")
+        with self._sessions.begin() as s:
+            dev = s.get(Device, device_id)
+            if dev is None:
+                log.warning("reported state from unregistered device %s ignored", device_id)
+                return False
+            old = dev.reported or {}
+            # QoS 1 may deliver a duplicate late, after a newer report: keep the newest.
+            if (rs.generation, rs.ts) < (old.get("generation", -1), old.get("ts") or 0.0):
+                log.debug("stale report from %s (generation %d) ignored", device_id, rs.generation)
+                return False
+            dev.reported = rs.to_dict()
+            dev.reported_generation = rs.generation
+            dev.state = rs.state.value
+            dev.active = rs.active
+            dev.error = None if rs.error is None else {"code": rs.error.code, "message": rs.error.message}
+            if rs.inference_url:
+                dev.inference_url = rs.inference_url
+            dev.online = True
+            dev.last_seen = utcnow()
+        if self._on_report is not None:
+            self._on_report()
+        return True
+
+    def _status(self, device_id: str, st: Status) -> bool:
+        if st.device_id != device_id:
+            raise ContractError(f"status.device_id {st.device_id!r} does not match the topic")
+        with self._sessions.begin() as s:
+            dev = s.get(Device, device_id)
+            if dev is None:
+                return False
+            dev.online = st.online
+            dev.last_seen = utcnow()
+        return True
+
+    def _telemetry(self, device_id: str, payload: bytes) -> bool:
+        try:
+            data = json.loads(payload)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ContractError(f"telemetry: payload is not JSON: {exc}") from exc
+        if not isinstance(data, dict):
+            raise ContractError("telemetry: expected an object")
+        with self._sessions.begin() as s:
+            dev = s.get(Device, device_id)
+            if dev is None:
+                return False
+            dev.telemetry = data
+            dev.telemetry_at = dev.last_seen = utcnow()
+        return True

@@ -1,0 +1,213 @@
+"""The pure core: build keys, group membership, which deployment a device follows, per-device and
+deployment states, desired-state generations, settings parsing. No broker, DB or clock."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from agent.contracts import DesiredModel, ReportedError, ReportedState, UpdateState
+from device_profiles import load_profile
+from fleet_server.build_settings import build_key
+from fleet_server.config import load_settings, parse_broker, parse_store
+from fleet_server.errors import ConfigError
+from fleet_server.membership import GroupSpec, members, selector_matches
+from fleet_server.rollout import (
+    LiveDeployment,
+    claims,
+    counts,
+    deployment_state,
+    device_state,
+    needs_write,
+    next_desired,
+)
+from fleet_server.states import BundleStatus as B
+from fleet_server.states import DeploymentState as D
+from fleet_server.states import DeviceRolloutState as S
+
+REF = "digits:1.0"
+
+
+def reported(gen: int, state: UpdateState, active: str | None = None, error: tuple[str, str] | None = None):
+    return ReportedState(
+        "d1", gen, state, active=active, error=None if error is None else ReportedError(*error)
+    )
+
+
+def model(path: str = "digits/1.0/onnx-x86-int8-aaaaaaaa.tar") -> DesiredModel:
+    return DesiredModel("digits", "1.0", "onnx-x86", "int8", path, f"/artifacts/{path}", 10, "a" * 64)
+
+
+# -- build keys -----------------------------------------------------------------------------
+
+
+def test_build_key_depends_on_precision_for_cpu_targets() -> None:
+    a, b = build_key(load_profile("x86-64-avx2")), build_key(load_profile("x86-64-avx512-vnni"))
+    assert (a.target, a.precision, a.settings_key) == ("onnx-x86", "int8", "int8")
+    assert a == b  # same build: compiled once for both profiles
+    pi = build_key(load_profile("raspberry-pi-5"))
+    assert (pi.target, pi.settings_key) == ("tflite-arm", "int8")
+
+
+def test_build_key_for_jetson_names_compute_capability_and_dla() -> None:
+    nano = build_key(load_profile("jetson-orin-nano"))
+    agx = build_key(load_profile("jetson-agx-orin"))
+    assert nano.settings_key == "int8-sm87"
+    assert nano.settings == {"precision": "int8", "compute_capability": "8.7", "dla": False}
+    assert agx.settings_key.startswith("int8-sm87") and agx.settings["dla"] is True
+    assert nano != agx
+
+
+# -- membership and claims --------------------------------------------------------------------
+
+
+def test_selector_matching() -> None:
+    assert selector_matches({"site": "lab"}, {"site": "lab", "x": "1"})
+    assert not selector_matches({"site": "lab"}, {"site": "home"})
+    assert not selector_matches({}, {"site": "lab"})  # empty selector matches nothing
+
+
+def test_members_are_static_plus_selected() -> None:
+    g = GroupSpec("g", frozenset({"a", "ghost"}), {"site": "lab"})
+    devices = {"a": {}, "b": {"site": "lab"}, "c": {"site": "home"}}
+    assert members(g, devices) == ["a", "b"]  # "ghost" is not registered
+
+
+def test_device_follows_newest_live_deployment_among_its_groups() -> None:
+    groups = {
+        "lab": GroupSpec("lab", selector={"site": "lab"}),
+        "canary": GroupSpec("canary", frozenset({"d1"})),
+    }
+    devices = {"d1": {"site": "lab"}, "d2": {"site": "lab"}, "d3": {}}
+    deps = [LiveDeployment(1, "lab"), LiveDeployment(2, "canary")]
+    assert claims(devices, groups, deps) == {"d1": 2, "d2": 1}
+    assert claims(devices, groups, [*deps, LiveDeployment(3, "lab")]) == {"d1": 3, "d2": 3}
+
+
+# -- per-device states ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("rs", "want"),
+    [
+        (None, S.NOTIFIED),
+        (reported(1, UpdateState.COMMITTED, "digits:0.9"), S.NOTIFIED),  # older generation
+        (reported(2, UpdateState.DOWNLOADING), S.DOWNLOADING),
+        (reported(2, UpdateState.VERIFYING), S.DOWNLOADING),
+        (reported(2, UpdateState.INSTALLING), S.INSTALLING),
+        (reported(2, UpdateState.LOADING), S.INSTALLING),
+        (reported(2, UpdateState.SELF_TEST), S.INSTALLING),
+        (reported(2, UpdateState.COMMITTED, REF), S.HEALTHY),
+        (reported(2, UpdateState.IDLE, REF), S.HEALTHY),
+        (reported(3, UpdateState.COMMITTED, REF), S.HEALTHY),
+        (reported(2, UpdateState.IDLE, "digits:0.9", ("HASH_MISMATCH", "bad bytes")), S.FAILED),
+        (reported(2, UpdateState.ROLLING_BACK, "digits:0.9"), S.FAILED),
+        (reported(2, UpdateState.COMMITTED, "other:1"), S.FAILED),
+        (reported(2, UpdateState.IDLE), S.NOTIFIED),
+    ],
+)
+def test_device_state_from_reported(rs: ReportedState | None, want: S) -> None:
+    state, _err = device_state(rs, 2, REF)
+    assert state == want
+
+
+def test_device_state_pending_until_written_and_error_passed_through() -> None:
+    assert device_state(None, None, REF) == (S.PENDING, None)
+    state, err = device_state(
+        reported(2, UpdateState.IDLE, None, ("SELF_TEST_FAILED", "outputs differ")), 2, REF
+    )
+    assert state == S.FAILED and err == ReportedError("SELF_TEST_FAILED", "outputs differ")
+
+
+# -- deployment states ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("compiles", "devices", "want"),
+    [
+        ([B.READY, B.FAILED], [S.PENDING], D.FAILED),
+        ([B.READY, B.COMPILING], [S.PENDING], D.COMPILING),
+        ([B.PENDING], [S.PENDING], D.COMPILING),
+        ([], [], D.PENDING),
+        ([B.READY], [S.HEALTHY, S.HEALTHY], D.SUCCEEDED),
+        ([B.READY], [S.HEALTHY, S.FAILED], D.FAILED),
+        ([B.READY], [S.HEALTHY, S.DOWNLOADING], D.RUNNING),
+        ([B.READY], [S.NOTIFIED, S.FAILED], D.RUNNING),
+    ],
+)
+def test_deployment_state(compiles: list[B], devices: list[S], want: D) -> None:
+    assert deployment_state(compiles, devices) == want
+
+
+def test_counts_list_every_state() -> None:
+    assert counts([S.HEALTHY, S.HEALTHY, S.FAILED]) == {
+        "PENDING": 0, "NOTIFIED": 0, "DOWNLOADING": 0, "INSTALLING": 0, "HEALTHY": 2, "FAILED": 1,
+    }  # fmt: skip
+
+
+# -- desired state --------------------------------------------------------------------------
+
+
+def test_generation_grows_by_one_and_rewrites_are_skipped() -> None:
+    m = model()
+    d1 = next_desired("d1", 0, "7", m, issued_at=1.0)
+    assert d1.generation == 1 and d1.models == (m,) and d1.deployment_id == "7"
+    stored = d1.to_dict()
+    assert not needs_write(stored, "7", m)  # same deployment, same bundle: no new generation
+    assert needs_write(stored, "8", m)  # a newer deployment
+    assert needs_write(stored, "7", model("digits/1.0/onnx-x86-int8-bbbbbbbb.tar"))  # other bundle
+    assert needs_write(None, "7", m)
+    assert next_desired("d1", d1.generation, "8", m, 2.0).generation == 2
+
+
+# -- settings -------------------------------------------------------------------------------
+
+
+def test_settings_from_flags_env_and_defaults(tmp_path: Path) -> None:
+    env = {"EDGEFLEET_PORT": "9000", "EDGEFLEET_TOKEN": "t", "EDGEFLEET_DATA_DIR": str(tmp_path)}
+    s = load_settings({"port": 0}, env=env)
+    assert s.port == 0 and s.token == "t" and s.data_dir == tmp_path  # flag beats env
+    assert s.database_url == f"sqlite:///{tmp_path.resolve()}/fleet.db"
+    assert s.store_spec.path == tmp_path / "artifacts"
+    assert s.broker == "auto" and s.mqtt_protocol == "5" and s.compile_workers == 1
+
+
+def test_settings_reject_what_cannot_work() -> None:
+    with pytest.raises(ConfigError, match="mqtt-protocol"):
+        load_settings({"mqtt_protocol": "4"}, env={})
+    with pytest.raises(ConfigError, match=r"3\.1\.1 only"):
+        load_settings({"broker": "embedded"}, env={})
+    with pytest.raises(ConfigError, match="--broker"):
+        parse_broker("tcp://x")
+    with pytest.raises(ConfigError, match="not a number"):
+        load_settings({}, env={"EDGEFLEET_PORT": "eighty"})
+    assert parse_broker("mqtt://10.0.0.5:1884").port == 1884
+    s3 = parse_store("s3://bucket/some/prefix", Path("/d"))
+    assert (s3.kind, s3.bucket, s3.prefix) == ("s3", "bucket", "some/prefix")
+
+
+# -- bundle tar -----------------------------------------------------------------------------
+
+
+def test_bundle_tar_is_reproducible_with_manifest_first(tmp_path: Path) -> None:
+    import tarfile
+
+    from fleet_server.bundle_tar import bundle_target_path, sha256_of, write_bundle_tar
+
+    src = tmp_path / "bundle"
+    (src / "sub").mkdir(parents=True)
+    (src / "a_model.onnx").write_bytes(b"model")
+    (src / "sub" / "x.bin").write_bytes(b"x")
+    (src / "manifest.json").write_text("{}")
+    write_bundle_tar(src, tmp_path / "1.tar")
+    (src / "a_model.onnx").touch()  # a newer mtime must not change the bytes
+    write_bundle_tar(src, tmp_path / "2.tar")
+    assert sha256_of(tmp_path / "1.tar") == sha256_of(tmp_path / "2.tar")
+    with tarfile.open(tmp_path / "1.tar") as tf:
+        assert tf.getnames() == ["manifest.json", "a_model.onnx", "sub/x.bin"]
+    sha = sha256_of(tmp_path / "1.tar")
+    assert bundle_target_path("m", "1", "onnx-x86", "int8", sha) == f"m/1/onnx-x86-int8-{sha[:8]}.tar"
+    (src / "manifest.json").unlink()
+    with pytest.raises(ValueError, match="manifest"):
+        write_bundle_tar(src, tmp_path / "3.tar")
