@@ -171,6 +171,13 @@ class FleetClient:
     def list_models(self) -> list[dict[str, Any]]:
         return self.request("GET", f"{API}/models")
 
+    def get_model(self, name: str, version: str) -> dict[str, Any]:
+        return self.request("GET", f"{API}/models/{_seg(name)}/{_seg(version)}")
+
+    def compile_ahead(self, name: str, version: str, profiles: list[str]) -> dict[str, Any]:
+        body = {"profiles": profiles}
+        return self.request("POST", f"{API}/models/{_seg(name)}/{_seg(version)}/bundles", json=body)
+
     def list_devices(self, group: str | None = None) -> list[dict[str, Any]]:
         params = {"group": group} if group else None
         return self.request("GET", f"{API}/devices", params=params)

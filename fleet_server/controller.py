@@ -30,6 +30,7 @@ from device_profiles import DeviceProfile
 from fleet_server import rollout
 from fleet_server.build_settings import BuildKey, build_key
 from fleet_server.db import Bundle, Deployment, DeploymentDevice, Device, Group, ModelVersion, utcnow
+from fleet_server.errors import NotFoundError
 from fleet_server.membership import GroupSpec
 from fleet_server.states import BundleStatus, DeploymentState, DeviceRolloutState
 
@@ -283,3 +284,19 @@ class RolloutController:
             )
             dep.state, dep.error = new_state.value, error
             dep.updated_at = utcnow()
+
+
+def request_builds(
+    session: Session, mv_id: int, names: Iterable[str], profiles: Mapping[str, DeviceProfile]
+) -> list[Bundle]:
+    """The bundles ``names`` (device profiles) need for model version ``mv_id``, created
+    ``pending`` where missing (compile ahead of a rollout). Unknown profiles: ``NotFoundError``
+    naming the known ones."""
+    out: dict[int, Bundle] = {}
+    for name in names:
+        prof = profiles.get(name)
+        if prof is None:
+            raise NotFoundError(f"unknown profile {name!r} (known: {', '.join(sorted(profiles))})")
+        bundle = ensure_bundle(session, mv_id, build_key(prof), prof.name)
+        out[bundle.id] = bundle
+    return list(out.values())

@@ -11,6 +11,7 @@ import itertools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from edgectl.local.launcher import Launched, LaunchError, start_agent, start_server
 
@@ -41,7 +42,7 @@ class LocalFleet:
         assert self.server is not None
         return str(self.server.ready["url"])
 
-    def start_server(self, broker: str = "auto") -> dict[str, object]:
+    def start_server(self, broker: str = "auto") -> dict[str, Any]:
         self.server = start_server(self.run_dir / "server", broker=broker)
         return self.server.ready
 

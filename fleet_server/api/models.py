@@ -14,7 +14,9 @@ from sqlalchemy import select
 
 from fleet_server.api import views
 from fleet_server.api.deps import get_fleet, require_operator
+from fleet_server.api.schemas import CompileAhead
 from fleet_server.catalog import Upload, add_model_version, get_model_version
+from fleet_server.controller import request_builds
 from fleet_server.db import ModelVersion
 from fleet_server.fleet import Fleet
 
@@ -70,3 +72,23 @@ def get_model(name: str, version: str, fleet: Fleet = Depends(get_fleet)) -> dic
     with fleet.read_sessions() as s:
         mv = get_model_version(s, name, version)
         return views.model_version_detail(mv)
+
+
+@router.post("/{name}/{version}/bundles", status_code=202, summary="Compile ahead of a rollout")
+def compile_ahead(
+    name: str, version: str, body: CompileAhead, fleet: Fleet = Depends(get_fleet)
+) -> JSONResponse:
+    """Start the compiles the given device profiles need (202), so a later deployment finds its
+    bundles ready. Builds already made or running are reused. 404 for an unknown model version or
+    profile. Follow progress with ``GET /api/v1/models/{name}/{version}``."""
+    with fleet.sessions() as s:
+        mv = get_model_version(s, name, version)
+        pending = [
+            b.id for b in request_builds(s, mv.id, body.profiles, fleet.profiles) if b.status == "pending"
+        ]
+        s.commit()
+        s.refresh(mv)
+        answer = views.model_version_detail(mv)
+    for bundle_id in pending:
+        fleet.worker.submit(bundle_id)
+    return JSONResponse(answer, status_code=202)

@@ -35,3 +35,11 @@ class CreateDeployment(BaseModel):
 
     model: str = Field(examples=["digits:1.0"], description="name:version")
     group: str = Field(examples=["lab"])
+
+
+class CompileAhead(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    profiles: list[str] = Field(
+        min_length=1, examples=[["x86-64-avx2", "raspberry-pi-5"]], description="device profiles to build for"
+    )

@@ -102,3 +102,36 @@ def test_failed_compile_fails_the_deployment_and_later_ones_get_422(
     r = c.post("/api/v1/deployments", json={"model": "digits:bad", "group": "g"})
     assert r.status_code == 422
     assert r.json()["error"]["message"] == f"cannot deploy digits:bad: {d['error']}"
+
+
+def test_compile_ahead_builds_once_per_build_key_and_a_deployment_reuses_it(
+    settings: Any, start_app: Any, wait: Any, bundle_rows: Any
+) -> None:
+    c = start_app(settings)
+    push(c, "3")
+    r = c.post("/api/v1/models/digits/3/bundles", json={"profiles": ["x86-64-avx2", "x86-64-avx512-vnni"]})
+    assert r.status_code == 202, r.text
+    assert [b["status"] for b in r.json()["bundles"]] in (["pending"], ["compiling"], ["ready"])
+
+    def done() -> Any:
+        (b,) = c.get("/api/v1/models/digits/3").json()["bundles"]
+        return b if b["status"] in ("ready", "failed") else None
+
+    b = wait(done, timeout=240, interval=0.5, what="compile ahead")
+    assert b["status"] == "ready", b["error"]
+    c.post("/api/v1/devices/register", json={"device_id": "ahead-1", "profile": "x86-64-avx2"})
+    c.post("/api/v1/groups", json={"name": "g", "devices": ["ahead-1"]})
+    dep = c.post("/api/v1/deployments", json={"model": "digits:3", "group": "g"}).json()
+    assert dep["compile"][0]["status"] == "ready" and dep["state"] == "RUNNING"
+    assert len(bundle_rows(c)) == 1
+
+
+def test_compile_ahead_refuses_unknown_profiles_and_models(settings: Any, start_app: Any) -> None:
+    c = start_app(settings)
+    push(c, "4")
+    r = c.post("/api/v1/models/digits/4/bundles", json={"profiles": ["toaster-9000"]})
+    assert r.status_code == 404 and "toaster-9000" in r.json()["error"]["message"]
+    assert "x86-64-avx2" in r.json()["error"]["message"]
+    r = c.post("/api/v1/models/digits/99/bundles", json={"profiles": ["x86-64-avx2"]})
+    assert r.status_code == 404
+    assert c.post("/api/v1/models/digits/4/bundles", json={"profiles": []}).status_code == 400
