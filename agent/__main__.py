@@ -1,0 +1,5 @@
+"""``python -m agent`` is ``edge-agent``."""
+
+from agent.cli import run
+
+run()

@@ -1,0 +1,152 @@
+"""The agent daemon: wires serving, the update worker, registration and MQTT, and stops cleanly.
+
+Start-up order is chosen so that a restarted device serves at once, even with no network: the
+journal's active model is loaded and the inference API started first (then the ``ready`` line is
+printed), an interrupted update resumes on the worker thread, and registration and MQTT come up
+in the background, retrying until the fleet server and broker answer.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+import threading
+from types import FrameType
+from typing import TextIO
+
+from agent.config import AgentConfig
+from agent.contracts.state import ReportedState
+from agent.errors import RegistrationError
+from agent.facts import device_facts
+from agent.mqtt_client import AgentMqtt
+from agent.registration import register
+from agent.serving import InferenceServer, Metrics, ModelRegistry, create_app
+from agent.update.download import Downloader
+from agent.update.reconciler import Reconciler
+from agent.update.worker import UpdateWorker
+from device_profiles import DeviceProfile
+
+log = logging.getLogger(__name__)
+
+
+class Agent:
+    def __init__(self, config: AgentConfig, profile: DeviceProfile, *, stdout: TextIO | None = None) -> None:
+        self.config = config
+        self.profile = profile
+        self._stdout = stdout or sys.stdout
+        self.stopping = threading.Event()
+        self.error: Exception | None = None
+        self.registry = ModelRegistry()
+        self.metrics = Metrics()
+        self.server = InferenceServer(create_app(self.registry, self.metrics), config.host, config.port)
+        self.downloader = Downloader(config.server, config.data_dir / "downloads")
+        self.reconciler = Reconciler(
+            device_id=config.device_id,
+            target=profile.target,
+            data_dir=config.data_dir,
+            registry=self.registry,
+            downloader=self.downloader,
+            report=self._report,
+            threads=config.threads,
+        )
+        self.worker = UpdateWorker(self.reconciler)
+        self.mqtt: AgentMqtt | None = None
+        self._mqtt_lock = threading.Lock()
+        self._link = threading.Thread(target=self._register_and_connect, name="edge-agent-link", daemon=True)
+        self.inference_url: str | None = None
+
+    def start(self) -> str:
+        """Serve, announce readiness, resume, and connect in the background. Returns the inference URL."""
+        self.config.data_dir.mkdir(parents=True, exist_ok=True)
+        self.reconciler.restore()
+        url = self.server.start()
+        self.inference_url = self.config.advertise_url or url
+        self.reconciler.inference_url = self.inference_url
+        ready = {"event": "ready", "device_id": self.config.device_id, "inference_url": self.inference_url}
+        print(json.dumps(ready), file=self._stdout, flush=True)
+        self.worker.start()
+        self._link.start()
+        return self.inference_url
+
+    def stop(self) -> None:
+        """Finish or interrupt the update step (the journal resumes it), say offline, stop serving."""
+        self.stopping.set()
+        if not self.worker.stop(timeout=15.0):
+            log.warning("the update step did not finish in time; it resumes at the next start")
+        with self._mqtt_lock:
+            mqtt, self.mqtt = self.mqtt, None
+        if mqtt is not None:
+            mqtt.stop()
+        self.server.stop()
+        self.registry.close()
+        self.downloader.close()
+        log.info("edge-agent stopped")
+
+    def _report(self, state: ReportedState) -> None:
+        with self._mqtt_lock:
+            mqtt = self.mqtt
+        if mqtt is not None:
+            mqtt.publish_reported(state)
+
+    def _register_and_connect(self) -> None:
+        body = {
+            "device_id": self.config.device_id,
+            "profile": self.profile.name,
+            "labels": self.config.labels,
+            "facts": device_facts(self.inference_url),
+        }
+        try:
+            reg = register(self.config.server, body, stop=self.stopping)
+        except RegistrationError as exc:
+            log.error("%s", exc)
+            self.error = exc
+            self.stopping.set()
+            return
+        if reg is None:
+            return
+        log.info("registered with %s", self.config.server)
+        mqtt = AgentMqtt(self.config.device_id, reg.mqtt, on_desired=self.worker.submit)
+        with self._mqtt_lock:
+            if self.stopping.is_set():
+                return
+            mqtt.publish_reported(self.reconciler.reported())  # sent on connect
+            self.mqtt = mqtt
+        mqtt.start()
+
+
+def run_agent(config: AgentConfig, profile: DeviceProfile) -> int:
+    """Run until SIGTERM/SIGINT (exit 0), or fail: a data directory or port that can't be used,
+    a registration refusal (exit 1)."""
+    try:
+        agent = Agent(config, profile)
+    except OSError as exc:
+        log.error("cannot use the data directory %s: %s", config.data_dir, exc)
+        return 1
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        log.info("received %s; stopping", signal.Signals(signum).name)
+        agent.stopping.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        try:
+            agent.start()
+        except OSError as exc:
+            log.error(
+                "cannot start: %s (inference API %s:%d, data directory %s)",
+                exc,
+                config.host,
+                config.port,
+                config.data_dir,
+            )
+            agent.stop()
+            return 1
+        while not agent.stopping.wait(1.0):
+            pass
+        agent.stop()
+        return 1 if agent.error is not None else 0
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -1,0 +1,81 @@
+"""The agent's errors, named by what the caller does with them.
+
+::
+
+    AgentError
+    ├── UpdateError                 an update failed; carries the ErrorCode the device reports
+    │   ├── ArtifactError           reject: the bytes are wrong (size, hash, signature, bundle,
+    │   │                           incompatible target). The generation is marked failed and never
+    │   │                           retried; only a new generation can fix it.
+    │   ├── TransportError          retry: network or server trouble. Retried with backoff; when the
+    │   │                           retries run out it is reported, but the generation is not marked
+    │   │                           failed, so a later delivery tries again (the download resumes).
+    │   ├── DeviceError             report: this device could not run the bundle (runtime missing,
+    │   │                           load refused, self-test failed, disk full). Marked failed.
+    │   └── Cancelled               a newer desired state arrived mid-download; nothing to report.
+    ├── ConfigError                 abort at start-up: the message says which setting is wrong.
+    └── RegistrationError           abort: the fleet server refused the registration (4xx).
+
+Foreign exceptions are translated once, at the seam that meets them: httpx errors in
+:mod:`agent.update.download`, tar and OS errors in :mod:`agent.update.slots`, and the runtimes'
+:class:`~agent.runtimes.base.RuntimeUnavailable` / :class:`~agent.runtimes.base.RuntimeLoadError`
+in :mod:`agent.update.reconciler`.
+"""
+
+from __future__ import annotations
+
+from agent.contracts.state import ErrorCode
+
+
+class AgentError(Exception):
+    """Base of every error the agent raises on purpose."""
+
+
+class UpdateError(AgentError):
+    """An update step failed. ``code`` is what the device reports; ``retryable`` says whether the
+    same generation may be tried again."""
+
+    code: ErrorCode = ErrorCode.INTERNAL
+    retryable: bool = False
+
+    def __init__(self, message: str, code: ErrorCode | None = None) -> None:
+        super().__init__(message)
+        if code is not None:
+            self.code = code
+
+    @property
+    def message(self) -> str:
+        return str(self)
+
+
+class ArtifactError(UpdateError):
+    """Reject the artifact: wrong size, hash or signature, not a bundle, or not for this device."""
+
+    code = ErrorCode.BUNDLE_INVALID
+
+
+class TransportError(UpdateError):
+    """The download could not complete (connection, timeout, 5xx). Retry later; it resumes."""
+
+    code = ErrorCode.DOWNLOAD_FAILED
+    retryable = True
+
+
+class DeviceError(UpdateError):
+    """This device can't run the bundle: runtime missing, model refused, self-test failed, disk full."""
+
+    code = ErrorCode.LOAD_FAILED
+
+
+class Cancelled(UpdateError):
+    """A newer desired state replaced the one being downloaded."""
+
+    retryable = True
+
+
+class ConfigError(AgentError):
+    """A setting is missing or invalid. The message names the setting and where it came from."""
+
+
+class RegistrationError(AgentError):
+    """The fleet server answered the registration with a refusal (4xx)."""

@@ -1,0 +1,150 @@
+"""The agent's MQTT link (paho-mqtt 2.x): desired state in, reported state and online status out.
+
+- Client id = device id, persistent session (MQTT 5 ``clean_start=False`` with a session expiry,
+  or MQTT 3.1.1 ``clean_session=False``), so QoS 1 desired states queued while the device was
+  away are delivered when it returns.
+- Last will: ``Status(online=False)``, retained, QoS 1, on ``.../status``; on every connect the
+  agent publishes ``Status(online=True)`` retained, (re)subscribes to ``.../desired`` at QoS 1 and
+  re-publishes its latest reported state, so a broker restart loses nothing.
+- paho's network thread only parses and hands desired states to a callback that must not block
+  (the update worker's ``submit``); paho reconnects with backoff by itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from agent.contracts.errors import ContractError
+from agent.contracts.state import DesiredState, ReportedState, Status
+from agent.contracts.topics import device_topic
+from agent.registration import MqttSettings
+
+log = logging.getLogger(__name__)
+
+SESSION_EXPIRY_S = 7 * 24 * 3600  # how long the broker keeps the session (and queued QoS 1) for us
+
+
+class AgentMqtt:
+    def __init__(
+        self,
+        device_id: str,
+        settings: MqttSettings,
+        on_desired: Callable[[DesiredState], None],
+        *,
+        reconnect_min: float = 1.0,
+        reconnect_max: float = 60.0,
+        max_inflight: int = 20,
+    ) -> None:
+        self.device_id = device_id
+        self.settings = settings
+        self._on_desired = on_desired
+        self.topics = {k: device_topic(device_id, k) for k in ("desired", "reported", "status", "telemetry")}
+        self.connected = threading.Event()
+        self._lock = threading.Lock()
+        self._latest: ReportedState | None = None
+        self._v5 = settings.protocol == "5"
+        if self._v5:
+            self._client = mqtt.Client(
+                CallbackAPIVersion.VERSION2, client_id=device_id, protocol=MQTTProtocolVersion.MQTTv5
+            )
+        else:
+            self._client = mqtt.Client(
+                CallbackAPIVersion.VERSION2,
+                client_id=device_id,
+                protocol=MQTTProtocolVersion.MQTTv311,
+                clean_session=False,
+            )
+        c = self._client
+        c.enable_logger(logging.getLogger("agent.mqtt.paho"))
+        c.max_inflight_messages_set(max_inflight)  # paho 2.x: only before connect
+        c.max_queued_messages_set(1000)
+        c.reconnect_delay_set(min_delay=max(1, int(reconnect_min)), max_delay=max(1, int(reconnect_max)))
+        c.will_set(self.topics["status"], Status(device_id, online=False).to_json(), qos=1, retain=True)
+        c.on_connect = self._on_connect
+        c.on_disconnect = self._on_disconnect
+        c.on_message = self._on_message
+
+    def start(self) -> None:
+        """Connect in the background; paho retries until the broker answers."""
+        s = self.settings
+        log.info("MQTT %s connecting to %s:%d as %s", s.protocol, s.host, s.port, self.device_id)
+        if self._v5:
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = SESSION_EXPIRY_S
+            self._client.connect_async(s.host, s.port, s.keepalive, clean_start=False, properties=props)
+        else:
+            self._client.connect_async(s.host, s.port, s.keepalive)
+        self._client.loop_start()
+
+    def publish_reported(self, state: ReportedState) -> None:
+        """Publish ``state`` now if connected; it is re-published on every (re)connect."""
+        with self._lock:
+            self._latest = state
+            if self._client.is_connected():
+                self._client.publish(self.topics["reported"], state.to_json(), qos=1)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Say offline (retained), disconnect cleanly and stop the network thread."""
+        if self._client.is_connected():
+            info = self._client.publish(
+                self.topics["status"], Status(self.device_id, online=False).to_json(), qos=1, retain=True
+            )
+            try:
+                info.wait_for_publish(timeout)
+            except (RuntimeError, ValueError) as exc:
+                log.warning("could not publish the offline status: %s", exc)
+        self._client.disconnect()
+        self._client.loop_stop()
+        self.connected.clear()
+
+    # paho callbacks: they run on paho's network thread and must return quickly.
+
+    def _on_connect(
+        self,
+        client: mqtt.Client,
+        _userdata: object,
+        flags: mqtt.ConnectFlags,
+        reason_code: object,
+        _props: object,
+    ) -> None:
+        if getattr(reason_code, "is_failure", False):
+            log.error("MQTT broker refused the connection: %s", reason_code)
+            return
+        log.info("MQTT connected (session present: %s)", flags.session_present)
+        client.publish(
+            self.topics["status"], Status(self.device_id, online=True).to_json(), qos=1, retain=True
+        )
+        client.subscribe(self.topics["desired"], qos=1)
+        with self._lock:
+            if self._latest is not None:
+                client.publish(self.topics["reported"], self._latest.to_json(), qos=1)
+        self.connected.set()
+
+    def _on_disconnect(
+        self, _client: mqtt.Client, _userdata: object, _flags: object, reason_code: object, _props: object
+    ) -> None:
+        self.connected.clear()
+        if getattr(reason_code, "is_failure", True):
+            log.warning("MQTT connection lost (%s); paho reconnects with backoff", reason_code)
+        else:
+            log.info("MQTT disconnected")
+
+    def _on_message(self, _client: mqtt.Client, _userdata: object, msg: mqtt.MQTTMessage) -> None:
+        if msg.topic != self.topics["desired"] or not msg.payload:
+            return  # an empty retained payload just clears the topic
+        try:
+            desired = DesiredState.from_json(bytes(msg.payload))
+        except ContractError as exc:
+            log.error("ignoring a malformed desired state on %s: %s", msg.topic, exc)
+            return
+        try:
+            self._on_desired(desired)
+        except Exception:  # never let a callback error kill paho's network thread
+            log.exception("handing over desired generation %d failed", desired.generation)

@@ -1,0 +1,30 @@
+"""Prometheus metrics of the inference server, in a registry of its own (one per server, so
+several agents in one process — as in tests — don't collide)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+
+# Edge models answer in milliseconds; the buckets resolve 0.5 ms to 2.5 s.
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.latency = Histogram(
+            "edgefleet_agent_inference_seconds",
+            "Time to run one inference request through the model (decode and encode excluded).",
+            ["model", "version"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.requests = Counter(
+            "edgefleet_agent_inference_requests",
+            "Inference requests by outcome (ok, bad_request, not_found, not_ready, error).",
+            ["model", "outcome"],
+            registry=self.registry,
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

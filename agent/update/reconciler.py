@@ -1,0 +1,390 @@
+"""The I/O shell that drives the update state machine.
+
+Each step does one thing, posts its event to :mod:`agent.update.machine`, and the resulting state
+is written to the journal *before* the next side effect; every journal write is also reported (a
+:class:`~agent.contracts.state.ReportedState` through the ``report`` callback, plus throttled
+progress during downloads). Any failure leaves the previous model serving: the new model is
+installed into the inactive slot, loaded and self-tested beside the serving one, and the swap is
+the last step.
+
+Only the ``default`` model slot is served for now; the slot name travels through every call so
+that several named slots can each get a reconciler later.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from agent.contracts.manifest import Manifest
+from agent.contracts.state import (
+    DesiredModel,
+    DesiredState,
+    ErrorCode,
+    ReportedError,
+    ReportedState,
+    UpdateState,
+)
+from agent.errors import ArtifactError, Cancelled, DeviceError, TransportError, UpdateError
+from agent.facts import runtime_problems
+from agent.runtimes.base import RuntimeAdapter, RuntimeLoadError, RuntimeUnavailable
+from agent.runtimes.registry import load_bundle
+from agent.serving.models import LoadedModel, ModelRegistry
+from agent.update.download import Downloader
+from agent.update.journal import InstalledModel, Journal, JournalStore
+from agent.update.machine import RESUME_ENTRY, Event, Resume, next_state, resume_action
+from agent.update.plan import DEFAULT_SLOT, Action, decide
+from agent.update.selftest import run_selftest
+from agent.update.slots import Installed, SlotStore
+from agent.update.verify import Sha256Verifier, Verifier
+
+log = logging.getLogger(__name__)
+
+ReportFn = Callable[[ReportedState], None]
+Loader = Callable[..., RuntimeAdapter]
+S = UpdateState
+
+# The code a crash in each state is reported with, when the journal shows it at start-up.
+_CRASH_CODES = {S.LOADING: ErrorCode.LOAD_FAILED, S.SELF_TEST: ErrorCode.SELF_TEST_FAILED}
+
+
+class Outcome(StrEnum):
+    APPLIED = "APPLIED"  # the generation is applied (installed, already active, or unloaded)
+    FAILED = "FAILED"  # refused or failed for good: the generation is recorded as failed
+    RETRY = "RETRY"  # failed in a way a later attempt may fix (network)
+    CANCELLED = "CANCELLED"  # a newer desired state took over
+    IGNORED = "IGNORED"  # nothing to do
+
+
+class Reconciler:
+    """Brings the device to a desired state, one update at a time (callers serialise calls).
+
+    ``target`` is the profile's compile target; ``runtime_problems`` says which runtimes can run
+    here; ``loader`` loads a verified bundle (``agent.runtimes.load_bundle``).
+    """
+
+    def __init__(
+        self,
+        *,
+        device_id: str,
+        target: str,
+        data_dir: Path,
+        registry: ModelRegistry,
+        downloader: Downloader,
+        report: ReportFn,
+        verifier: Verifier | None = None,
+        runtimes: Callable[[], Mapping[str, str | None]] = runtime_problems,
+        loader: Loader = load_bundle,
+        threads: int | None = None,
+        inference_url: str | None = None,
+        slot_name: str = DEFAULT_SLOT,
+        progress_interval: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.device_id = device_id
+        self.target = target
+        self.registry = registry
+        self.downloader = downloader
+        self.verifier: Verifier = verifier or Sha256Verifier()
+        self.inference_url = inference_url
+        self.slot_name = slot_name
+        self.slots = SlotStore(data_dir / "slots")
+        self._store = JournalStore(data_dir / "journal.json")
+        self._journal = self._store.load()
+        self._report_fn = report
+        self._runtimes = runtimes
+        self._loader = loader
+        self._threads = threads
+        self._progress_interval = progress_interval
+        self._clock = clock
+        self._last_progress = 0.0
+        # Set by the worker at shutdown: a download cancelled for that stays DOWNLOADING in the
+        # journal, so the next start resumes it at once instead of waiting for the desired state.
+        self.shutting_down = threading.Event()
+
+    @property
+    def journal(self) -> Journal:
+        return self._journal
+
+    def reported(self, progress: dict[str, int] | None = None) -> ReportedState:
+        """The report for the journal as it stands."""
+        j = self._journal
+        return ReportedState(
+            device_id=self.device_id,
+            generation=j.generation,
+            state=j.state,
+            active=None if j.active is None else j.active.ref,
+            previous=None if j.previous is None else j.previous.ref,
+            error=j.error,
+            progress=progress,
+            inference_url=self.inference_url,
+        )
+
+    # -- start-up ---------------------------------------------------------------------------
+
+    def restore(self) -> LoadedModel | None:
+        """Load the active slot's model and serve it (at start-up, before any update runs).
+
+        When the active slot won't load but the previous one does, the previous becomes active.
+        Returns the model now serving, or ``None``.
+        """
+        j = self._journal
+        for record in (j.active, j.previous):
+            if record is None or record.slot == j.target_slot:
+                continue
+            try:
+                model = self._load_installed(record, self.slots.verify(record.slot))
+            except UpdateError as exc:
+                log.error("installed model %s (slot %s) can't be served: %s", record.ref, record.slot, exc)
+                continue
+            if record is not j.active:
+                err = ReportedError(
+                    str(ErrorCode.LOAD_FAILED),
+                    f"{j.active.ref if j.active else '?'} failed to load at start-up; serving {record.ref}",
+                )
+                self._save(active=record, previous=None, error=err)
+            self.registry.swap(self.slot_name, model)
+            log.info("serving %s from slot %s", record.ref, record.slot)
+            return model
+        return None
+
+    def resume(self, cancel: threading.Event | None = None) -> Outcome:
+        """Go on with an update the journal shows in flight, as the resume table says."""
+        j = self._journal
+        action = resume_action(j.state, j.resumes)
+        if action is Resume.SERVE_ACTIVE:
+            return Outcome.IGNORED
+        model = j.desired
+        if model is None:
+            action = Resume.ROLL_BACK
+        log.warning("journal shows %s for generation %d at start-up: %s", j.state, j.generation, action)
+        if action is Resume.ROLL_BACK:
+            error = (
+                j.error
+                if j.state is S.ROLLING_BACK and j.error
+                else ReportedError(
+                    str(_CRASH_CODES.get(j.state, ErrorCode.INTERNAL)),
+                    f"the agent stopped during {j.state} (after {j.resumes} resumes); rolled back",
+                )
+            )
+            self._save(state=S.ROLLING_BACK, error=error, resumes=j.resumes + 1)
+            return self._finish_rollback(retryable=False)
+        assert model is not None
+        self._save(state=RESUME_ENTRY[action], resumes=j.resumes + 1, error=None)
+        return self._run(model, self._journal.generation, cancel)
+
+    # -- updates ----------------------------------------------------------------------------
+
+    def apply(self, desired: DesiredState, cancel: threading.Event | None = None) -> Outcome:
+        """Reconcile towards ``desired``; blocks until the update ends. Never raises for a failed
+        update (the failure is reported); raises only when the journal itself can't be written."""
+        j = self._journal
+        plan = decide(
+            desired,
+            device_id=self.device_id,
+            target=self.target,
+            runtime_problems=self._runtimes(),
+            journal=j,
+        )
+        if plan.action is Action.ALREADY_ACTIVE and self.registry.get(self.slot_name) is None:
+            plan = replace(plan, action=Action.UPDATE, reason="installed but not serving: install again")
+        log.info("desired generation %d: %s (%s)", desired.generation, plan.action, plan.reason)
+        gen = desired.generation
+        if plan.action is Action.IGNORE:
+            return Outcome.IGNORED
+        if plan.action is Action.REFUSE:
+            assert plan.code is not None
+            self._event(
+                Event.REFUSED,
+                generation=gen,
+                desired=plan.model,
+                error=ReportedError(str(plan.code), plan.reason),
+                failed_generations=j.failed(gen),
+            )
+            return Outcome.FAILED
+        if plan.action is Action.UNLOAD:
+            self._event(
+                Event.UNLOADED,
+                report=False,
+                generation=gen,
+                desired=None,
+                active=None,
+                previous=j.active,
+                applied_generation=gen,
+                error=None,
+            )
+            self.registry.swap(self.slot_name, None)
+            self._report()  # after the swap, so whoever reads COMMITTED finds it done
+            return Outcome.APPLIED
+        assert plan.model is not None
+        if plan.action is Action.ALREADY_ACTIVE:
+            self._event(
+                Event.ALREADY_ACTIVE, generation=gen, desired=plan.model, applied_generation=gen, error=None
+            )
+            return Outcome.APPLIED
+        self._event(
+            Event.START,
+            generation=gen,
+            desired=plan.model,
+            target_slot=None,
+            downloaded=self.downloader.partial_size(plan.model),
+            resumes=0,
+            error=None,
+        )
+        return self._run(plan.model, gen, cancel)
+
+    def _run(self, model: DesiredModel, gen: int, cancel: threading.Event | None) -> Outcome:
+        """Run the update from the journal's state (DOWNLOADING or VERIFYING) to the end."""
+        adapter: RuntimeAdapter | None = None
+        try:
+            if self._journal.state is S.DOWNLOADING:
+                self._last_progress = self._clock()
+                path = self.downloader.fetch(model, progress=self._on_progress, cancel=cancel)
+                self._event(Event.DOWNLOADED, downloaded=model.size)
+            else:
+                path = self.downloader.done_path(model)
+                if not path.is_file():
+                    raise TransportError(
+                        f"{model.ref}: the downloaded bundle is gone; it will be fetched again"
+                    )
+            self.verifier.verify(path, model)
+
+            j = self._journal
+            slot = self.slots.inactive(j.active.slot if j.active else None)
+            keep_previous = j.previous if j.previous is not None and j.previous.slot != slot else None
+            self._event(Event.VERIFIED, target_slot=slot, previous=keep_previous)
+            installed = self.slots.install(path, slot)
+            self._check_manifest(installed.manifest, model)
+
+            self._event(Event.INSTALLED)
+            adapter = self._load(installed)
+
+            self._event(Event.LOADED)
+            log.info("%s: %s", model.ref, run_selftest(adapter, installed.bundle_dir, installed.manifest))
+
+            new = LoadedModel(model.name, model.version, adapter, installed.manifest)
+            self._event(
+                Event.SELF_TEST_PASSED,
+                report=False,
+                active=InstalledModel.from_desired(model, slot),
+                previous=self._journal.active,
+                applied_generation=gen,
+                target_slot=None,
+                downloaded=0,
+                resumes=0,
+                error=None,
+            )
+            adapter = None  # the registry owns it now
+            self.registry.swap(self.slot_name, new)
+            self._report()  # after the swap, so whoever reads COMMITTED finds the new model serving
+            self.downloader.cleanup()
+            log.info("generation %d committed: serving %s from slot %s", gen, model.ref, slot)
+            return Outcome.APPLIED
+        except Cancelled:
+            if self.shutting_down.is_set():
+                log.info("download of %s interrupted by shutdown; it resumes at the next start", model.ref)
+                return Outcome.CANCELLED
+            log.info("update to %s cancelled by a newer desired state", model.ref)
+            self._event(Event.CANCELLED, error=None)
+            return Outcome.CANCELLED
+        except UpdateError as exc:
+            return self._fail(exc)
+        except Exception as exc:  # a bug or an unexpected library error: still roll back, never crash
+            log.exception("update to %s failed unexpectedly", model.ref)
+            return self._fail(UpdateError(f"internal error: {type(exc).__name__}: {exc}", ErrorCode.INTERNAL))
+        finally:
+            if adapter is not None:
+                adapter.close()
+
+    def _fail(self, exc: UpdateError) -> Outcome:
+        j = self._journal
+        log.error("update of generation %d failed: %s: %s", j.generation, exc.code, exc.message)
+        err = ReportedError(str(exc.code), exc.message)
+        if not exc.retryable and j.desired is not None:
+            self.downloader.discard(j.desired)
+        if j.state is S.DOWNLOADING:
+            failed = j.failed_generations if exc.retryable else j.failed(j.generation)
+            self._event(Event.FAILED, error=err, failed_generations=failed)
+            return Outcome.RETRY if exc.retryable else Outcome.FAILED
+        self._event(Event.FAILED, error=err)
+        return self._finish_rollback(exc.retryable)
+
+    def _finish_rollback(self, retryable: bool) -> Outcome:
+        """From ROLLING_BACK: empty the slot the update was installing into; back to IDLE."""
+        j = self._journal
+        if j.target_slot is not None and (j.active is None or j.target_slot != j.active.slot):
+            self.slots.clear(j.target_slot)
+        if not retryable and j.desired is not None:
+            self.downloader.discard(j.desired)
+        failed = j.failed_generations if retryable else j.failed(j.generation)
+        self._event(Event.ROLLED_BACK, target_slot=None, downloaded=0, failed_generations=failed)
+        return Outcome.RETRY if retryable else Outcome.FAILED
+
+    # -- steps ------------------------------------------------------------------------------
+
+    def _check_manifest(self, manifest: Manifest, model: DesiredModel) -> None:
+        if manifest.target != self.target:
+            raise ArtifactError(
+                f"{model.ref}: the bundle is built for {manifest.target}; this device runs {self.target}",
+                ErrorCode.INCOMPATIBLE,
+            )
+        if manifest.name and (manifest.name, manifest.version) != (model.name, model.version):
+            log.warning(
+                "bundle manifest names %s:%s, the desired state %s",
+                manifest.name,
+                manifest.version,
+                model.ref,
+            )
+
+    def _load(self, installed: Installed) -> RuntimeAdapter:
+        """Load with the bundle's runtime, translating the runtimes' errors at this seam."""
+        m = installed.manifest
+        try:
+            return self._loader(installed.bundle_dir, m, threads=self._threads)
+        except RuntimeUnavailable as exc:
+            raise DeviceError(f"runtime {m.runtime}: {exc}", ErrorCode.RUNTIME_UNAVAILABLE) from exc
+        except RuntimeLoadError as exc:
+            raise DeviceError(f"{m.runtime} refused the model: {exc}", ErrorCode.LOAD_FAILED) from exc
+        except KeyError as exc:
+            raise ArtifactError(
+                f"the bundle needs runtime {m.runtime!r}: {exc}", ErrorCode.INCOMPATIBLE
+            ) from exc
+        except Exception as exc:  # a runtime library's own exception type
+            raise DeviceError(f"{m.runtime} failed to load the model: {exc}", ErrorCode.LOAD_FAILED) from exc
+
+    def _load_installed(self, record: InstalledModel, installed: Installed) -> LoadedModel:
+        adapter = self._load(installed)
+        return LoadedModel(record.name, record.version, adapter, installed.manifest)
+
+    def _on_progress(self, done: int, total: int) -> None:
+        now = self._clock()
+        if now - self._last_progress < self._progress_interval and done < total:
+            return
+        self._last_progress = now
+        self._journal = self._store.save(replace(self._journal, downloaded=done))
+        self._report(progress={"bytes": done, "total": total})
+
+    # -- journal ----------------------------------------------------------------------------
+
+    def _event(self, event: Event, report: bool = True, **changes: Any) -> None:
+        """Post ``event``: persist the next state with ``changes``, then report it (unless the
+        caller reports after one more in-memory step)."""
+        state = next_state(self._journal.state, event)
+        self._save(report=report, state=state, **changes)
+
+    def _save(self, report: bool = True, **changes: Any) -> None:
+        self._journal = self._store.save(replace(self._journal, **changes))
+        if report:
+            self._report()
+
+    def _report(self, progress: dict[str, int] | None = None) -> None:
+        try:
+            self._report_fn(self.reported(progress))
+        except Exception:  # reporting is best effort; the journal is the record
+            log.exception("reporting the update state failed")

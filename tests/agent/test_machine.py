@@ -1,0 +1,115 @@
+"""The update state machine's transition table and resume table (pure: no disk, broker or clock)."""
+
+from __future__ import annotations
+
+import pytest
+
+from agent.contracts.state import UpdateState as S
+from agent.update.machine import (
+    MAX_RESUMES,
+    RESUME_ENTRY,
+    RESUME_TABLE,
+    TRANSITIONS,
+    Event,
+    InvalidTransition,
+    Resume,
+    is_at_rest,
+    next_state,
+    resume_action,
+)
+
+HAPPY_PATH = [
+    (Event.START, S.DOWNLOADING),
+    (Event.DOWNLOADED, S.VERIFYING),
+    (Event.VERIFIED, S.INSTALLING),
+    (Event.INSTALLED, S.LOADING),
+    (Event.LOADED, S.SELF_TEST),
+    (Event.SELF_TEST_PASSED, S.COMMITTED),
+]
+
+
+@pytest.mark.parametrize("start", [S.IDLE, S.COMMITTED])
+def test_happy_path_from_rest_reaches_committed(start: S) -> None:
+    state = start
+    seen = []
+    for event, expected in HAPPY_PATH:
+        state = next_state(state, event)
+        seen.append(state)
+        assert state is expected
+    assert seen[-1] is S.COMMITTED
+
+
+@pytest.mark.parametrize("state", [S.VERIFYING, S.INSTALLING, S.LOADING, S.SELF_TEST])
+def test_failure_after_download_rolls_back_then_idles(state: S) -> None:
+    assert next_state(state, Event.FAILED) is S.ROLLING_BACK
+    assert next_state(S.ROLLING_BACK, Event.ROLLED_BACK) is S.IDLE
+
+
+def test_failed_or_cancelled_download_goes_straight_to_idle() -> None:
+    # Nothing was installed yet, so there is nothing to roll back.
+    assert next_state(S.DOWNLOADING, Event.FAILED) is S.IDLE
+    assert next_state(S.DOWNLOADING, Event.CANCELLED) is S.IDLE
+
+
+@pytest.mark.parametrize("state", [S.IDLE, S.COMMITTED])
+def test_decisions_without_download_from_rest(state: S) -> None:
+    assert next_state(state, Event.REFUSED) is S.IDLE
+    assert next_state(state, Event.ALREADY_ACTIVE) is S.COMMITTED
+    assert next_state(state, Event.UNLOADED) is S.COMMITTED
+
+
+def test_every_pair_outside_the_table_is_refused() -> None:
+    allowed = set(TRANSITIONS)
+    for state in S:
+        for event in Event:
+            if (state, event) in allowed:
+                continue
+            with pytest.raises(InvalidTransition, match=f"{event}.*{state}"):
+                next_state(state, event)
+
+
+def test_a_new_update_cannot_start_while_one_is_in_flight() -> None:
+    for state in (S.DOWNLOADING, S.VERIFYING, S.INSTALLING, S.LOADING, S.SELF_TEST, S.ROLLING_BACK):
+        assert not is_at_rest(state)
+        with pytest.raises(InvalidTransition):
+            next_state(state, Event.START)
+
+
+def test_commit_is_reachable_only_from_self_test() -> None:
+    sources = {s for (s, e), t in TRANSITIONS.items() if t is S.COMMITTED and e is Event.SELF_TEST_PASSED}
+    assert sources == {S.SELF_TEST}
+
+
+def test_resume_table_covers_every_state() -> None:
+    assert set(RESUME_TABLE) == set(S)
+
+
+@pytest.mark.parametrize(
+    ("state", "action"),
+    [
+        (S.IDLE, Resume.SERVE_ACTIVE),
+        (S.COMMITTED, Resume.SERVE_ACTIVE),
+        (S.DOWNLOADING, Resume.RESUME_DOWNLOAD),
+        (S.VERIFYING, Resume.RESTART_FROM_VERIFY),
+        (S.INSTALLING, Resume.RESTART_FROM_VERIFY),
+        (S.LOADING, Resume.ROLL_BACK),
+        (S.SELF_TEST, Resume.ROLL_BACK),
+        (S.ROLLING_BACK, Resume.ROLL_BACK),
+    ],
+)
+def test_resume_action_after_a_crash(state: S, action: Resume) -> None:
+    assert resume_action(state, resumes=0) is action
+
+
+@pytest.mark.parametrize("state", [S.DOWNLOADING, S.VERIFYING, S.INSTALLING])
+def test_an_update_that_keeps_crashing_rolls_back(state: S) -> None:
+    assert resume_action(state, resumes=MAX_RESUMES - 1) is not Resume.ROLL_BACK
+    assert resume_action(state, resumes=MAX_RESUMES) is Resume.ROLL_BACK
+
+
+def test_resume_entries_are_states_the_table_can_leave() -> None:
+    assert RESUME_ENTRY[Resume.RESUME_DOWNLOAD] is S.DOWNLOADING
+    assert RESUME_ENTRY[Resume.RESTART_FROM_VERIFY] is S.VERIFYING
+    assert RESUME_ENTRY[Resume.ROLL_BACK] is S.ROLLING_BACK
+    for entry in RESUME_ENTRY.values():
+        assert any(s is entry for (s, _e) in TRANSITIONS)

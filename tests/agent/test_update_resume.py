@@ -1,0 +1,221 @@
+"""Crash recovery: the agent dies at each step of an update (a BaseException the reconciler does
+not catch, leaving disk and journal exactly as ``kill -9`` would), a new reconciler starts on the
+same data directory, and the resume table decides: resume, restart from verify, or roll back."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from agent.contracts.state import ErrorCode, UpdateState
+from agent.update import reconciler as reconciler_module
+from agent.update.machine import MAX_RESUMES
+from agent.update.reconciler import Outcome, Reconciler
+from agent.update.slots import SlotStore
+from tests.agent.agent_testkit import ArtifactServer, BuiltBundle, Recorder, desired_state
+from tests.agent.test_update_flow import DEVICE, expected, make_reconciler, serve
+
+
+class Crash(BaseException):
+    """The process dies here."""
+
+
+@pytest.fixture
+def started(
+    tmp_path: Path, artifact_server: ArtifactServer, bundles: dict[str, BuiltBundle]
+) -> Iterator[tuple[Reconciler, Path]]:
+    """A reconciler with v1 committed in slot a; v2 is on the server."""
+    for b in bundles.values():
+        artifact_server.add(b.model, b.tar)
+    r = make_reconciler(tmp_path / "data", artifact_server, Recorder())
+    assert r.apply(desired_state(DEVICE, 1, bundles["1"].model)) is Outcome.APPLIED
+    yield r, tmp_path / "data"
+    r.registry.close()
+
+
+def restart(data: Path, server: ArtifactServer) -> tuple[Reconciler, Recorder]:
+    rec = Recorder()
+    r = make_reconciler(data, server, rec)
+    r.restore()
+    return r, rec
+
+
+def crash_update(r: Reconciler, bundle: BuiltBundle, generation: int = 2) -> None:
+    with pytest.raises(Crash):
+        r.apply(desired_state(DEVICE, generation, bundle.model))
+    r.registry.close()
+
+
+def test_killed_while_downloading_resumes_with_range(
+    started: tuple[Reconciler, Path], artifact_server: ArtifactServer, bundles: dict[str, BuiltBundle]
+) -> None:
+    r, data = started
+    v2 = bundles["2"]
+    artifact_server.behaviour.cut_after, artifact_server.behaviour.cuts_left = 4096, 1
+    original = r.downloader._transfer
+
+    def die_after_first_attempt(*args: Any, **kwargs: Any) -> bool:
+        try:
+            return original(*args, **kwargs)
+        except Exception:
+            raise Crash() from None
+
+    r.downloader._transfer = die_after_first_attempt  # type: ignore[method-assign]
+    crash_update(r, v2)
+    assert r.journal.state is UpdateState.DOWNLOADING
+    assert r.downloader.partial_size(v2.model) == 4096
+
+    again, rec = restart(data, artifact_server)
+    assert serve(again)[0] == "linear:1"  # serving at once, before the update goes on
+    assert again.resume() is Outcome.APPLIED
+    assert rec.states(2) == ["DOWNLOADING", "VERIFYING", "INSTALLING", "LOADING", "SELF_TEST", "COMMITTED"]
+    assert artifact_server.requests[-1]["range"] == "bytes=4096-"
+    assert serve(again)[0] == "linear:2"
+    np.testing.assert_allclose(serve(again)[1], expected(v2), rtol=1e-5)
+
+
+def test_killed_while_installing_restarts_from_verify(
+    started: tuple[Reconciler, Path],
+    artifact_server: ArtifactServer,
+    bundles: dict[str, BuiltBundle],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    r, data = started
+
+    def half_install(self: SlotStore, tar_path: Path, slot: str) -> None:
+        (self.path(slot)).mkdir(parents=True, exist_ok=True)
+        (self.path(slot) / "model.onnx").write_bytes(b"half written")
+        raise Crash()
+
+    with monkeypatch.context() as m:
+        m.setattr(SlotStore, "install", half_install)
+        crash_update(r, bundles["2"])
+    assert r.journal.state is UpdateState.INSTALLING and r.journal.target_slot == "b"
+
+    n_requests = len(artifact_server.requests)
+    again, rec = restart(data, artifact_server)
+    assert serve(again)[0] == "linear:1"
+    assert again.resume() is Outcome.APPLIED
+    assert rec.states(2) == ["VERIFYING", "INSTALLING", "LOADING", "SELF_TEST", "COMMITTED"]
+    assert len(artifact_server.requests) == n_requests  # the complete download was reused
+    assert serve(again)[0] == "linear:2"
+    assert (
+        again.journal.resumes == 0 and again.journal.active is not None and again.journal.active.slot == "b"
+    )
+
+
+@pytest.mark.parametrize(
+    ("where", "code"), [("loader", ErrorCode.LOAD_FAILED), ("selftest", ErrorCode.SELF_TEST_FAILED)]
+)
+def test_killed_while_loading_or_self_testing_rolls_back(
+    started: tuple[Reconciler, Path],
+    artifact_server: ArtifactServer,
+    bundles: dict[str, BuiltBundle],
+    monkeypatch: pytest.MonkeyPatch,
+    where: str,
+    code: ErrorCode,
+) -> None:
+    r, data = started
+
+    def die(*_args: Any, **_kwargs: Any) -> Any:
+        raise Crash()
+
+    with monkeypatch.context() as m:
+        if where == "loader":
+            r._loader = die
+        else:
+            m.setattr(reconciler_module, "run_selftest", die)
+        crash_update(r, bundles["2"])
+    assert r.journal.state in (UpdateState.LOADING, UpdateState.SELF_TEST)
+
+    again, rec = restart(data, artifact_server)
+    assert again.resume() is Outcome.FAILED
+    assert rec.states(2) == ["ROLLING_BACK", "IDLE"]
+    assert rec.last.error.code == code and "stopped during" in rec.last.error.message
+    assert serve(again)[0] == "linear:1"
+    assert not (data / "slots" / "b").exists()
+    # A model that killed the agent is not tried again when the retained desired state returns.
+    assert again.apply(desired_state(DEVICE, 2, bundles["2"].model)) is Outcome.IGNORED
+
+
+def test_an_update_that_keeps_killing_the_agent_is_rolled_back(
+    started: tuple[Reconciler, Path],
+    artifact_server: ArtifactServer,
+    bundles: dict[str, BuiltBundle],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    r, data = started
+
+    def die(*_args: Any, **_kwargs: Any) -> None:
+        raise Crash()
+
+    monkeypatch.setattr(SlotStore, "install", die)
+    crash_update(r, bundles["2"])
+    for _ in range(MAX_RESUMES):
+        again, _ = restart(data, artifact_server)
+        with pytest.raises(Crash):
+            again.resume()
+        again.registry.close()
+    monkeypatch.undo()
+    last, rec = restart(data, artifact_server)
+    assert last.resume() is Outcome.FAILED
+    assert rec.states(2) == ["ROLLING_BACK", "IDLE"]
+    assert serve(last)[0] == "linear:1"
+
+
+def test_killed_between_commit_and_swap_serves_the_new_model(
+    started: tuple[Reconciler, Path],
+    artifact_server: ArtifactServer,
+    bundles: dict[str, BuiltBundle],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    r, data = started
+
+    def die(*_args: Any) -> None:
+        raise Crash()
+
+    with monkeypatch.context() as m:
+        m.setattr(r.registry, "swap", die)
+        with pytest.raises(Crash):
+            r.apply(desired_state(DEVICE, 2, bundles["2"].model))
+    assert r.journal.state is UpdateState.COMMITTED
+    again, _ = restart(data, artifact_server)
+    assert again.resume() is Outcome.IGNORED
+    assert serve(again)[0] == "linear:2"
+
+
+def test_killed_while_rolling_back_finishes_the_roll_back(
+    started: tuple[Reconciler, Path],
+    artifact_server: ArtifactServer,
+    bundles: dict[str, BuiltBundle],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    r, data = started
+
+    def bad_selftest(*_args: Any) -> str:
+        from agent.errors import DeviceError
+
+        raise DeviceError("outputs differ", ErrorCode.SELF_TEST_FAILED)
+
+    real_clear = SlotStore.clear
+
+    def die_while_rolling_back(self: SlotStore, slot: str) -> None:
+        if r.journal.state is UpdateState.ROLLING_BACK:
+            raise Crash()
+        real_clear(self, slot)
+
+    monkeypatch.setattr(reconciler_module, "run_selftest", bad_selftest)
+    monkeypatch.setattr(SlotStore, "clear", die_while_rolling_back)
+    crash_update(r, bundles["2"])
+    assert r.journal.state is UpdateState.ROLLING_BACK
+    monkeypatch.undo()
+
+    again, rec = restart(data, artifact_server)
+    assert again.resume() is Outcome.FAILED
+    assert rec.last.state is UpdateState.IDLE and rec.last.error.code == ErrorCode.SELF_TEST_FAILED
+    assert serve(again)[0] == "linear:1"
+    assert not (data / "slots" / "b").exists()
