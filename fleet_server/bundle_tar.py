@@ -5,9 +5,10 @@ reproducible: same directory, same bytes (fixed owner, mode and mtime), so its s
 
 from __future__ import annotations
 
-import hashlib
 import tarfile
 from pathlib import Path
+
+from agent.contracts.manifest import sha256_file
 
 MANIFEST = "manifest.json"
 
@@ -42,12 +43,7 @@ def write_bundle_tar(bundle_dir: Path, out: Path) -> None:
             _add(tar, p, rel)
 
 
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
+sha256_of = sha256_file  # one sha256 of a file for the whole project
 
 
 def bundle_target_path(name: str, version: str, target: str, precision: str, sha256: str) -> str:

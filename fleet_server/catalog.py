@@ -3,7 +3,6 @@ as immutable ``name:version`` entries."""
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from agent.contracts.manifest import sha256_file
 from fleet_server.db import ModelVersion
 from fleet_server.errors import ConflictError, InvalidRequestError, NotFoundError, UnusableError
 from fleet_server.names import check_name
@@ -26,14 +26,6 @@ class Upload:
 
     path: Path
     filename: str
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _check_data(upload: Upload, what: str) -> str:
@@ -84,7 +76,7 @@ def add_model_version(
     check_name(version, "model version")
     if min_agreement is not None and not 0.0 <= min_agreement <= 1.0:
         raise InvalidRequestError(f"min_agreement {min_agreement} is not between 0 and 1")
-    sha = file_sha256(model.path)
+    sha = sha256_file(model.path)
     existing = session.scalars(
         select(ModelVersion).where(ModelVersion.name == name, ModelVersion.version == version)
     ).first()

@@ -3,47 +3,32 @@ entry-point group; unknown names are refused with the list of known ones."""
 
 from __future__ import annotations
 
-from functools import cache
-from importlib import import_module
-from importlib.metadata import entry_points
 from pathlib import Path
 
 from agent.contracts.manifest import Manifest
+from agent.plugins import Registry
 from agent.runtimes.base import RuntimeAdapter, RuntimeUnavailable
 
 GROUP = "edgefleet.runtimes"
-# Used when the package is run from a source tree that was never installed (no entry points).
-_BUILTIN = {
-    "onnxruntime": "agent.runtimes.onnxrt:OnnxRuntimeAdapter",
-    "litert": "agent.runtimes.litert:LiteRTAdapter",
-    "tensorrt": "agent.runtimes.tensorrt:TensorRTAdapter",
-}
-
-
-@cache
-def _specs() -> dict[str, str]:
-    specs = dict(_BUILTIN)
-    for ep in entry_points(group=GROUP):
-        if ep.name in specs and specs[ep.name] != ep.value:
-            raise RuntimeError(f"runtime {ep.name!r} is registered twice ({specs[ep.name]} and {ep.value})")
-        specs[ep.name] = ep.value
-    return specs
+_REGISTRY = Registry(
+    GROUP,
+    {
+        "onnxruntime": "agent.runtimes.onnxrt:OnnxRuntimeAdapter",
+        "litert": "agent.runtimes.litert:LiteRTAdapter",
+        "tensorrt": "agent.runtimes.tensorrt:TensorRTAdapter",
+    },
+    what="runtime",
+)
 
 
 def known_runtimes() -> list[str]:
-    return sorted(_specs())
+    return _REGISTRY.names()
 
 
 def get_runtime(name: str) -> type[RuntimeAdapter]:
-    """The adapter class for ``name``. Raises ``KeyError`` naming the known runtimes."""
-    spec = _specs().get(name)
-    if spec is None:
-        raise KeyError(f"unknown runtime {name!r} (known: {', '.join(known_runtimes())})")
-    module, _, attr = spec.partition(":")
-    cls = getattr(import_module(module), attr)
-    if not (isinstance(cls, type) and issubclass(cls, RuntimeAdapter)):
-        raise TypeError(f"{spec} is not a RuntimeAdapter")
-    return cls
+    """The adapter class for ``name``. Raises :class:`~agent.plugins.PluginError` (a
+    ``LookupError``) naming the known runtimes."""
+    return _REGISTRY.load(name, RuntimeAdapter)
 
 
 def available_runtimes() -> dict[str, str | None]:

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from agent.contracts.manifest import sha256_file
 from agent.runtimes.base import RuntimeLoadError, RuntimeUnavailable
 
 NOT_INSTALLED = (
@@ -92,14 +93,6 @@ def tensorrt_version() -> str:
     return str(trt.__version__)
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
-
-
 def engine_key(model_sha256: str, gpu: GpuIdentity, trt_version: str, spec: dict[str, Any]) -> str:
     """The cache key of an engine (pure): any change of model, GPU, TensorRT or spec changes it."""
     spec_sha = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
@@ -137,7 +130,7 @@ def build_engine(onnx_path: Path, spec: dict[str, Any], cache_dir: Path) -> Path
     """
     trt_version = tensorrt_version()
     gpu = gpu_identity()
-    engine_path = cache_dir / f"{engine_key(_sha256(onnx_path), gpu, trt_version, spec)}.engine"
+    engine_path = cache_dir / f"{engine_key(sha256_file(onnx_path), gpu, trt_version, spec)}.engine"
     if engine_path.is_file():
         return engine_path
     timing_path = cache_dir / timing_cache_name(spec, gpu, trt_version)

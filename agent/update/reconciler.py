@@ -351,7 +351,7 @@ class Reconciler:
             raise DeviceError(f"runtime {m.runtime}: {exc}", ErrorCode.RUNTIME_UNAVAILABLE) from exc
         except RuntimeLoadError as exc:
             raise DeviceError(f"{m.runtime} refused the model: {exc}", ErrorCode.LOAD_FAILED) from exc
-        except KeyError as exc:
+        except LookupError as exc:  # PluginError: a runtime this agent does not know
             raise ArtifactError(
                 f"the bundle needs runtime {m.runtime!r}: {exc}", ErrorCode.INCOMPATIBLE
             ) from exc
