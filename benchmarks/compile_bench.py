@@ -67,7 +67,12 @@ def model_files(model: str, work: Path) -> tuple[Path, Path, Path | None]:
         d = ROOT / "examples" / "digits"
         return d / "digits_cnn.onnx", d / "calibration.npz", d / "heldout.npz"
     out = work / "mobilenet"
-    subprocess.run([sys.executable, str(ROOT / "examples/mobilenet/build.py"), "--out", str(out)], check=True)
+    # its progress goes to stderr so that -o json leaves stdout as one JSON document
+    subprocess.run(
+        [sys.executable, str(ROOT / "examples/mobilenet/build.py"), "--out", str(out)],
+        check=True,
+        stdout=sys.stderr,
+    )
     return out / "mobilenetv2.onnx", out / "calibration.npz", None
 
 
