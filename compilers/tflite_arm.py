@@ -35,6 +35,7 @@ convention, channel-last for rank 3 and up, and is noted in the build notes.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shutil
@@ -63,6 +64,7 @@ from compilers.errors import (
 )
 from compilers.modelcheck import iter_nodes, node_label, one_line
 
+log = logging.getLogger(__name__)
 TOOLCHAIN = "tflite"
 ENTRYPOINT = "model.tflite"
 DEFAULT_TIMEOUT_S = 1800
@@ -324,8 +326,8 @@ def _node_of(source: Path, op: str) -> str:
         for i, node in enumerate(iter_nodes(graph)):
             if node.op_type == op:
                 return node_label(node, i)
-    except Exception:
-        pass
+    except Exception as exc:  # only names the node in an error message; never hide the real error
+        log.debug("could not read %s to name the node of op %s: %s", source, op, exc)
     return "?"
 
 

@@ -11,6 +11,7 @@ codes: 0 after a clean stop, 1 when start-up failed, 2 for unusable settings.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import socket
@@ -137,9 +138,8 @@ def serve(
     )
     server = ReadyServer(config)
     try:
-        server.run(sockets=[sock])
-    except KeyboardInterrupt:
-        pass
+        with contextlib.suppress(KeyboardInterrupt):  # SIGINT is a normal stop
+            server.run(sockets=[sock])
     finally:
         sock.close()
     if not server.started:

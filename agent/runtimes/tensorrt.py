@@ -10,6 +10,7 @@ from ``cuda-python``. All of these are imported inside functions.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 from pathlib import Path
@@ -119,13 +120,12 @@ class _CudaPythonMemory:
 
 
 def _device_memory() -> _TorchMemory | _CudaPythonMemory:
-    try:
+    # torch is optional on a Jetson: when it is missing, cuda-python does the allocations.
+    if importlib.util.find_spec("torch") is not None:
         import torch
 
         if torch.cuda.is_available():
             return _TorchMemory()
-    except ImportError:
-        pass
     try:
         return _CudaPythonMemory()
     except ImportError as exc:

@@ -1,3 +1,4 @@
+import contextlib
 import signal
 import tempfile
 import time
@@ -215,11 +216,9 @@ def _wait_for_interrupt() -> None:
         stop["now"] = True
 
     signal.signal(signal.SIGTERM, handler)
-    try:
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how the user says "stop the fleet"
         while not stop["now"]:
             time.sleep(0.5)
-    except KeyboardInterrupt:
-        pass
 
 
 __all__ = ["quickstart"]
