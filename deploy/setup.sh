@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Sets up EdgeFleet from a fresh clone on a machine with Python 3.11, pip and apt:
-#   system packages (Mosquitto; with --dev also PostgreSQL for the database tests),
+#   system packages (Mosquitto; with --dev also PostgreSQL and Chromium for the tests),
 #   a virtual environment in .venv with the project and its extras,
 #   and the TFLite converter toolchain (its own environment; see compilers/toolchains.py).
 # Idempotent: a second run only checks. Usage: bash deploy/setup.sh [--dev]
@@ -34,7 +34,8 @@ apt_install() {
 apt_install mosquitto
 if [ "$DEV" = 1 ]; then
   # PostgreSQL binaries: the tests run their own throw-away cluster on a free port.
-  apt_install postgresql
+  # Chromium: the dashboard is tested in a real (headless) browser.
+  apt_install postgresql chromium
 fi
 
 if [ ! -x .venv/bin/python ]; then

@@ -1,4 +1,3 @@
-import contextlib
 import signal
 import tempfile
 import time
@@ -210,15 +209,14 @@ def _check_toolchains(app: Application, profiles: list[str]) -> None:
 
 
 def _wait_for_interrupt() -> None:
+    """Block until Ctrl-C (SIGINT) or SIGTERM. Both handlers are set explicitly: a shell that
+    starts us in the background makes us inherit an ignored SIGINT."""
     stop = {"now": False}
 
     def handler(_sig: int, _frame: object) -> None:
         stop["now"] = True
 
     signal.signal(signal.SIGTERM, handler)
-    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how the user says "stop the fleet"
-        while not stop["now"]:
-            time.sleep(0.5)
-
-
-__all__ = ["quickstart"]
+    signal.signal(signal.SIGINT, handler)
+    while not stop["now"]:
+        time.sleep(0.5)

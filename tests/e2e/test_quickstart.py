@@ -56,3 +56,38 @@ def test_quickstart_refuses_an_unknown_profile_before_starting_anything(tmp_path
     assert res.returncode != 0
     assert "toaster-9000" in res.stderr and "x86-64-avx2" in res.stderr
     assert not (tmp_path / "qs").exists()
+
+
+def test_quickstart_keeps_the_fleet_up_until_ctrl_c(tmp_path: Path) -> None:
+    import os
+    import signal
+    import sys
+    import time
+
+    run_dir = tmp_path / "qs"
+    exe = Path(sys.executable).with_name("edgectl")
+    proc = subprocess.Popen(
+        [str(exe), "quickstart", "--devices", "1", "--profile", "x86-64-avx2", "--dir", str(run_dir)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "NO_COLOR": "1"},
+    )
+    try:
+        assert proc.stderr is not None
+        seen = []
+        deadline = time.monotonic() + 300
+        for line in proc.stderr:
+            seen.append(line)
+            if "press Ctrl-C" in line or time.monotonic() > deadline:
+                break
+        assert any("press Ctrl-C" in line for line in seen), "".join(seen)[-3000:]
+        time.sleep(1)
+        assert proc.poll() is None  # still serving
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    assert str(run_dir) not in ps  # the server, its broker and the agent are gone too
