@@ -17,6 +17,7 @@ from types import FrameType
 from typing import TextIO
 
 from agent.config import AgentConfig
+from agent.connection_count import ConnectionCounter
 from agent.contracts.state import ReportedState
 from agent.errors import RegistrationError
 from agent.facts import device_facts
@@ -107,7 +108,12 @@ class Agent:
         if reg is None:
             return
         log.info("registered with %s", self.config.server)
-        mqtt = AgentMqtt(self.config.device_id, reg.mqtt, on_desired=self.worker.submit)
+        mqtt = AgentMqtt(
+            self.config.device_id,
+            reg.mqtt,
+            on_desired=self.worker.submit,
+            connections=ConnectionCounter(self.config.data_dir / "mqtt-connections"),
+        )
         with self._mqtt_lock:
             if self.stopping.is_set():
                 return

@@ -21,6 +21,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from agent.connection_count import ConnectionCounter
 from agent.contracts.errors import ContractError
 from agent.contracts.state import DesiredState, ReportedState, Status
 from agent.contracts.topics import device_topic
@@ -41,6 +42,7 @@ class AgentMqtt:
         reconnect_min: float = 1.0,
         reconnect_max: float = 60.0,
         max_inflight: int = 20,
+        connections: ConnectionCounter | None = None,
     ) -> None:
         self.device_id = device_id
         self.settings = settings
@@ -66,10 +68,21 @@ class AgentMqtt:
         c.max_inflight_messages_set(max_inflight)  # paho 2.x: only before connect
         c.max_queued_messages_set(1000)
         c.reconnect_delay_set(min_delay=max(1, int(reconnect_min)), max_delay=max(1, int(reconnect_max)))
-        c.will_set(self.topics["status"], Status(device_id, online=False).to_json(), qos=1, retain=True)
+        self._connections = connections or ConnectionCounter()
+        self._connection = 0
+        self._arm_will()
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
         c.on_message = self._on_message
+
+    def _arm_will(self) -> None:
+        """Number the next connection and set its last will (paho sends the will with every
+        CONNECT, so setting it between connections is enough)."""
+        self._connection = self._connections.next()
+        self._client.will_set(self.topics["status"], self._status(online=False), qos=1, retain=True)
+
+    def _status(self, online: bool) -> bytes:
+        return Status(self.device_id, online=online, connection=self._connection).to_json()
 
     def start(self) -> None:
         """Connect in the background; paho retries until the broker answers."""
@@ -93,9 +106,7 @@ class AgentMqtt:
     def stop(self, timeout: float = 5.0) -> None:
         """Say offline (retained), disconnect cleanly and stop the network thread."""
         if self._client.is_connected():
-            info = self._client.publish(
-                self.topics["status"], Status(self.device_id, online=False).to_json(), qos=1, retain=True
-            )
+            info = self._client.publish(self.topics["status"], self._status(online=False), qos=1, retain=True)
             try:
                 info.wait_for_publish(timeout)
             except (RuntimeError, ValueError) as exc:
@@ -118,9 +129,7 @@ class AgentMqtt:
             log.error("MQTT broker refused the connection: %s", reason_code)
             return
         log.info("MQTT connected (session present: %s)", flags.session_present)
-        client.publish(
-            self.topics["status"], Status(self.device_id, online=True).to_json(), qos=1, retain=True
-        )
+        client.publish(self.topics["status"], self._status(online=True), qos=1, retain=True)
         client.subscribe(self.topics["desired"], qos=1)
         with self._lock:
             if self._latest is not None:
@@ -131,6 +140,7 @@ class AgentMqtt:
         self, _client: mqtt.Client, _userdata: object, _flags: object, reason_code: object, _props: object
     ) -> None:
         self.connected.clear()
+        self._arm_will()  # the next connection gets a new number
         if getattr(reason_code, "is_failure", True):
             log.warning("MQTT connection lost (%s); paho reconnects with backoff", reason_code)
         else:

@@ -230,7 +230,18 @@ class MqttBridge:
             dev = s.get(Device, device_id)
             if dev is None:
                 return False
+            if not st.supersedes(dev.status_connection):
+                # e.g. the last will of a connection the device has since replaced
+                log.debug(
+                    "stale status from %s (connection %s < %s) ignored",
+                    device_id,
+                    st.connection,
+                    dev.status_connection,
+                )
+                return False
             dev.online = st.online
+            if st.connection is not None:
+                dev.status_connection = st.connection
             dev.last_seen = utcnow()
         return True
 

@@ -80,8 +80,9 @@ class DesiredModel:
         )
         if m.size <= 0:
             raise ContractError(f"{where}.size: must be positive")
-        if len(m.sha256) != 64:
-            raise ContractError(f"{where}.sha256: not a sha256")
+        # The agent names download files after it, so anything but 64 hex digits could be a path.
+        if len(m.sha256) != 64 or any(c not in "0123456789abcdef" for c in m.sha256):
+            raise ContractError(f"{where}.sha256: not a lowercase hex sha256")
         return m
 
     @property
@@ -202,17 +203,28 @@ class ReportedState:
 @dataclass(frozen=True)
 class Status:
     """Online/offline, published retained by the device; the broker publishes the offline form as
-    the device's last will when its connection drops."""
+    the device's last will when its connection drops.
+
+    ``connection`` numbers the device's MQTT connections and only grows, across restarts too
+    (the agent keeps the count on disk). A connection's will and its online message carry the same
+    number, so a reader can order them without trusting the device's clock: the will of an old
+    connection that arrives after the online message of a newer one is stale.
+    """
 
     device_id: str
     online: bool
     ts: float = field(default_factory=time.time)
+    connection: int | None = None
+
+    def supersedes(self, last_connection: int | None) -> bool:
+        """Whether this status is at least as new as the last one applied (pure)."""
+        return self.connection is None or last_connection is None or self.connection >= last_connection
 
     def to_json(self) -> bytes:
-        return json.dumps(
-            {"schema": STATUS_SCHEMA, "device_id": self.device_id, "online": self.online, "ts": self.ts},
-            sort_keys=True,
-        ).encode()
+        body = {"schema": STATUS_SCHEMA, "device_id": self.device_id, "online": self.online, "ts": self.ts}
+        if self.connection is not None:
+            body["connection"] = self.connection
+        return json.dumps(body, sort_keys=True).encode()
 
     @classmethod
     def from_json(cls, payload: bytes | str) -> Status:
@@ -223,6 +235,7 @@ class Status:
             device_id=req(d, "device_id", str, w),
             online=req(d, "online", bool, w),
             ts=opt(d, "ts", float, w, 0.0),
+            connection=opt(d, "connection", int, w),
         )
 
 

@@ -103,6 +103,8 @@ class Device(Base):
     labels: Mapped[dict[str, Any]] = mapped_column(default=dict)
     facts: Mapped[dict[str, Any]] = mapped_column(default=dict)
     online: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The MQTT connection number of the last status applied (Status.connection); older ones are stale.
+    status_connection: Mapped[int | None] = mapped_column(default=None)
     last_seen: Mapped[datetime | None] = mapped_column()
     desired: Mapped[dict[str, Any] | None] = mapped_column()
     desired_generation: Mapped[int] = mapped_column(Integer, default=0)

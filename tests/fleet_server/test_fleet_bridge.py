@@ -214,3 +214,28 @@ def test_deployment_made_while_the_broker_is_down_reaches_devices_once_it_is_bac
     assert wait(d1.latest, what="desired after reconnect")["generation"] == 1
     d1.report(1, UpdateState.COMMITTED, active=REF)
     wait(lambda: dep_state(c, dep["id"])["state"] == "SUCCEEDED")
+
+
+def test_the_last_will_of_a_replaced_connection_does_not_mark_the_device_offline(
+    server: Any, mosquitto_broker: Any, make_device: Any, wait: Any
+) -> None:
+    """A device's connections are numbered; the will of connection 4 arriving after the online
+    message of connection 5 (a broker restart, a session takeover) is stale. The will of the
+    current connection still marks the device offline."""
+    c = server
+    setup_rollout(c, "d1")
+    dev = make_device("d1", mosquitto_broker.host, mosquitto_broker.port)
+
+    def status(online: bool, connection: int) -> None:
+        body = {"schema": "edgefleet.status/1", "device_id": "d1", "online": online, "connection": connection}
+        dev.publish("status", json.dumps(body).encode())
+
+    status(True, 5)
+    wait(lambda: c.get("/api/v1/devices/d1").json()["online"], what="online")
+    status(False, 4)  # the old connection's will, late
+    # A marker after it on the same link (in order): once it is recorded, the will was handled.
+    dev.publish("telemetry", json.dumps({"marker": 1}).encode())
+    wait(lambda: c.get("/api/v1/devices/d1").json()["telemetry"], what="the marker")
+    assert c.get("/api/v1/devices/d1").json()["online"] is True
+    status(False, 5)
+    wait(lambda: not c.get("/api/v1/devices/d1").json()["online"], what="offline from the current connection")
