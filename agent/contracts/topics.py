@@ -21,7 +21,8 @@ DEVICE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 
 def check_device_id(device_id: str) -> str:
     """Return ``device_id`` if it is usable as a topic level and a file name, else raise."""
-    if not DEVICE_ID_RE.match(device_id):
+    # fullmatch: with match, "$" also matches before a trailing newline ("dev1\n" would pass).
+    if not DEVICE_ID_RE.fullmatch(device_id):
         raise ContractError(
             f"device id {device_id!r} is not valid: use 1-128 letters, digits, '.', '_', ':' or '-', "
             "starting with a letter or digit"

@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import threading
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -70,6 +71,9 @@ class _TorchMemory:
     def free(self, buf: _Buffer) -> None:
         buf.keep = None
 
+    def close(self) -> None:
+        pass  # torch owns its current stream
+
 
 class _CudaPythonMemory:
     def __init__(self) -> None:
@@ -118,6 +122,12 @@ class _CudaPythonMemory:
     def free(self, buf: _Buffer) -> None:
         self._check(self._rt.cudaFree(buf.ptr))
 
+    def close(self) -> None:
+        """Destroy the stream; the memory object is unusable afterwards. Idempotent."""
+        if self._stream is not None:
+            stream, self._stream = self._stream, None
+            self._check(self._rt.cudaStreamDestroy(stream))
+
 
 def _device_memory() -> _TorchMemory | _CudaPythonMemory:
     # torch is optional on a Jetson: when it is missing, cuda-python does the allocations.
@@ -149,11 +159,19 @@ def read_build_spec(bundle_dir: Path, manifest: Manifest) -> dict[str, Any]:
 
 
 class TensorRTAdapter(RuntimeAdapter):
+    """One engine, one execution context, one stream.
+
+    An execution context holds per-inference state (input shapes, tensor addresses) and every
+    call shares the memory object's one stream, so :meth:`infer` runs one call at a time under
+    ``_lock``: the serving layer calls it from several threads at once.
+    """
+
     name: ClassVar[str] = "tensorrt"
 
     def __init__(self, bundle_dir: Path, manifest: Manifest, engine: Any, context: Any, memory: Any) -> None:
         super().__init__(bundle_dir, manifest)
         self._engine, self._context, self._memory = engine, context, memory
+        self._lock = threading.Lock()
 
     @classmethod
     def unavailable_reason(cls) -> str | None:
@@ -200,9 +218,13 @@ class TensorRTAdapter(RuntimeAdapter):
 
     def infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run one batch on the GPU. Raises ``ValueError`` for bad inputs, ``RuntimeError`` when
-        TensorRT fails to enqueue."""
+        TensorRT fails to enqueue. Thread-safe: concurrent calls run one after the other."""
         import tensorrt as trt
 
+        with self._lock:
+            return self._infer_locked(trt, inputs)
+
+    def _infer_locked(self, trt: Any, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         buffers: list[_Buffer] = []
         try:
             for spec in self.manifest.inputs:
@@ -235,5 +257,10 @@ class TensorRTAdapter(RuntimeAdapter):
                 self._memory.free(buf)
 
     def close(self) -> None:
-        self._context = None
-        self._engine = None
+        # Under the lock, so an inference still running finishes before its context goes away.
+        with self._lock:
+            self._context = None
+            self._engine = None
+            memory, self._memory = self._memory, None
+            if memory is not None:
+                memory.close()

@@ -1,12 +1,12 @@
 """The device's inference API: Open Inference Protocol v2 over HTTP (FastAPI).
 
 Errors are ``{"error": "..."}`` with 400 (bad input, naming the tensor), 404 (unknown model or
-version) or 503 (no model loaded yet), mapped from :mod:`agent.serving.errors` by one handler.
+version), 413 (a body over ``max_body_bytes``, on the wire or once decompressed) or 503 (no model
+loaded yet), mapped from :mod:`agent.serving.errors` by one handler.
 """
 
 from __future__ import annotations
 
-import gzip
 import time
 import zlib
 from typing import Any
@@ -19,7 +19,7 @@ from starlette.concurrency import run_in_threadpool
 
 from agent import __version__
 from agent.contracts.manifest import TensorSpec
-from agent.serving.errors import BadRequest, NotReady, ServingError
+from agent.serving.errors import BadRequest, NotReady, PayloadTooLarge, ServingError
 from agent.serving.metrics import Metrics
 from agent.serving.models import LoadedModel, ModelRegistry
 from agent.serving.oip import HEADER_LENGTH, InferRequest, decode_request, encode_response, tensor_metadata
@@ -27,9 +27,14 @@ from agent.serving.oip import HEADER_LENGTH, InferRequest, decode_request, encod
 SERVER_NAME = "edgefleet-agent"
 EXTENSIONS = ["binary_tensor_data"]
 MAX_BODY_BYTES = 256 << 20
+_WBITS = {"gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}  # deflate is zlib-wrapped (RFC 9110)
 
 
-def create_app(registry: ModelRegistry, metrics: Metrics | None = None) -> FastAPI:
+def create_app(
+    registry: ModelRegistry, metrics: Metrics | None = None, max_body_bytes: int = MAX_BODY_BYTES
+) -> FastAPI:
+    """The inference app. ``max_body_bytes`` bounds a request body both as received (whatever the
+    Content-Length says, chunked too) and after gzip/deflate decoding."""
     metrics = metrics or Metrics()
     app = FastAPI(title="EdgeFleet agent inference API", version=__version__, docs_url=None, redoc_url=None)
     app.state.registry = registry
@@ -73,11 +78,11 @@ def create_app(registry: ModelRegistry, metrics: Metrics | None = None) -> FastA
 
     @app.post("/v2/models/{name}/infer")
     async def infer(name: str, request: Request) -> Response:
-        return await _infer(registry, metrics, name, None, request)
+        return await _infer(registry, metrics, name, None, request, max_body_bytes)
 
     @app.post("/v2/models/{name}/versions/{version}/infer")
     async def infer_version(name: str, version: str, request: Request) -> Response:
-        return await _infer(registry, metrics, name, version, request)
+        return await _infer(registry, metrics, name, version, request, max_body_bytes)
 
     @app.get("/metrics")
     def prometheus() -> Response:
@@ -99,11 +104,16 @@ def _metadata(model: LoadedModel) -> dict[str, Any]:
 
 
 async def _infer(
-    registry: ModelRegistry, metrics: Metrics, name: str, version: str | None, request: Request
+    registry: ModelRegistry,
+    metrics: Metrics,
+    name: str,
+    version: str | None,
+    request: Request,
+    max_body_bytes: int,
 ) -> Response:
     outcome = "error"
     try:
-        body = await _read_body(request)
+        body = await _read_body(request, max_body_bytes)
         header = request.headers.get(HEADER_LENGTH)
         try:
             header_length = None if header is None else int(header)
@@ -113,7 +123,9 @@ async def _infer(
         payload, json_length = await run_in_threadpool(_run, registry, metrics, name, version, req)
         outcome = "ok"
     except ServingError as exc:
-        outcome = {400: "bad_request", 404: "not_found", 503: "not_ready"}.get(exc.status, "error")
+        outcome = {400: "bad_request", 404: "not_found", 413: "too_large", 503: "not_ready"}.get(
+            exc.status, "error"
+        )
         raise
     finally:
         # Only served names become label values: a client can't grow the series without bound.
@@ -123,22 +135,48 @@ async def _infer(
     return Response(payload, media_type="application/octet-stream", headers={HEADER_LENGTH: str(json_length)})
 
 
-async def _read_body(request: Request) -> bytes:
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The body, decoded per Content-Encoding, of at most ``limit`` bytes both as received and as
+    decoded. Raises :class:`PayloadTooLarge` or :class:`BadRequest`."""
     length = request.headers.get("content-length")
-    if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES:
-        raise BadRequest(f"request body over {MAX_BODY_BYTES} bytes")
-    body = await request.body()
+    if length is not None and length.isdigit() and int(length) > limit:
+        raise PayloadTooLarge(f"request body over {limit} bytes")
     encoding = request.headers.get("content-encoding", "identity").lower()
-    try:
-        if encoding == "gzip":
-            return gzip.decompress(body)
-        if encoding == "deflate":
-            return zlib.decompress(body)
-    except (OSError, zlib.error) as exc:
-        raise BadRequest(f"body is not valid {encoding}: {exc}") from exc
-    if encoding != "identity":
+    if encoding != "identity" and encoding not in _WBITS:
         raise BadRequest(f"unsupported Content-Encoding {encoding!r}")
-    return body
+    # Counted as it arrives: a chunked body has no Content-Length, and one may lie.
+    chunks: list[bytes] = []
+    received = 0
+    async for chunk in request.stream():
+        received += len(chunk)
+        if received > limit:
+            raise PayloadTooLarge(f"request body over {limit} bytes")
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    return body if encoding == "identity" else _decompress(body, encoding, limit)
+
+
+def _decompress(body: bytes, encoding: str, limit: int) -> bytes:
+    """Decode a gzip (one or more members) or deflate body, refusing output over ``limit`` bytes
+    before it is produced: a small body can decompress to gigabytes."""
+    out = bytearray()
+    data = body
+    try:
+        while True:
+            d = zlib.decompressobj(wbits=_WBITS[encoding])
+            # max_length >= 1 here (0 would mean unbounded): the loop stops once out passes limit.
+            out += d.decompress(data, limit + 1 - len(out))
+            if len(out) > limit or d.unconsumed_tail:
+                raise PayloadTooLarge(f"request body over {limit} bytes once decompressed")
+            if not d.eof:
+                raise BadRequest(f"body is not valid {encoding}: truncated")
+            data = d.unused_data
+            if not data:
+                return bytes(out)
+            if encoding != "gzip":
+                raise BadRequest(f"body is not valid {encoding}: data after the end of the stream")
+    except zlib.error as exc:
+        raise BadRequest(f"body is not valid {encoding}: {exc}") from exc
 
 
 def _run(

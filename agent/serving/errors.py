@@ -13,6 +13,12 @@ class BadRequest(ServingError):
     status = 400
 
 
+class PayloadTooLarge(ServingError):
+    """The request body is over the limit, as sent or once decompressed."""
+
+    status = 413
+
+
 class ModelNotFound(ServingError):
     """No model (or version) of that name is served here."""
 

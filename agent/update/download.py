@@ -8,8 +8,9 @@ S3 URL works. The declared size is a hard bound: a server that sends more is cut
 ``HASH_MISMATCH`` — except that a file stitched together from a resumed download is first fetched
 once more from scratch, since a power cut can leave garbage at the end of a part file.
 
-httpx's exceptions are translated here, once: transport trouble and HTTP errors are retried with
-backoff and end as :class:`~agent.errors.TransportError` when the attempts run out.
+httpx's exceptions are translated here, once: transport trouble, redirect loops, undecodable
+bodies and HTTP errors are retried with backoff and end as :class:`~agent.errors.TransportError`
+when the attempts run out.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int], None]  # (bytes so far, total)
 _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
+_DIGITS = re.compile(r"[0-9]{1,19}")  # ASCII, as HTTP has them; bounded, so int() is cheap and safe
 
 
 @dataclass(frozen=True)
@@ -199,8 +201,8 @@ class Downloader:
                     mode = "ab"
                 else:
                     offset, mode = 0, "wb"
-                    length = resp.headers.get("content-length")
-                    if length is not None and "content-encoding" not in resp.headers and int(length) != size:
+                    length = _content_length(resp)
+                    if length is not None and "content-encoding" not in resp.headers and length != size:
                         raise ArtifactError(
                             f"{model.ref}: server offers {length} bytes, the desired state declares {size}",
                             ErrorCode.SIZE_MISMATCH,
@@ -211,7 +213,10 @@ class Downloader:
             raise ArtifactError(
                 f"{model.ref}: bad download URL {url!r}: {exc}", ErrorCode.DOWNLOAD_FAILED
             ) from exc
-        except httpx.TransportError as exc:
+        except httpx.RequestError as exc:
+            # TransportError (connection, timeout, protocol) and its siblings: TooManyRedirects (a
+            # misconfigured store or CDN) and DecodingError (a body that doesn't match its
+            # Content-Encoding). All are the server's or the network's trouble, so retried.
             raise _Retry(f"{type(exc).__name__}: {exc}") from exc
         if offset < size:
             raise _Retry(f"connection ended after {offset} of {size} bytes")
@@ -278,3 +283,15 @@ class Downloader:
                 f"{model.ref} needs {needed + model.size} bytes free in {self.directory}, {free} available",
                 ErrorCode.DISK_FULL,
             )
+
+
+def _content_length(resp: httpx.Response) -> int | None:
+    """The Content-Length header as a number, or ``None`` when it is missing or not a number.
+
+    A malformed header is treated as an unknown length rather than an error: it is only used to
+    refuse a wrong-sized file early, while the declared size (cut off while streaming) and the
+    sha256 are the checks that hold. (httpx's own HTTP/1.1 parser refuses most bad values as a
+    protocol error, which is retried; other transports pass them through.)
+    """
+    raw = resp.headers.get("content-length", "").strip()
+    return int(raw) if _DIGITS.fullmatch(raw) else None

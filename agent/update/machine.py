@@ -122,14 +122,25 @@ def is_at_rest(state: UpdateState) -> bool:
     return state in _AT_REST
 
 
+def counts_as_resume(action: Resume) -> bool:
+    """Whether taking ``action`` at start-up adds to the update's ``resumes``.
+
+    A download only writes a ``.part`` file, so an agent stopped while downloading (a reboot, a
+    power cut in the middle of a long download over a slow link) is no sign of a crash loop, and
+    the download goes on however often that happens. Verifying and installing do count: they run
+    the bundle's bytes through tar and the verifier.
+    """
+    return action is Resume.RESTART_FROM_VERIFY
+
+
 def resume_action(state: UpdateState, resumes: int, max_resumes: int = MAX_RESUMES) -> Resume:
     """How to go on after a start-up that found the journal in ``state``.
 
-    ``resumes`` counts the start-ups that already resumed this same update; once it reaches
-    ``max_resumes`` the update rolls back instead, so an update that keeps killing the agent
-    can't crash-loop the device.
+    ``resumes`` counts the start-ups that already resumed this same update past its download
+    (see :func:`counts_as_resume`); once it reaches ``max_resumes`` the update rolls back instead,
+    so an update that keeps killing the agent can't crash-loop the device.
     """
     action = RESUME_TABLE[state]
-    if action in (Resume.RESUME_DOWNLOAD, Resume.RESTART_FROM_VERIFY) and resumes >= max_resumes:
+    if counts_as_resume(action) and resumes >= max_resumes:
         return Resume.ROLL_BACK
     return action

@@ -38,7 +38,7 @@ from agent.runtimes.registry import load_bundle
 from agent.serving.models import LoadedModel, ModelRegistry
 from agent.update.download import Downloader
 from agent.update.journal import InstalledModel, Journal, JournalStore
-from agent.update.machine import RESUME_ENTRY, Event, Resume, next_state, resume_action
+from agent.update.machine import RESUME_ENTRY, Event, Resume, counts_as_resume, next_state, resume_action
 from agent.update.plan import DEFAULT_SLOT, Action, decide
 from agent.update.selftest import run_selftest
 from agent.update.slots import Installed, SlotStore
@@ -51,7 +51,11 @@ Loader = Callable[..., RuntimeAdapter]
 S = UpdateState
 
 # The code a crash in each state is reported with, when the journal shows it at start-up.
-_CRASH_CODES = {S.LOADING: ErrorCode.LOAD_FAILED, S.SELF_TEST: ErrorCode.SELF_TEST_FAILED}
+_CRASH_CODES = {
+    S.DOWNLOADING: ErrorCode.DOWNLOAD_FAILED,
+    S.LOADING: ErrorCode.LOAD_FAILED,
+    S.SELF_TEST: ErrorCode.SELF_TEST_FAILED,
+}
 
 
 class Outcome(StrEnum):
@@ -165,6 +169,9 @@ class Reconciler:
             action = Resume.ROLL_BACK
         log.warning("journal shows %s for generation %d at start-up: %s", j.state, j.generation, action)
         if action is Resume.ROLL_BACK:
+            # Nothing was installed or loaded during a download, so a roll back from there says
+            # nothing against the generation: the partial download stays and it is tried again.
+            retryable = j.state is S.DOWNLOADING
             error = (
                 j.error
                 if j.state is S.ROLLING_BACK and j.error
@@ -174,9 +181,10 @@ class Reconciler:
                 )
             )
             self._save(state=S.ROLLING_BACK, error=error, resumes=j.resumes + 1)
-            return self._finish_rollback(retryable=False)
+            return self._finish_rollback(retryable=retryable)
         assert model is not None
-        self._save(state=RESUME_ENTRY[action], resumes=j.resumes + 1, error=None)
+        resumes = j.resumes + 1 if counts_as_resume(action) else j.resumes
+        self._save(state=RESUME_ENTRY[action], resumes=resumes, error=None)
         return self._run(model, self._journal.generation, cancel)
 
     # -- updates ----------------------------------------------------------------------------

@@ -9,6 +9,7 @@ changes only after the new model passed its self-test.
 from __future__ import annotations
 
 import errno
+import os
 import shutil
 import tarfile
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from agent.contracts.errors import ContractError
 from agent.contracts.manifest import MANIFEST_NAME, Manifest, verify_bundle_dir
 from agent.contracts.state import ErrorCode
 from agent.errors import ArtifactError, DeviceError
+from agent.update.journal import fsync_dir
 
 SLOT_NAMES = ("a", "b")
 
@@ -79,7 +81,8 @@ class SlotStore:
         Raises :class:`ArtifactError` (``BUNDLE_INVALID``) for a tar that is unreadable, holds an
         absolute path, a ``..``, a link, a device file, or more than ``max_unpacked_bytes``, or
         whose files don't match the manifest; :class:`DeviceError` (``DISK_FULL``) when the disk
-        fills up. On failure the slot is left empty.
+        fills up. On failure the slot is left empty. On return every file of the slot is on disk
+        (fsynced with its directories), so the journal may say ``COMMITTED`` next.
         """
         self.clear(slot)
         dest = self.path(slot)
@@ -90,7 +93,9 @@ class SlotStore:
                 check_members(members, self.max_unpacked_bytes)
                 # The "data" filter repeats the checks above in the standard library's own terms.
                 tar.extractall(dest, members=members, filter="data")
-            return self.verify(slot)
+            installed = self.verify(slot)
+            sync_tree(dest)
+            return installed
         except (tarfile.TarError, EOFError) as exc:
             self.clear(slot)
             raise ArtifactError(f"bundle is not a readable tar: {exc}", ErrorCode.BUNDLE_INVALID) from exc
@@ -102,6 +107,24 @@ class SlotStore:
         except ArtifactError:
             self.clear(slot)
             raise
+
+
+def sync_tree(root: Path) -> None:
+    """fsync every file and directory under ``root``, then ``root``'s parent (which names it).
+
+    Without it a power cut after the journal says ``COMMITTED`` can leave the slot with empty or
+    missing files. The parent's parent needs nothing here: the journal write that follows fsyncs
+    the data directory.
+    """
+    for dirpath, _dirnames, filenames in os.walk(root, topdown=False):
+        for name in filenames:
+            fd = os.open(os.path.join(dirpath, name), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        fsync_dir(Path(dirpath))
+    fsync_dir(root.parent)
 
 
 def check_members(members: list[tarfile.TarInfo], max_bytes: int) -> None:

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from dataclasses import replace
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 
 from agent.backoff import Backoff
@@ -175,3 +179,70 @@ def test_cancel_stops_the_download_and_keeps_the_part(
     with pytest.raises(Cancelled):
         d.fetch(big.model, progress=progress, cancel=cancel)
     assert 50_000 <= d.partial_size(big.model) < big.model.size
+
+
+class _Misbehaving(BaseHTTPRequestHandler):
+    """``/loop`` redirects to itself; ``/bad-gzip`` says gzip and sends something else."""
+
+    protocol_version = "HTTP/1.1"
+    hits: list[str] = []
+
+    def log_message(self, *_args: Any) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        self.hits.append(self.path)
+        if self.path == "/loop":
+            self.send_response(302)
+            self.send_header("Location", "/loop")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        body = b"this is not gzip"
+        self.send_response(200)
+        self.send_header("Content-Encoding", "gzip")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+@pytest.fixture
+def misbehaving() -> Iterator[tuple[str, list[str]]]:
+    class Handler(_Misbehaving):
+        hits: list[str] = []  # a fresh record per server
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd.daemon_threads = True
+    t = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
+    t.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}", Handler.hits
+    httpd.shutdown()
+    httpd.server_close()
+
+
+@pytest.mark.parametrize(("path", "error"), [("/loop", "TooManyRedirects"), ("/bad-gzip", "DecodingError")])
+def test_redirect_loops_and_undecodable_bodies_are_retried_transport_errors(
+    misbehaving: tuple[str, list[str]], tmp_path: Path, big: BuiltBundle, path: str, error: str
+) -> None:
+    url, hits = misbehaving
+    model = replace(big.model, url=path)
+    with pytest.raises(TransportError, match=f"failed 4 times: {error}") as exc:
+        Downloader(url, tmp_path / "dl", limits=FAST).fetch(model)
+    assert exc.value.retryable and exc.value.code is ErrorCode.DOWNLOAD_FAILED
+    assert hits.count(path) >= FAST.max_attempts  # every attempt went back to the server
+
+
+@pytest.mark.parametrize("length", ["twelve", "12, 13", "9" * 5000, "-5"])
+def test_a_malformed_content_length_is_an_unknown_length(
+    tmp_path: Path, big: BuiltBundle, length: str
+) -> None:
+    # httpx's HTTP/1.1 parser refuses such headers itself (a retried protocol error); other
+    # transports (HTTP/2, a proxy's, an injected one) hand them over as they came.
+    data = big.tar.read_bytes()
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, headers={"Content-Length": length}, content=data)
+
+    with httpx.Client(transport=httpx.MockTransport(handler)) as client:
+        d = Downloader("http://store.test", tmp_path / "dl", client=client, limits=FAST)
+        assert d.fetch(big.model).read_bytes() == data

@@ -13,6 +13,7 @@ from agent.update.machine import (
     Event,
     InvalidTransition,
     Resume,
+    counts_as_resume,
     is_at_rest,
     next_state,
     resume_action,
@@ -101,10 +102,20 @@ def test_resume_action_after_a_crash(state: S, action: Resume) -> None:
     assert resume_action(state, resumes=0) is action
 
 
-@pytest.mark.parametrize("state", [S.DOWNLOADING, S.VERIFYING, S.INSTALLING])
+@pytest.mark.parametrize("state", [S.VERIFYING, S.INSTALLING])
 def test_an_update_that_keeps_crashing_rolls_back(state: S) -> None:
     assert resume_action(state, resumes=MAX_RESUMES - 1) is not Resume.ROLL_BACK
     assert resume_action(state, resumes=MAX_RESUMES) is Resume.ROLL_BACK
+
+
+@pytest.mark.parametrize("resumes", [0, MAX_RESUMES - 1, MAX_RESUMES, MAX_RESUMES + 1, 100])
+def test_a_download_resumes_however_often_the_agent_stopped(resumes: int) -> None:
+    # A reboot during a long download is no crash loop: nothing was installed or loaded yet.
+    assert resume_action(S.DOWNLOADING, resumes=resumes) is Resume.RESUME_DOWNLOAD
+
+
+def test_only_restarts_past_the_download_count_as_resumes() -> None:
+    assert {a for a in Resume if counts_as_resume(a)} == {Resume.RESTART_FROM_VERIFY}
 
 
 def test_resume_entries_are_states_the_table_can_leave() -> None:

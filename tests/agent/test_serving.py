@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import threading
-from collections.abc import Iterator
+import zlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -315,3 +317,89 @@ def test_swaps_under_load_never_fail_a_request_nor_use_a_closed_model(
     for old in retired:
         assert isinstance(old.adapter, CountingAdapter)
         assert old.adapter.closed and old.adapter.used_after_close == 0
+
+
+SMALL_LIMIT = 1 << 20
+
+
+@pytest.fixture
+def small_server(registry: ModelRegistry) -> Iterator[InferenceServer]:
+    """A server whose body limit is 1 MiB, so going over it is cheap."""
+    s = InferenceServer(create_app(registry, max_body_bytes=SMALL_LIMIT), "127.0.0.1", 0)
+    s.start()
+    yield s
+    s.stop()
+
+
+def _infer_body(n: int = 2) -> bytes:
+    x = np.ones((n, 4), np.float32)
+    return json.dumps(
+        {"inputs": [{"name": "input", "shape": [n, 4], "datatype": "FP32", "data": x.ravel().tolist()}]}
+    ).encode()
+
+
+def test_a_chunked_body_over_the_limit_is_413(
+    small_server: InferenceServer, registry: ModelRegistry, bundles: dict[str, BuiltBundle]
+) -> None:
+    registry.swap("default", loaded(bundles["1"]))
+    url = f"{small_server.url}/v2/models/linear/infer"
+    sent = 0
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: Transfer-Encoding: chunked
+        nonlocal sent
+        while sent <= SMALL_LIMIT:
+            sent += 16 << 10
+            yield b" " * (16 << 10)
+
+    r = httpx.post(url, content=chunks())
+    assert r.status_code == 413 and "over 1048576 bytes" in r.json()["error"]
+    assert "content-length" not in r.request.headers and sent > SMALL_LIMIT
+    # Still serving, and a body within the limit is answered.
+    assert httpx.get(f"{small_server.url}/v2/health/ready").status_code == 200
+    assert httpx.post(url, content=_infer_body()).status_code == 200
+    text = httpx.get(f"{small_server.url}/metrics").text
+    assert 'edgefleet_agent_inference_requests_total{model="linear",outcome="too_large"} 1.0' in text
+
+
+@pytest.mark.parametrize(
+    ("encoding", "compress"),
+    [("gzip", gzip.compress), ("deflate", zlib.compress)],
+)
+def test_a_compression_bomb_is_413_before_it_is_inflated(
+    small_server: InferenceServer,
+    registry: ModelRegistry,
+    bundles: dict[str, BuiltBundle],
+    encoding: str,
+    compress: Callable[[bytes], bytes],
+) -> None:
+    registry.swap("default", loaded(bundles["1"]))
+    url = f"{small_server.url}/v2/models/linear/infer"
+    bomb = compress(b"\0" * 20_000_000)
+    assert len(bomb) < SMALL_LIMIT // 10
+    r = httpx.post(url, content=bomb, headers={"Content-Encoding": encoding})
+    assert r.status_code == 413 and "once decompressed" in r.json()["error"]
+    assert httpx.get(f"{small_server.url}/v2/health/live").status_code == 200
+    ok = httpx.post(url, content=compress(_infer_body()), headers={"Content-Encoding": encoding})
+    assert ok.status_code == 200 and ok.json()["model_name"] == "linear"
+
+
+def test_compressed_bodies_decode_within_the_limit_and_bad_ones_are_400(
+    small_server: InferenceServer, registry: ModelRegistry, bundles: dict[str, BuiltBundle]
+) -> None:
+    registry.swap("default", loaded(bundles["1"]))
+    url = f"{small_server.url}/v2/models/linear/infer"
+    body = _infer_body()
+    two_members = gzip.compress(body[:10]) + gzip.compress(body[10:])
+    assert httpx.post(url, content=two_members, headers={"Content-Encoding": "gzip"}).status_code == 200
+    # Exactly at the limit once decoded is still accepted (padding is JSON whitespace).
+    at_limit = body + b" " * (SMALL_LIMIT - len(body))
+    r = httpx.post(url, content=gzip.compress(at_limit), headers={"Content-Encoding": "gzip"})
+    assert r.status_code == 200
+    for encoding, data, message in [
+        ("gzip", gzip.compress(body)[:-12], "truncated"),
+        ("gzip", b"not gzip", "not valid gzip"),
+        ("deflate", zlib.compress(body) + b"junk", "data after the end"),
+        ("br", body, "unsupported Content-Encoding"),
+    ]:
+        r = httpx.post(url, content=data, headers={"Content-Encoding": encoding})
+        assert r.status_code == 400 and message in r.json()["error"], (encoding, r.text)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import tarfile
 from pathlib import Path
 
@@ -105,3 +106,29 @@ def test_not_a_tar_is_refused(tmp_path: Path) -> None:
     junk.write_bytes(b"this is not a tar archive" * 100)
     with pytest.raises(ArtifactError, match="not a readable tar"):
         SlotStore(tmp_path / "slots").install(junk, "a")
+
+
+@pytest.mark.parametrize("wrapped", [False, True])
+def test_install_fsyncs_every_file_and_directory_of_the_slot(
+    tmp_path: Path, bundles: dict[str, BuiltBundle], monkeypatch: pytest.MonkeyPatch, wrapped: bool
+) -> None:
+    tar = bundles["1"].tar
+    if wrapped:  # a tar of the bundle directory: files one level down
+        tar = tmp_path / "wrapped.tar"
+        with tarfile.open(tar, "w") as t:
+            t.add(bundles["1"].dir, "bundle-1")
+    synced: list[Path] = []
+    real_fsync = os.fsync
+
+    def spy(fd: int) -> None:
+        synced.append(Path(os.readlink(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", spy)
+    slots = SlotStore(tmp_path / "slots")
+    slots.install(tar, "a")
+    slot = (tmp_path / "slots" / "a").resolve()  # /proc names real paths
+    on_disk = {slot, *slot.rglob("*")}
+    assert sum(p.is_file() for p in on_disk) >= 3  # manifest, model, self-test data at least
+    assert on_disk <= set(synced)
+    assert slot.parent in synced  # the directory entry naming the slot

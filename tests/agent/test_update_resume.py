@@ -78,6 +78,64 @@ def test_killed_while_downloading_resumes_with_range(
     np.testing.assert_allclose(serve(again)[1], expected(v2), rtol=1e-5)
 
 
+def test_a_download_interrupted_more_often_than_max_resumes_still_completes(
+    started: tuple[Reconciler, Path], artifact_server: ArtifactServer, bundles: dict[str, BuiltBundle]
+) -> None:
+    """A device rebooted again and again during a long download goes on downloading: the
+    generation is not failed and the partial download is kept."""
+    r, data = started
+    v2 = bundles["2"]
+    stops = MAX_RESUMES + 2
+    artifact_server.behaviour.cut_after, artifact_server.behaviour.cuts_left = 1024, stops + 1
+
+    def die_on_a_cut(reconciler: Reconciler) -> None:
+        original = reconciler.downloader._transfer
+
+        def transfer(*args: Any, **kwargs: Any) -> bool:
+            try:
+                return original(*args, **kwargs)
+            except Exception:
+                raise Crash() from None
+
+        reconciler.downloader._transfer = transfer  # type: ignore[method-assign]
+
+    die_on_a_cut(r)
+    crash_update(r, v2)
+    for n in range(stops):
+        again, rec = restart(data, artifact_server)
+        die_on_a_cut(again)
+        with pytest.raises(Crash):
+            again.resume()
+        again.registry.close()
+        assert again.journal.state is UpdateState.DOWNLOADING, f"stop {n + 2}"
+        assert again.journal.failed_generations == ()
+        assert again.downloader.partial_size(v2.model) == 1024 * (n + 2)
+
+    last, rec = restart(data, artifact_server)
+    assert last.resume() is Outcome.APPLIED
+    assert rec.states(2) == ["DOWNLOADING", "VERIFYING", "INSTALLING", "LOADING", "SELF_TEST", "COMMITTED"]
+    assert artifact_server.requests[-1]["range"] == f"bytes={1024 * (stops + 1)}-"
+    assert serve(last)[0] == "linear:2"
+
+
+def test_a_roll_back_from_downloading_is_retryable(
+    started: tuple[Reconciler, Path], artifact_server: ArtifactServer, bundles: dict[str, BuiltBundle]
+) -> None:
+    """A journal left in DOWNLOADING that can't be resumed (it names no model) rolls back, but
+    nothing was installed, so the generation is not marked failed: its next delivery tries again."""
+    r, data = started
+    r._save(state=UpdateState.DOWNLOADING, generation=2, desired=None)
+    r.registry.close()
+
+    again, rec = restart(data, artifact_server)
+    assert again.resume() is Outcome.RETRY
+    assert rec.states(2) == ["ROLLING_BACK", "IDLE"]
+    assert rec.last.error.code == ErrorCode.DOWNLOAD_FAILED
+    assert again.journal.failed_generations == ()
+    assert again.apply(desired_state(DEVICE, 2, bundles["2"].model)) is Outcome.APPLIED
+    assert serve(again)[0] == "linear:2"
+
+
 def test_killed_while_installing_restarts_from_verify(
     started: tuple[Reconciler, Path],
     artifact_server: ArtifactServer,

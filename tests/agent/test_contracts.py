@@ -1,0 +1,76 @@
+"""Contract checks the agent relies on for safety: values that become file names or topic levels."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent.contracts.errors import ContractError
+from agent.contracts.state import DesiredModel, DesiredState
+from agent.contracts.topics import DeviceTopic, check_device_id
+from agent.update.download import Downloader
+
+GOOD_SHA = "0123456789abcdef" * 4
+
+
+def model_dict(sha256: str) -> dict[str, Any]:
+    return {
+        "name": "linear",
+        "version": "1",
+        "target": "onnx-x86",
+        "precision": "fp32",
+        "target_path": "linear/1/bundle.tar",
+        "url": "/artifacts/linear/1/bundle.tar",
+        "size": 10,
+        "sha256": sha256,
+    }
+
+
+def test_a_lowercase_hex_sha256_is_accepted(tmp_path: Path) -> None:
+    m = DesiredModel.from_dict(model_dict(GOOD_SHA), "m")
+    assert Downloader("http://x", tmp_path).part_path(m).parent == tmp_path
+
+
+@pytest.mark.parametrize(
+    "sha256",
+    [
+        "../" * 17 + "tmp/victim___",  # 64 characters: passed the old length-only check
+        "/" + "a" * 63,
+        GOOD_SHA.upper(),
+        "g" * 64,
+        GOOD_SHA[:-1] + "\n",
+        GOOD_SHA[:63],
+    ],
+)
+def test_a_sha256_that_is_not_64_lowercase_hex_is_refused(sha256: str) -> None:
+    assert len(sha256) in (63, 64)
+    with pytest.raises(ContractError, match=r"m\.sha256"):
+        DesiredModel.from_dict(model_dict(sha256), "m")
+
+
+def test_a_traversal_sha256_in_a_desired_state_is_refused() -> None:
+    payload = DesiredState("dev-1", 1).to_dict()
+    payload["models"] = [model_dict("../" * 17 + "tmp/victim___")]
+    with pytest.raises(ContractError, match=r"desired\.models\[0\]\.sha256"):
+        DesiredState.from_json(json.dumps(payload))
+
+
+@pytest.mark.parametrize("device_id", ["dev1\n", "dev1\r\n", "\ndev1", "dev 1", "", "a" * 129, "dev/1"])
+def test_invalid_device_ids_are_refused(device_id: str) -> None:
+    with pytest.raises(ContractError, match="is not valid"):
+        check_device_id(device_id)
+
+
+def test_a_device_id_with_a_trailing_newline_is_not_a_topic_level() -> None:
+    with pytest.raises(ContractError):
+        DeviceTopic("dev1\n", "status")
+    with pytest.raises(ContractError):
+        DeviceTopic.parse("edgefleet/v1/devices/dev1\n/reported")
+
+
+@pytest.mark.parametrize("device_id", ["dev1", "a" * 128, "jetson-01.lab:7_x"])
+def test_valid_device_ids_pass(device_id: str) -> None:
+    assert check_device_id(device_id) == device_id
