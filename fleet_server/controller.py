@@ -9,7 +9,9 @@ deployment, a registration, a report, a compile that ended: :meth:`wake`) and ev
 ``interval`` seconds anyway, so a missed wake-up only delays things.
 
 Passes are serialised by a lock, and generation numbers are only ever bumped here, so they grow
-by exactly one per desired-state change.
+by exactly one per desired-state change. A pass publishes before it lets go of the lock: passes
+run both on the controller's thread and in request threads (``POST /deployments``), and a pass
+that published after a later one would leave an older generation as the retained desired state.
 """
 
 from __future__ import annotations
@@ -165,20 +167,22 @@ class RolloutController:
         return f"{self._public_url}{path}" if self._public_url else path
 
     def reconcile(self) -> None:
-        """One pass. Commits before publishing, so a published desired state is always stored."""
+        """One pass. Commits before publishing, so a published desired state is always stored, and
+        publishes while holding the pass lock, so desired states go out in generation order
+        (publishing only queues the message; it does not wait for the broker)."""
+        to_compile: list[int] = []
         with self._pass_lock:
             to_publish: list[tuple[str, bytes]] = []
-            to_compile: list[int] = []
             with self._sessions.begin() as s:
                 self._pass(s, to_publish, to_compile)
             self.passes += 1
+            publisher = self.publisher
+            if publisher is not None:
+                for device_id, payload in to_publish:
+                    publisher.publish_desired(device_id, payload)
         for bundle_id in to_compile:
             if self._compiler is not None:
                 self._compiler.submit(bundle_id)
-        publisher = self.publisher
-        for device_id, payload in to_publish:
-            if publisher is not None:
-                publisher.publish_desired(device_id, payload)
 
     def _pass(self, s: Session, to_publish: list[tuple[str, bytes]], to_compile: list[int]) -> None:
         devices = {d.device_id: d for d in s.scalars(select(Device))}
@@ -290,13 +294,20 @@ def request_builds(
     session: Session, mv_id: int, names: Iterable[str], profiles: Mapping[str, DeviceProfile]
 ) -> list[Bundle]:
     """The bundles ``names`` (device profiles) need for model version ``mv_id``, created
-    ``pending`` where missing (compile ahead of a rollout). Unknown profiles: ``NotFoundError``
-    naming the known ones."""
+    ``pending`` where missing (compile ahead of a rollout). A ``failed`` one is put back to
+    ``pending`` so it is compiled again: a compile can fail for a passing reason (store error,
+    converter timeout), and this is how an operator retries it. Unknown profiles:
+    ``NotFoundError`` naming the known ones."""
     out: dict[int, Bundle] = {}
     for name in names:
         prof = profiles.get(name)
         if prof is None:
             raise NotFoundError(f"unknown profile {name!r} (known: {', '.join(sorted(profiles))})")
         bundle = ensure_bundle(session, mv_id, build_key(prof), prof.name)
+        if bundle.status == BundleStatus.FAILED.value:
+            log.info("bundle %s failed before (%s); compiling it again", bundle.id, bundle.error)
+            bundle.status = BundleStatus.PENDING.value
+            bundle.error = None
+            bundle.started_at = bundle.finished_at = None
         out[bundle.id] = bundle
     return list(out.values())

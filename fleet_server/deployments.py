@@ -35,17 +35,23 @@ def create_deployment(
     """Deploy ``name:version`` to a group and commit; older live deployments of that group become
     SUPERSEDED. Raises :class:`InvalidRequestError` (malformed ref), :class:`NotFoundError`
     (unknown model or group), :class:`UnusableError` when a compile the group's devices need has
-    already failed (the message names the target and the reason)."""
+    already failed (the message names the target and the reason, and how to retry the compile)."""
     name, version = parse_model_ref(model_ref)
     mv = get_model_version(session, name, version)
     group = get_group(session, group_name)
     failed = []
-    for key in needs_of(group_members(session, group), profiles):
+    retry_profiles = []
+    for key, profile in needs_of(group_members(session, group), profiles).items():
         bundle = find_bundle(session, mv.id, key)
         if bundle is not None and bundle.status == BundleStatus.FAILED.value:
             failed.append(bundle.error or f"{bundle.target}: compile failed")
+            retry_profiles.append(profile)
     if failed:
-        raise UnusableError(f"cannot deploy {mv.ref}: {compile_failure_message(failed)}")
+        flags = " ".join(f"--profile {p}" for p in sorted(retry_profiles))
+        raise UnusableError(
+            f"cannot deploy {mv.ref}: {compile_failure_message(failed)}; "
+            f"retry the compile with `edgectl models compile {mv.ref} {flags}`"
+        )
     now = utcnow()
     session.execute(
         update(Deployment)

@@ -7,13 +7,14 @@ import re
 
 from fleet_server.errors import InvalidRequestError
 
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$")
+# Used with fullmatch: "$" alone would also accept a trailing newline ("digits\n").
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,127}")
 
 
 def check_name(value: str, what: str) -> str:
     """Return ``value`` if it is 1-128 letters, digits, '.', '_', '+' or '-' starting with a letter
     or digit; else raise :class:`InvalidRequestError` naming ``what``."""
-    if not NAME_RE.match(value):
+    if not NAME_RE.fullmatch(value):
         raise InvalidRequestError(
             f"{what} {value!r} is not valid: use 1-128 letters, digits, '.', '_', '+' or '-', "
             "starting with a letter or digit"

@@ -1,19 +1,75 @@
-"""``GET /artifacts/{target_path}``: bundle downloads (open to devices), Range-aware."""
+"""``GET /artifacts/{target_path}``: bundle downloads (open to devices), Range-aware.
+
+The route needs no token, so it serves only what a device may fetch: the ``target_path`` of a
+``ready`` bundle. Everything else in the store (source models, calibration and validation data
+under ``{name}/{version}/source/``) answers 404, the same as a missing file.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from fastapi import APIRouter, Depends, Request
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 from starlette.responses import Response
 
 from fleet_server.api.deps import get_fleet
+from fleet_server.db import Bundle, ModelVersion
+from fleet_server.errors import NotFoundError
 from fleet_server.fleet import Fleet
+from fleet_server.states import BundleStatus
+from fleet_server.store import check_key
 
 router = APIRouter(tags=["artifacts"])
+
+ServedCheck = Callable[[str], bool]
+
+
+def is_ready_bundle(session: Session, target_path: str) -> bool:
+    """Whether ``target_path`` is the tar of a ``ready`` bundle. One lookup through the indexes on
+    (name, version) and the bundle's model version, since a bundle's path starts with its model's
+    name and version (:func:`~fleet_server.bundle_tar.bundle_target_path`)."""
+    parts = target_path.split("/")
+    if len(parts) != 3:
+        return False
+    name, version, _file = parts
+    found = session.scalars(
+        select(Bundle.id)
+        .join(ModelVersion, Bundle.model_version_id == ModelVersion.id)
+        .where(
+            ModelVersion.name == name,
+            ModelVersion.version == version,
+            Bundle.target_path == target_path,
+            Bundle.status == BundleStatus.READY.value,
+        )
+        .limit(1)
+    ).first()
+    return found is not None
+
+
+def ready_bundles(fleet: Fleet = Depends(get_fleet)) -> ServedCheck:
+    """The check the route applies: :func:`is_ready_bundle` on a read session."""
+
+    def check(target_path: str) -> bool:
+        with fleet.read_sessions() as s:
+            return is_ready_bundle(s, target_path)
+
+    return check
 
 
 @router.head("/artifacts/{target_path:path}", include_in_schema=False)
 @router.get("/artifacts/{target_path:path}", summary="Download a bundle")
-def download(target_path: str, request: Request, fleet: Fleet = Depends(get_fleet)) -> Response:
-    """The stored object: 200, or 206 for a ``Range`` request (directory store); the S3 store
-    answers 307 to a presigned URL. 404 for an unknown path, 400 for a malformed one."""
+def download(
+    target_path: str,
+    request: Request,
+    fleet: Fleet = Depends(get_fleet),
+    served: ServedCheck = Depends(ready_bundles),
+) -> Response:
+    """A ready bundle's tar: 200, or 206 for a ``Range`` request (directory store); the S3 store
+    answers 307 to a presigned URL. 404 for any path that is not a ready bundle's (whether or not
+    the store holds it), 400 for a malformed one."""
+    check_key(target_path)
+    if not served(target_path):
+        raise NotFoundError(f"no artifact {target_path!r}")
     return fleet.store.download_response(target_path, request)

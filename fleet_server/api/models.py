@@ -19,6 +19,7 @@ from fleet_server.catalog import Upload, add_model_version, get_model_version
 from fleet_server.controller import request_builds
 from fleet_server.db import ModelVersion
 from fleet_server.fleet import Fleet
+from fleet_server.states import BundleStatus
 
 router = APIRouter(prefix="/api/v1/models", tags=["models"], dependencies=[Depends(require_operator)])
 
@@ -79,12 +80,15 @@ def compile_ahead(
     name: str, version: str, body: CompileAhead, fleet: Fleet = Depends(get_fleet)
 ) -> JSONResponse:
     """Start the compiles the given device profiles need (202), so a later deployment finds its
-    bundles ready. Builds already made or running are reused. 404 for an unknown model version or
-    profile. Follow progress with ``GET /api/v1/models/{name}/{version}``."""
+    bundles ready. Builds already made or running are reused; a build that failed is compiled
+    again (``pending``, its error cleared). 404 for an unknown model version or profile. Follow
+    progress with ``GET /api/v1/models/{name}/{version}``."""
     with fleet.sessions() as s:
         mv = get_model_version(s, name, version)
         pending = [
-            b.id for b in request_builds(s, mv.id, body.profiles, fleet.profiles) if b.status == "pending"
+            b.id
+            for b in request_builds(s, mv.id, body.profiles, fleet.profiles)
+            if b.status == BundleStatus.PENDING.value
         ]
         s.commit()
         s.refresh(mv)

@@ -17,7 +17,8 @@ from starlette.responses import Response
 
 from fleet_server.errors import InvalidRequestError
 
-_KEY_PART = re.compile(r"^[A-Za-z0-9._+:=-]+$")
+# Used with fullmatch: "$" alone would also accept a trailing newline.
+_KEY_PART = re.compile(r"[A-Za-z0-9._+:=-]+")
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,6 @@ class ArtifactStore(Protocol):
 def check_key(key: str) -> str:
     """Return ``key`` if it is a safe relative key, else raise :class:`InvalidRequestError`."""
     parts = key.split("/")
-    if not key or any(p in ("", ".", "..") or not _KEY_PART.match(p) for p in parts):
+    if not key or any(p in ("", ".", "..") or not _KEY_PART.fullmatch(p) for p in parts):
         raise InvalidRequestError(f"not a valid artifact key: {key!r}")
     return key

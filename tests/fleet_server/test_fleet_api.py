@@ -214,6 +214,33 @@ def test_deployment_waits_for_compile_and_lists_it(client: Any, fleet: Any) -> N
     assert [(b["target"], b["status"], b["settings"]) for b in bundles] == [("onnx-x86", "pending", "int8")]
 
 
+def test_compile_ahead_puts_a_failed_build_back_to_pending(
+    client: Any, fleet: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """POST .../bundles retries a build that failed: pending again, error cleared, queued."""
+    from sqlalchemy import select
+
+    from fleet_server.db import Bundle
+
+    fl = fleet(client)
+    fl.worker.stop()  # keep it pending: this test is about the reset, not the compile
+    submitted: list[int] = []
+    monkeypatch.setattr(fl.worker, "submit", submitted.append)
+    push(client)
+    r = client.post("/api/v1/models/digits/1.0/bundles", json={"profiles": ["x86-64-avx2"]})
+    assert r.status_code == 202
+    with fl.sessions() as s:
+        (row,) = s.scalars(select(Bundle)).all()
+        row.status, row.error = "failed", "onnx-x86: converter timed out"
+        s.commit()
+        bundle_id = row.id
+    submitted.clear()
+    r = client.post("/api/v1/models/digits/1.0/bundles", json={"profiles": ["x86-64-avx512-vnni"]})
+    assert r.status_code == 202  # another profile with the same build covers the failed bundle
+    assert [(b["status"], b["error"]) for b in r.json()["bundles"]] == [("pending", None)]
+    assert submitted == [bundle_id]
+
+
 def test_token_guards_operator_calls_only(settings: Any, start_app: Any) -> None:
     c = start_app(replace(settings, token="s3cret"))
     r = c.get("/api/v1/devices")
@@ -229,6 +256,49 @@ def test_artifacts_errors(client: Any) -> None:
     r = client.get("/artifacts/none/1/x.tar")
     assert r.status_code == 404 and error_of(r)["code"] == "not_found"
     assert client.get("/artifacts/a/%2E%2E/b").status_code in (400, 404)
+
+
+def test_artifacts_serve_only_ready_bundles_even_without_a_token(
+    settings: Any, start_app: Any, seed_bundles: Any, fleet: Any
+) -> None:
+    """The open download route must not hand out source models or calibration/validation data."""
+    c = start_app(replace(settings, token="s3cret"))
+    c.headers["Authorization"] = "Bearer s3cret"  # operator calls to set things up
+    cal, val = io.BytesIO(), io.BytesIO()
+    np.savez(cal, input=np.zeros((4, 1, 8, 8), np.float32))
+    np.savez(val, input=np.zeros((4, 1, 8, 8), np.float32), y=np.zeros(4, np.int64))
+    r = push(c, calibration=("cal.npz", cal.getvalue()), validation=("val.npz", val.getvalue()))
+    assert r.status_code == 201, r.text
+    bundles = seed_bundles(c)  # same bytes again: the stored version, plus ready bundles
+    del c.headers["Authorization"]  # from here on, a device: no token
+    tar = next(b for (target, _), b in bundles.items() if target == "onnx-x86")["target_path"]
+
+    store = fleet(c).store
+    for key in ("digits/1.0/source/model.onnx", "digits/1.0/source/calibration.npz",
+                "digits/1.0/source/validation.npz"):  # fmt: skip
+        assert store.exists(key), key  # it is there: the route refuses it, not the store
+        assert c.head(f"/artifacts/{key}").status_code == 404, key
+        r = c.get(f"/artifacts/{key}")
+        # the answer a missing file gets: nothing tells that the key exists
+        assert r.status_code == 404
+        assert error_of(r) == {"code": "not_found", "message": f"no artifact {key!r}"}
+
+    full = c.get(f"/artifacts/{tar}")
+    assert full.status_code == 200 and len(full.content) == bundles[("onnx-x86", "int8")]["size"]
+    part = c.get(f"/artifacts/{tar}", headers={"Range": "bytes=100-"})
+    assert part.status_code == 206 and part.content == full.content[100:]
+    assert c.head(f"/artifacts/{tar}").status_code == 200
+
+    # A bundle that is not ready (yet, or any more) is not served either, though its tar exists.
+    from sqlalchemy import select
+
+    from fleet_server.db import Bundle
+
+    with fleet(c).sessions() as s:
+        row = s.scalars(select(Bundle).where(Bundle.target_path == tar)).one()
+        row.status = "failed"
+        s.commit()
+    assert store.exists(tar) and c.get(f"/artifacts/{tar}").status_code == 404
 
 
 def test_unknown_route_uses_the_error_envelope(client: Any) -> None:

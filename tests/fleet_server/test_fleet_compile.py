@@ -101,7 +101,63 @@ def test_failed_compile_fails_the_deployment_and_later_ones_get_422(
     assert c.get("/api/v1/devices/d1").json()["desired_generation"] == 0  # nothing was sent
     r = c.post("/api/v1/deployments", json={"model": "digits:bad", "group": "g"})
     assert r.status_code == 422
-    assert r.json()["error"]["message"] == f"cannot deploy digits:bad: {d['error']}"
+    assert r.json()["error"]["message"] == (
+        f"cannot deploy digits:bad: {d['error']}; "
+        "retry the compile with `edgectl models compile digits:bad --profile x86-64-avx2`"
+    )
+
+
+def test_a_failed_compile_is_retried_by_compile_ahead_and_then_deploys(
+    settings: Any, start_app: Any, wait: Any, fleet: Any, bundle_rows: Any
+) -> None:
+    """A compile that failed for a passing reason (here: forced to failed, as a store error would
+    leave it) is compiled again by ``POST .../bundles``; until then deployments get 422 saying how
+    to retry."""
+    from device_profiles import load_profile
+    from fleet_server.build_settings import build_key
+    from fleet_server.catalog import get_model_version
+    from fleet_server.controller import ensure_bundle
+    from fleet_server.db import Deployment
+
+    c = start_app(settings)
+    push(c, "5")
+    fl = fleet(c)
+    with fl.sessions() as s:
+        mv = get_model_version(s, "digits", "5")
+        b = ensure_bundle(s, mv.id, build_key(load_profile("x86-64-avx2")), "x86-64-avx2")
+        b.status, b.error = "failed", "onnx-x86: could not read digits/5/source/model.onnx (timeout)"
+        s.commit()
+    c.post("/api/v1/devices/register", json={"device_id": "r1", "profile": "x86-64-avx2"})
+    c.post("/api/v1/groups", json={"name": "g", "devices": ["r1"]})
+    with fl.sessions() as s:  # a deployment made before the compile failed
+        s.add(Deployment(model_version_id=mv.id, group_name="g", state="COMPILING"))
+        s.commit()
+    (first,) = c.get("/api/v1/deployments").json()
+    wait(lambda: c.get(f"/api/v1/deployments/{first['id']}").json()["state"] == "FAILED", what="FAILED")
+    r = c.post("/api/v1/deployments", json={"model": "digits:5", "group": "g"})
+    assert r.status_code == 422
+    assert r.json()["error"]["message"] == (
+        "cannot deploy digits:5: onnx-x86: could not read digits/5/source/model.onnx (timeout); "
+        "retry the compile with `edgectl models compile digits:5 --profile x86-64-avx2`"
+    )
+
+    r = c.post("/api/v1/models/digits/5/bundles", json={"profiles": ["x86-64-avx2"]})
+    assert r.status_code == 202, r.text
+    (b,) = r.json()["bundles"]
+    assert b["status"] in ("pending", "compiling", "ready") and b["error"] is None
+
+    def done() -> Any:
+        (b,) = c.get("/api/v1/models/digits/5").json()["bundles"]
+        return b if b["status"] in ("ready", "failed") else None
+
+    b = wait(done, timeout=240, interval=0.5, what="retried compile")
+    assert b["status"] == "ready", b["error"]
+    assert c.get(f"/artifacts/{b['target_path']}").status_code == 200
+    assert len(bundle_rows(c)) == 1  # the same row, compiled again
+    # the deployment that failed on this compile goes on
+    wait(lambda: c.get(f"/api/v1/deployments/{first['id']}").json()["state"] == "RUNNING", what="RUNNING")
+    dep = c.post("/api/v1/deployments", json={"model": "digits:5", "group": "g"})
+    assert dep.status_code == 202 and dep.json()["state"] == "RUNNING"
 
 
 def test_compile_ahead_builds_once_per_build_key_and_a_deployment_reuses_it(

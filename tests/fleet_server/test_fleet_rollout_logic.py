@@ -99,7 +99,7 @@ def test_device_follows_newest_live_deployment_among_its_groups() -> None:
         (reported(2, UpdateState.LOADING), S.INSTALLING),
         (reported(2, UpdateState.SELF_TEST), S.INSTALLING),
         (reported(2, UpdateState.COMMITTED, REF), S.HEALTHY),
-        (reported(2, UpdateState.IDLE, REF), S.HEALTHY),
+        (reported(2, UpdateState.IDLE, REF), S.NOTIFIED),  # active, but the generation not applied
         (reported(3, UpdateState.COMMITTED, REF), S.HEALTHY),
         (reported(2, UpdateState.IDLE, "digits:0.9", ("HASH_MISMATCH", "bad bytes")), S.FAILED),
         (reported(2, UpdateState.ROLLING_BACK, "digits:0.9"), S.FAILED),
@@ -118,6 +118,42 @@ def test_device_state_pending_until_written_and_error_passed_through() -> None:
         reported(2, UpdateState.IDLE, None, ("SELF_TEST_FAILED", "outputs differ")), 2, REF
     )
     assert state == S.FAILED and err == ReportedError("SELF_TEST_FAILED", "outputs differ")
+
+
+def test_download_failed_is_retried_so_the_device_is_still_downloading() -> None:
+    """The agent retries a DOWNLOAD_FAILED generation (it does not mark it failed): a network blip
+    must not turn the device FAILED, but the error stays visible in its row."""
+    err = ("DOWNLOAD_FAILED", "download from /artifacts/x failed 5 times: ConnectError")
+    for active in (None, "digits:0.9"):
+        state, shown = device_state(reported(2, UpdateState.IDLE, active, err), 2, REF)
+        assert state == S.DOWNLOADING and shown == ReportedError(*err)
+    # every other error for the generation still fails the device
+    state, shown = device_state(reported(2, UpdateState.IDLE, None, ("HASH_MISMATCH", "bad")), 2, REF)
+    assert state == S.FAILED and shown == ReportedError("HASH_MISMATCH", "bad")
+    # and a deployment with a device retrying its download keeps running
+    assert deployment_state([B.READY], [S.HEALTHY, S.DOWNLOADING]) == D.RUNNING
+
+
+@pytest.mark.parametrize("state", [s for s in UpdateState if s != UpdateState.COMMITTED])
+def test_healthy_needs_committed_not_just_the_model_active(state: UpdateState) -> None:
+    """docs/api.md: COMMITTED at the deployment's generation with its model active → HEALTHY.
+    Reporting the model active in any other state (IDLE after an earlier commit, mid-update) is not
+    enough."""
+    got, _err = device_state(reported(2, state, REF), 2, REF)
+    assert got != S.HEALTHY
+    assert device_state(reported(2, UpdateState.COMMITTED, REF), 2, REF) == (S.HEALTHY, None)
+
+
+def test_already_active_model_reports_committed_and_counts_as_healthy() -> None:
+    """Re-desiring the model a device already serves (a new deployment of the same model): the
+    agent's state machine records the generation as COMMITTED, which the server counts as
+    HEALTHY, so such deployments still succeed under the COMMITTED rule."""
+    from agent.update.machine import Event, next_state
+
+    for at_rest in (UpdateState.IDLE, UpdateState.COMMITTED):
+        after = next_state(at_rest, Event.ALREADY_ACTIVE)
+        assert after == UpdateState.COMMITTED
+        assert device_state(reported(3, after, REF), 3, REF) == (S.HEALTHY, None)
 
 
 # -- deployment states ----------------------------------------------------------------------
