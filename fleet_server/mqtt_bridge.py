@@ -69,6 +69,8 @@ class MqttBridge:
         self._metrics = metrics or Metrics()
         self._on_report = on_report
         self.connected = threading.Event()
+        self._publish_lock = threading.Lock()
+        self._published: dict[str, int] = {}
         self.connects = 0
         self._stopping = False
         v5 = protocol == "5"
@@ -113,8 +115,20 @@ class MqttBridge:
 
     def publish_desired(self, device_id: str, payload: bytes) -> None:
         """Publish retained at QoS 1. While disconnected, paho queues the message, and the
-        re-publish on reconnect covers it anyway."""
-        info = self._client.publish(device_topic(device_id, "desired"), payload, qos=1, retain=True)
+        re-publish on reconnect covers it anyway.
+
+        Never publishes a generation older than one already published for the device: the
+        controller's passes and the re-publish on reconnect read the database at different times,
+        and the retained message must end at the newest."""
+        generation = json.loads(payload).get("generation", 0)
+        with self._publish_lock:
+            if generation < self._published.get(device_id, -1):
+                log.debug(
+                    "desired generation %d for %s is older than one sent; dropped", generation, device_id
+                )
+                return
+            self._published[device_id] = generation
+            info = self._client.publish(device_topic(device_id, "desired"), payload, qos=1, retain=True)
         self._metrics.mqtt_messages.labels("out", "desired").inc()
         if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
             log.warning("publish desired for %s: %s", device_id, mqtt.error_string(info.rc))

@@ -239,3 +239,24 @@ def test_the_last_will_of_a_replaced_connection_does_not_mark_the_device_offline
     assert c.get("/api/v1/devices/d1").json()["online"] is True
     status(False, 5)
     wait(lambda: not c.get("/api/v1/devices/d1").json()["online"], what="offline from the current connection")
+
+
+def test_an_older_generation_is_never_published_after_a_newer_one(
+    server: Any, mosquitto_broker: Any, make_device: Any, wait: Any, fleet: Any
+) -> None:
+    """The re-publish on reconnect reads the database at another time than a rollout pass; if it
+    comes second with an older generation, the retained desired state must still be the newest."""
+    c = server
+    setup_rollout(c, "d9")
+    bridge = fleet(c).bridge
+
+    def desired(generation: int) -> bytes:
+        return json.dumps(
+            {"schema": "edgefleet.desired/1", "device_id": "d9", "generation": generation, "models": []}
+        ).encode()
+
+    bridge.publish_desired("d9", desired(7))
+    bridge.publish_desired("d9", desired(6))  # late, stale
+    dev = make_device("d9", mosquitto_broker.host, mosquitto_broker.port)  # gets the retained one
+    got = wait(dev.latest, what="the retained desired state")
+    assert got["generation"] == 7
