@@ -36,6 +36,7 @@ from agent.contracts import (
     device_topic,
     server_subscriptions,
 )
+from fleet_server.controller import parse_reported
 from fleet_server.db import Device, utcnow
 from fleet_server.metrics import Metrics
 
@@ -219,9 +220,9 @@ class MqttBridge:
             if dev is None:
                 log.warning("reported state from unregistered device %s ignored", device_id)
                 return False
-            old = dev.reported or {}
+            old = parse_reported(dev.reported)
             # QoS 1 may deliver a duplicate late, after a newer report: keep the newest.
-            if (rs.generation, rs.ts) < (old.get("generation", -1), old.get("ts") or 0.0):
+            if old is not None and rs.is_older_than(old):
                 log.debug("stale report from %s (generation %d) ignored", device_id, rs.generation)
                 return False
             dev.reported = rs.to_dict()

@@ -154,7 +154,9 @@ class ReportedState:
 
     ``generation`` is the desired generation this report is about; ``active`` and ``previous`` are
     ``name:version`` refs (``None`` when nothing is installed). A failed update ends in ``IDLE``
-    with ``error`` set and ``active`` unchanged.
+    with ``error`` set and ``active`` unchanged. ``seq`` only grows over a device's reports, across
+    restarts too (the agent's journal write count), so a reader can drop a late duplicate without
+    trusting the device's clock (``ts``); a re-sent report keeps its ``seq``.
     """
 
     device_id: str
@@ -166,6 +168,16 @@ class ReportedState:
     progress: dict[str, int] | None = None
     inference_url: str | None = None
     ts: float = field(default_factory=time.time)
+    seq: int | None = None
+
+    def is_older_than(self, other: ReportedState) -> bool:
+        """Whether this report is a stale one next to ``other`` (pure): an older generation, or
+        the same generation and an older ``seq`` (``ts`` when either lacks a ``seq``)."""
+        if self.generation != other.generation:
+            return self.generation < other.generation
+        if self.seq is not None and other.seq is not None:
+            return self.seq < other.seq
+        return self.ts < other.ts
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -197,6 +209,7 @@ class ReportedState:
             progress=opt(d, "progress", dict, w),
             inference_url=opt(d, "inference_url", str, w),
             ts=opt(d, "ts", float, w, 0.0),
+            seq=opt(d, "seq", int, w),
         )
 
 

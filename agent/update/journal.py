@@ -79,6 +79,7 @@ class Journal:
     resumes: int = 0
     error: ReportedError | None = None
     updated_at: float = 0.0
+    writes: int = 0  # grows with every save, across restarts: orders this device's reports
     extra: dict[str, Any] = field(default_factory=dict)
 
     def failed(self, generation: int) -> tuple[int, ...]:
@@ -101,6 +102,7 @@ class Journal:
             "resumes": self.resumes,
             "error": None if self.error is None else asdict(self.error),
             "updated_at": self.updated_at,
+            "writes": self.writes,
             "extra": self.extra,
         }
 
@@ -126,6 +128,7 @@ class Journal:
             failed_generations=tuple(int(g) for g in opt(d, "failed_generations", list, w, [])),
             downloaded=opt(d, "downloaded", int, w, 0),
             resumes=opt(d, "resumes", int, w, 0),
+            writes=opt(d, "writes", int, w, 0),
             error=None if error is None else ReportedError.from_dict(error, f"{w}.error"),
             updated_at=opt(d, "updated_at", float, w, 0.0),
             extra=opt(d, "extra", dict, w, {}),
@@ -162,7 +165,7 @@ class JournalStore:
 
     def save(self, journal: Journal) -> Journal:
         """Persist ``journal`` (stamped with the time) atomically and durably; returns what was written."""
-        journal = replace(journal, updated_at=time.time())
+        journal = replace(journal, updated_at=time.time(), writes=journal.writes + 1)
         data = (json.dumps(journal.to_dict(), indent=1, sort_keys=True) + "\n").encode()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)

@@ -128,6 +128,7 @@ class Reconciler:
             error=j.error,
             progress=progress,
             inference_url=self.inference_url,
+            seq=j.writes,
         )
 
     # -- start-up ---------------------------------------------------------------------------

@@ -74,3 +74,16 @@ def test_a_device_id_with_a_trailing_newline_is_not_a_topic_level() -> None:
 @pytest.mark.parametrize("device_id", ["dev1", "a" * 128, "jetson-01.lab:7_x"])
 def test_valid_device_ids_pass(device_id: str) -> None:
     assert check_device_id(device_id) == device_id
+
+
+def test_report_order_is_generation_then_seq_then_clock() -> None:
+    from agent.contracts.state import ReportedState, UpdateState
+
+    def rs(gen: int, seq: int | None, ts: float) -> ReportedState:
+        return ReportedState("d", gen, UpdateState.DOWNLOADING, seq=seq, ts=ts)
+
+    assert rs(1, 9, 5.0).is_older_than(rs(2, 1, 1.0))  # an older generation, whatever else
+    assert rs(2, 3, 9.0).is_older_than(rs(2, 4, 1.0))  # seq wins over a clock that went back
+    assert not rs(2, 4, 1.0).is_older_than(rs(2, 4, 1.0))  # a re-sent report is not stale
+    assert rs(2, None, 1.0).is_older_than(rs(2, 4, 2.0))  # without seq on one side: the clock
+    assert ReportedState.from_json(rs(2, 7, 1.0).to_json()).seq == 7

@@ -103,3 +103,15 @@ def test_failed_generations_are_bounded_and_deduplicated() -> None:
     gens = j.failed(1000)
     assert len(gens) == MAX_FAILED and gens[-1] == 1000 and 0 not in gens
     assert Journal(failed_generations=(4, 5)).failed(4) == (5, 4)
+
+
+def test_every_save_counts_and_the_count_survives_a_restart(tmp_path: Path) -> None:
+    """The write count orders the device's reports (ReportedState.seq) without its clock."""
+    from agent.update.journal import Journal, JournalStore
+
+    store = JournalStore(tmp_path / "journal.json")
+    j = store.save(Journal())
+    j = store.save(j)
+    assert j.writes == 2
+    again = JournalStore(tmp_path / "journal.json").load()
+    assert again.writes == 2 and store.save(again).writes == 3

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from agent.contracts import DesiredState, UpdateState
+from agent.contracts import DesiredState, ReportedState, UpdateState
 
 REF = "digits:1.0"
 
@@ -260,3 +260,28 @@ def test_an_older_generation_is_never_published_after_a_newer_one(
     dev = make_device("d9", mosquitto_broker.host, mosquitto_broker.port)  # gets the retained one
     got = wait(dev.latest, what="the retained desired state")
     assert got["generation"] == 7
+
+
+def test_reports_are_ordered_by_seq_not_by_the_device_clock(
+    server: Any, mosquitto_broker: Any, make_device: Any, wait: Any
+) -> None:
+    """A board without a real-time clock reboots mid-update and its clock runs behind: its newer
+    reports carry older timestamps but a higher seq, and they are recorded. A late duplicate with a
+    lower seq is dropped although its timestamp is newer."""
+    c = server
+    setup_rollout(c, "d1")
+    dev = make_device("d1", mosquitto_broker.host, mosquitto_broker.port)
+
+    def report(state: UpdateState, seq: int, ts: float, active: str | None = None) -> None:
+        rs = ReportedState(device_id="d1", generation=1, state=state, active=active, seq=seq, ts=ts)
+        dev.publish("reported", rs.to_json())
+
+    report(UpdateState.DOWNLOADING, seq=10, ts=2_000_000_000.0)
+    wait(lambda: c.get("/api/v1/devices/d1").json()["state"] == "DOWNLOADING", what="downloading")
+    report(UpdateState.COMMITTED, seq=14, ts=1_000_000_000.0, active=REF)  # clock reset to 2001
+    wait(lambda: c.get("/api/v1/devices/d1").json()["state"] == "COMMITTED", what="the newer report")
+    report(UpdateState.INSTALLING, seq=12, ts=2_000_000_100.0)  # a late duplicate
+    dev.publish("telemetry", json.dumps({"marker": 1}).encode())  # in order after it on this link
+    wait(lambda: c.get("/api/v1/devices/d1").json()["telemetry"], what="the marker")
+    d = c.get("/api/v1/devices/d1").json()
+    assert d["state"] == "COMMITTED" and d["active"] == REF
