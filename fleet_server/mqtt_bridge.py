@@ -33,6 +33,7 @@ from agent.contracts import (
     DeviceTopic,
     ReportedState,
     Status,
+    UpdateState,
     device_topic,
     server_subscriptions,
 )
@@ -43,6 +44,15 @@ from fleet_server.metrics import Metrics
 log = logging.getLogger(__name__)
 
 MAX_INFLIGHT = 200
+# Reported states that are not the end of an update: the device owes the server another report.
+UPDATING = (
+    UpdateState.DOWNLOADING,
+    UpdateState.VERIFYING,
+    UpdateState.INSTALLING,
+    UpdateState.LOADING,
+    UpdateState.SELF_TEST,
+    UpdateState.ROLLING_BACK,
+)
 RECONNECT_MIN_S = 1
 RECONNECT_MAX_S = 30
 
@@ -135,7 +145,12 @@ class MqttBridge:
             log.warning("publish desired for %s: %s", device_id, mqtt.error_string(info.rc))
 
     def republish_behind(self) -> int:
-        """Publish the stored desired state of every device that has not reported its generation."""
+        """Publish the stored desired state of every device whose last report is not a final one
+        for its desired generation: never reported it, or still in the middle of the update.
+
+        The device answers even a desired state it has applied with its current report, so this
+        also recovers reports a broker dropped while this server was not subscribed (a restarted
+        broker need not keep a shared subscription, and then answers "no matching subscribers")."""
         with self._sessions() as s:
             rows = s.execute(
                 select(Device.device_id, Device.desired).where(
@@ -143,6 +158,7 @@ class MqttBridge:
                     or_(
                         Device.reported_generation.is_(None),
                         Device.reported_generation < Device.desired_generation,
+                        Device.state.in_([str(st) for st in UPDATING]),
                     ),
                 )
             ).all()

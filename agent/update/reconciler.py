@@ -206,6 +206,9 @@ class Reconciler:
         log.info("desired generation %d: %s (%s)", desired.generation, plan.action, plan.reason)
         gen = desired.generation
         if plan.action is Action.IGNORE:
+            # Say where we stand anyway: a server that re-sends a desired state after losing its
+            # broker subscription learns our state from the answer.
+            self._report()
             return Outcome.IGNORED
         if plan.action is Action.REFUSE:
             assert plan.code is not None

@@ -296,3 +296,17 @@ def test_a_corrupted_active_slot_falls_back_to_the_previous(
     assert loaded is not None and loaded.ref == "linear:1"
     assert again.journal.active is not None and again.journal.active.slot == "a"
     assert again_rec.last.error.code == ErrorCode.LOAD_FAILED
+
+
+def test_a_desired_state_already_applied_is_answered_with_the_current_report(
+    tmp_path: Path, artifact_server: ArtifactServer, bundles: dict[str, BuiltBundle], rec: Recorder
+) -> None:
+    """A server that lost reports (its broker dropped them) re-sends the desired state; the device
+    has nothing to do but says where it stands, so the server learns the outcome."""
+    artifact_server.add(bundles["1"].model, bundles["1"].tar)
+    r = make_reconciler(tmp_path / "data", artifact_server, rec)
+    r.apply(desired_state(DEVICE, 1, bundles["1"].model))
+    before = len(rec.reports)
+    assert r.apply(desired_state(DEVICE, 1, bundles["1"].model)) is Outcome.IGNORED
+    assert len(rec.reports) == before + 1
+    assert (rec.last.state, rec.last.generation, rec.last.active) == (UpdateState.COMMITTED, 1, "linear:1")

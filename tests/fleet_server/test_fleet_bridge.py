@@ -285,3 +285,24 @@ def test_reports_are_ordered_by_seq_not_by_the_device_clock(
     wait(lambda: c.get("/api/v1/devices/d1").json()["telemetry"], what="the marker")
     d = c.get("/api/v1/devices/d1").json()
     assert d["state"] == "COMMITTED" and d["active"] == REF
+
+
+def test_on_reconnect_devices_in_the_middle_of_an_update_get_their_desired_state_again(
+    server: Any, mosquitto_broker: Any, make_device: Any, wait: Any, fleet: Any
+) -> None:
+    """A restarted broker may drop reports while the server is not subscribed yet ("no matching
+    subscribers"). On reconnect the server re-sends the desired state to every device whose last
+    report is not the end of its update, and the device answers with where it stands."""
+    c = server
+    setup_rollout(c, "d1")
+    deploy(c)
+    dev = make_device("d1", mosquitto_broker.host, mosquitto_broker.port)
+    first = wait(dev.latest, what="the desired state")
+    dev.report(first["generation"], UpdateState.INSTALLING)
+    wait(lambda: c.get("/api/v1/devices/d1").json()["state"] == "INSTALLING", what="installing")
+    n = len(dev.desired)
+    assert fleet(c).bridge.republish_behind() == 1  # what the bridge does on every (re)connect
+    wait(lambda: len(dev.desired) > n, what="the desired state again")
+    dev.report(first["generation"], UpdateState.COMMITTED, active=REF)
+    wait(lambda: c.get("/api/v1/devices/d1").json()["state"] == "COMMITTED", what="committed")
+    assert fleet(c).bridge.republish_behind() == 0  # a final report: nothing owed
