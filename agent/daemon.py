@@ -24,6 +24,7 @@ from agent.facts import device_facts
 from agent.mqtt_client import AgentMqtt
 from agent.registration import register
 from agent.serving import InferenceServer, Metrics, ModelRegistry, create_app
+from agent.update import clean_stop
 from agent.update.download import Downloader
 from agent.update.reconciler import Reconciler
 from agent.update.worker import UpdateWorker
@@ -61,6 +62,7 @@ class Agent:
     def start(self) -> str:
         """Serve, announce readiness, resume, and connect in the background. Returns the inference URL."""
         self.config.data_dir.mkdir(parents=True, exist_ok=True)
+        self.reconciler.clean_stop = clean_stop.take(self.config.data_dir, self.reconciler.journal.writes)
         self.reconciler.restore()
         url = self.server.start()
         self.inference_url = self.config.advertise_url or url
@@ -76,6 +78,9 @@ class Agent:
         self.stopping.set()
         if not self.worker.stop(timeout=15.0):
             log.warning("the update step did not finish in time; it resumes at the next start")
+        # If the step still running writes the journal after this, the counts differ at the next
+        # start and it is treated as a crash (the safe side).
+        clean_stop.mark(self.config.data_dir, self.reconciler.journal.writes)
         with self._mqtt_lock:
             mqtt, self.mqtt = self.mqtt, None
         if mqtt is not None:

@@ -133,14 +133,20 @@ def counts_as_resume(action: Resume) -> bool:
     return action is Resume.RESTART_FROM_VERIFY
 
 
-def resume_action(state: UpdateState, resumes: int, max_resumes: int = MAX_RESUMES) -> Resume:
+def resume_action(
+    state: UpdateState, resumes: int, max_resumes: int = MAX_RESUMES, clean_stop: bool = False
+) -> Resume:
     """How to go on after a start-up that found the journal in ``state``.
 
     ``resumes`` counts the start-ups that already resumed this same update past its download
     (see :func:`counts_as_resume`); once it reaches ``max_resumes`` the update rolls back instead,
-    so an update that keeps killing the agent can't crash-loop the device.
+    so an update that keeps killing the agent can't crash-loop the device. ``clean_stop`` says the
+    agent stopped in order (:mod:`agent.update.clean_stop`), so a load or self-test it cut short
+    is no sign against the model: it restarts from verification.
     """
     action = RESUME_TABLE[state]
+    if clean_stop and state in (UpdateState.LOADING, UpdateState.SELF_TEST):
+        action = Resume.RESTART_FROM_VERIFY
     if counts_as_resume(action) and resumes >= max_resumes:
         return Resume.ROLL_BACK
     return action

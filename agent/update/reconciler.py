@@ -111,6 +111,8 @@ class Reconciler:
         # Set by the worker at shutdown: a download cancelled for that stays DOWNLOADING in the
         # journal, so the next start resumes it at once instead of waiting for the desired state.
         self.shutting_down = threading.Event()
+        # Set by the daemon at start-up from agent.update.clean_stop.
+        self.clean_stop = False
 
     @property
     def journal(self) -> Journal:
@@ -160,9 +162,10 @@ class Reconciler:
         return None
 
     def resume(self, cancel: threading.Event | None = None) -> Outcome:
-        """Go on with an update the journal shows in flight, as the resume table says."""
+        """Go on with an update the journal shows in flight, as the resume table says
+        (``self.clean_stop``: the agent's last stop was orderly)."""
         j = self._journal
-        action = resume_action(j.state, j.resumes)
+        action = resume_action(j.state, j.resumes, clean_stop=self.clean_stop)
         if action is Resume.SERVE_ACTIVE:
             return Outcome.IGNORED
         model = j.desired

@@ -4,6 +4,7 @@ run for real."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -111,6 +112,11 @@ def test_ready_line_registration_and_clean_stop(
         assert agent.terminate() == 0
     observer.wait_for(lambda o: [s for s in o.payloads("status") if not s["online"]])
     assert "Traceback" not in agent.log.read_text()
+    # The orderly stop is on record for the next start (agent.update.clean_stop).
+    # No update ran here, so the journal was never written: its count is 0.
+    journal = tmp_path / "data" / "journal.json"
+    writes = json.loads(journal.read_text())["writes"] if journal.exists() else 0
+    assert (tmp_path / "data" / "clean-stop").read_text() == str(writes)
 
 
 def test_kill_9_while_downloading_then_restart_resumes_and_serves(

@@ -124,3 +124,14 @@ def test_resume_entries_are_states_the_table_can_leave() -> None:
     assert RESUME_ENTRY[Resume.ROLL_BACK] is S.ROLLING_BACK
     for entry in RESUME_ENTRY.values():
         assert any(s is entry for (s, _e) in TRANSITIONS)
+
+
+def test_after_an_orderly_stop_a_cut_short_load_restarts_from_verify() -> None:
+    from agent.update.machine import MAX_RESUMES, Resume, resume_action
+
+    for state in (S.LOADING, S.SELF_TEST):
+        assert resume_action(state, 0) is Resume.ROLL_BACK
+        assert resume_action(state, 0, clean_stop=True) is Resume.RESTART_FROM_VERIFY
+        # still bounded: an update that keeps getting stopped mid-load is given up on
+        assert resume_action(state, MAX_RESUMES, clean_stop=True) is Resume.ROLL_BACK
+    assert resume_action(S.ROLLING_BACK, 0, clean_stop=True) is Resume.ROLL_BACK

@@ -277,3 +277,47 @@ def test_killed_while_rolling_back_finishes_the_roll_back(
     assert rec.last.state is UpdateState.IDLE and rec.last.error.code == ErrorCode.SELF_TEST_FAILED
     assert serve(again)[0] == "linear:1"
     assert not (data / "slots" / "b").exists()
+
+
+@pytest.mark.parametrize("where", ["loader", "selftest"])
+def test_an_orderly_stop_while_loading_or_self_testing_restarts_from_verify(
+    started: tuple[Reconciler, Path],
+    artifact_server: ArtifactServer,
+    bundles: dict[str, BuiltBundle],
+    monkeypatch: pytest.MonkeyPatch,
+    where: str,
+) -> None:
+    """SIGTERM (a reboot, systemctl restart) cut a long load short: nothing speaks against the
+    model, so the next start installs it again from the verified download instead of failing it."""
+    from agent.update import clean_stop
+
+    r, data = started
+
+    def die(*_args: Any, **_kwargs: Any) -> Any:
+        raise Crash()
+
+    with monkeypatch.context() as m:
+        if where == "loader":
+            r._loader = die
+        else:
+            m.setattr(reconciler_module, "run_selftest", die)
+        crash_update(r, bundles["2"])
+    assert r.journal.state in (UpdateState.LOADING, UpdateState.SELF_TEST)
+    clean_stop.mark(data, r.journal.writes)  # what the daemon does after stopping the worker
+
+    again, rec = restart(data, artifact_server)
+    again.clean_stop = clean_stop.take(data, again.journal.writes)
+    assert again.clean_stop and not (data / clean_stop.MARKER).exists()
+    assert again.resume() is Outcome.APPLIED
+    assert rec.states(2) == ["VERIFYING", "INSTALLING", "LOADING", "SELF_TEST", "COMMITTED"]
+    assert serve(again)[0] == "linear:2"
+
+
+def test_a_stop_marker_older_than_the_journal_is_not_an_orderly_stop(tmp_path: Path) -> None:
+    from agent.update import clean_stop
+
+    clean_stop.mark(tmp_path, 7)
+    assert clean_stop.take(tmp_path, 8) is False  # the journal was written after the stop
+    assert clean_stop.take(tmp_path, 7) is False  # the marker speaks for one start only
+    clean_stop.mark(tmp_path, 9)
+    assert clean_stop.take(tmp_path, 9) is True

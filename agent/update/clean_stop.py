@@ -1,0 +1,39 @@
+"""Tell an orderly stop from a crash at the next start.
+
+An orderly stop (SIGTERM: a reboot, ``systemctl restart``) may still cut a long step short, such
+as a TensorRT engine build while LOADING. The resume table rolls back an update found in LOADING
+or SELF_TEST, because the model itself may have killed the agent; after an orderly stop that
+would fail a good update for nothing. So the stopping agent leaves a marker holding the journal's
+write count; at the next start, a marker equal to the journal's count proves that nothing ran
+after the stop was decided, and the update restarts from verification instead.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+MARKER = "clean-stop"
+
+
+def mark(data_dir: Path, journal_writes: int) -> None:
+    """Record an orderly stop at ``journal_writes`` (atomic, durable)."""
+    path = data_dir / MARKER
+    tmp = path.with_name(MARKER + ".tmp")
+    with open(tmp, "w") as fh:
+        fh.write(str(journal_writes))
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def take(data_dir: Path, journal_writes: int) -> bool:
+    """Whether the last stop was orderly with the journal as it is now; removes the marker, so it
+    speaks for one start only."""
+    path = data_dir / MARKER
+    try:
+        text = path.read_text().strip()
+    except FileNotFoundError:
+        return False
+    path.unlink(missing_ok=True)
+    return text == str(journal_writes)
