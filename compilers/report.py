@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agent.contracts.manifest import Manifest
+from agent.contracts.manifest import Manifest, latency_ratio, size_ratio
 from compilers.preflight import FitResult
 
 
@@ -38,13 +38,11 @@ class CompileReport:
 
     @property
     def size_ratio(self) -> float:
-        return self.size_bytes / self.fp32_size_bytes if self.fp32_size_bytes else 1.0
+        return size_ratio(self.size_bytes, self.fp32_size_bytes)
 
     @property
     def latency_ratio(self) -> float | None:
-        if self.latency_ms is None or not self.fp32_latency_ms:
-            return None
-        return self.latency_ms / self.fp32_latency_ms
+        return latency_ratio(self.latency_ms, self.fp32_latency_ms)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready data (``edgectl compile -o json``)."""

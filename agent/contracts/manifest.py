@@ -113,6 +113,18 @@ class FileEntry:
         return entry
 
 
+def size_ratio(size_bytes: int, fp32_size_bytes: int) -> float:
+    """Compiled size over FP32 size (1.0 when the FP32 size is unknown)."""
+    return size_bytes / fp32_size_bytes if fp32_size_bytes else 1.0
+
+
+def latency_ratio(latency_ms: float | None, fp32_latency_ms: float | None) -> float | None:
+    """Compiled latency over FP32 latency, ``None`` unless both were measured."""
+    if latency_ms is None or not fp32_latency_ms:
+        return None
+    return latency_ms / fp32_latency_ms
+
+
 @dataclass(frozen=True)
 class Validation:
     """How the compiled model compares with the FP32 source on held-out samples.
@@ -140,13 +152,11 @@ class Validation:
 
     @property
     def size_ratio(self) -> float:
-        return self.size_bytes / self.fp32_size_bytes if self.fp32_size_bytes else 1.0
+        return size_ratio(self.size_bytes, self.fp32_size_bytes)
 
     @property
     def latency_ratio(self) -> float | None:
-        if self.latency_ms is None or not self.fp32_latency_ms:
-            return None
-        return self.latency_ms / self.fp32_latency_ms
+        return latency_ratio(self.latency_ms, self.fp32_latency_ms)
 
     @classmethod
     def from_dict(cls, data: Any, where: str) -> Validation:
