@@ -23,7 +23,7 @@ from agent.errors import RegistrationError
 from agent.facts import device_facts
 from agent.mqtt_client import AgentMqtt
 from agent.registration import register
-from agent.serving import InferenceServer, Metrics, ModelRegistry, create_app
+from agent.serving import InferenceServer, InferenceService, Metrics, ModelRegistry, create_app
 from agent.update import clean_stop
 from agent.update.download import Downloader
 from agent.update.reconciler import Reconciler
@@ -42,7 +42,8 @@ class Agent:
         self.error: Exception | None = None
         self.registry = ModelRegistry()
         self.metrics = Metrics()
-        self.server = InferenceServer(create_app(self.registry, self.metrics), config.host, config.port)
+        self.service = InferenceService(self.registry, self.metrics)
+        self.server = InferenceServer(create_app(self.service), config.host, config.port)
         self.downloader = Downloader(config.server, config.data_dir / "downloads")
         self.reconciler = Reconciler(
             device_id=config.device_id,

@@ -1,117 +1,122 @@
-"""The device's inference API: Open Inference Protocol v2 over HTTP (FastAPI).
+"""The device's inference API: Open Inference Protocol v2 over HTTP, a thin front-end over
+:class:`~agent.serving.service.InferenceService`.
 
-Errors are ``{"error": "..."}`` with 400 (bad input, naming the tensor), 404 (unknown model or
-version), 413 (a body over ``max_body_bytes``, on the wire or once decompressed) or 503 (no model
-loaded yet), mapped from :mod:`agent.serving.errors` by one handler.
+Errors are the protocol's ``{"error": "..."}`` with 400 (bad input, naming the tensor), 404
+(unknown model or version), 413 (a body over ``max_body_bytes``, on the wire or once
+decompressed), 503 (no model loaded yet, or shed under load, with ``Retry-After``) or 504 (the
+request's deadline passed in the queue), mapped from :mod:`agent.serving.errors` by one handler.
+Every inference response names where it ran: the ``X-EdgeFleet-Served-By`` header and the
+response parameter ``served_by`` (``local`` or ``cloud``).
+
+The inference routes are plain Starlette routes (no FastAPI parameter machinery on the hot path);
+bodies over ``_THREAD_DECODE`` bytes are decoded and encoded off the event loop.
 """
 
 from __future__ import annotations
 
-import time
+import math
 import zlib
 from typing import Any
 
-import numpy as np
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.concurrency import run_in_threadpool
 
 from agent import __version__
-from agent.contracts.manifest import TensorSpec
-from agent.serving.errors import BadRequest, NotReady, PayloadTooLarge, ServingError
-from agent.serving.metrics import Metrics
-from agent.serving.models import LoadedModel, ModelRegistry
-from agent.serving.oip import HEADER_LENGTH, InferRequest, decode_request, encode_response, tensor_metadata
+from agent.serving.errors import BadRequest, NotReady, Overloaded, PayloadTooLarge, ServingError
+from agent.serving.oip import HEADER_LENGTH, InferRequest, decode_request, encode_response
+from agent.serving.service import InferenceService, ModelInfo, TensorInfo
 
-SERVER_NAME = "edgefleet-agent"
-EXTENSIONS = ["binary_tensor_data"]
 MAX_BODY_BYTES = 256 << 20
+SERVED_BY_HEADER = "X-EdgeFleet-Served-By"
+_THREAD_DECODE = 64 << 10
 _WBITS = {"gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}  # deflate is zlib-wrapped (RFC 9110)
 
 
-def create_app(
-    registry: ModelRegistry, metrics: Metrics | None = None, max_body_bytes: int = MAX_BODY_BYTES
-) -> FastAPI:
-    """The inference app. ``max_body_bytes`` bounds a request body both as received (whatever the
-    Content-Length says, chunked too) and after gzip/deflate decoding."""
-    metrics = metrics or Metrics()
+def create_app(service: InferenceService, max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
+    """The inference app over ``service``. ``max_body_bytes`` bounds a request body both as
+    received (whatever the Content-Length says, chunked too) and after gzip/deflate decoding."""
     app = FastAPI(title="EdgeFleet agent inference API", version=__version__, docs_url=None, redoc_url=None)
-    app.state.registry = registry
-    app.state.metrics = metrics
+    app.state.service = service
 
     @app.exception_handler(ServingError)
     async def serving_error(_request: Request, exc: ServingError) -> JSONResponse:
-        return JSONResponse({"error": str(exc)}, status_code=exc.status)
+        return error_response(exc)
 
     @app.get("/v2")
     def server_metadata() -> dict[str, Any]:
-        return {"name": SERVER_NAME, "version": __version__, "extensions": EXTENSIONS}
+        return {"name": service.name, "version": service.version, "extensions": list(service.extensions)}
 
     @app.get("/v2/health/live")
     def live() -> Response:
-        return Response(status_code=200)
+        return Response(status_code=200 if service.live() else 503)
 
     @app.get("/v2/health/ready")
     def ready() -> Response:
-        if not registry.ready():
+        if not service.ready():
             raise NotReady("no model is loaded yet")
         return Response(status_code=200)
 
     @app.get("/v2/models/{name}")
     def model_metadata(name: str) -> dict[str, Any]:
-        return _metadata(registry.find(name))
+        return metadata_json(service.model_info(name))
 
     @app.get("/v2/models/{name}/versions/{version}")
     def model_version_metadata(name: str, version: str) -> dict[str, Any]:
-        return _metadata(registry.find(name, version))
+        return metadata_json(service.model_info(name, version))
 
     @app.get("/v2/models/{name}/ready")
     def model_ready(name: str) -> Response:
-        registry.find(name)
+        service.model_info(name)
         return Response(status_code=200)
 
     @app.get("/v2/models/{name}/versions/{version}/ready")
     def model_version_ready(name: str, version: str) -> Response:
-        registry.find(name, version)
+        service.model_info(name, version)
         return Response(status_code=200)
 
-    @app.post("/v2/models/{name}/infer")
-    async def infer(name: str, request: Request) -> Response:
-        return await _infer(registry, metrics, name, None, request, max_body_bytes)
+    async def infer(request: Request) -> Response:
+        try:
+            return await _infer(service, request, max_body_bytes)
+        except ServingError as exc:
+            return error_response(exc)
 
-    @app.post("/v2/models/{name}/versions/{version}/infer")
-    async def infer_version(name: str, version: str, request: Request) -> Response:
-        return await _infer(registry, metrics, name, version, request, max_body_bytes)
+    app.add_route("/v2/models/{name}/infer", infer, methods=["POST"])
+    app.add_route("/v2/models/{name}/versions/{version}/infer", infer, methods=["POST"])
 
     @app.get("/metrics")
     def prometheus() -> Response:
-        return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
+        return Response(service.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     return app
 
 
-def _metadata(model: LoadedModel) -> dict[str, Any]:
-    m = model.manifest
+def error_response(exc: ServingError) -> JSONResponse:
+    headers = {}
+    if isinstance(exc, Overloaded):
+        headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
+    return JSONResponse({"error": str(exc)}, status_code=exc.status, headers=headers)
+
+
+def _tensor_json(t: TensorInfo) -> dict[str, Any]:
+    return {"name": t.name, "datatype": t.datatype, "shape": list(t.shape)}
+
+
+def metadata_json(info: ModelInfo) -> dict[str, Any]:
     return {
-        "name": model.name,
-        "versions": [model.version],
-        "platform": m.runtime,
-        "inputs": [tensor_metadata(t) for t in m.inputs],
-        "outputs": [tensor_metadata(t) for t in m.outputs],
-        "parameters": {"target": m.target, "precision": m.precision},
+        "name": info.name,
+        "versions": list(info.versions),
+        "platform": info.platform,
+        "inputs": [_tensor_json(t) for t in info.inputs],
+        "outputs": [_tensor_json(t) for t in info.outputs],
+        "parameters": info.parameters,
     }
 
 
-async def _infer(
-    registry: ModelRegistry,
-    metrics: Metrics,
-    name: str,
-    version: str | None,
-    request: Request,
-    max_body_bytes: int,
-) -> Response:
-    outcome = "error"
+async def _infer(service: InferenceService, request: Request, max_body_bytes: int) -> Response:
+    name = request.path_params["name"]
+    version = request.path_params.get("version")
     try:
         body = await _read_body(request, max_body_bytes)
         header = request.headers.get(HEADER_LENGTH)
@@ -119,20 +124,31 @@ async def _infer(
             header_length = None if header is None else int(header)
         except ValueError:
             raise BadRequest(f"{HEADER_LENGTH} is not an integer: {header!r}") from None
-        req = decode_request(body, header_length)
-        payload, json_length = await run_in_threadpool(_run, registry, metrics, name, version, req)
-        outcome = "ok"
-    except ServingError as exc:
-        outcome = {400: "bad_request", 404: "not_found", 413: "too_large", 503: "not_ready"}.get(
-            exc.status, "error"
+        big = len(body) > _THREAD_DECODE
+        req = await run_in_threadpool(decode_request, body, header_length) if big else decode_request(
+            body, header_length
         )
+    except ServingError as exc:
+        service.metrics.requests.labels(name if service.known(name) else "_unknown", exc.outcome).inc()
         raise
-    finally:
-        # Only served names become label values: a client can't grow the series without bound.
-        metrics.requests.labels(name if name in registry.names() else "_unknown", outcome).inc()
+    wanted = None if req.outputs is None else [o.name for o in req.outputs]
+    result = await service.infer(name, version, req.inputs, wanted, _timeout(req))
+    args = (result.model_name, result.model_version, req, result.outputs, {"served_by": result.served_by})
+    big = sum(a.nbytes for a in result.outputs.values()) > _THREAD_DECODE
+    payload, json_length = await run_in_threadpool(encode_response, *args) if big else encode_response(*args)
+    headers = {SERVED_BY_HEADER: result.served_by}
     if json_length is None:
-        return Response(payload, media_type="application/json")
-    return Response(payload, media_type="application/octet-stream", headers={HEADER_LENGTH: str(json_length)})
+        return Response(payload, media_type="application/json", headers=headers)
+    headers[HEADER_LENGTH] = str(json_length)
+    return Response(payload, media_type="application/octet-stream", headers=headers)
+
+
+def _timeout(req: InferRequest) -> float | None:
+    """The request's own deadline: the ``timeout`` parameter, in microseconds as Triton's is."""
+    value = req.parameters.get("timeout")
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value / 1e6
+    return None
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
@@ -177,42 +193,3 @@ def _decompress(body: bytes, encoding: str, limit: int) -> bytes:
                 raise BadRequest(f"body is not valid {encoding}: data after the end of the stream")
     except zlib.error as exc:
         raise BadRequest(f"body is not valid {encoding}: {exc}") from exc
-
-
-def _run(
-    registry: ModelRegistry, metrics: Metrics, name: str, version: str | None, req: InferRequest
-) -> tuple[bytes, int | None]:
-    with registry.use(name, version) as model:
-        feed = _check_inputs(model.manifest.inputs, req.inputs)
-        known = {t.name for t in model.manifest.outputs}
-        for out in req.outputs or ():
-            if out.name not in known:
-                raise BadRequest(f"unknown output {out.name!r} (outputs: {', '.join(sorted(known))})")
-        start = time.perf_counter()
-        try:
-            result = model.adapter.infer(feed)
-        except ValueError as exc:  # the adapter's word for a tensor that doesn't fit
-            raise BadRequest(str(exc)) from exc
-        metrics.latency.labels(model.name, model.version).observe(time.perf_counter() - start)
-        return encode_response(model.name, model.version, req, result)
-
-
-def _check_inputs(specs: tuple[TensorSpec, ...], given: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Every input present, known, of the model's datatype and shape. Raises BadRequest naming it."""
-    by_name = {t.name: t for t in specs}
-    for name in given:
-        if name not in by_name:
-            raise BadRequest(f"unknown input {name!r} (inputs: {', '.join(by_name)})")
-    for spec in specs:
-        if spec.name not in given:
-            raise BadRequest(f"input {spec.name!r} is missing")
-        arr = given[spec.name]
-        if arr.dtype != np.dtype(spec.dtype):
-            raise BadRequest(
-                f"input {spec.name!r}: datatype {arr.dtype.name} given, the model takes {spec.dtype}"
-            )
-        if arr.ndim != len(spec.shape) or any(
-            w >= 0 and w != g for w, g in zip(spec.shape, arr.shape, strict=False)
-        ):
-            raise BadRequest(f"input {spec.name!r}: shape {list(arr.shape)} does not fit {list(spec.shape)}")
-    return given

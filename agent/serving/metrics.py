@@ -14,15 +14,26 @@ class Metrics:
         self.registry = CollectorRegistry()
         self.latency = Histogram(
             "edgefleet_agent_inference_seconds",
-            "Time to run one inference request through the model (decode and encode excluded).",
+            "Time from queueing a request on the device to its result (decode and encode excluded).",
             ["model", "version"],
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
         self.requests = Counter(
             "edgefleet_agent_inference_requests",
-            "Inference requests by outcome (ok, bad_request, not_found, not_ready, error).",
+            "Inference requests by outcome (ok, bad_request, not_found, not_ready, shed, deadline, error).",
             ["model", "outcome"],
+            registry=self.registry,
+        )
+        self.served = Counter(
+            "edgefleet_agent_served",
+            "Inference requests answered, by where they ran (local or cloud).",
+            ["where"],
+            registry=self.registry,
+        )
+        self.offload_errors = Counter(
+            "edgefleet_agent_offload_errors",
+            "Requests the cloud endpoint failed or timed out on (each counted by the breaker).",
             registry=self.registry,
         )
 

@@ -163,12 +163,16 @@ def encode_response(
     model_version: str,
     request: InferRequest,
     outputs: dict[str, np.ndarray],
+    parameters: dict[str, Any] | None = None,
 ) -> tuple[bytes, int | None]:
-    """The response body and, when it carries binary data, the JSON header's length."""
+    """The response body and, when it carries binary data, the JSON header's length.
+    ``outputs`` holds the tensors to return, in order; ``parameters`` become the response's."""
     wanted = request.outputs or tuple(RequestedOutput(n, request.binary_output) for n in outputs)
     head: dict[str, Any] = {"model_name": model_name, "model_version": model_version, "outputs": []}
     if request.id is not None:
         head["id"] = request.id
+    if parameters:
+        head["parameters"] = parameters
     blobs: list[bytes] = []
     for out in wanted:
         arr = np.ascontiguousarray(outputs[out.name])

@@ -21,6 +21,7 @@ class InferenceServer:
         self.port = port
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
+        self.socket: socket.socket | None = None
 
     @property
     def url(self) -> str:
@@ -33,14 +34,19 @@ class InferenceServer:
         """Bind, start serving and return the base URL. Raises ``OSError`` if the port is taken,
         ``RuntimeError`` if uvicorn does not come up within ``timeout``."""
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
+        # Naming TCP matters: asyncio sets TCP_NODELAY only on sockets whose proto says TCP, and
+        # without it a response written as header then body waits ~40 ms for the client's delayed
+        # ACK (Nagle). Linux also copies the listener's TCP_NODELAY to accepted sockets.
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
             sock.bind((self.host, self.port))
         except OSError:
             sock.close()
             raise
         self.port = sock.getsockname()[1]
+        self.socket = sock
         config = uvicorn.Config(
             self.app, log_config=None, access_log=False, lifespan="off", timeout_graceful_shutdown=5
         )

@@ -16,7 +16,7 @@ import pytest
 from agent.contracts.manifest import Manifest, verify_bundle_dir
 from agent.runtimes.base import RuntimeAdapter
 from agent.runtimes.registry import load_bundle
-from agent.serving import InferenceServer, LoadedModel, ModelRegistry, create_app
+from agent.serving import InferenceServer, InferenceService, LoadedModel, ModelRegistry, create_app
 from tests.agent.agent_testkit import BuiltBundle, ort_run
 
 pytest.importorskip("tritonclient.http", reason="tritonclient[http] is not installed")
@@ -38,7 +38,7 @@ def registry() -> ModelRegistry:
 
 @pytest.fixture
 def server(registry: ModelRegistry) -> Iterator[InferenceServer]:
-    s = InferenceServer(create_app(registry), "127.0.0.1", 0)
+    s = InferenceServer(create_app(InferenceService(registry)), "127.0.0.1", 0)
     s.start()
     yield s
     s.stop()
@@ -325,7 +325,7 @@ SMALL_LIMIT = 1 << 20
 @pytest.fixture
 def small_server(registry: ModelRegistry) -> Iterator[InferenceServer]:
     """A server whose body limit is 1 MiB, so going over it is cheap."""
-    s = InferenceServer(create_app(registry, max_body_bytes=SMALL_LIMIT), "127.0.0.1", 0)
+    s = InferenceServer(create_app(InferenceService(registry), max_body_bytes=SMALL_LIMIT), "127.0.0.1", 0)
     s.start()
     yield s
     s.stop()
@@ -403,3 +403,14 @@ def test_compressed_bodies_decode_within_the_limit_and_bad_ones_are_400(
     ]:
         r = httpx.post(url, content=data, headers={"Content-Encoding": encoding})
         assert r.status_code == 400 and message in r.json()["error"], (encoding, r.text)
+
+
+def test_listening_socket_is_tcp_with_nodelay(server: InferenceServer) -> None:
+    # Without proto=TCP asyncio never sets TCP_NODELAY on accepted sockets, and every response
+    # waits ~40 ms for the client's delayed ACK.
+    import socket
+
+    assert server.socket is not None
+    assert server.socket.proto == socket.IPPROTO_TCP
+    assert server.socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+

@@ -1,0 +1,212 @@
+"""One model's request queue and the thread that runs it: dynamic batching behind the service.
+
+Requests queue in a bounded queue; one worker thread takes them in order and runs them on the
+model, alone or stacked along the batch axis as :class:`~agent.serving.batch_policy.BatchPolicy`
+decides. One thread per model is the right shape for a device: the runtime's own intra-op threads
+use the cores, and two runs side by side would only fight over them.
+
+- A full queue refuses at once (:class:`Overloaded`, with a retry hint from the expected wait):
+  a growing queue only turns into time-outs.
+- A request whose deadline passed while it waited is not run (:class:`DeadlineExceeded`).
+- Only requests whose inputs agree beyond the batch axis are stacked; a batched run that fails is
+  run again request by request, so one request's problem never fails its neighbours.
+- The worker thread ends after ``idle_exit`` seconds without work and starts again on the next
+  request, so an unloaded model's scheduler leaves no thread behind.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass
+
+import numpy as np
+
+from agent.contracts.manifest import Manifest
+from agent.runtimes.base import RuntimeAdapter
+from agent.serving.batch_policy import BatchPolicy
+from agent.serving.errors import BadRequest, DeadlineExceeded, Overloaded
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SchedulerSettings:
+    """Limits of one model's queue. ``max_batch`` 1 turns batching off."""
+
+    max_batch: int = 8
+    max_queue_delay: float = 0.002  # seconds to wait for a fuller batch, when batching pays
+    queue_limit: int = 64  # requests waiting, beyond which new ones are refused
+    idle_exit: float = 2.0
+
+
+@dataclass
+class _Item:
+    inputs: dict[str, np.ndarray]
+    future: Future[dict[str, np.ndarray]]
+    deadline: float | None
+    rows: int
+    key: tuple[object, ...]
+
+
+def _signature(inputs: dict[str, np.ndarray]) -> tuple[object, ...]:
+    return tuple(sorted((n, a.dtype.str, a.shape[1:]) for n, a in inputs.items()))
+
+
+class ModelScheduler:
+    def __init__(
+        self,
+        adapter: RuntimeAdapter,
+        manifest: Manifest,
+        settings: SchedulerSettings,
+        label: str = "",
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.adapter = adapter
+        self.settings = settings
+        self.label = label
+        self._clock = clock
+        batch_axis = all(len(t.shape) > 0 and t.shape[0] < 0 for t in (*manifest.inputs, *manifest.outputs))
+        self.batchable = batch_axis and settings.max_batch > 1
+        self.policy = BatchPolicy(max_batch=settings.max_batch if self.batchable else 1,
+                                  max_delay=settings.max_queue_delay)
+        self._queue: deque[_Item] = deque()
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._stopped = False
+        self._single: float | None = None  # moving average of one unbatched request's run time
+
+    # -- what the offload policy reads ---------------------------------------------------------
+
+    def pending(self) -> int:
+        with self._cond:
+            return len(self._queue)
+
+    def service_time(self) -> float:
+        """Recent run time of one request, seconds (0 before the first run)."""
+        per_row = self.policy.time_per_row()
+        return per_row if per_row is not None else (self._single or 0.0)
+
+    def estimated_wait(self) -> float:
+        """How long a request arriving now would wait before it runs: queue depth x service time."""
+        return self.pending() * self.service_time()
+
+    # -- the queue -----------------------------------------------------------------------------
+
+    def submit(self, inputs: dict[str, np.ndarray], timeout: float | None = None) -> Future[dict[str, np.ndarray]]:
+        """Queue one request. Raises :class:`Overloaded` when the queue is full."""
+        rows = next(iter(inputs.values())).shape[0] if self.batchable and inputs else 1
+        item = _Item(
+            inputs=inputs,
+            future=Future(),
+            deadline=None if timeout is None else self._clock() + timeout,
+            rows=max(1, int(rows)),
+            key=_signature(inputs) if self.batchable else (),
+        )
+        with self._cond:
+            if self._stopped:
+                raise Overloaded("the model is being unloaded", retry_after=0.1)
+            if len(self._queue) >= self.settings.queue_limit:
+                wait = max(0.05, self.estimated_wait_locked())
+                raise Overloaded(
+                    f"{len(self._queue)} requests are waiting for {self.label or 'the model'}",
+                    retry_after=wait,
+                )
+            self._queue.append(item)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name=f"infer {self.label}", daemon=True)
+                self._thread.start()
+            else:
+                self._cond.notify()
+        return item.future
+
+    def estimated_wait_locked(self) -> float:
+        return len(self._queue) * self.service_time()
+
+    def stop(self) -> None:
+        """Refuse new requests; the queued ones still run."""
+        with self._cond:
+            self._stopped = True
+            self._cond.notify_all()
+
+    # -- the worker ----------------------------------------------------------------------------
+
+    def _take(self) -> list[_Item] | None:
+        with self._cond:
+            idle_until = self._clock() + self.settings.idle_exit
+            while not self._queue:
+                left = idle_until - self._clock()
+                if self._stopped or left <= 0:
+                    self._thread = None
+                    return None
+                self._cond.wait(left)
+            plan = self.policy.plan(sum(i.rows for i in self._queue))
+            if plan.wait > 0:
+                until = self._clock() + plan.wait
+                while sum(i.rows for i in self._queue) < plan.rows and not self._stopped:
+                    left = until - self._clock()
+                    if left <= 0:
+                        break
+                    self._cond.wait(left)
+            first = self._queue.popleft()
+            batch, rows = [first], first.rows
+            while self._queue and rows + self._queue[0].rows <= plan.rows and self._queue[0].key == first.key:
+                item = self._queue.popleft()
+                batch.append(item)
+                rows += item.rows
+            return batch
+
+    def _run(self) -> None:
+        while True:
+            batch = self._take()
+            if batch is None:
+                return
+            now = self._clock()
+            live = []
+            for item in batch:
+                if item.deadline is not None and now > item.deadline:
+                    item.future.set_exception(DeadlineExceeded("the request waited past its deadline"))
+                elif item.future.set_running_or_notify_cancel():
+                    live.append(item)
+            if live:
+                self._execute(live)
+
+    def _execute(self, batch: list[_Item]) -> None:
+        if len(batch) == 1:
+            item = batch[0]
+            start = time.perf_counter()
+            try:
+                out = self._infer(item.inputs)
+            except BaseException as exc:  # every failure goes to the caller, the thread lives on
+                item.future.set_exception(exc)
+                return
+            took = time.perf_counter() - start
+            self.policy.observe(item.rows, took)
+            self._single = took if self._single is None else 0.8 * self._single + 0.2 * took
+            item.future.set_result(out)
+            return
+        names = list(batch[0].inputs)
+        stacked = {n: np.concatenate([i.inputs[n] for i in batch], axis=0) for n in names}
+        rows = sum(i.rows for i in batch)
+        start = time.perf_counter()
+        try:
+            out = self._infer(stacked)
+        except Exception:
+            for item in batch:  # isolate whichever request the model refused
+                self._execute([item])
+            return
+        self.policy.observe(rows, time.perf_counter() - start)
+        offset = 0
+        for item in batch:
+            item.future.set_result({k: v[offset : offset + item.rows] for k, v in out.items()})
+            offset += item.rows
+
+    def _infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        try:
+            return self.adapter.infer(inputs)
+        except ValueError as exc:  # the adapter's word for a tensor that doesn't fit
+            raise BadRequest(str(exc)) from exc
