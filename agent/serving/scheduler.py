@@ -72,13 +72,15 @@ class ModelScheduler:
         self._clock = clock
         batch_axis = all(len(t.shape) > 0 and t.shape[0] < 0 for t in (*manifest.inputs, *manifest.outputs))
         self.batchable = batch_axis and settings.max_batch > 1
-        self.policy = BatchPolicy(max_batch=settings.max_batch if self.batchable else 1,
-                                  max_delay=settings.max_queue_delay)
+        self.policy = BatchPolicy(
+            max_batch=settings.max_batch if self.batchable else 1, max_delay=settings.max_queue_delay
+        )
         self._queue: deque[_Item] = deque()
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
         self._stopped = False
         self._single: float | None = None  # moving average of one unbatched request's run time
+        self._running = 0  # requests taken off the queue and not finished
 
     # -- what the offload policy reads ---------------------------------------------------------
 
@@ -86,18 +88,26 @@ class ModelScheduler:
         with self._cond:
             return len(self._queue)
 
+    def full(self) -> bool:
+        with self._cond:
+            return len(self._queue) >= self.settings.queue_limit
+
     def service_time(self) -> float:
         """Recent run time of one request, seconds (0 before the first run)."""
         per_row = self.policy.time_per_row()
         return per_row if per_row is not None else (self._single or 0.0)
 
     def estimated_wait(self) -> float:
-        """How long a request arriving now would wait before it runs: queue depth x service time."""
-        return self.pending() * self.service_time()
+        """How long a request arriving now would wait before it runs: (queued + running) x
+        service time. The running batch counts whole: it may have just started."""
+        with self._cond:
+            return self.estimated_wait_locked()
 
     # -- the queue -----------------------------------------------------------------------------
 
-    def submit(self, inputs: dict[str, np.ndarray], timeout: float | None = None) -> Future[dict[str, np.ndarray]]:
+    def submit(
+        self, inputs: dict[str, np.ndarray], timeout: float | None = None
+    ) -> Future[dict[str, np.ndarray]]:
         """Queue one request. Raises :class:`Overloaded` when the queue is full."""
         rows = next(iter(inputs.values())).shape[0] if self.batchable and inputs else 1
         item = _Item(
@@ -125,7 +135,7 @@ class ModelScheduler:
         return item.future
 
     def estimated_wait_locked(self) -> float:
-        return len(self._queue) * self.service_time()
+        return (len(self._queue) + self._running) * self.service_time()
 
     def stop(self) -> None:
         """Refuse new requests; the queued ones still run."""
@@ -158,6 +168,7 @@ class ModelScheduler:
                 item = self._queue.popleft()
                 batch.append(item)
                 rows += item.rows
+            self._running = len(batch)
             return batch
 
     def _run(self) -> None:
@@ -174,6 +185,8 @@ class ModelScheduler:
                     live.append(item)
             if live:
                 self._execute(live)
+            with self._cond:
+                self._running = 0
 
     def _execute(self, batch: list[_Item]) -> None:
         if len(batch) == 1:

@@ -13,6 +13,7 @@ one place.
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 import weakref
@@ -27,13 +28,16 @@ from agent.contracts.manifest import TensorSpec
 from agent.serving.errors import BadRequest, ModelNotFound, NotReady, ServingError
 from agent.serving.metrics import Metrics
 from agent.serving.models import LoadedModel, ModelRegistry
+from agent.serving.offload import CloudError, Offloader, Route
 from agent.serving.oip import oip_datatype
 from agent.serving.scheduler import ModelScheduler, SchedulerSettings
 
+log = logging.getLogger(__name__)
+
 SERVER_NAME = "edgefleet-agent"
 EXTENSIONS = ("binary_tensor_data", "model_repository")
-LOCAL = "local"
-CLOUD = "cloud"
+LOCAL = Route.LOCAL.value
+CLOUD = Route.CLOUD.value
 
 
 @dataclass(frozen=True)
@@ -80,7 +84,7 @@ class InferenceService:
         registry: ModelRegistry,
         metrics: Metrics | None = None,
         scheduling: SchedulerSettings | None = None,
-        offloader: Any = None,
+        offloader: Offloader | None = None,
         name: str = SERVER_NAME,
     ) -> None:
         self.registry = registry
@@ -172,12 +176,27 @@ class InferenceService:
         self, model: LoadedModel, inputs: dict[str, np.ndarray], timeout: float | None
     ) -> InferResult:
         scheduler = self.scheduler(model)
-        offloader = self.offloader
-        if offloader is not None:
-            decision = offloader.decide(scheduler.estimated_wait(), scheduler.service_time())
-            if decision == CLOUD:
-                return await offloader.infer(model, inputs, scheduler)
-            offloader.check_admit(decision)
+        off = self.offloader
+        if off is not None:
+            start = time.monotonic()
+            wait, service = scheduler.estimated_wait(), scheduler.service_time()
+            where = off.decide(wait, service, scheduler.full())
+            if where is Route.SHED:
+                raise off.shed(wait)
+            if where is Route.CLOUD:
+                try:
+                    outputs = await off.infer(model.name, model.version, inputs)
+                    check_cloud_outputs(model.manifest.outputs, outputs)
+                except CloudError as exc:
+                    self.metrics.offload_errors.inc()
+                    log.warning("offload of %s failed: %s", model.ref, exc)
+                    # Fall back to the device only while that can still meet the budget.
+                    left = (off.budget or 0.0) - (time.monotonic() - start)
+                    if scheduler.full() or scheduler.estimated_wait() + scheduler.service_time() > left:
+                        raise off.shed(scheduler.estimated_wait()) from exc
+                else:
+                    self.metrics.served.labels(CLOUD).inc()
+                    return InferResult(model.name, model.version, outputs, CLOUD)
         start = time.perf_counter()
         future = scheduler.submit(inputs, timeout)
         outputs = await asyncio.wrap_future(future)
@@ -196,6 +215,8 @@ class InferenceService:
             return sched
 
     def close(self) -> None:
+        if self.offloader is not None:
+            self.offloader.close()
         with self._lock:
             schedulers = list(self._schedulers.values())
             self._schedulers.clear()
@@ -221,6 +242,18 @@ def check_inputs(specs: Sequence[TensorSpec], given: dict[str, np.ndarray]) -> N
             w >= 0 and w != g for w, g in zip(spec.shape, arr.shape, strict=False)
         ):
             raise BadRequest(f"input {spec.name!r}: shape {list(arr.shape)} does not fit {list(spec.shape)}")
+
+
+def check_cloud_outputs(specs: Sequence[TensorSpec], got: dict[str, np.ndarray]) -> None:
+    """The cloud's answer has every output of the model, of its datatype. Raises CloudError."""
+    for spec in specs:
+        arr = got.get(spec.name)
+        if arr is None:
+            raise CloudError(f"the cloud's answer has no output {spec.name!r}")
+        if arr.dtype != np.dtype(spec.dtype):
+            raise CloudError(
+                f"the cloud's output {spec.name!r} is {arr.dtype.name}, the model gives {spec.dtype}"
+            )
 
 
 def check_outputs(specs: Sequence[TensorSpec], wanted: Sequence[str] | None) -> list[str]:

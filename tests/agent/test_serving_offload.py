@@ -1,0 +1,139 @@
+"""Offload under load, against a real Open Inference Protocol server standing in for the cloud
+(the agent's own HTTP front-end with the same model): requests go to the cloud when the device is
+saturated and come back when it is not; with the cloud down the breaker opens and the excess is
+shed with a retry hint while local serving goes on."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from agent.contracts.manifest import Manifest, verify_bundle_dir
+from agent.runtimes.base import RuntimeAdapter
+from agent.runtimes.registry import load_bundle
+from agent.serving import InferenceServer, InferenceService, LoadedModel, ModelRegistry, create_app
+from agent.serving.errors import Overloaded
+from agent.serving.offload import BreakerState, Offloader, OffloadSettings
+from tests.agent.agent_testkit import BuiltBundle
+
+SERVICE_TIME = 0.02
+BUDGET = 0.05
+
+
+class Slow(RuntimeAdapter):
+    """The real adapter, made to take ``SERVICE_TIME`` a request like a bigger model would."""
+
+    name = "slow"
+
+    def __init__(self, inner: RuntimeAdapter) -> None:
+        super().__init__(inner.bundle_dir, inner.manifest)
+        self.inner = inner
+
+    @classmethod
+    def unavailable_reason(cls) -> str | None:
+        return None
+
+    @classmethod
+    def version(cls) -> str | None:
+        return "1"
+
+    @classmethod
+    def load(cls, bundle_dir: Path, manifest: Manifest, threads: int | None = None) -> RuntimeAdapter:
+        raise NotImplementedError("made from a loaded adapter in these tests")
+
+    def infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        time.sleep(SERVICE_TIME)
+        return self.inner.infer(inputs)
+
+
+def _load(b: BuiltBundle) -> RuntimeAdapter:
+    return load_bundle(b.dir, verify_bundle_dir(b.dir))
+
+
+@pytest.fixture
+def cloud(bundles: dict[str, BuiltBundle]) -> Iterator[str]:
+    registry = ModelRegistry()
+    b = bundles["1"]
+    registry.swap("default", LoadedModel(b.name, b.version, _load(b), verify_bundle_dir(b.dir)))
+    server = InferenceServer(create_app(InferenceService(registry, name="cloud")), "127.0.0.1", 0)
+    url = server.start()
+    yield url
+    server.stop()
+
+
+def _device(bundles: dict[str, BuiltBundle], url: str) -> InferenceService:
+    registry = ModelRegistry()
+    b = bundles["1"]
+    registry.swap("default", LoadedModel(b.name, b.version, Slow(_load(b)), verify_bundle_dir(b.dir)))
+    offloader = Offloader(OffloadSettings(budget=BUDGET, url=url, failure_threshold=3, cooldown=30.0))
+    return InferenceService(registry, offloader=offloader)
+
+
+def _closed_port() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{s.getsockname()[1]}"
+
+
+X = np.random.default_rng(5).standard_normal((1, 4)).astype(np.float32)
+
+
+async def _burst(service: InferenceService, n: int) -> list[object]:
+    return await asyncio.gather(
+        *(service.infer("linear", None, {"input": X}) for _ in range(n)), return_exceptions=True
+    )
+
+
+def test_saturated_device_sends_the_overflow_to_the_cloud_and_takes_it_back(
+    bundles: dict[str, BuiltBundle], cloud: str
+) -> None:
+    service = _device(bundles, cloud)
+    want = _load(bundles["1"]).infer({"input": X})["logits"]
+    try:
+        assert service.infer_blocking("linear", None, {"input": X}).served_by == "local"  # measures
+        results = asyncio.run(_burst(service, 16))
+        where = [getattr(r, "served_by", r) for r in results]
+        # Two fit the budget at once (20 ms each, 50 ms budget); more as the queue drains while
+        # the burst is being decided, so only bounds that hold on a loaded machine are checked.
+        assert where.count("cloud") >= 6, where
+        assert where.count("local") >= 2, where
+        assert where.count("cloud") + where.count("local") == 16, where
+        for r in results:
+            np.testing.assert_allclose(r.outputs["logits"], want, rtol=1e-5)  # type: ignore[attr-defined]
+        # Load gone: back on the device.
+        for _ in range(3):
+            assert service.infer_blocking("linear", None, {"input": X}).served_by == "local"
+        text = service.metrics.render().decode()
+        assert 'edgefleet_agent_served_total{where="cloud"}' in text
+    finally:
+        service.close()
+
+
+def test_with_the_cloud_down_the_breaker_opens_and_the_excess_is_shed(
+    bundles: dict[str, BuiltBundle],
+) -> None:
+    service = _device(bundles, _closed_port())
+    assert service.offloader is not None
+    try:
+        service.infer_blocking("linear", None, {"input": X})
+        results = asyncio.run(_burst(service, 16))
+        shed = [r for r in results if isinstance(r, Overloaded)]
+        served = [r for r in results if not isinstance(r, BaseException)]
+        assert len(shed) + len(served) == 16, results
+        assert shed and all(s.retry_after > 0 for s in shed)
+        assert served and all(r.served_by == "local" for r in served)  # type: ignore[attr-defined]
+        assert service.offloader.breaker.state is BreakerState.OPEN
+        # Open: the next burst is shed without trying the cloud, local serving goes on.
+        errors_before = service.metrics.offload_errors._value.get()
+        results = asyncio.run(_burst(service, 16))
+        assert any(isinstance(r, Overloaded) for r in results)
+        assert service.metrics.offload_errors._value.get() == errors_before
+        assert service.infer_blocking("linear", None, {"input": X}).served_by == "local"
+    finally:
+        service.close()
