@@ -1,5 +1,6 @@
 """``create_app(settings)``: the FastAPI app with every part wired, started and stopped by the
-app's lifespan (database migrated, compile worker, broker, MQTT bridge, rollout controller)."""
+app's lifespan (database migrated, compile worker, broker, MQTT bridge, rollout controller), and
+the cloud inference endpoint (Open Inference Protocol v2 under ``/v2``) that devices offload to."""
 
 from __future__ import annotations
 
@@ -8,7 +9,10 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from agent.serving.app import add_oip_routes
+from agent.serving.models import ModelRegistry
 from fleet_server import __version__, api
+from fleet_server.cloud import CloudInferenceService, CloudModels
 from fleet_server.config import Settings
 from fleet_server.fleet import Fleet
 
@@ -29,6 +33,7 @@ def create_app(settings: Settings, fleet: Fleet | None = None) -> FastAPI:
         try:
             yield
         finally:
+            _app.state.cloud.close()
             fleet.stop()
 
     app = FastAPI(
@@ -39,4 +44,15 @@ def create_app(settings: Settings, fleet: Fleet | None = None) -> FastAPI:
     )
     app.state.fleet = fleet
     api.install(app)
+    cloud = cloud_service(fleet)
+    app.state.cloud = cloud
+    add_oip_routes(app, cloud)
     return app
+
+
+def cloud_service(fleet: Fleet) -> CloudInferenceService:
+    """The cloud inference endpoint over the fleet's models (loaded on the first request)."""
+    models = CloudModels(
+        fleet.read_sessions, fleet.store, fleet.settings.data_dir / "cloud-models", ModelRegistry()
+    )
+    return CloudInferenceService(models)

@@ -35,61 +35,73 @@ _WBITS = {"gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}  # deflate is 
 
 
 def create_app(service: InferenceService, max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
-    """The inference app over ``service``. ``max_body_bytes`` bounds a request body both as
-    received (whatever the Content-Length says, chunked too) and after gzip/deflate decoding."""
+    """The inference app over ``service``, with ``/metrics``. ``max_body_bytes`` bounds a request
+    body both as received (whatever the Content-Length says, chunked too) and after gzip/deflate
+    decoding."""
     app = FastAPI(title="EdgeFleet agent inference API", version=__version__, docs_url=None, redoc_url=None)
     app.state.service = service
-
-    @app.exception_handler(ServingError)
-    async def serving_error(_request: Request, exc: ServingError) -> JSONResponse:
-        return error_response(exc)
-
-    @app.get("/v2")
-    def server_metadata() -> dict[str, Any]:
-        return {"name": service.name, "version": service.version, "extensions": list(service.extensions)}
-
-    @app.get("/v2/health/live")
-    def live() -> Response:
-        return Response(status_code=200 if service.live() else 503)
-
-    @app.get("/v2/health/ready")
-    def ready() -> Response:
-        if not service.ready():
-            raise NotReady("no model is loaded yet")
-        return Response(status_code=200)
-
-    @app.get("/v2/models/{name}")
-    def model_metadata(name: str) -> dict[str, Any]:
-        return metadata_json(service.model_info(name))
-
-    @app.get("/v2/models/{name}/versions/{version}")
-    def model_version_metadata(name: str, version: str) -> dict[str, Any]:
-        return metadata_json(service.model_info(name, version))
-
-    @app.get("/v2/models/{name}/ready")
-    def model_ready(name: str) -> Response:
-        service.model_info(name)
-        return Response(status_code=200)
-
-    @app.get("/v2/models/{name}/versions/{version}/ready")
-    def model_version_ready(name: str, version: str) -> Response:
-        service.model_info(name, version)
-        return Response(status_code=200)
-
-    async def infer(request: Request) -> Response:
-        try:
-            return await _infer(service, request, max_body_bytes)
-        except ServingError as exc:
-            return error_response(exc)
-
-    app.add_route("/v2/models/{name}/infer", infer, methods=["POST"])
-    app.add_route("/v2/models/{name}/versions/{version}/infer", infer, methods=["POST"])
+    add_oip_routes(app, service, max_body_bytes)
 
     @app.get("/metrics")
     def prometheus() -> Response:
         return Response(service.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     return app
+
+
+def add_oip_routes(app: FastAPI, service: InferenceService, max_body_bytes: int = MAX_BODY_BYTES) -> None:
+    """Add the protocol's ``/v2`` routes over ``service`` to ``app`` (the agent's own app, or the
+    fleet server's, which serves the cloud endpoint with the same code)."""
+
+    def guarded(fn: Any) -> Any:
+        # The routes' own error mapping, so an app with other handlers (the fleet server's) keeps
+        # the protocol's error body on /v2.
+        async def route(request: Request) -> Response:
+            try:
+                return await fn(request)
+            except ServingError as exc:
+                return error_response(exc)
+
+        return route
+
+    async def server_metadata(_request: Request) -> Response:
+        return JSONResponse(
+            {"name": service.name, "version": service.version, "extensions": list(service.extensions)}
+        )
+
+    async def live(_request: Request) -> Response:
+        return Response(status_code=200 if service.live() else 503)
+
+    async def ready(_request: Request) -> Response:
+        if not service.ready():
+            raise NotReady("no model is loaded yet")
+        return Response(status_code=200)
+
+    async def model_metadata(request: Request) -> Response:
+        p = request.path_params
+        info = await run_in_threadpool(service.model_info, p["name"], p.get("version"))
+        return JSONResponse(metadata_json(info))
+
+    async def model_ready(request: Request) -> Response:
+        p = request.path_params
+        await run_in_threadpool(service.model_info, p["name"], p.get("version"))
+        return Response(status_code=200)
+
+    async def infer(request: Request) -> Response:
+        return await _infer(service, request, max_body_bytes)
+
+    for path, fn, method in (
+        ("/v2", server_metadata, "GET"),
+        ("/v2/health/live", live, "GET"),
+        ("/v2/health/ready", ready, "GET"),
+        ("/v2/models/{name}", model_metadata, "GET"),
+        ("/v2/models/{name}/versions/{version}", model_metadata, "GET"),
+        ("/v2/models/{name}/ready", model_ready, "GET"),
+        ("/v2/models/{name}/versions/{version}/ready", model_ready, "GET"),
+        ("/v2/models/{name}/infer", infer, "POST"),
+        ("/v2/models/{name}/versions/{version}/infer", infer, "POST"),
+    ):
+        app.add_route(path, guarded(fn), methods=[method])
 
 
 def error_response(exc: ServingError) -> JSONResponse:

@@ -71,12 +71,16 @@ class ModelRegistry:
     def _find(self, name: str, version: str | None) -> LoadedModel:
         if not self._slots:
             raise NotReady("no model is loaded yet")
-        for m in self._slots.values():
-            if m.name == name:
-                if version is not None and version != m.version:
-                    raise ModelNotFound(f"model {name!r} has no version {version!r} (serving {m.version!r})")
+        named = [m for m in self._slots.values() if m.name == name]
+        if not named:
+            raise ModelNotFound(f"unknown model {name!r} (serving: {', '.join(sorted(self._names()))})")
+        if version is None:
+            return named[-1]
+        for m in named:
+            if m.version == version:
                 return m
-        raise ModelNotFound(f"unknown model {name!r} (serving: {', '.join(sorted(self._names()))})")
+        serving = ", ".join(repr(m.version) for m in named)
+        raise ModelNotFound(f"model {name!r} has no version {version!r} (serving {serving})")
 
     def _names(self) -> list[str]:
         return [m.name for m in self._slots.values()]
