@@ -10,6 +10,9 @@ use the cores, and two runs side by side would only fight over them.
 - A request whose deadline passed while it waited is not run (:class:`DeadlineExceeded`).
 - Only requests whose inputs agree beyond the batch axis are stacked; a batched run that fails is
   run again request by request, so one request's problem never fails its neighbours.
+- An idle model whose requests take under ``inline_below`` seconds runs the request on the
+  caller's thread (:meth:`ModelScheduler.try_inline`): no thread hand-off at low load, never two
+  runs at once.
 - The worker thread ends after ``idle_exit`` seconds without work and starts again on the next
   request, so an unloaded model's scheduler leaves no thread behind.
 """
@@ -42,6 +45,9 @@ class SchedulerSettings:
     max_queue_delay: float = 0.002  # seconds to wait for a fuller batch, when batching pays
     queue_limit: int = 64  # requests waiting, beyond which new ones are refused
     idle_exit: float = 2.0
+    # An idle model whose requests take less than this runs a request on the caller's thread:
+    # handing a 0.05 ms model to the worker thread and back would cost more than running it.
+    inline_below: float = 0.002
 
 
 @dataclass
@@ -134,6 +140,31 @@ class ModelScheduler:
                 self._cond.notify()
         return item.future
 
+    def try_inline(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray] | None:
+        """Run the request now on this thread if the model is idle and quick; ``None`` when it
+        should be queued instead. Raises :class:`BadRequest` like a queued run."""
+        with self._cond:
+            quick = 0 < self.service_time() <= self.settings.inline_below
+            if not quick or self._stopped or self._queue or self._running:
+                return None
+            self._running = 1
+        try:
+            start = time.perf_counter()
+            out = self._infer(inputs)
+            self._observe_single(
+                next(iter(inputs.values())).shape[0] if self.batchable else 1, time.perf_counter() - start
+            )
+            return out
+        finally:
+            with self._cond:
+                self._running = 0
+                if self._queue:
+                    self._cond.notify()
+
+    def _observe_single(self, rows: int, took: float) -> None:
+        self.policy.observe(max(1, int(rows)), took)
+        self._single = took if self._single is None else 0.8 * self._single + 0.2 * took
+
     def estimated_wait_locked(self) -> float:
         return (len(self._queue) + self._running) * self.service_time()
 
@@ -148,12 +179,12 @@ class ModelScheduler:
     def _take(self) -> list[_Item] | None:
         with self._cond:
             idle_until = self._clock() + self.settings.idle_exit
-            while not self._queue:
+            while not self._queue or self._running:  # running: an inline run on another thread
                 left = idle_until - self._clock()
-                if self._stopped or left <= 0:
+                if not self._queue and (self._stopped or left <= 0):
                     self._thread = None
                     return None
-                self._cond.wait(left)
+                self._cond.wait(max(left, 0.001))
             plan = self.policy.plan(sum(i.rows for i in self._queue))
             if plan.wait > 0:
                 until = self._clock() + plan.wait
@@ -197,9 +228,7 @@ class ModelScheduler:
             except BaseException as exc:  # every failure goes to the caller, the thread lives on
                 item.future.set_exception(exc)
                 return
-            took = time.perf_counter() - start
-            self.policy.observe(item.rows, took)
-            self._single = took if self._single is None else 0.8 * self._single + 0.2 * took
+            self._observe_single(item.rows, time.perf_counter() - start)
             item.future.set_result(out)
             return
         names = list(batch[0].inputs)

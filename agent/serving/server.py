@@ -7,15 +7,15 @@ import logging
 import socket
 import threading
 import time
+from typing import Any
 
 import uvicorn
-from fastapi import FastAPI
 
 log = logging.getLogger(__name__)
 
 
 class InferenceServer:
-    def __init__(self, app: FastAPI, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0) -> None:
         self.app = app
         self.host = host
         self.port = port
@@ -48,7 +48,12 @@ class InferenceServer:
         self.port = sock.getsockname()[1]
         self.socket = sock
         config = uvicorn.Config(
-            self.app, log_config=None, access_log=False, lifespan="off", timeout_graceful_shutdown=5
+            self.app,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+            timeout_graceful_shutdown=5,
+            proxy_headers=False,  # devices' apps call the agent directly, not through a proxy
         )
         self._server = uvicorn.Server(config)
         server = self._server

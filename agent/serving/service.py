@@ -198,11 +198,11 @@ class InferenceService:
                     self.metrics.served.labels(CLOUD).inc()
                     return InferResult(model.name, model.version, outputs, CLOUD)
         start = time.perf_counter()
-        future = scheduler.submit(inputs, timeout)
-        outputs = await asyncio.wrap_future(future)
+        ran = scheduler.try_inline(inputs)
+        local = ran if ran is not None else await asyncio.wrap_future(scheduler.submit(inputs, timeout))
         self.metrics.latency.labels(model.name, model.version).observe(time.perf_counter() - start)
         self.metrics.served.labels(LOCAL).inc()
-        return InferResult(model.name, model.version, outputs, LOCAL)
+        return InferResult(model.name, model.version, local, LOCAL)
 
     def scheduler(self, model: LoadedModel) -> ModelScheduler:
         """The model's scheduler, made on first use. Its worker thread ends when idle, so an unloaded
