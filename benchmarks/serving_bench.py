@@ -20,7 +20,12 @@ in-process outputs before the clock starts. The client is ours (``benchmarks/ser
 HTTP/1.1 keep-alive sockets and plain gRPC stubs, in threads of this process, so on a small
 machine it shares the cores with the server it measures, as any local application would.
 
-The full run (about 8-9 minutes once the peer venvs exist; run it on a quiet machine):
+The agent serves the bundle as after a restart (slot and journal seeded with its own classes; no
+fleet server or broker: see ``benchmarks/serving/servers.py``). Rows run one after another, so
+a figure taken while other work runs is noise: the result records the load average before and
+after, and warns when it was high.
+
+The full run (about 9 minutes once the peer venvs exist; run it on a quiet machine):
 
     python benchmarks/serving_bench.py --json benchmarks/serving_bench.json
 
@@ -234,6 +239,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     started = time.time()
     load_before = machine.load_average()
+    cores = os.cpu_count() or 1
+    if load_before is not None and load_before[0] > 0.5 * cores:
+        say(f"warning: load average {load_before[0]} on {cores} cores; figures now are not to be trusted")
     with tempfile.TemporaryDirectory(prefix="serving-bench-") as tmp:
         bench = Bench(args, Path(tmp))
         for name in args.models:
@@ -252,6 +260,8 @@ def main(argv: list[str] | None = None) -> int:
             "batch": 1,
             "quick": args.quick,
         },
+        # True when the 1-minute load before the run was under half the cores.
+        "quiet_machine": None if load_before is None else load_before[0] <= 0.5 * cores,
         "machine": machine.cpu(),
         "load_average": {"before": load_before, "after": machine.load_average()},
         "versions": machine.versions(),

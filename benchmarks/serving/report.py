@@ -97,6 +97,8 @@ def print_tables(result: dict[str, Any]) -> None:
         f"{m['cpu']} | flags {flags} | {m['cores']} cores | ORT threads {result['settings']['threads']} | "
         f"warm-up {result['settings']['warmup_s']} s, {result['settings']['duration_s']} s a point | "
         f"load before {result['load_average']['before']}"
+        + (" | QUICK: smoke figures only" if result["settings"]["quick"] else "")
+        + ("" if result["quiet_machine"] in (True, None) else " | BUSY MACHINE: not to be trusted")
     )
     cols = ["model", "server", "protocol", "c", "req/s", "p50 ms", "p99 ms", "errors", "note"]
     lines = []
