@@ -19,6 +19,7 @@ import numpy as np
 
 from agent.contracts.manifest import TensorSpec
 from agent.serving.errors import BadRequest
+from agent.serving.json_tensors import load_request
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
 
@@ -75,10 +76,7 @@ def decode_request(body: bytes, header_length: int | None) -> InferRequest:
         head, binary = body[:header_length], memoryview(body)[header_length:]
     else:
         head, binary = body, memoryview(b"")
-    try:
-        req = json.loads(head)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BadRequest(f"request is not JSON: {exc}") from exc
+    req = load_request(head)
     if not isinstance(req, dict) or not isinstance(req.get("inputs"), list):
         raise BadRequest("request must be an object with an 'inputs' list")
     params = req.get("parameters") or {}
@@ -149,13 +147,29 @@ def _decode_tensor(name: str, t: dict[str, Any], binary: memoryview) -> tuple[np
         return np.frombuffer(binary[:size], dtype=dtype).reshape(shape), size
     if "data" not in t:
         raise BadRequest(f"input {name!r}: no 'data' and no binary_data_size")
-    try:
-        array = np.asarray(t["data"], dtype=dtype)
-    except (TypeError, ValueError, OverflowError) as exc:
-        raise BadRequest(f"input {name!r}: data is not {datatype}: {exc}") from exc
+    data = t["data"]
+    if isinstance(data, np.ndarray):  # exported straight from the parser (json_tensors)
+        array = _cast(name, data, dtype, datatype)
+    else:
+        try:
+            array = np.asarray(data, dtype=dtype)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise BadRequest(f"input {name!r}: data is not {datatype}: {exc}") from exc
     if array.size != count:
         raise BadRequest(f"input {name!r}: {array.size} values given, shape {shape} needs {count}")
     return array.reshape(shape), 0
+
+
+def _cast(name: str, flat: np.ndarray, dtype: np.dtype[Any], datatype: str) -> np.ndarray:
+    """JSON numbers (as float64/int64/uint64) to the input's dtype, refusing integers out of the
+    dtype's range as ``np.asarray`` on a list does (instead of wrapping them)."""
+    if dtype.kind in "iu" and flat.dtype.kind in "iu" and flat.size:
+        info = np.iinfo(dtype)
+        lo, hi = flat.min(), flat.max()
+        if int(lo) < info.min or int(hi) > info.max:
+            bad = lo if int(lo) < info.min else hi
+            raise BadRequest(f"input {name!r}: data is not {datatype}: {int(bad)} is out of its range")
+    return flat.astype(dtype, copy=False)
 
 
 def encode_response(
