@@ -346,5 +346,3 @@ def test_generated_modules_live_in_their_own_descriptor_pool() -> None:
     assert ours.file.pool is not triton_pb.ModelInferRequest.DESCRIPTOR.file.pool
     wire = raw_request(id="x").SerializeToString()
     assert triton_pb.ModelInferRequest.FromString(wire).id == "x"  # same field numbers
-
-
