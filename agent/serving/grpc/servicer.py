@@ -51,7 +51,9 @@ class InferenceServicer:
         return grpc.method_handlers_generic_handler(
             SERVICE_NAME,
             {
-                name: grpc.unary_unary_rpc_method_handler(self._guarded(name, fn), response_serializer=_ser)
+                name: grpc.unary_unary_rpc_method_handler(
+                    self._guarded(name, fn), response_serializer=_serialize
+                )
                 for name, fn in calls.items()
             },
         )
@@ -143,5 +145,5 @@ def _model_name(data: bytes) -> str:
         return ""
 
 
-def _ser(message: Message) -> bytes:
+def _serialize(message: Message) -> bytes:
     return message.SerializeToString()
