@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -346,3 +347,26 @@ def test_generated_modules_live_in_their_own_descriptor_pool() -> None:
     assert ours.file.pool is not triton_pb.ModelInferRequest.DESCRIPTOR.file.pool
     wire = raw_request(id="x").SerializeToString()
     assert triton_pb.ModelInferRequest.FromString(wire).id == "x"  # same field numbers
+
+
+def test_the_committed_modules_match_the_proto(tmp_path: Path) -> None:
+    """oip_v2_pb2.py is generated (regen.sh); an edit to the proto without regenerating fails here."""
+    protoc = pytest.importorskip("grpc_tools.protoc", reason="grpcio-tools is not installed")
+    from google.protobuf import descriptor_pb2
+
+    root = Path(__file__).resolve().parents[2]
+    out = tmp_path / "set.pb"
+    assert (
+        protoc.main(["protoc", f"-I{root}", f"--descriptor_set_out={out}", "agent/serving/grpc/oip_v2.proto"])
+        == 0
+    )
+    (fresh,) = descriptor_pb2.FileDescriptorSet.FromString(out.read_bytes()).file
+
+    def drop_json_names(messages: Any) -> None:  # the Python generator leaves them out
+        for m in messages:
+            for f in m.field:
+                f.ClearField("json_name")
+            drop_json_names(m.nested_type)
+
+    drop_json_names(fresh.message_type)
+    assert descriptor_pb2.FileDescriptorProto.FromString(pb.DESCRIPTOR.serialized_pb) == fresh
