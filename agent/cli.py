@@ -2,7 +2,8 @@
 
 Every flag can also come from ``EDGEFLEET_AGENT_<NAME>`` or a YAML file (``--config``); flags win
 over the environment, which wins over the file. On success the agent prints one JSON line to
-stdout, ``{"event": "ready", "device_id": ..., "inference_url": ...}``; logs go to stderr.
+stdout, ``{"event": "ready", "device_id": ..., "inference_url": ..., "grpc_address": ...}``
+(``grpc_address`` only while gRPC is on); logs go to stderr.
 Exit codes: 0 stopped by SIGTERM/SIGINT, 1 failed while running, 2 bad settings.
 """
 
@@ -43,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--advertise-url", dest="advertise_url", help="inference URL to register, if not the bound one"
     )
+    p.add_argument("--grpc-port", dest="grpc_port", type=int, help="gRPC inference port (0: free; -1: off)")
     p.add_argument("--version", action="version", version=f"edge-agent {__version__}")
     return p
 

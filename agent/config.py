@@ -39,6 +39,7 @@ class AgentConfig:
     threads: int | None = None
     log_level: str = "INFO"
     advertise_url: str | None = None  # the inference URL to register, when host/port aren't reachable as is
+    grpc_port: int = 0  # the gRPC inference API's port on host: 0 picks a free one, -1 turns it off
 
 
 KEYS = (
@@ -52,6 +53,7 @@ KEYS = (
     "threads",
     "log_level",
     "advertise_url",
+    "grpc_port",
 )
 
 
@@ -140,6 +142,9 @@ def _validate(m: dict[str, Any], source: dict[str, str], labels: dict[str, str])
     port = _int(m.get("port", 0), "port", bad)
     if not 0 <= port <= 65535:
         raise bad("port", f"{port} is not a TCP port (0 picks a free one)")
+    grpc_port = _int(m.get("grpc_port", 0), "grpc_port", bad)
+    if not -1 <= grpc_port <= 65535:
+        raise bad("grpc_port", f"{grpc_port} is not a TCP port (0 picks a free one, -1 turns gRPC off)")
     threads = None if m.get("threads") in (None, "") else _int(m["threads"], "threads", bad)
     if threads is not None and threads < 1:
         raise bad("threads", "must be at least 1")
@@ -160,6 +165,7 @@ def _validate(m: dict[str, Any], source: dict[str, str], labels: dict[str, str])
         threads=threads,
         log_level=level,
         advertise_url=None if advertise is None else str(advertise).rstrip("/"),
+        grpc_port=grpc_port,
     )
 
 

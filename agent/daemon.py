@@ -24,6 +24,7 @@ from agent.facts import device_facts
 from agent.mqtt_client import AgentMqtt
 from agent.registration import register
 from agent.serving import InferenceServer, InferenceService, Metrics, ModelRegistry, create_app
+from agent.serving.grpc import GrpcServer
 from agent.update import clean_stop
 from agent.update.download import Downloader
 from agent.update.reconciler import Reconciler
@@ -44,6 +45,7 @@ class Agent:
         self.metrics = Metrics()
         self.service = InferenceService(self.registry, self.metrics)
         self.server = InferenceServer(create_app(self.service), config.host, config.port)
+        self.grpc = None if config.grpc_port < 0 else GrpcServer(self.service, config.host, config.grpc_port)
         self.downloader = Downloader(config.server, config.data_dir / "downloads")
         self.reconciler = Reconciler(
             device_id=config.device_id,
@@ -69,6 +71,8 @@ class Agent:
         self.inference_url = self.config.advertise_url or url
         self.reconciler.inference_url = self.inference_url
         ready = {"event": "ready", "device_id": self.config.device_id, "inference_url": self.inference_url}
+        if self.grpc is not None:
+            ready["grpc_address"] = self.grpc.start()
         print(json.dumps(ready), file=self._stdout, flush=True)
         self.worker.start()
         self._link.start()
@@ -87,6 +91,8 @@ class Agent:
         if mqtt is not None:
             mqtt.stop()
         self.server.stop()
+        if self.grpc is not None:
+            self.grpc.stop()
         self.registry.close()
         self.downloader.close()
         log.info("edge-agent stopped")
@@ -147,10 +153,11 @@ def run_agent(config: AgentConfig, profile: DeviceProfile) -> int:
             agent.start()
         except OSError as exc:
             log.error(
-                "cannot start: %s (inference API %s:%d, data directory %s)",
+                "cannot start: %s (inference API %s:%d, gRPC port %d, data directory %s)",
                 exc,
                 config.host,
                 config.port,
+                config.grpc_port,
                 config.data_dir,
             )
             agent.stop()

@@ -29,7 +29,8 @@ def test_start_prints_one_ready_line_and_serves(tmp_path: Path, artifact_server:
     try:
         url = agent.start()
         (line,) = out.getvalue().splitlines()
-        assert json.loads(line) == {"event": "ready", "device_id": "dev-9", "inference_url": url}
+        ready = {"event": "ready", "device_id": "dev-9", "inference_url": url}
+        assert json.loads(line) == ready | {"grpc_address": agent.grpc.address}  # type: ignore[union-attr]
         assert httpx.get(f"{url}/v2/health/live").status_code == 200
         assert agent.stopping.wait(10)  # the refusal stops the agent ...
         assert agent.error is not None and "HTTP 400" in str(agent.error)  # ... and says why
