@@ -20,11 +20,11 @@ import numpy as np
 
 from agent.serving.errors import BadRequest
 
+simdjson: Any
 try:
-    import simdjson as _simdjson
+    import simdjson
 except ImportError:  # pragma: no cover - the agent extra installs it; stdlib json is the fallback
-    _simdjson = None
-simdjson: Any = _simdjson
+    simdjson = None
 
 # Below this a header is names and shapes only (binary requests): the stdlib is as quick.
 FAST_PARSE_FROM = 16 << 10
