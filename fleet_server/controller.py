@@ -16,7 +16,6 @@ that published after a later one would leave an older generation as the retained
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -27,7 +26,7 @@ from typing import Protocol
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
-from agent.contracts import ContractError, DesiredModel, ReportedState
+from agent.contracts import DesiredModel, DesiredState
 from device_profiles import DeviceProfile
 from fleet_server import rollout
 from fleet_server.build_settings import BuildKey, build_key
@@ -40,8 +39,8 @@ log = logging.getLogger(__name__)
 
 
 class DesiredPublisher(Protocol):
-    def publish_desired(self, device_id: str, payload: bytes) -> None:
-        """Publish a device's desired state, retained, QoS 1. Must not raise when disconnected."""
+    def publish_desired(self, desired: DesiredState) -> None:
+        """Publish ``desired`` to its device, retained, QoS 1. Must not raise when disconnected."""
 
 
 class CompileQueue(Protocol):
@@ -99,15 +98,6 @@ def ensure_bundle(session: Session, mv_id: int, key: BuildKey, profile: str) -> 
         session.add(bundle)
         session.flush()
     return bundle
-
-
-def parse_reported(data: Mapping[str, object] | None) -> ReportedState | None:
-    if not data:
-        return None
-    try:
-        return ReportedState.from_json(json.dumps(data))
-    except ContractError:
-        return None
 
 
 class RolloutController:
@@ -172,19 +162,19 @@ class RolloutController:
         (publishing only queues the message; it does not wait for the broker)."""
         to_compile: list[int] = []
         with self._pass_lock:
-            to_publish: list[tuple[str, bytes]] = []
+            to_publish: list[DesiredState] = []
             with self._sessions.begin() as s:
                 self._pass(s, to_publish, to_compile)
             self.passes += 1
             publisher = self.publisher
             if publisher is not None:
-                for device_id, payload in to_publish:
-                    publisher.publish_desired(device_id, payload)
+                for desired in to_publish:
+                    publisher.publish_desired(desired)
         for bundle_id in to_compile:
             if self._compiler is not None:
                 self._compiler.submit(bundle_id)
 
-    def _pass(self, s: Session, to_publish: list[tuple[str, bytes]], to_compile: list[int]) -> None:
+    def _pass(self, s: Session, to_publish: list[DesiredState], to_compile: list[int]) -> None:
         devices = {d.device_id: d for d in s.scalars(select(Device))}
         groups = group_specs(s.scalars(select(Group).options(selectinload(Group.members))))
         live = list(
@@ -215,7 +205,7 @@ class RolloutController:
         )
 
     def _reconcile_deployment(
-        self, s: Session, dep: Deployment, members: Sequence[Device], to_publish: list[tuple[str, bytes]]
+        self, s: Session, dep: Deployment, members: Sequence[Device], to_publish: list[DesiredState]
     ) -> None:
         mv: ModelVersion = dep.model_version
         needs = needs_of(members, self._profiles)
@@ -254,10 +244,10 @@ class RolloutController:
                 desired = rollout.next_desired(
                     dev.device_id, dev.desired_generation, str(dep.id), model, self._clock()
                 )
-                dev.desired = desired.to_dict()
+                dev.desired = desired
                 dev.desired_generation = desired.generation
                 dd.generation = desired.generation
-                to_publish.append((dev.device_id, desired.to_json()))
+                to_publish.append(desired)
                 log.info(
                     "deployment %s: device %s → generation %d", dep.id, dev.device_id, desired.generation
                 )
@@ -267,10 +257,9 @@ class RolloutController:
         devices = {d.device_id: d for d in members}
         for device_id, dd in rows.items():
             dev = devices[device_id]
-            state, err = rollout.device_state(parse_reported(dev.reported), dd.generation, mv.ref)
-            new_err = None if err is None else {"code": err.code, "message": err.message}
-            if (dd.state, dd.error, dd.active) != (state.value, new_err, dev.active):
-                dd.state, dd.error, dd.active = state.value, new_err, dev.active
+            state, err = rollout.device_state(dev.reported, dd.generation, mv.ref)
+            if (dd.state, dd.error, dd.active) != (state.value, err, dev.active):
+                dd.state, dd.error, dd.active = state.value, err, dev.active
                 dd.updated_at = utcnow()
             device_states.append(state)
         new_state = rollout.deployment_state(statuses, device_states)

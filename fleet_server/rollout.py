@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from agent.contracts import (
     DesiredModel,
@@ -124,13 +124,12 @@ def counts(states: Iterable[DeviceRolloutState]) -> dict[str, int]:
     return {s.value: c.get(s, 0) for s in DeviceRolloutState}
 
 
-def needs_write(current: Mapping[str, object] | None, deployment_id: str, model: DesiredModel) -> bool:
-    """True when a device's stored desired state does not already ask for ``model`` under
-    ``deployment_id`` (so writing it again would only bump the generation)."""
-    if not current:
+def needs_write(current: DesiredState | None, deployment_id: str, model: DesiredModel) -> bool:
+    """True when a device's stored desired state does not already ask for ``model`` (and only
+    it) under ``deployment_id`` (so writing it again would only bump the generation)."""
+    if current is None:
         return True
-    models = current.get("models")
-    return current.get("deployment_id") != deployment_id or models != [asdict(model)]
+    return current.deployment_id != deployment_id or current.models != (model,)
 
 
 def next_desired(

@@ -250,13 +250,8 @@ def test_an_older_generation_is_never_published_after_a_newer_one(
     setup_rollout(c, "d9")
     bridge = fleet(c).bridge
 
-    def desired(generation: int) -> bytes:
-        return json.dumps(
-            {"schema": "edgefleet.desired/1", "device_id": "d9", "generation": generation, "models": []}
-        ).encode()
-
-    bridge.publish_desired("d9", desired(7))
-    bridge.publish_desired("d9", desired(6))  # late, stale
+    bridge.publish_desired(DesiredState(device_id="d9", generation=7))
+    bridge.publish_desired(DesiredState(device_id="d9", generation=6))  # late, stale
     dev = make_device("d9", mosquitto_broker.host, mosquitto_broker.port)  # gets the retained one
     got = wait(dev.latest, what="the retained desired state")
     assert got["generation"] == 7
