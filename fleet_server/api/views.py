@@ -13,8 +13,8 @@ from sqlalchemy.orm import Session
 from agent.contracts import ReportedError
 from device_profiles import DeviceProfile
 from fleet_server.build_settings import build_key
-from fleet_server.controller import find_bundle
 from fleet_server.db import Bundle, Deployment, Device, Group, ModelVersion
+from fleet_server.queries import find_bundle
 from fleet_server.rollout import counts
 from fleet_server.states import DeviceRolloutState
 

@@ -1,5 +1,6 @@
-"""Rollout passes race (the controller's thread and ``POST /deployments``' request thread): the
-desired state a device is left with, the retained message, must be the newest generation."""
+"""Rollout passes that race (``reconcile()`` may be called from any thread besides the
+controller's own): the desired state a device is left with, the retained message, must be the
+newest generation."""
 
 from __future__ import annotations
 
