@@ -27,7 +27,7 @@ def iso(dt: datetime | None) -> str | None:
     return dt.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-def error(e: ReportedError | None) -> dict[str, str] | None:
+def reported_error(e: ReportedError | None) -> dict[str, str] | None:
     return None if e is None else {"code": e.code, "message": e.message}
 
 
@@ -86,7 +86,7 @@ def device_summary(d: Device) -> dict[str, Any]:
         "active": d.active,
         "desired_generation": d.desired_generation,
         "reported_generation": d.reported_generation,
-        "error": error(d.error),
+        "error": reported_error(d.error),
         "inference_url": d.inference_url,
     }
 
@@ -141,7 +141,7 @@ def deployment(s: Session, dep: Deployment, profiles: Mapping[str, DeviceProfile
             "device_id": dd.device_id,
             "state": dd.state,
             "active": dd.active,
-            "error": error(dd.error),
+            "error": reported_error(dd.error),
             "generation": dd.generation,
             "updated_at": iso(dd.updated_at),
         }
