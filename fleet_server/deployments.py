@@ -9,11 +9,11 @@ from sqlalchemy.orm import Session
 
 from device_profiles import DeviceProfile
 from fleet_server.catalog import get_model_version
-from fleet_server.controller import find_bundle, needs_of
 from fleet_server.db import Deployment, utcnow
 from fleet_server.errors import NotFoundError, UnusableError
 from fleet_server.groups import get_group, group_members
 from fleet_server.names import parse_model_ref
+from fleet_server.queries import find_bundle, needs_of
 from fleet_server.rollout import compile_failure_message
 from fleet_server.states import BundleStatus, DeploymentState
 

@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from agent.contracts import (
     ContractError,
+    DesiredState,
     DeviceTopic,
     ReportedState,
     Status,
@@ -37,7 +38,6 @@ from agent.contracts import (
     device_topic,
     server_subscriptions,
 )
-from fleet_server.controller import parse_reported
 from fleet_server.db import Device, utcnow
 from fleet_server.metrics import Metrics
 
@@ -124,14 +124,14 @@ class MqttBridge:
 
     # -- outgoing ---------------------------------------------------------------------------
 
-    def publish_desired(self, device_id: str, payload: bytes) -> None:
-        """Publish retained at QoS 1. While disconnected, paho queues the message, and the
-        re-publish on reconnect covers it anyway.
+    def publish_desired(self, desired: DesiredState) -> None:
+        """Publish ``desired`` on its device's desired topic, retained at QoS 1. While
+        disconnected, paho queues the message, and the re-publish on reconnect covers it anyway.
 
         Never publishes a generation older than one already published for the device: the
         controller's passes and the re-publish on reconnect read the database at different times,
         and the retained message must end at the newest."""
-        generation = json.loads(payload).get("generation", 0)
+        device_id, generation = desired.device_id, desired.generation
         with self._publish_lock:
             if generation < self._published.get(device_id, -1):
                 log.debug(
@@ -139,7 +139,9 @@ class MqttBridge:
                 )
                 return
             self._published[device_id] = generation
-            info = self._client.publish(device_topic(device_id, "desired"), payload, qos=1, retain=True)
+            info = self._client.publish(
+                device_topic(device_id, "desired"), desired.to_json(), qos=1, retain=True
+            )
         self._metrics.mqtt_messages.labels("out", "desired").inc()
         if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
             log.warning("publish desired for %s: %s", device_id, mqtt.error_string(info.rc))
@@ -152,8 +154,8 @@ class MqttBridge:
         also recovers reports a broker dropped while this server was not subscribed (a restarted
         broker need not keep a shared subscription, and then answers "no matching subscribers")."""
         with self._sessions() as s:
-            rows = s.execute(
-                select(Device.device_id, Device.desired).where(
+            rows = s.scalars(
+                select(Device.desired).where(
                     Device.desired_generation > 0,
                     or_(
                         Device.reported_generation.is_(None),
@@ -162,9 +164,9 @@ class MqttBridge:
                     ),
                 )
             ).all()
-        for device_id, desired in rows:
-            if desired:
-                self.publish_desired(device_id, json.dumps(desired, sort_keys=True).encode())
+        for desired in rows:
+            if desired is not None:
+                self.publish_desired(desired)
         if rows:
             log.info("re-published desired state of %d device(s) behind", len(rows))
         return len(rows)
@@ -236,16 +238,15 @@ class MqttBridge:
             if dev is None:
                 log.warning("reported state from unregistered device %s ignored", device_id)
                 return False
-            old = parse_reported(dev.reported)
             # QoS 1 may deliver a duplicate late, after a newer report: keep the newest.
-            if old is not None and rs.is_older_than(old):
+            if dev.reported is not None and rs.is_older_than(dev.reported):
                 log.debug("stale report from %s (generation %d) ignored", device_id, rs.generation)
                 return False
-            dev.reported = rs.to_dict()
+            dev.reported = rs
             dev.reported_generation = rs.generation
             dev.state = rs.state.value
             dev.active = rs.active
-            dev.error = None if rs.error is None else {"code": rs.error.code, "message": rs.error.message}
+            dev.error = rs.error
             if rs.inference_url:
                 dev.inference_url = rs.inference_url
             dev.online = True

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from fastapi import APIRouter, Depends
@@ -14,7 +13,6 @@ from fleet_server.api.schemas import CreateDeployment
 from fleet_server.deployments import create_deployment, get_deployment, list_deployments
 from fleet_server.fleet import Fleet
 
-log = logging.getLogger(__name__)
 router = APIRouter(
     prefix="/api/v1/deployments", tags=["deployments"], dependencies=[Depends(require_operator)]
 )
@@ -22,15 +20,13 @@ router = APIRouter(
 
 @router.post("", status_code=202, summary="Deploy a model version to a group")
 def create(body: CreateDeployment, fleet: Fleet = Depends(get_fleet)) -> JSONResponse:
-    """202 with the deployment (its first controller pass already ran, so ``compile`` lists the
-    builds it waits for). 404 unknown model or group; 422 when a compile it needs already failed;
-    an older deployment to the same group becomes SUPERSEDED."""
+    """202 with the deployment as stored: ``PENDING``, until the rollout controller, woken here,
+    takes it up (its devices, the compiles it waits for and its state then show on ``GET``). 404
+    unknown model or group; 422 when a compile it needs already failed; an older deployment to the
+    same group becomes SUPERSEDED."""
     with fleet.sessions() as s:
         dep_id = create_deployment(s, fleet.profiles, body.model, body.group).id
-    try:
-        fleet.controller.reconcile()
-    except Exception:  # the background pass will retry; the deployment is stored
-        log.exception("rollout pass after creating deployment %s failed", dep_id)
+    fleet.controller.wake()
     with fleet.read_sessions() as s:
         view = views.deployment(s, get_deployment(s, dep_id), fleet.profiles)
     return JSONResponse(view, status_code=202)

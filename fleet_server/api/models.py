@@ -15,8 +15,8 @@ from sqlalchemy import select
 from fleet_server.api import views
 from fleet_server.api.deps import get_fleet, require_operator
 from fleet_server.api.schemas import CompileAhead
+from fleet_server.builds import request_builds
 from fleet_server.catalog import Upload, add_model_version, get_model_version
-from fleet_server.controller import request_builds
 from fleet_server.db import ModelVersion
 from fleet_server.fleet import Fleet
 from fleet_server.states import BundleStatus

@@ -1,4 +1,5 @@
-"""Database rows → the JSON shapes of docs/api.md. Times are ISO 8601 UTC strings."""
+"""Database rows → the JSON shapes of docs/api.md. Times are ISO 8601 UTC strings; desired and
+reported states appear as they go on the wire."""
 
 from __future__ import annotations
 
@@ -9,10 +10,11 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from agent.contracts import ReportedError
 from device_profiles import DeviceProfile
 from fleet_server.build_settings import build_key
-from fleet_server.controller import find_bundle
 from fleet_server.db import Bundle, Deployment, Device, Group, ModelVersion
+from fleet_server.queries import find_bundle
 from fleet_server.rollout import counts
 from fleet_server.states import DeviceRolloutState
 
@@ -23,6 +25,10 @@ def iso(dt: datetime | None) -> str | None:
     if dt.tzinfo is None:  # SQLite hands back naive datetimes; they were stored as UTC
         dt = dt.replace(tzinfo=UTC)
     return dt.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def reported_error(e: ReportedError | None) -> dict[str, str] | None:
+    return None if e is None else {"code": e.code, "message": e.message}
 
 
 def model_summary(mv: ModelVersion) -> dict[str, Any]:
@@ -80,7 +86,7 @@ def device_summary(d: Device) -> dict[str, Any]:
         "active": d.active,
         "desired_generation": d.desired_generation,
         "reported_generation": d.reported_generation,
-        "error": d.error,
+        "error": reported_error(d.error),
         "inference_url": d.inference_url,
     }
 
@@ -88,8 +94,8 @@ def device_summary(d: Device) -> dict[str, Any]:
 def device_detail(d: Device) -> dict[str, Any]:
     return device_summary(d) | {
         "facts": d.facts or {},
-        "desired": d.desired,
-        "reported": d.reported,
+        "desired": None if d.desired is None else d.desired.to_dict(),
+        "reported": None if d.reported is None else d.reported.to_dict(),
         "telemetry": d.telemetry,
         "telemetry_at": iso(d.telemetry_at),
         "registered_at": iso(d.registered_at),
@@ -135,7 +141,7 @@ def deployment(s: Session, dep: Deployment, profiles: Mapping[str, DeviceProfile
             "device_id": dd.device_id,
             "state": dd.state,
             "active": dd.active,
-            "error": dd.error,
+            "error": reported_error(dd.error),
             "generation": dd.generation,
             "updated_at": iso(dd.updated_at),
         }

@@ -1,4 +1,5 @@
-"""The fleet server's database: schema, engine and sessions, migrations."""
+"""The fleet server's database: schema (with column types for the wire contracts), engine and
+sessions, migrations."""
 
 from fleet_server.db.engine import make_engine, make_read_sessions, make_sessions
 from fleet_server.db.migrate import current_revision, upgrade

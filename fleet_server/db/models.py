@@ -1,7 +1,9 @@
 """The database schema as SQLAlchemy 2.0 ORM classes. The Alembic migrations in
 ``fleet_server/migrations`` create exactly this; change both together.
 
-JSON columns hold plain JSON (labels, facts, manifests, desired/reported states); times are UTC.
+JSON columns hold plain JSON (labels, facts, manifests); the desired and reported states and a
+device's error are JSON too, read and written as their :mod:`agent.contracts` types
+(:mod:`fleet_server.db.contract_columns`). Times are UTC.
 """
 
 from __future__ import annotations
@@ -22,6 +24,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from agent.contracts import DesiredState, ReportedError, ReportedState
+from fleet_server.db.contract_columns import DesiredStateJSON, ReportedErrorJSON, ReportedStateJSON
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -33,6 +38,9 @@ class Base(DeclarativeBase):
         dict[str, Any]: JSON(none_as_null=True),
         list[Any]: JSON(none_as_null=True),
         datetime: DateTime(timezone=True),
+        DesiredState: DesiredStateJSON(),
+        ReportedState: ReportedStateJSON(),
+        ReportedError: ReportedErrorJSON(),
     }
 
 
@@ -106,13 +114,13 @@ class Device(Base):
     # The MQTT connection number of the last status applied (Status.connection); older ones are stale.
     status_connection: Mapped[int | None] = mapped_column(default=None)
     last_seen: Mapped[datetime | None] = mapped_column()
-    desired: Mapped[dict[str, Any] | None] = mapped_column()
+    desired: Mapped[DesiredState | None] = mapped_column()
     desired_generation: Mapped[int] = mapped_column(Integer, default=0)
-    reported: Mapped[dict[str, Any] | None] = mapped_column()
+    reported: Mapped[ReportedState | None] = mapped_column()
     reported_generation: Mapped[int | None] = mapped_column(Integer)
     state: Mapped[str | None] = mapped_column(String(32))
     active: Mapped[str | None] = mapped_column(String(300))
-    error: Mapped[dict[str, Any] | None] = mapped_column()
+    error: Mapped[ReportedError | None] = mapped_column()
     inference_url: Mapped[str | None] = mapped_column(String(512))
     telemetry: Mapped[dict[str, Any] | None] = mapped_column()
     telemetry_at: Mapped[datetime | None] = mapped_column()
@@ -182,7 +190,7 @@ class DeploymentDevice(Base):
     generation: Mapped[int | None] = mapped_column(Integer)
     state: Mapped[str] = mapped_column(String(16), default="PENDING")
     active: Mapped[str | None] = mapped_column(String(300))
-    error: Mapped[dict[str, Any] | None] = mapped_column()
+    error: Mapped[ReportedError | None] = mapped_column()
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     deployment: Mapped[Deployment] = relationship(back_populates="devices")

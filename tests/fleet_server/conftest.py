@@ -182,7 +182,7 @@ def _seed_ready_bundles(
     fl = fleet_of(client)
     from fleet_server.build_settings import build_key
     from fleet_server.catalog import get_model_version
-    from fleet_server.controller import ensure_bundle
+    from fleet_server.queries import ensure_bundle
 
     out: dict[tuple[str, str], Any] = {}
     with fl.sessions() as s:

@@ -198,12 +198,17 @@ def test_deployment_to_empty_group_waits_and_newer_one_supersedes(client: Any) -
     assert [x["id"] for x in client.get("/api/v1/deployments").json()] == [second["id"], d["id"]]
 
 
-def test_deployment_waits_for_compile_and_lists_it(client: Any, fleet: Any) -> None:
+def test_deployment_waits_for_compile_and_lists_it(client: Any, fleet: Any, wait: Any) -> None:
     fleet(client).worker.stop()  # keep the compile pending: this test is about the API shape
     register(client, "d1", site="lab")
     client.post("/api/v1/groups", json={"name": "lab", "selector": {"site": "lab"}})
     push(client)
-    d = client.post("/api/v1/deployments", json={"model": "digits:1.0", "group": "lab"}).json()
+    created = client.post("/api/v1/deployments", json={"model": "digits:1.0", "group": "lab"}).json()
+    # The controller's pass (woken by the POST) takes the deployment up.
+    d = wait(
+        lambda: (x := client.get(f"/api/v1/deployments/{created['id']}").json())["state"] != "PENDING" and x,
+        what="the controller's pass",
+    )
     assert d["state"] == "COMPILING"
     assert d["compile"] == [
         {"target": "onnx-x86", "precision": "int8", "settings": "int8", "status": "pending", "error": None}

@@ -49,7 +49,9 @@ def test_desired_state_is_retained_and_reports_drive_the_rollout(
 ) -> None:
     c = server
     setup_rollout(c, "d1", "d2")
-    dep = deploy(c)
+    created = deploy(c)
+    # The controller's pass (woken by the POST) writes and publishes the desired states.
+    dep = wait(lambda: (d := dep_state(c, created["id"]))["state"] == "RUNNING" and d, what="RUNNING")
     assert dep["state"] == "RUNNING", dep
     assert {d["state"] for d in dep["devices"]} == {"NOTIFIED"}
     # Devices connecting after the publish get it: retained.
@@ -206,7 +208,8 @@ def test_deployment_made_while_the_broker_is_down_reaches_devices_once_it_is_bac
     setup_rollout(c, "d1")
     mosquitto_broker.stop()
     wait(lambda: not fleet(c).bridge.connected.is_set(), what="bridge notices")
-    dep = deploy(c)  # desired state stored; the publish can't go out now
+    created = deploy(c)  # desired state stored; the publish can't go out now
+    dep = wait(lambda: (d := dep_state(c, created["id"]))["state"] == "RUNNING" and d, what="RUNNING")
     assert dep["state"] == "RUNNING"
     mosquitto_broker.start()
     wait(lambda: fleet(c).bridge.connected.is_set(), timeout=30, what="bridge reconnects")
@@ -250,13 +253,8 @@ def test_an_older_generation_is_never_published_after_a_newer_one(
     setup_rollout(c, "d9")
     bridge = fleet(c).bridge
 
-    def desired(generation: int) -> bytes:
-        return json.dumps(
-            {"schema": "edgefleet.desired/1", "device_id": "d9", "generation": generation, "models": []}
-        ).encode()
-
-    bridge.publish_desired("d9", desired(7))
-    bridge.publish_desired("d9", desired(6))  # late, stale
+    bridge.publish_desired(DesiredState(device_id="d9", generation=7))
+    bridge.publish_desired(DesiredState(device_id="d9", generation=6))  # late, stale
     dev = make_device("d9", mosquitto_broker.host, mosquitto_broker.port)  # gets the retained one
     got = wait(dev.latest, what="the retained desired state")
     assert got["generation"] == 7

@@ -31,6 +31,14 @@ def push(c: Any, version: str, calibration: bytes | None = None) -> None:
     assert r.status_code == 201, r.text
 
 
+def taken_up(c: Any, wait: Any, created: Any) -> Any:
+    """The deployment once the controller's pass (woken by the POST) has taken it up."""
+    return wait(
+        lambda: (d := c.get(f"/api/v1/deployments/{created['id']}").json())["state"] != "PENDING" and d,
+        what="the controller's pass",
+    )
+
+
 def test_compile_for_x86_reaches_ready_and_the_tar_downloads(
     settings: Any, start_app: Any, wait: Any, bundle_rows: Any
 ) -> None:
@@ -43,7 +51,7 @@ def test_compile_for_x86_reaches_ready_and_the_tar_downloads(
         )
     c.post("/api/v1/groups", json={"name": "a", "selector": {"site": "a"}})
     c.post("/api/v1/groups", json={"name": "b", "devices": ["d1"]})
-    dep = c.post("/api/v1/deployments", json={"model": "digits:1.0", "group": "a"}).json()
+    dep = taken_up(c, wait, c.post("/api/v1/deployments", json={"model": "digits:1.0", "group": "a"}).json())
     assert dep["state"] == "COMPILING" and len(dep["compile"]) == 1
 
     def ready() -> Any:
@@ -72,7 +80,7 @@ def test_compile_for_x86_reaches_ready_and_the_tar_downloads(
     assert desired["models"][0]["sha256"] == b["sha256"] and desired["models"][0]["size"] == b["size"]
 
     # Another group, same model: the bundle is reused, not compiled again.
-    dep2 = c.post("/api/v1/deployments", json={"model": "digits:1.0", "group": "b"}).json()
+    dep2 = taken_up(c, wait, c.post("/api/v1/deployments", json={"model": "digits:1.0", "group": "b"}).json())
     assert dep2["state"] == "RUNNING" and dep2["compile"][0]["status"] == "ready"
     assert len(bundle_rows(c)) == 1
     assert (
@@ -116,8 +124,8 @@ def test_a_failed_compile_is_retried_by_compile_ahead_and_then_deploys(
     from device_profiles import load_profile
     from fleet_server.build_settings import build_key
     from fleet_server.catalog import get_model_version
-    from fleet_server.controller import ensure_bundle
     from fleet_server.db import Deployment
+    from fleet_server.queries import ensure_bundle
 
     c = start_app(settings)
     push(c, "5")
@@ -157,7 +165,7 @@ def test_a_failed_compile_is_retried_by_compile_ahead_and_then_deploys(
     # the deployment that failed on this compile goes on
     wait(lambda: c.get(f"/api/v1/deployments/{first['id']}").json()["state"] == "RUNNING", what="RUNNING")
     dep = c.post("/api/v1/deployments", json={"model": "digits:5", "group": "g"})
-    assert dep.status_code == 202 and dep.json()["state"] == "RUNNING"
+    assert dep.status_code == 202 and taken_up(c, wait, dep.json())["state"] == "RUNNING"
 
 
 def test_compile_ahead_builds_once_per_build_key_and_a_deployment_reuses_it(
@@ -177,7 +185,7 @@ def test_compile_ahead_builds_once_per_build_key_and_a_deployment_reuses_it(
     assert b["status"] == "ready", b["error"]
     c.post("/api/v1/devices/register", json={"device_id": "ahead-1", "profile": "x86-64-avx2"})
     c.post("/api/v1/groups", json={"name": "g", "devices": ["ahead-1"]})
-    dep = c.post("/api/v1/deployments", json={"model": "digits:3", "group": "g"}).json()
+    dep = taken_up(c, wait, c.post("/api/v1/deployments", json={"model": "digits:3", "group": "g"}).json())
     assert dep["compile"][0]["status"] == "ready" and dep["state"] == "RUNNING"
     assert len(bundle_rows(c)) == 1
 

@@ -1,12 +1,13 @@
-"""Rollout passes race (the controller's thread and ``POST /deployments``' request thread): the
-desired state a device is left with, the retained message, must be the newest generation."""
+"""Rollout passes that race (``reconcile()`` may be called from any thread besides the
+controller's own): the desired state a device is left with, the retained message, must be the
+newest generation."""
 
 from __future__ import annotations
 
-import json
 import threading
 from typing import Any
 
+from agent.contracts import DesiredState
 from fleet_server.deployments import create_deployment
 
 
@@ -21,13 +22,13 @@ class SlowFirstPublisher:
         self._lock = threading.Lock()
         self.other: threading.Thread | None = None
 
-    def publish_desired(self, device_id: str, payload: bytes) -> None:
+    def publish_desired(self, desired: DesiredState) -> None:
         if self.other is None:
             self.other = threading.Thread(target=self._meanwhile)
             self.other.start()
             self.other.join(self._grace)  # with passes publishing under their lock, it waits for us
         with self._lock:
-            self.published.append((device_id, json.loads(payload)["generation"]))
+            self.published.append((desired.device_id, desired.generation))
 
 
 def test_the_last_published_generation_is_the_newest_when_passes_race(

@@ -25,6 +25,8 @@ def test_rollout_over_the_embedded_broker(
     assert (mqtt["host"], mqtt["port"], mqtt["protocol"]) == ("127.0.0.1", ep.port, "3.1.1")
     c.post("/api/v1/groups", json={"name": "g", "selector": {"a": "1"}})
     dep = c.post("/api/v1/deployments", json={"model": REF, "group": "g"}).json()
+    # Connect once the controller's pass has published, so the device gets the retained message.
+    wait(lambda: c.get(f"/api/v1/deployments/{dep['id']}").json()["state"] == "RUNNING", what="RUNNING")
     dev = make_device("d1", mqtt["host"], mqtt["port"], protocol="3.1.1")
     desired = wait(dev.latest, what="retained desired over amqtt")
     assert desired["generation"] == 1 and dev.retained[0] is True

@@ -189,7 +189,7 @@ def test_generation_grows_by_one_and_rewrites_are_skipped() -> None:
     m = model()
     d1 = next_desired("d1", 0, "7", m, issued_at=1.0)
     assert d1.generation == 1 and d1.models == (m,) and d1.deployment_id == "7"
-    stored = d1.to_dict()
+    stored = d1
     assert not needs_write(stored, "7", m)  # same deployment, same bundle: no new generation
     assert needs_write(stored, "8", m)  # a newer deployment
     assert needs_write(stored, "7", model("digits/1.0/onnx-x86-int8-bbbbbbbb.tar"))  # other bundle

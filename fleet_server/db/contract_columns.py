@@ -1,0 +1,78 @@
+"""Column types that store wire contracts as JSON and hand back the typed objects.
+
+The desired and reported states (and the error a device reported) are written and read as
+:mod:`agent.contracts` objects everywhere in the server; this is the one place they become JSON
+for the database and are parsed back. A stored value that no longer parses (written by hand, or by
+a server that understood another schema) reads as ``None`` with a warning: one bad row must not
+stop a rollout pass or a device view, and the next report or desired state overwrites it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy import JSON, Dialect
+from sqlalchemy.types import TypeDecorator
+
+from agent.contracts import ContractError, DesiredState, ReportedError, ReportedState
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class _ContractJSON(TypeDecorator[T], Generic[T]):
+    """A JSON column holding one contract type; ``None`` is SQL NULL."""
+
+    impl = JSON(none_as_null=True)
+
+    def to_json_value(self, value: T) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def from_json_value(self, data: Any) -> T:
+        """Raises :class:`ContractError` when ``data`` breaks the contract."""
+        raise NotImplementedError
+
+    def process_bind_param(self, value: T | None, dialect: Dialect) -> dict[str, Any] | None:
+        return None if value is None else self.to_json_value(value)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> T | None:
+        if value is None:
+            return None
+        try:
+            return self.from_json_value(value)
+        except ContractError as exc:
+            log.warning("stored %s unreadable, read as none: %s", type(self).__name__, exc)
+            return None
+
+
+class DesiredStateJSON(_ContractJSON[DesiredState]):
+    cache_ok = True  # SQLAlchemy reads it from each class; these hold no state
+
+    def to_json_value(self, value: DesiredState) -> dict[str, Any]:
+        return value.to_dict()
+
+    def from_json_value(self, data: Any) -> DesiredState:
+        return DesiredState.from_json(json.dumps(data))
+
+
+class ReportedStateJSON(_ContractJSON[ReportedState]):
+    cache_ok = True  # SQLAlchemy reads it from each class; these hold no state
+
+    def to_json_value(self, value: ReportedState) -> dict[str, Any]:
+        return value.to_dict()
+
+    def from_json_value(self, data: Any) -> ReportedState:
+        return ReportedState.from_json(json.dumps(data))
+
+
+class ReportedErrorJSON(_ContractJSON[ReportedError]):
+    cache_ok = True  # SQLAlchemy reads it from each class; these hold no state
+
+    def to_json_value(self, value: ReportedError) -> dict[str, Any]:
+        return {"code": value.code, "message": value.message}
+
+    def from_json_value(self, data: Any) -> ReportedError:
+        return ReportedError.from_dict(data, "error")

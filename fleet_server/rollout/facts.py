@@ -1,0 +1,58 @@
+"""What the rollout core decides over: plain, frozen snapshots the controller reads from the
+database (no rows, sessions or clocks in here)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from agent.contracts import DesiredModel, DesiredState, ReportedError, ReportedState
+from fleet_server.build_settings import BuildKey
+from fleet_server.states import BundleStatus, DeploymentState, DeviceRolloutState
+
+
+@dataclass(frozen=True)
+class DeviceFacts:
+    """A device as a deployment sees it: the build its profile needs (``None``: unknown profile,
+    it gets no bundle), what it was last told and what it last said."""
+
+    device_id: str
+    build: BuildKey | None
+    desired: DesiredState | None = None
+    desired_generation: int = 0
+    reported: ReportedState | None = None
+    active: str | None = None
+
+
+@dataclass(frozen=True)
+class DeviceRow:
+    """A deployment's record of one of its devices: the generation its desired state went out as
+    (``None``: not written yet), its rollout state, active model and error."""
+
+    generation: int | None = None
+    state: DeviceRolloutState = DeviceRolloutState.PENDING
+    active: str | None = None
+    error: ReportedError | None = None
+
+
+@dataclass(frozen=True)
+class Build:
+    """A compile a deployment needs: its target, status, error once failed, and, once ready, the
+    model entry a device of this build is told to run."""
+
+    target: str
+    status: BundleStatus
+    error: str | None = None
+    model: DesiredModel | None = None
+
+
+@dataclass(frozen=True)
+class DeploymentFacts:
+    """A live deployment: its id, model (``name:version``), state and error as stored, and its
+    device rows by device id."""
+
+    id: int
+    model_ref: str
+    state: DeploymentState = DeploymentState.PENDING
+    error: str | None = None
+    rows: Mapping[str, DeviceRow] = field(default_factory=dict)
