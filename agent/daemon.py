@@ -47,6 +47,7 @@ class Agent:
         self.reconciler = Reconciler(
             device_id=config.device_id,
             target=profile.target,
+            runtime=profile.runtime.name,
             data_dir=config.data_dir,
             registry=self.registry,
             downloader=self.downloader,

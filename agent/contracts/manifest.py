@@ -17,12 +17,11 @@ from typing import Any
 
 from agent.contracts._fields import check, obj, opt, req, schema
 from agent.contracts.errors import ContractError
+from agent.contracts.names import PRECISIONS, TARGETS
 
 MANIFEST_SCHEMA = "edgefleet.manifest/1"
 MANIFEST_NAME = "manifest.json"
 
-TARGETS = ("onnx-x86", "tflite-arm", "tensorrt-jetson")
-PRECISIONS = ("int8", "fp16", "fp32")
 FILE_ROLES = ("model", "samples", "build-spec", "calibration-cache", "extra")
 
 
@@ -288,7 +287,7 @@ class Manifest:
         schema(d, MANIFEST_SCHEMA, w)
         target = req(d, "target", str, w)
         if target not in TARGETS:
-            raise ContractError(f"{w}.target: {target!r} is not one of {', '.join(TARGETS)}")
+            raise ContractError(f"{w}.target: {target!r} is not one of {', '.join(TARGETS.names())}")
         precision = req(d, "precision", str, w)
         if precision not in PRECISIONS:
             raise ContractError(f"{w}.precision: {precision!r} is not one of {', '.join(PRECISIONS)}")

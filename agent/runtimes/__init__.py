@@ -3,17 +3,35 @@
 Adapters register by name (``onnxruntime``, ``litert``, ``tensorrt``) through the
 ``edgefleet.runtimes`` entry-point group, the same way a third-party adapter would; the bundle's
 manifest names the runtime to use.
+
+The names below are the public face: the compilers validate bundles with the device's own
+adapters through them only (a test holds them to it), never through an adapter's module.
 """
 
+from agent.contracts.plugins import PluginError
 from agent.runtimes.base import RuntimeAdapter, RuntimeLoadError, RuntimeUnavailable
-from agent.runtimes.registry import available_runtimes, get_runtime, known_runtimes, load_bundle
+from agent.runtimes.litert import interpreter_class as litert_interpreter_class
+from agent.runtimes.registry import (
+    available_runtimes,
+    get_runtime,
+    known_runtimes,
+    load_bundle,
+    load_onnx,
+    runtime_version,
+    unavailable_reason,
+)
 
 __all__ = [
+    "PluginError",
     "RuntimeAdapter",
     "RuntimeLoadError",
     "RuntimeUnavailable",
     "available_runtimes",
     "get_runtime",
     "known_runtimes",
+    "litert_interpreter_class",
     "load_bundle",
+    "load_onnx",
+    "runtime_version",
+    "unavailable_reason",
 ]

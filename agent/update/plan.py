@@ -1,7 +1,7 @@
 """What to do with a desired state, decided without I/O.
 
-The reconciler gathers the facts (device id, the profile's target, which runtimes can run here,
-the journal) and asks :func:`decide`; it then posts the matching event to the state machine.
+The reconciler gathers the facts (device id, the profile's target and runtime, which runtimes can
+run here, the journal) and asks :func:`decide`; it then posts the matching event to the state machine.
 """
 
 from __future__ import annotations
@@ -14,8 +14,6 @@ from agent.contracts.state import DesiredModel, DesiredState, ErrorCode
 from agent.update.journal import Journal
 
 DEFAULT_SLOT = "default"
-# Which runtime runs each target. Kept in step with device_profiles.loader.RUNTIMES.
-TARGET_RUNTIME = {"onnx-x86": "onnxruntime", "tflite-arm": "litert", "tensorrt-jetson": "tensorrt"}
 
 
 class Action(StrEnum):
@@ -39,13 +37,16 @@ def decide(
     *,
     device_id: str,
     target: str,
+    runtime: str,
     runtime_problems: Mapping[str, str | None],
     journal: Journal,
     slots: tuple[str, ...] = (DEFAULT_SLOT,),
 ) -> Plan:
     """Decide what ``desired`` asks of this device.
 
-    ``runtime_problems`` maps a runtime name to ``None`` when it can run here, else to why not.
+    ``target`` and ``runtime`` are the device profile's (the profile loader checked that the
+    runtime runs the target, built-in or plug-in). ``runtime_problems`` maps a runtime name to
+    ``None`` when it can run here, else to why not.
     ``slots`` are the model slots this agent serves (one, ``default``, for now).
     """
     gen = desired.generation
@@ -75,7 +76,6 @@ def decide(
             model=model,
             code=ErrorCode.INCOMPATIBLE,
         )
-    runtime = TARGET_RUNTIME.get(target, "")
     problem = runtime_problems.get(runtime, f"runtime {runtime!r} is unknown")
     if problem is not None:
         return Plan(

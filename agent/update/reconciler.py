@@ -69,8 +69,8 @@ class Outcome(StrEnum):
 class Reconciler:
     """Brings the device to a desired state, one update at a time (callers serialise calls).
 
-    ``target`` is the profile's compile target; ``runtime_problems`` says which runtimes can run
-    here; ``loader`` loads a verified bundle (``agent.runtimes.load_bundle``).
+    ``target`` and ``runtime`` are the profile's compile target and runtime; ``runtime_problems``
+    says which runtimes can run here; ``loader`` loads a verified bundle (``agent.runtimes.load_bundle``).
     """
 
     def __init__(
@@ -78,6 +78,7 @@ class Reconciler:
         *,
         device_id: str,
         target: str,
+        runtime: str,
         data_dir: Path,
         registry: ModelRegistry,
         downloader: Downloader,
@@ -93,6 +94,7 @@ class Reconciler:
     ) -> None:
         self.device_id = device_id
         self.target = target
+        self.runtime = runtime
         self.registry = registry
         self.downloader = downloader
         self.verifier: Verifier = verifier or Sha256Verifier()
@@ -201,6 +203,7 @@ class Reconciler:
             desired,
             device_id=self.device_id,
             target=self.target,
+            runtime=self.runtime,
             runtime_problems=self._runtimes(),
             journal=j,
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from agent.contracts.names import BUILTIN_TARGET_RUNTIME
 from agent.contracts.state import DesiredModel, DesiredState, ErrorCode
 from agent.update.journal import InstalledModel, Journal
 from agent.update.plan import Action, Plan, decide
@@ -26,7 +27,12 @@ def plan(
     runtimes: dict[str, str | None] = OK,
 ) -> Plan:
     return decide(
-        desired, device_id="dev-1", target=target, runtime_problems=runtimes, journal=journal or Journal()
+        desired,
+        device_id="dev-1",
+        target=target,
+        runtime=BUILTIN_TARGET_RUNTIME[target],
+        runtime_problems=runtimes,
+        journal=journal or Journal(),
     )
 
 

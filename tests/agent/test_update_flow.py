@@ -48,6 +48,7 @@ def make_reconciler(
     return Reconciler(
         device_id=DEVICE,
         target="onnx-x86",
+        runtime="onnxruntime",
         data_dir=data,
         registry=registry or ModelRegistry(),
         downloader=Downloader(server.url, data / "downloads", limits=limits),
