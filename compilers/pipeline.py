@@ -25,8 +25,8 @@ from typing import Any
 import numpy as np
 import onnx
 
-from agent.contracts.manifest import FileEntry, Manifest, SelfTest, TensorSpec, Validation, sha256_file
-from agent.runtimes import RuntimeLoadError
+from agent.contracts.manifest import FileEntry, Manifest, SelfTest, TensorSpec, Validation
+from agent.runtimes import RuntimeLoadError, sha256_file
 from compilers.base import CompileJob, Target, TargetOutput
 from compilers.bundle import check_destination, discard, file_entries, make_staging, publish, write_manifest
 from compilers.calibration import SampleSet, load_samples

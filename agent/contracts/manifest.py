@@ -9,7 +9,6 @@ size of every file, the validation figures against FP32, and the samples for the
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -333,14 +332,6 @@ class Manifest:
         return m
 
 
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
 def file_problems(manifest: Manifest, actual: dict[str, tuple[int, str] | None]) -> list[str]:
     """Compare the manifest's file list with what is on disk (pure).
 
@@ -359,22 +350,3 @@ def file_problems(manifest: Manifest, actual: dict[str, tuple[int, str] | None])
         elif digest != f.sha256:
             problems.append(f"{f.path}: sha256 {digest[:12]}… != {f.sha256[:12]}… in the manifest")
     return problems
-
-
-def verify_bundle_dir(root: Path) -> Manifest:
-    """Read ``root/manifest.json`` and check every listed file's size and sha256.
-
-    Raises :class:`ContractError` with every mismatch when the bundle is not intact.
-    """
-    mpath = root / MANIFEST_NAME
-    if not mpath.is_file():
-        raise ContractError(f"{root}: no {MANIFEST_NAME}")
-    manifest = Manifest.from_json(mpath.read_bytes())
-    actual: dict[str, tuple[int, str] | None] = {}
-    for f in manifest.files:
-        p = root / f.path
-        actual[f.path] = (p.stat().st_size, sha256_file(p)) if p.is_file() else None
-    problems = file_problems(manifest, actual)
-    if problems:
-        raise ContractError(f"bundle {root} does not match its manifest: " + "; ".join(problems))
-    return manifest

@@ -5,6 +5,7 @@ list of known ones."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from agent.contracts.manifest import Manifest
 from agent.contracts.names import RUNTIMES
@@ -52,6 +53,14 @@ def load_onnx(
     from agent.runtimes.onnxrt import OnnxRuntimeAdapter  # imports onnxruntime
 
     return OnnxRuntimeAdapter.load(bundle_dir, manifest, threads=threads, optimization=optimization)
+
+
+def litert_interpreter_class() -> Any:
+    """The ``Interpreter`` class of the first installed LiteRT backend (``ai-edge-litert``, else
+    ``tflite-runtime``), ``None`` when neither is installed."""
+    from agent.runtimes.litert import interpreter_class
+
+    return interpreter_class()
 
 
 def unavailable_reason(name: str) -> str | None:
