@@ -95,8 +95,7 @@ def test_the_runtimes_public_face_and_the_contracts_import_nothing_heavy() -> No
     # The fleet server hashes files through agent.runtimes and parses contracts at start-up.
     heavy = ("numpy", "onnxruntime", "tensorrt", "ai_edge_litert", "tflite_runtime")
     code = (
-        "import sys, agent.runtimes, agent.contracts;"
-        f"print(sorted(m for m in {heavy!r} if m in sys.modules))"
+        f"import sys, agent.runtimes, agent.contracts;print(sorted(m for m in {heavy!r} if m in sys.modules))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
