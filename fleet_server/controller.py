@@ -21,7 +21,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Protocol
 
 from sqlalchemy import select
@@ -46,14 +45,6 @@ class DesiredPublisher(Protocol):
 
 class CompileQueue(Protocol):
     def submit(self, bundle_id: int) -> bool: ...
-
-
-@dataclass(frozen=True)
-class Need:
-    """A build a deployment needs, and the profile a device of that build has."""
-
-    key: BuildKey
-    profile: str
 
 
 def group_specs(groups: Iterable[Group]) -> dict[str, GroupSpec]:

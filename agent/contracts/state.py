@@ -19,6 +19,8 @@ from agent.contracts.policy import OffloadPolicy, ServingPolicy
 DESIRED_SCHEMA = "edgefleet.desired/1"
 REPORTED_SCHEMA = "edgefleet.reported/1"
 STATUS_SCHEMA = "edgefleet.status/1"
+# The model key a device serves while it serves one model.
+DEFAULT_MODEL_KEY = "default"
 
 
 class UpdateState(StrEnum):
@@ -52,7 +54,12 @@ class ErrorCode(StrEnum):
 
 @dataclass(frozen=True)
 class DesiredModel(Contract):
-    """One model of the desired state: which bundle to run and how to fetch it."""
+    """One model of the desired state: which bundle to run and how to fetch it.
+
+    ``key`` is the *model key*: the name of the place this model takes among the models a device
+    serves (``default`` while devices serve one model each). It is not an A/B slot: those are the
+    two directories an update alternates between on the device, whatever the model key.
+    """
 
     name: str
     version: str
@@ -62,7 +69,7 @@ class DesiredModel(Contract):
     url: str  # where to download it; relative URLs resolve against the server URL
     size: int
     sha256: str
-    slot: str = "default"
+    key: str = DEFAULT_MODEL_KEY
 
     def check(self, where: str) -> None:
         if self.size <= 0:
@@ -94,9 +101,9 @@ class DesiredState(Contract):
     issued_at: float = 0.0
 
     def check(self, where: str) -> None:
-        slots = [m.slot for m in self.models]
-        if len(set(slots)) != len(slots):
-            raise ContractError(f"{where}.models: a slot is named twice")
+        keys = [m.key for m in self.models]
+        if len(set(keys)) != len(keys):
+            raise ContractError(f"{where}.models: a model key is named twice")
 
 
 @dataclass(frozen=True)

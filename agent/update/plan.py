@@ -10,10 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
-from agent.contracts.state import DesiredModel, DesiredState, ErrorCode
+from agent.contracts.state import DEFAULT_MODEL_KEY, DesiredModel, DesiredState, ErrorCode
 from agent.update.journal import Journal
-
-DEFAULT_SLOT = "default"
 
 
 class Action(StrEnum):
@@ -40,14 +38,14 @@ def decide(
     runtime: str,
     runtime_problems: Mapping[str, str | None],
     journal: Journal,
-    slots: tuple[str, ...] = (DEFAULT_SLOT,),
+    model_keys: tuple[str, ...] = (DEFAULT_MODEL_KEY,),
 ) -> Plan:
     """Decide what ``desired`` asks of this device.
 
     ``target`` and ``runtime`` are the device profile's (the profile loader checked that the
     runtime runs the target, built-in or plug-in). ``runtime_problems`` maps a runtime name to
     ``None`` when it can run here, else to why not.
-    ``slots`` are the model slots this agent serves (one, ``default``, for now).
+    ``model_keys`` are the model keys this agent serves (one, ``default``, for now).
     """
     gen = desired.generation
     if desired.device_id != device_id:
@@ -59,11 +57,11 @@ def decide(
     if gen in journal.failed_generations:
         return Plan(Action.IGNORE, f"generation {gen} failed before; waiting for a new one")
 
-    unknown = [m.slot for m in desired.models if m.slot not in slots]
+    unknown = [m.key for m in desired.models if m.key not in model_keys]
     if unknown:
         return Plan(
             Action.REFUSE,
-            f"model slot {unknown[0]!r} is not served here (slots: {', '.join(slots)})",
+            f"model key {unknown[0]!r} is not served here (keys: {', '.join(model_keys)})",
             code=ErrorCode.INCOMPATIBLE,
         )
     if not desired.models:

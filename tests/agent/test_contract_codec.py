@@ -123,3 +123,13 @@ def test_a_payload_that_is_not_json_is_refused_with_the_message_name() -> None:
         Status.from_json(b"{nope")
     with pytest.raises(ContractError, match=r"^manifest: payload is not JSON"):
         Manifest.from_json("[1,")
+
+
+def test_a_desired_model_names_its_model_key_and_keys_are_unique() -> None:
+    d = model().to_dict()
+    assert d["key"] == "default" and "slot" not in d  # "slot" is the A/B directory's word
+    payload = DesiredState("dev-1", 1, (model(), model(version="2"))).to_dict()
+    with pytest.raises(ContractError, match=r"^desired\.models: a model key is named twice$"):
+        DesiredState.from_dict(payload)
+    two = DesiredState("dev-1", 1, (model(), model(version="2", key="detector")))
+    assert DesiredState.from_json(two.to_json()) == two
