@@ -1,7 +1,8 @@
 """Wire contracts shared by the device, the server, the compilers and the CLI.
 
 These modules import nothing but the standard library (no numpy, no pydantic) and do no file or
-network I/O, so a device that installs only ``edgefleet[agent]`` carries them, and every other
+network I/O of their own (the registries read installed packages' entry-point metadata through
+``importlib.metadata``), so a device that installs only ``edgefleet[agent]`` carries them, and every other
 part imports them from here. Each contract is a frozen dataclass read and written by one codec
 (:mod:`agent.contracts.codec`): ``from_dict``/``to_dict``, and ``from_json``/``to_json`` for
 whole messages; a bad payload raises :class:`ContractError` naming the message and the field.
