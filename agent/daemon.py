@@ -18,6 +18,7 @@ from typing import TextIO
 
 from agent.config import AgentConfig
 from agent.connection_count import ConnectionCounter
+from agent.contracts.registration import RegistrationRequest
 from agent.contracts.state import ReportedState
 from agent.errors import RegistrationError
 from agent.facts import device_facts
@@ -50,6 +51,7 @@ class Agent:
         self.reconciler = Reconciler(
             device_id=config.device_id,
             target=profile.target,
+            runtime=profile.runtime.name,
             data_dir=config.data_dir,
             registry=self.registry,
             downloader=self.downloader,
@@ -104,12 +106,12 @@ class Agent:
             mqtt.publish_reported(state)
 
     def _register_and_connect(self) -> None:
-        body = {
-            "device_id": self.config.device_id,
-            "profile": self.profile.name,
-            "labels": self.config.labels,
-            "facts": device_facts(self.inference_url),
-        }
+        body = RegistrationRequest(
+            device_id=self.config.device_id,
+            profile=self.profile.name,
+            labels=dict(self.config.labels),
+            facts=device_facts(self.inference_url),
+        )
         try:
             reg = register(self.config.server, body, stop=self.stopping)
         except RegistrationError as exc:

@@ -8,76 +8,51 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass, field
+from dataclasses import replace
 from typing import Any
 from urllib.parse import urlparse
 
 import httpx
 
 from agent.backoff import Backoff
-from agent.contracts.topics import TOPIC_ROOT
+from agent.contracts.errors import ContractError
+from agent.contracts.registration import MqttSettings, RegistrationRequest, RegistrationResponse
 from agent.errors import RegistrationError
 
 log = logging.getLogger(__name__)
 
 PATH = "/api/v1/devices/register"
-PROTOCOLS = ("5", "3.1.1")
 
 
-@dataclass(frozen=True)
-class MqttSettings:
-    host: str
-    port: int
-    protocol: str = "5"
-    keepalive: int = 60
-    topic_root: str = TOPIC_ROOT
+def mqtt_settings(data: Any, server_url: str) -> MqttSettings:
+    """Read the answer's ``mqtt`` object; a missing or wildcard host means the fleet server's host.
 
-    @classmethod
-    def from_dict(cls, data: Any, server_url: str) -> MqttSettings:
-        """Parse the ``mqtt`` object. A missing or wildcard host means the fleet server's host."""
-        if not isinstance(data, dict):
-            raise RegistrationError(f"registration answer: 'mqtt' is not an object: {data!r}")
-        host = data.get("host") or ""
-        if host in ("", "0.0.0.0", "::"):
-            host = urlparse(server_url).hostname or "localhost"
-        protocol = str(data.get("protocol", "5"))
-        if protocol not in PROTOCOLS:
-            raise RegistrationError(
-                f"registration answer: MQTT protocol {protocol!r} is not one of {', '.join(PROTOCOLS)}"
-            )
-        root = data.get("topic_root") or TOPIC_ROOT
-        if root != TOPIC_ROOT:
-            raise RegistrationError(
-                f"registration answer: topic root {root!r}; this agent speaks {TOPIC_ROOT!r}"
-            )
-        try:
-            return cls(
-                host=str(host),
-                port=int(data["port"]),
-                protocol=protocol,
-                keepalive=int(data.get("keepalive") or 60),
-                topic_root=root,
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise RegistrationError(f"registration answer: bad mqtt settings {data!r}: {exc}") from exc
+    Raises :class:`RegistrationError` for settings this agent can't use (no port included)."""
+    try:
+        settings = MqttSettings.from_dict(data, "mqtt")
+    except ContractError as exc:
+        raise RegistrationError(f"registration answer: bad mqtt settings {data!r}: {exc}") from exc
+    if not settings.port:
+        raise RegistrationError(f"registration answer: bad mqtt settings {data!r}: no port")
+    return _with_host(settings, server_url)
 
 
-@dataclass(frozen=True)
-class Registration:
-    mqtt: MqttSettings
-    device: dict[str, Any] = field(default_factory=dict)
-    server_time: float | None = None
+def _with_host(settings: MqttSettings, server_url: str) -> MqttSettings:
+    if settings.host in ("", "0.0.0.0", "::"):
+        return replace(settings, host=urlparse(server_url).hostname or "localhost")
+    return settings
 
 
 def register(
     server_url: str,
-    body: dict[str, Any],
+    body: RegistrationRequest,
     *,
     client: httpx.Client | None = None,
     backoff: Backoff | None = None,
     stop: threading.Event | None = None,
-) -> Registration | None:
-    """Register until the server answers. Returns ``None`` if ``stop`` is set first.
+) -> RegistrationResponse | None:
+    """Register until the server answers. Returns ``None`` if ``stop`` is set first, else the
+    answer with the broker's host filled in (:func:`mqtt_settings`' rule) and its port known.
 
     Raises :class:`RegistrationError` when the server refuses (4xx) or answers nonsense.
     """
@@ -90,7 +65,7 @@ def register(
         attempt = 0
         while not stop.is_set():
             try:
-                resp = http.post(url, json=body)
+                resp = http.post(url, json=body.to_dict())
             except httpx.TransportError as exc:
                 problem = f"{type(exc).__name__}: {exc}"
             else:
@@ -119,22 +94,19 @@ def _check_refusal(resp: httpx.Response) -> None:
         raise RegistrationError(f"the fleet server refused the registration: {why}")
 
 
-def _parse(resp: httpx.Response, server_url: str) -> Registration | None:
+def _parse(resp: httpx.Response, server_url: str) -> RegistrationResponse | None:
     """The registration, or ``None`` when the server has no broker to offer yet (retry)."""
     try:
         data = resp.json()
     except ValueError as exc:
         raise RegistrationError(f"registration answer is not JSON: {exc}") from exc
-    if not isinstance(data, dict) or not isinstance(data.get("mqtt"), dict):
-        raise RegistrationError(f"registration answer has no 'mqtt' settings: {str(data)[:200]}")
-    if data["mqtt"].get("port") is None:
+    try:
+        answer = RegistrationResponse.from_dict(data)
+    except ContractError as exc:
+        raise RegistrationError(f"{exc} (in {str(data)[:200]})") from exc
+    if not answer.mqtt.port:
         return None
-    server_time = data.get("server_time")
-    return Registration(
-        mqtt=MqttSettings.from_dict(data["mqtt"], server_url),
-        device=device if isinstance(device := data.get("device"), dict) else {},
-        server_time=server_time if isinstance(server_time, int | float) else None,
-    )
+    return replace(answer, mqtt=_with_host(answer.mqtt, server_url))
 
 
 def _error_text(resp: httpx.Response) -> str:

@@ -16,7 +16,8 @@ import tempfile
 from pathlib import Path
 
 from agent.contracts.errors import ContractError
-from agent.contracts.manifest import MANIFEST_NAME, FileEntry, Manifest, sha256_file, verify_bundle_dir
+from agent.contracts.manifest import MANIFEST_NAME, FileEntry, Manifest
+from agent.runtimes import sha256_file, verify_bundle_dir
 from compilers.errors import CompileError
 
 

@@ -126,15 +126,6 @@ def opset_of(model: onnx.ModelProto, domain: str = "") -> int | None:
     return None
 
 
-def initializer_bytes(model: onnx.ModelProto) -> int:
-    """Bytes of all weights (initializers) as stored, external data included."""
-    total = 0
-    for init in model.graph.initializer:
-        count = int(np.prod(init.dims)) if init.dims else 1
-        total += count * np.dtype(helper.tensor_dtype_to_np_dtype(init.data_type)).itemsize
-    return total
-
-
 def model_info(model: onnx.ModelProto) -> dict[str, Any]:
     """A few facts about the model for the manifest's ``build`` section."""
     return {

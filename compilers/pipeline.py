@@ -25,8 +25,8 @@ from typing import Any
 import numpy as np
 import onnx
 
-from agent.contracts.manifest import FileEntry, Manifest, SelfTest, TensorSpec, Validation, sha256_file
-from agent.runtimes import RuntimeLoadError
+from agent.contracts.manifest import FileEntry, Manifest, SelfTest, TensorSpec, Validation
+from agent.runtimes import RuntimeLoadError, sha256_file
 from compilers.base import CompileJob, Target, TargetOutput
 from compilers.bundle import check_destination, discard, file_entries, make_staging, publish, write_manifest
 from compilers.calibration import SampleSet, load_samples
@@ -80,6 +80,7 @@ def compile_model(
     inputs, outputs = tensor_specs(model, source)
     prof = resolve_profile(profile, opts)
     target = get_target(prof.target)
+    check_runtime(target, prof)
     precision = choose_precision(target, prof, opts)
     say(f"profile {prof.name}: target {target.name}, precision {precision}")
     target.check_ops(model)
@@ -109,6 +110,16 @@ def resolve_profile(profile: str | DeviceProfile, options: CompileOptions) -> De
         return load_profile(profile, list(options.profiles_dirs) or None)
     except ProfileError as exc:
         raise TargetError(one_line(exc, 400)) from exc
+
+
+def check_runtime(target: Target, profile: DeviceProfile) -> None:
+    """Raise :class:`TargetError` when the profile's runtime is not the one the target builds for
+    (the profile loader pins built-in targets; this catches a plug-in target's profiles)."""
+    if profile.runtime.name != target.runtime:
+        raise TargetError(
+            f"profile {profile.name}: target {target.name} builds for runtime {target.runtime!r}, "
+            f"the profile names {profile.runtime.name!r}"
+        )
 
 
 def choose_precision(target: Target, profile: DeviceProfile, options: CompileOptions) -> str:
@@ -310,9 +321,9 @@ def compiler_version() -> str:
     try:
         return package_version("edgefleet")
     except PackageNotFoundError:
-        from agent import __version__
+        import agent  # the package's own version string only, not its modules
 
-        return __version__
+        return agent.__version__
 
 
 def _manifest(

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from agent.contracts.manifest import TensorSpec
+from agent.runtimes import unavailable_reason
 from compilers import ort_tools
 from compilers.base import CompileJob, Target, TargetOutput
 from compilers.errors import CalibrationError, TargetError, UnsupportedOpError
@@ -146,8 +147,6 @@ class TensorRTJetsonTarget(Target):
         spec = build_spec(job, MODEL_FILE)
         (staging / SPEC_FILE).write_text(json.dumps(spec, indent=2) + "\n")
         build["build_spec"] = SPEC_FILE
-        from agent.runtimes.tensorrt import TensorRTAdapter
-
         return TargetOutput(
             entrypoint=MODEL_FILE,
             files={MODEL_FILE: "model", SPEC_FILE: "build-spec"},
@@ -155,7 +154,7 @@ class TensorRTJetsonTarget(Target):
             outputs=job.outputs,
             runtime_version=job.profile.runtime.version,
             build=build,
-            runnable_here=TensorRTAdapter.unavailable_reason(),
+            runnable_here=unavailable_reason(self.runtime),
             stand_in=MODEL_FILE,
             notes=tuple(notes),
         )

@@ -52,7 +52,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from agent.contracts.manifest import Quantization, TensorSpec
-from agent.runtimes import litert
+from agent.runtimes import litert_interpreter_class, unavailable_reason
 from compilers import _tflite_convert, toolchains
 from compilers.base import CompileJob, Target, TargetOutput
 from compilers.errors import (
@@ -166,7 +166,7 @@ class TfliteArmTarget(Target):
             outputs=tuple(outs),
             runtime_version=job.profile.runtime.version,
             build=build,
-            runnable_here=litert.LiteRTAdapter.unavailable_reason(),
+            runnable_here=unavailable_reason(self.runtime),
             notes=tuple(notes),
         )
 
@@ -386,7 +386,7 @@ def prepare_calibration(
 def read_io(path: Path) -> dict[str, Any] | None:
     """The ``.tflite`` file's inputs and outputs as read by LiteRT in this environment, in the
     converter's result format; ``None`` when LiteRT is not installed here."""
-    interpreter = litert.interpreter_class()
+    interpreter = litert_interpreter_class()
     if interpreter is None:
         return None
     try:

@@ -18,8 +18,14 @@ from pathlib import Path
 import numpy as np
 
 from agent.contracts.manifest import Manifest, TensorSpec
-from agent.runtimes import RuntimeAdapter, RuntimeLoadError, RuntimeUnavailable, load_bundle
-from agent.runtimes.onnxrt import OnnxRuntimeAdapter
+from agent.runtimes import (
+    RuntimeAdapter,
+    RuntimeLoadError,
+    RuntimeUnavailable,
+    load_bundle,
+    load_onnx,
+    runtime_version,
+)
 from compilers.batching import DEFAULT_BATCH, iter_batches, run_batch, usable_rows
 from compilers.calibration import SampleSet, random_samples, split_holdout
 from compilers.errors import CalibrationError, ToolchainError, ValidationGateError
@@ -172,7 +178,7 @@ def source_adapter(
         outputs=outputs,
         files=(),
     )
-    return OnnxRuntimeAdapter.load(source.parent, manifest, threads=threads)
+    return load_onnx(source.parent, manifest, threads=threads)
 
 
 @dataclass(frozen=True)
@@ -205,12 +211,12 @@ def compiled_adapter(
         )
     stand = replace(manifest, entrypoint=stand_in, runtime="onnxruntime")
     try:
-        adapter = OnnxRuntimeAdapter.load(staging, stand, threads=threads, optimization=STAND_IN_OPTIMIZATION)
+        adapter = load_onnx(staging, stand, threads=threads, optimization=STAND_IN_OPTIMIZATION)
     except RuntimeLoadError as exc:
         raise ToolchainError(
             f"the stand-in {stand_in} does not load in ONNX Runtime: {one_line(exc)}"
         ) from exc
-    version = OnnxRuntimeAdapter.version()
+    version = runtime_version("onnxruntime")
     how = "Q/DQ in float, as TensorRT computes it"
     return CompiledRun(adapter, False, f"onnxruntime {version} on {stand_in} ({how}); {reason}")
 

@@ -6,7 +6,6 @@ directory replaces the built-in one.
 """
 
 from device_profiles.loader import (
-    TARGETS,
     CpuSpec,
     DeviceProfile,
     GpuSpec,
@@ -19,7 +18,6 @@ from device_profiles.loader import (
 )
 
 __all__ = [
-    "TARGETS",
     "CpuSpec",
     "DeviceProfile",
     "GpuSpec",

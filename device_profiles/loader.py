@@ -15,10 +15,9 @@ from typing import Any
 import yaml
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 
-TARGETS = ("onnx-x86", "tflite-arm", "tensorrt-jetson")
-PRECISIONS = ("int8", "fp16", "fp32")
+from agent.contracts.names import BUILTIN_TARGET_RUNTIME, PRECISIONS, RUNTIMES, TARGETS
+
 ARCHES = ("x86_64", "aarch64", "armv7l")
-RUNTIMES = {"onnx-x86": "onnxruntime", "tflite-arm": "litert", "tensorrt-jetson": "tensorrt"}
 ENV_DIR = "EDGEFLEET_PROFILES_DIR"
 
 
@@ -127,7 +126,7 @@ def parse_profile(data: Any, src: str) -> DeviceProfile:
             raise ProfileError(f"{src}: {key}: missing")
     top = {k: _check(src, k, v, _TOP[k]) for k, v in data.items()}
     if top["target"] not in TARGETS:
-        raise ProfileError(f"{src}: target: unknown target {top['target']!r} (known: {', '.join(TARGETS)})")
+        raise ProfileError(f"{src}: target: {TARGETS.unknown(top['target'])}")
     if top["precision"] not in PRECISIONS:
         raise ProfileError(f"{src}: precision: {top['precision']!r} is not one of {', '.join(PRECISIONS)}")
     if top["memory_mb"] <= 0:
@@ -141,10 +140,12 @@ def parse_profile(data: Any, src: str) -> DeviceProfile:
     rt = _section(
         src, "runtime", top["runtime"], {"name": str, "version": str, "fallback": str}, ("name", "version")
     )
-    if rt["name"] != RUNTIMES[top["target"]]:
+    if rt["name"] not in RUNTIMES:
+        raise ProfileError(f"{src}: runtime.name: {RUNTIMES.unknown(rt['name'])}")
+    pinned = BUILTIN_TARGET_RUNTIME.get(top["target"])
+    if pinned is not None and rt["name"] != pinned:
         raise ProfileError(
-            f"{src}: runtime.name: target {top['target']} runs on "
-            f"{RUNTIMES[top['target']]!r}, not {rt['name']!r}"
+            f"{src}: runtime.name: target {top['target']} runs on {pinned!r}, not {rt['name']!r}"
         )
     try:
         SpecifierSet(rt["version"])

@@ -8,7 +8,7 @@ from __future__ import annotations
 import tarfile
 from pathlib import Path
 
-from agent.contracts.manifest import sha256_file
+from agent.runtimes import sha256_file
 
 MANIFEST = "manifest.json"
 

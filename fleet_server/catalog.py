@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from agent.contracts.manifest import sha256_file
+from agent.runtimes import sha256_file
 from fleet_server.db import ModelVersion
 from fleet_server.errors import ConflictError, InvalidRequestError, NotFoundError, UnusableError
 from fleet_server.names import check_name

@@ -6,7 +6,7 @@ whole fleet by accident.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 
@@ -29,7 +29,3 @@ def is_member(group: GroupSpec, device_id: str, labels: Mapping[str, str]) -> bo
 def members(group: GroupSpec, devices: Mapping[str, Mapping[str, str]]) -> list[str]:
     """The registered devices (``id → labels``) in ``group``, sorted by id."""
     return sorted(d for d, labels in devices.items() if is_member(group, d, labels))
-
-
-def groups_of(device_id: str, labels: Mapping[str, str], groups: Iterable[GroupSpec]) -> list[str]:
-    return sorted(g.name for g in groups if is_member(g, device_id, labels))

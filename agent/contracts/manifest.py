@@ -9,43 +9,32 @@ size of every file, the validation figures against FP32, and the samples for the
 
 from __future__ import annotations
 
-import hashlib
 import json
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+from typing import Any, ClassVar
 
-from agent.contracts._fields import check, obj, opt, req, schema
+from agent.contracts.codec import Contract, encode_fields
 from agent.contracts.errors import ContractError
+from agent.contracts.names import PRECISIONS, TARGETS
 
 MANIFEST_SCHEMA = "edgefleet.manifest/1"
 MANIFEST_NAME = "manifest.json"
 
-TARGETS = ("onnx-x86", "tflite-arm", "tensorrt-jetson")
-PRECISIONS = ("int8", "fp16", "fp32")
 FILE_ROLES = ("model", "samples", "build-spec", "calibration-cache", "extra")
 
 
 @dataclass(frozen=True)
-class Quantization:
+class Quantization(Contract):
     """Affine quantization of a tensor the compiled model takes or gives: ``q = round(x / scale + zp)``."""
 
     scale: float
     zero_point: int
     dtype: str  # "int8" or "uint8"
 
-    @classmethod
-    def from_dict(cls, data: Any, where: str) -> Quantization:
-        d = obj(data, where)
-        return cls(
-            scale=req(d, "scale", float, where),
-            zero_point=req(d, "zero_point", int, where),
-            dtype=req(d, "dtype", str, where),
-        )
-
 
 @dataclass(frozen=True)
-class TensorSpec:
+class TensorSpec(Contract):
     """One input or output.
 
     ``name``, ``dtype`` and ``shape`` describe the tensor as the *source* ONNX model has it, which
@@ -64,27 +53,9 @@ class TensorSpec:
     transpose: tuple[int, ...] | None = None
     quantization: Quantization | None = None
 
-    @classmethod
-    def from_dict(cls, data: Any, where: str) -> TensorSpec:
-        d = obj(data, where)
-        shape = tuple(check(x, int, f"{where}.shape") for x in req(d, "shape", list, where))
-        model_shape = opt(d, "model_shape", list, where)
-        transpose = opt(d, "transpose", list, where)
-        quant = d.get("quantization")
-        return cls(
-            name=req(d, "name", str, where),
-            dtype=req(d, "dtype", str, where),
-            shape=shape,
-            layout=opt(d, "layout", str, where),
-            model_name=opt(d, "model_name", str, where),
-            model_shape=None if model_shape is None else tuple(int(x) for x in model_shape),
-            transpose=None if transpose is None else tuple(int(x) for x in transpose),
-            quantization=None if quant is None else Quantization.from_dict(quant, f"{where}.quantization"),
-        )
-
 
 @dataclass(frozen=True)
-class FileEntry:
+class FileEntry(Contract):
     """A file of the bundle, relative to the bundle's root, with its sha256 and size in bytes."""
 
     path: str
@@ -92,25 +63,16 @@ class FileEntry:
     size: int
     role: str = "model"
 
-    @classmethod
-    def from_dict(cls, data: Any, where: str) -> FileEntry:
-        d = obj(data, where)
-        entry = cls(
-            path=req(d, "path", str, where),
-            sha256=req(d, "sha256", str, where),
-            size=req(d, "size", int, where),
-            role=opt(d, "role", str, where, "model"),
-        )
-        p = Path(entry.path)
-        if p.is_absolute() or ".." in p.parts or entry.path in ("", MANIFEST_NAME):
-            raise ContractError(f"{where}.path: {entry.path!r} must be a relative path inside the bundle")
-        if len(entry.sha256) != 64 or any(c not in "0123456789abcdef" for c in entry.sha256):
+    def check(self, where: str) -> None:
+        p = PurePosixPath(self.path)
+        if p.is_absolute() or ".." in p.parts or self.path in ("", MANIFEST_NAME):
+            raise ContractError(f"{where}.path: {self.path!r} must be a relative path inside the bundle")
+        if len(self.sha256) != 64 or any(c not in "0123456789abcdef" for c in self.sha256):
             raise ContractError(f"{where}.sha256: not a lowercase hex sha256")
-        if entry.size < 0:
+        if self.size < 0:
             raise ContractError(f"{where}.size: negative")
-        if entry.role not in FILE_ROLES:
-            raise ContractError(f"{where}.role: {entry.role!r} is not one of {', '.join(FILE_ROLES)}")
-        return entry
+        if self.role not in FILE_ROLES:
+            raise ContractError(f"{where}.role: {self.role!r} is not one of {', '.join(FILE_ROLES)}")
 
 
 def size_ratio(size_bytes: int, fp32_size_bytes: int) -> float:
@@ -126,13 +88,14 @@ def latency_ratio(latency_ms: float | None, fp32_latency_ms: float | None) -> fl
 
 
 @dataclass(frozen=True)
-class Validation:
+class Validation(Contract):
     """How the compiled model compares with the FP32 source on held-out samples.
 
     ``top1_agreement`` is the share of samples whose arg-max matches FP32 (``None`` when the
     output is not a classifier's). ``ran`` says whether the compiled model could run on the build
     host at all; when it could not (TensorRT without a GPU), the figures are those of the closest
     stand-in that did run (the QDQ ONNX under ONNX Runtime) and ``checked_with`` names it.
+    ``size_ratio`` and ``latency_ratio`` are written for readers' convenience and ignored on reading.
     """
 
     samples: int
@@ -158,36 +121,15 @@ class Validation:
     def latency_ratio(self) -> float | None:
         return latency_ratio(self.latency_ms, self.fp32_latency_ms)
 
-    @classmethod
-    def from_dict(cls, data: Any, where: str) -> Validation:
-        d = obj(data, where)
-        return cls(
-            samples=req(d, "samples", int, where),
-            top1_agreement=opt(d, "top1_agreement", float, where),
-            max_abs_error=req(d, "max_abs_error", float, where),
-            mean_abs_error=req(d, "mean_abs_error", float, where),
-            size_bytes=req(d, "size_bytes", int, where),
-            fp32_size_bytes=req(d, "fp32_size_bytes", int, where),
-            latency_ms=opt(d, "latency_ms", float, where),
-            fp32_latency_ms=opt(d, "fp32_latency_ms", float, where),
-            ran=opt(d, "ran", bool, where, True),
-            checked_with=opt(d, "checked_with", str, where),
-            min_agreement=opt(d, "min_agreement", float, where),
-            accuracy=opt(d, "accuracy", float, where),
-            fp32_accuracy=opt(d, "fp32_accuracy", float, where),
-            notes=tuple(opt(d, "notes", list, where, [])),
-        )
-
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["notes"] = list(self.notes)
+        d = encode_fields(self)
         d["size_ratio"] = round(self.size_ratio, 4)
         d["latency_ratio"] = None if self.latency_ratio is None else round(self.latency_ratio, 4)
         return d
 
 
 @dataclass(frozen=True)
-class SelfTest:
+class SelfTest(Contract):
     """Samples the agent runs after loading, before switching: ``file`` is an ``.npz`` with
     ``input:<name>`` and ``output:<name>`` arrays in the source layout. A run passes when every
     output is within ``atol + rtol * |expected|`` and, if ``check_top1``, has the same arg-max."""
@@ -198,21 +140,17 @@ class SelfTest:
     rtol: float = 0.0
     check_top1: bool = True
 
-    @classmethod
-    def from_dict(cls, data: Any, where: str) -> SelfTest:
-        d = obj(data, where)
-        return cls(
-            file=req(d, "file", str, where),
-            samples=req(d, "samples", int, where),
-            atol=req(d, "atol", float, where),
-            rtol=opt(d, "rtol", float, where, 0.0),
-            check_top1=opt(d, "check_top1", bool, where, True),
-        )
-
 
 @dataclass(frozen=True)
-class Manifest:
-    """The whole manifest. Build it with the constructor, read it with :meth:`from_json`."""
+class Manifest(Contract):
+    """The whole manifest. Build it with the constructor, read it with :meth:`from_json`.
+
+    ``target`` and ``runtime`` must be registered (:mod:`agent.contracts.names`), built-in or
+    plug-in; the runtime is checked by whoever loads the bundle, which is where it must exist.
+    """
+
+    WHERE: ClassVar[str] = "manifest"
+    SCHEMA: ClassVar[str | None] = MANIFEST_SCHEMA
 
     target: str
     precision: str
@@ -239,107 +177,23 @@ class Manifest:
                 return f
         raise ContractError(f"manifest lists no file {path!r}")
 
-    def to_dict(self) -> dict[str, Any]:
-        def tensor(t: TensorSpec) -> dict[str, Any]:
-            d = asdict(t)
-            for k in ("shape", "model_shape", "transpose"):
-                if d[k] is not None:
-                    d[k] = list(d[k])
-            return d
-
-        return {
-            "schema": MANIFEST_SCHEMA,
-            "name": self.name,
-            "version": self.version,
-            "target": self.target,
-            "precision": self.precision,
-            "runtime": self.runtime,
-            "runtime_version": self.runtime_version,
-            "profile": self.profile,
-            "entrypoint": self.entrypoint,
-            "source_sha256": self.source_sha256,
-            "source_file": self.source_file,
-            "inputs": [tensor(t) for t in self.inputs],
-            "outputs": [tensor(t) for t in self.outputs],
-            "files": [asdict(f) for f in self.files],
-            "validation": None if self.validation is None else self.validation.to_dict(),
-            "selftest": None if self.selftest is None else asdict(self.selftest),
-            "build": self.build,
-            "created_at": self.created_at,
-            "compiler_version": self.compiler_version,
-        }
-
-    def to_json(self) -> str:
+    def to_json(self) -> str:  # type: ignore[override]  # a file people read: indented text
         return json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n"
 
-    @classmethod
-    def from_json(cls, text: str | bytes) -> Manifest:
-        """Parse and check a manifest. Raises :class:`ContractError` naming the first bad field."""
-        try:
-            data = json.loads(text)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise ContractError(f"manifest is not JSON: {exc}") from exc
-        return cls.from_dict(data)
-
-    @classmethod
-    def from_dict(cls, data: Any) -> Manifest:
-        w = "manifest"
-        d = obj(data, w)
-        schema(d, MANIFEST_SCHEMA, w)
-        target = req(d, "target", str, w)
-        if target not in TARGETS:
-            raise ContractError(f"{w}.target: {target!r} is not one of {', '.join(TARGETS)}")
-        precision = req(d, "precision", str, w)
-        if precision not in PRECISIONS:
-            raise ContractError(f"{w}.precision: {precision!r} is not one of {', '.join(PRECISIONS)}")
-        files = tuple(
-            FileEntry.from_dict(f, f"{w}.files[{i}]") for i, f in enumerate(req(d, "files", list, w))
-        )
-        paths = [f.path for f in files]
+    def check(self, w: str) -> None:
+        if self.target not in TARGETS:
+            raise ContractError(f"{w}.target: {self.target!r} is not one of {', '.join(TARGETS.names())}")
+        if self.precision not in PRECISIONS:
+            raise ContractError(f"{w}.precision: {self.precision!r} is not one of {', '.join(PRECISIONS)}")
+        paths = [f.path for f in self.files]
         if len(set(paths)) != len(paths):
             raise ContractError(f"{w}.files: a path is listed twice")
-        entry = req(d, "entrypoint", str, w)
-        if entry not in paths:
-            raise ContractError(f"{w}.entrypoint: {entry!r} is not among the listed files")
-        val = d.get("validation")
-        st = d.get("selftest")
-        m = cls(
-            target=target,
-            precision=precision,
-            runtime=req(d, "runtime", str, w),
-            runtime_version=req(d, "runtime_version", str, w),
-            entrypoint=entry,
-            source_sha256=req(d, "source_sha256", str, w),
-            inputs=tuple(
-                TensorSpec.from_dict(t, f"{w}.inputs[{i}]") for i, t in enumerate(req(d, "inputs", list, w))
-            ),
-            outputs=tuple(
-                TensorSpec.from_dict(t, f"{w}.outputs[{i}]") for i, t in enumerate(req(d, "outputs", list, w))
-            ),
-            files=files,
-            validation=None if val is None else Validation.from_dict(val, f"{w}.validation"),
-            selftest=None if st is None else SelfTest.from_dict(st, f"{w}.selftest"),
-            source_file=opt(d, "source_file", str, w),
-            profile=opt(d, "profile", str, w),
-            name=opt(d, "name", str, w),
-            version=opt(d, "version", str, w),
-            build=opt(d, "build", dict, w, {}),
-            created_at=opt(d, "created_at", str, w),
-            compiler_version=opt(d, "compiler_version", str, w),
-        )
-        if m.selftest is not None and m.selftest.file not in paths:
-            raise ContractError(f"{w}.selftest.file: {m.selftest.file!r} is not among the listed files")
-        if not m.inputs or not m.outputs:
+        if self.entrypoint not in paths:
+            raise ContractError(f"{w}.entrypoint: {self.entrypoint!r} is not among the listed files")
+        if self.selftest is not None and self.selftest.file not in paths:
+            raise ContractError(f"{w}.selftest.file: {self.selftest.file!r} is not among the listed files")
+        if not self.inputs or not self.outputs:
             raise ContractError(f"{w}: a model needs at least one input and one output")
-        return m
-
-
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def file_problems(manifest: Manifest, actual: dict[str, tuple[int, str] | None]) -> list[str]:
@@ -360,22 +214,3 @@ def file_problems(manifest: Manifest, actual: dict[str, tuple[int, str] | None])
         elif digest != f.sha256:
             problems.append(f"{f.path}: sha256 {digest[:12]}… != {f.sha256[:12]}… in the manifest")
     return problems
-
-
-def verify_bundle_dir(root: Path) -> Manifest:
-    """Read ``root/manifest.json`` and check every listed file's size and sha256.
-
-    Raises :class:`ContractError` with every mismatch when the bundle is not intact.
-    """
-    mpath = root / MANIFEST_NAME
-    if not mpath.is_file():
-        raise ContractError(f"{root}: no {MANIFEST_NAME}")
-    manifest = Manifest.from_json(mpath.read_bytes())
-    actual: dict[str, tuple[int, str] | None] = {}
-    for f in manifest.files:
-        p = root / f.path
-        actual[f.path] = (p.stat().st_size, sha256_file(p)) if p.is_file() else None
-    problems = file_problems(manifest, actual)
-    if problems:
-        raise ContractError(f"bundle {root} does not match its manifest: " + "; ".join(problems))
-    return manifest

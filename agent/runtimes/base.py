@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import ClassVar
-
-import numpy as np
+from typing import TYPE_CHECKING, ClassVar
 
 from agent.contracts.manifest import Manifest
+
+if TYPE_CHECKING:  # importing agent.runtimes stays light (the fleet server hashes files with it)
+    import numpy as np
 
 
 class RuntimeUnavailable(RuntimeError):

@@ -1,34 +1,25 @@
 """Runtime adapters by name: built-ins and plug-ins both come from the ``edgefleet.runtimes``
-entry-point group; unknown names are refused with the list of known ones."""
+entry-point group (:data:`agent.contracts.names.RUNTIMES`); unknown names are refused with the
+list of known ones."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from agent.contracts.manifest import Manifest
-from agent.plugins import Registry
+from agent.contracts.names import RUNTIMES
 from agent.runtimes.base import RuntimeAdapter, RuntimeUnavailable
-
-GROUP = "edgefleet.runtimes"
-_REGISTRY = Registry(
-    GROUP,
-    {
-        "onnxruntime": "agent.runtimes.onnxrt:OnnxRuntimeAdapter",
-        "litert": "agent.runtimes.litert:LiteRTAdapter",
-        "tensorrt": "agent.runtimes.tensorrt:TensorRTAdapter",
-    },
-    what="runtime",
-)
 
 
 def known_runtimes() -> list[str]:
-    return _REGISTRY.names()
+    return RUNTIMES.names()
 
 
 def get_runtime(name: str) -> type[RuntimeAdapter]:
-    """The adapter class for ``name``. Raises :class:`~agent.plugins.PluginError` (a
+    """The adapter class for ``name``. Raises :class:`~agent.contracts.plugins.PluginError` (a
     ``LookupError``) naming the known runtimes."""
-    return _REGISTRY.load(name, RuntimeAdapter)
+    return RUNTIMES.load(name, RuntimeAdapter)
 
 
 def available_runtimes() -> dict[str, str | None]:
@@ -51,3 +42,33 @@ def load_bundle(bundle_dir: Path, manifest: Manifest, threads: int | None = None
     if reason:
         raise RuntimeUnavailable(reason)
     return cls.load(bundle_dir, manifest, threads=threads)
+
+
+def load_onnx(
+    bundle_dir: Path, manifest: Manifest, threads: int | None = None, optimization: str | None = None
+) -> RuntimeAdapter:
+    """Load ``manifest.entrypoint`` (an ONNX file) under ONNX Runtime, whatever the manifest's
+    runtime: the compilers validate FP32 sources and stand-ins this way. ``optimization`` names a
+    ``GraphOptimizationLevel``. Raises like :func:`load_bundle`."""
+    from agent.runtimes.onnxrt import OnnxRuntimeAdapter  # imports onnxruntime
+
+    return OnnxRuntimeAdapter.load(bundle_dir, manifest, threads=threads, optimization=optimization)
+
+
+def litert_interpreter_class() -> Any:
+    """The ``Interpreter`` class of the first installed LiteRT backend (``ai-edge-litert``, else
+    ``tflite-runtime``), ``None`` when neither is installed."""
+    from agent.runtimes.litert import interpreter_class
+
+    return interpreter_class()
+
+
+def unavailable_reason(name: str) -> str | None:
+    """``None`` when runtime ``name`` can run on this host, else one line saying why not.
+    Raises :class:`~agent.contracts.plugins.PluginError` for an unknown name."""
+    return get_runtime(name).unavailable_reason()
+
+
+def runtime_version(name: str) -> str | None:
+    """The installed version of runtime ``name``'s library, ``None`` when it is not installed."""
+    return get_runtime(name).version()

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agent.contracts.manifest import sha256_file
 from agent.runtimes.base import RuntimeLoadError, RuntimeUnavailable
+from agent.runtimes.bundle_dir import sha256_file
 
 NOT_INSTALLED = (
     "tensorrt is not installed (it ships with JetPack on Jetson; the PyPI package needs NVIDIA's index)"

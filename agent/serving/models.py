@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from agent.contracts.manifest import Manifest
+from agent.contracts.state import DEFAULT_MODEL_KEY
 from agent.runtimes.base import RuntimeAdapter
 from agent.serving.errors import ModelNotFound, NotReady
 
@@ -28,7 +29,7 @@ class LoadedModel:
     version: str
     adapter: RuntimeAdapter
     manifest: Manifest
-    slot: str = "default"
+    key: str = DEFAULT_MODEL_KEY  # the model key it serves under (not an A/B slot)
     _leases: int = field(default=0, repr=False)
     _retired: bool = field(default=False, repr=False)
 
@@ -38,20 +39,20 @@ class LoadedModel:
 
 
 class ModelRegistry:
-    """Model slots (``default`` for now) → the model serving in each."""
+    """Model keys (``default`` for now) → the model serving under each."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._slots: dict[str, LoadedModel] = {}
+        self._models: dict[str, LoadedModel] = {}
 
-    def swap(self, slot: str, model: LoadedModel | None) -> LoadedModel | None:
-        """Serve ``model`` in ``slot`` (``None`` unloads it) and return the model it replaced.
+    def swap(self, key: str, model: LoadedModel | None) -> LoadedModel | None:
+        """Serve ``model`` under model key ``key`` (``None`` unloads it) and return the model it replaced.
         The replaced adapter is closed as soon as no request uses it."""
         with self._lock:
-            old = self._slots.pop(slot, None)
+            old = self._models.pop(key, None)
             if model is not None:
-                model.slot = slot
-                self._slots[slot] = model
+                model.key = key
+                self._models[key] = model
             if old is not None and old is not model:
                 old._retired = True
                 close_now = old._leases == 0
@@ -69,9 +70,9 @@ class ModelRegistry:
             return self._find(name, version)
 
     def _find(self, name: str, version: str | None) -> LoadedModel:
-        if not self._slots:
+        if not self._models:
             raise NotReady("no model is loaded yet")
-        named = [m for m in self._slots.values() if m.name == name]
+        named = [m for m in self._models.values() if m.name == name]
         if not named:
             raise ModelNotFound(f"unknown model {name!r} (serving: {', '.join(sorted(self._names()))})")
         if version is None:
@@ -83,7 +84,7 @@ class ModelRegistry:
         raise ModelNotFound(f"model {name!r} has no version {version!r} (serving {serving})")
 
     def _names(self) -> list[str]:
-        return [m.name for m in self._slots.values()]
+        return [m.name for m in self._models.values()]
 
     def names(self) -> list[str]:
         with self._lock:
@@ -106,22 +107,22 @@ class ModelRegistry:
 
     def models(self) -> list[LoadedModel]:
         with self._lock:
-            return list(self._slots.values())
+            return list(self._models.values())
 
-    def get(self, slot: str) -> LoadedModel | None:
+    def get(self, key: str) -> LoadedModel | None:
         with self._lock:
-            return self._slots.get(slot)
+            return self._models.get(key)
 
     def ready(self) -> bool:
         with self._lock:
-            return bool(self._slots)
+            return bool(self._models)
 
     def close(self) -> None:
         """Unload everything (at shutdown)."""
         with self._lock:
-            slots = list(self._slots)
-        for slot in slots:
-            self.swap(slot, None)
+            keys = list(self._models)
+        for key in keys:
+            self.swap(key, None)
 
 
 def _close(model: LoadedModel) -> None:

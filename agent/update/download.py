@@ -30,9 +30,9 @@ from urllib.parse import urljoin
 import httpx
 
 from agent.backoff import Backoff
-from agent.contracts.manifest import sha256_file
 from agent.contracts.state import DesiredModel, ErrorCode
 from agent.errors import ArtifactError, Cancelled, DeviceError, TransportError
+from agent.runtimes.bundle_dir import sha256_file
 from agent.update.journal import fsync_dir
 
 log = logging.getLogger(__name__)

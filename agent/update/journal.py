@@ -13,7 +13,7 @@ import logging
 import os
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -80,7 +80,6 @@ class Journal:
     error: ReportedError | None = None
     updated_at: float = 0.0
     writes: int = 0  # grows with every save, across restarts: orders this device's reports
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def failed(self, generation: int) -> tuple[int, ...]:
         """``failed_generations`` with ``generation`` added (bounded, oldest dropped)."""
@@ -103,7 +102,6 @@ class Journal:
             "error": None if self.error is None else asdict(self.error),
             "updated_at": self.updated_at,
             "writes": self.writes,
-            "extra": self.extra,
         }
 
     @classmethod
@@ -131,7 +129,6 @@ class Journal:
             writes=opt(d, "writes", int, w, 0),
             error=None if error is None else ReportedError.from_dict(error, f"{w}.error"),
             updated_at=opt(d, "updated_at", float, w, 0.0),
-            extra=opt(d, "extra", dict, w, {}),
         )
 
 

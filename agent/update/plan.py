@@ -1,7 +1,7 @@
 """What to do with a desired state, decided without I/O.
 
-The reconciler gathers the facts (device id, the profile's target, which runtimes can run here,
-the journal) and asks :func:`decide`; it then posts the matching event to the state machine.
+The reconciler gathers the facts (device id, the profile's target and runtime, which runtimes can
+run here, the journal) and asks :func:`decide`; it then posts the matching event to the state machine.
 """
 
 from __future__ import annotations
@@ -10,12 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
-from agent.contracts.state import DesiredModel, DesiredState, ErrorCode
+from agent.contracts.state import DEFAULT_MODEL_KEY, DesiredModel, DesiredState, ErrorCode
 from agent.update.journal import Journal
-
-DEFAULT_SLOT = "default"
-# Which runtime runs each target. Kept in step with device_profiles.loader.RUNTIMES.
-TARGET_RUNTIME = {"onnx-x86": "onnxruntime", "tflite-arm": "litert", "tensorrt-jetson": "tensorrt"}
 
 
 class Action(StrEnum):
@@ -39,14 +35,17 @@ def decide(
     *,
     device_id: str,
     target: str,
+    runtime: str,
     runtime_problems: Mapping[str, str | None],
     journal: Journal,
-    slots: tuple[str, ...] = (DEFAULT_SLOT,),
+    model_keys: tuple[str, ...] = (DEFAULT_MODEL_KEY,),
 ) -> Plan:
     """Decide what ``desired`` asks of this device.
 
-    ``runtime_problems`` maps a runtime name to ``None`` when it can run here, else to why not.
-    ``slots`` are the model slots this agent serves (one, ``default``, for now).
+    ``target`` and ``runtime`` are the device profile's (the profile loader checked that the
+    runtime runs the target, built-in or plug-in). ``runtime_problems`` maps a runtime name to
+    ``None`` when it can run here, else to why not.
+    ``model_keys`` are the model keys this agent serves (one, ``default``, for now).
     """
     gen = desired.generation
     if desired.device_id != device_id:
@@ -58,11 +57,11 @@ def decide(
     if gen in journal.failed_generations:
         return Plan(Action.IGNORE, f"generation {gen} failed before; waiting for a new one")
 
-    unknown = [m.slot for m in desired.models if m.slot not in slots]
+    unknown = [m.key for m in desired.models if m.key not in model_keys]
     if unknown:
         return Plan(
             Action.REFUSE,
-            f"model slot {unknown[0]!r} is not served here (slots: {', '.join(slots)})",
+            f"model key {unknown[0]!r} is not served here (keys: {', '.join(model_keys)})",
             code=ErrorCode.INCOMPATIBLE,
         )
     if not desired.models:
@@ -75,7 +74,6 @@ def decide(
             model=model,
             code=ErrorCode.INCOMPATIBLE,
         )
-    runtime = TARGET_RUNTIME.get(target, "")
     problem = runtime_problems.get(runtime, f"runtime {runtime!r} is unknown")
     if problem is not None:
         return Plan(

@@ -7,8 +7,9 @@ progress during downloads). Any failure leaves the previous model serving: the n
 installed into the inactive slot, loaded and self-tested beside the serving one, and the swap is
 the last step.
 
-Only the ``default`` model slot is served for now; the slot name travels through every call so
-that several named slots can each get a reconciler later.
+Only the ``default`` model key is served for now; the key travels through every call so that
+several models, each under its own key, can each get a reconciler later. (A model key is not an
+A/B slot: the slots are the two directories each update alternates between.)
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any
 
 from agent.contracts.manifest import Manifest
 from agent.contracts.state import (
+    DEFAULT_MODEL_KEY,
     DesiredModel,
     DesiredState,
     ErrorCode,
@@ -39,7 +41,7 @@ from agent.serving.models import LoadedModel, ModelRegistry
 from agent.update.download import Downloader
 from agent.update.journal import InstalledModel, Journal, JournalStore
 from agent.update.machine import RESUME_ENTRY, Event, Resume, counts_as_resume, next_state, resume_action
-from agent.update.plan import DEFAULT_SLOT, Action, decide
+from agent.update.plan import Action, decide
 from agent.update.selftest import run_selftest
 from agent.update.slots import Installed, SlotStore
 from agent.update.verify import Sha256Verifier, Verifier
@@ -69,8 +71,8 @@ class Outcome(StrEnum):
 class Reconciler:
     """Brings the device to a desired state, one update at a time (callers serialise calls).
 
-    ``target`` is the profile's compile target; ``runtime_problems`` says which runtimes can run
-    here; ``loader`` loads a verified bundle (``agent.runtimes.load_bundle``).
+    ``target`` and ``runtime`` are the profile's compile target and runtime; ``runtime_problems``
+    says which runtimes can run here; ``loader`` loads a verified bundle (``agent.runtimes.load_bundle``).
     """
 
     def __init__(
@@ -78,6 +80,7 @@ class Reconciler:
         *,
         device_id: str,
         target: str,
+        runtime: str,
         data_dir: Path,
         registry: ModelRegistry,
         downloader: Downloader,
@@ -87,17 +90,18 @@ class Reconciler:
         loader: Loader = load_bundle,
         threads: int | None = None,
         inference_url: str | None = None,
-        slot_name: str = DEFAULT_SLOT,
+        model_key: str = DEFAULT_MODEL_KEY,
         progress_interval: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.device_id = device_id
         self.target = target
+        self.runtime = runtime
         self.registry = registry
         self.downloader = downloader
         self.verifier: Verifier = verifier or Sha256Verifier()
         self.inference_url = inference_url
-        self.slot_name = slot_name
+        self.model_key = model_key
         self.slots = SlotStore(data_dir / "slots")
         self._store = JournalStore(data_dir / "journal.json")
         self._journal = self._store.load()
@@ -156,7 +160,7 @@ class Reconciler:
                     f"{j.active.ref if j.active else '?'} failed to load at start-up; serving {record.ref}",
                 )
                 self._save(active=record, previous=None, error=err)
-            self.registry.swap(self.slot_name, model)
+            self.registry.swap(self.model_key, model)
             log.info("serving %s from slot %s", record.ref, record.slot)
             return model
         return None
@@ -201,10 +205,11 @@ class Reconciler:
             desired,
             device_id=self.device_id,
             target=self.target,
+            runtime=self.runtime,
             runtime_problems=self._runtimes(),
             journal=j,
         )
-        if plan.action is Action.ALREADY_ACTIVE and self.registry.get(self.slot_name) is None:
+        if plan.action is Action.ALREADY_ACTIVE and self.registry.get(self.model_key) is None:
             plan = replace(plan, action=Action.UPDATE, reason="installed but not serving: install again")
         log.info("desired generation %d: %s (%s)", desired.generation, plan.action, plan.reason)
         gen = desired.generation
@@ -234,7 +239,7 @@ class Reconciler:
                 applied_generation=gen,
                 error=None,
             )
-            self.registry.swap(self.slot_name, None)
+            self.registry.swap(self.model_key, None)
             self._report()  # after the swap, so whoever reads COMMITTED finds it done
             return Outcome.APPLIED
         assert plan.model is not None
@@ -296,7 +301,7 @@ class Reconciler:
                 error=None,
             )
             adapter = None  # the registry owns it now
-            self.registry.swap(self.slot_name, new)
+            self.registry.swap(self.model_key, new)
             self._report()  # after the swap, so whoever reads COMMITTED finds the new model serving
             self.downloader.cleanup()
             log.info("generation %d committed: serving %s from slot %s", gen, model.ref, slot)

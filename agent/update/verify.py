@@ -11,9 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Protocol
 
-from agent.contracts.manifest import sha256_file
 from agent.contracts.state import DesiredModel, ErrorCode
 from agent.errors import ArtifactError
+from agent.runtimes.bundle_dir import sha256_file
 
 
 class Verifier(Protocol):

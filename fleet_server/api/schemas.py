@@ -1,13 +1,22 @@
-"""Request bodies (answers are plain JSON built in :mod:`fleet_server.api.views`)."""
+"""Request bodies (answers are plain JSON built in :mod:`fleet_server.api.views`).
+
+A body that is a wire contract (registration) is read by the contract itself
+(:class:`~agent.contracts.registration.RegistrationRequest`): the pydantic model only describes it
+for the OpenAPI document, and a test holds its fields to the contract's.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from agent.contracts import ContractError, RegistrationRequest
 
 
 class RegisterDevice(BaseModel):
+    """:class:`RegistrationRequest` as FastAPI sees it; the contract decides what is valid."""
+
     model_config = ConfigDict(extra="ignore")
 
     device_id: str = Field(examples=["pi-kitchen-01"])
@@ -18,6 +27,17 @@ class RegisterDevice(BaseModel):
         description="arch, os, python, cpu_count, memory_mb, runtimes {name: version|null}, agent_version, "
         "inference_url",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _by_the_contract(cls, data: Any) -> Any:
+        try:
+            return RegistrationRequest.from_dict(data).to_dict()
+        except ContractError as exc:
+            raise ValueError(str(exc)) from exc
+
+    def contract(self) -> RegistrationRequest:
+        return RegistrationRequest(self.device_id, self.profile, dict(self.labels), dict(self.facts))
 
 
 class CreateGroup(BaseModel):

@@ -20,8 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from agent.contracts.manifest import FileEntry, Manifest, SelfTest, TensorSpec, sha256_file
+from agent.contracts.manifest import FileEntry, Manifest, SelfTest, TensorSpec
 from agent.contracts.state import DesiredModel, DesiredState
+from agent.runtimes import sha256_file
 
 TARGET = "onnx-x86"
 PROFILE = "x86-64-avx2"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from agent.contracts.names import BUILTIN_TARGET_RUNTIME
 from agent.contracts.state import DesiredModel, DesiredState, ErrorCode
 from agent.update.journal import InstalledModel, Journal
 from agent.update.plan import Action, Plan, decide
@@ -14,9 +15,9 @@ OK: dict[str, str | None] = {
 
 
 def model(
-    version: str = "1", sha: str = "a" * 64, target: str = "onnx-x86", slot: str = "default"
+    version: str = "1", sha: str = "a" * 64, target: str = "onnx-x86", key: str = "default"
 ) -> DesiredModel:
-    return DesiredModel("m", version, target, "int8", f"m/{version}/x.tar", "/artifacts/x", 10, sha, slot)
+    return DesiredModel("m", version, target, "int8", f"m/{version}/x.tar", "/artifacts/x", 10, sha, key)
 
 
 def plan(
@@ -26,7 +27,12 @@ def plan(
     runtimes: dict[str, str | None] = OK,
 ) -> Plan:
     return decide(
-        desired, device_id="dev-1", target=target, runtime_problems=runtimes, journal=journal or Journal()
+        desired,
+        device_id="dev-1",
+        target=target,
+        runtime=BUILTIN_TARGET_RUNTIME[target],
+        runtime_problems=runtimes,
+        journal=journal or Journal(),
     )
 
 
@@ -65,8 +71,8 @@ def test_missing_runtime_is_reported() -> None:
     assert "ai-edge-litert is not installed" in p.reason
 
 
-def test_unknown_slot_is_refused() -> None:
-    p = plan(DesiredState("dev-1", 1, (model(slot="detector"),)))
+def test_unknown_model_key_is_refused() -> None:
+    p = plan(DesiredState("dev-1", 1, (model(key="detector"),)))
     assert p.action is Action.REFUSE and p.code is ErrorCode.INCOMPATIBLE and "detector" in p.reason
 
 

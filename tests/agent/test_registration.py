@@ -7,13 +7,14 @@ import threading
 import pytest
 
 from agent.backoff import Backoff
+from agent.contracts.registration import MqttSettings, RegistrationRequest, RegistrationResponse
 from agent.errors import RegistrationError
-from agent.registration import MqttSettings, Registration, register
+from agent.registration import mqtt_settings, register
 from tests.agent.agent_testkit import ArtifactServer
 from tests.fixtures.mosquitto import _free_port
 
 FAST = Backoff(initial=0.01, maximum=0.05)
-BODY = {"device_id": "dev-1", "profile": "x86-64-avx2", "labels": {}, "facts": {}}
+BODY = RegistrationRequest("dev-1", "x86-64-avx2")
 
 
 def test_registration_returns_the_mqtt_settings(artifact_server: ArtifactServer) -> None:
@@ -26,7 +27,7 @@ def test_registration_returns_the_mqtt_settings(artifact_server: ArtifactServer)
     reg = register(artifact_server.url, BODY, backoff=FAST)
     assert reg is not None
     assert reg.mqtt == MqttSettings("broker.local", 8883, "3.1.1", 30)
-    assert artifact_server.registrations == [BODY]
+    assert artifact_server.registrations == [BODY.to_dict()]
 
 
 def test_a_wildcard_broker_host_means_the_servers_host(artifact_server: ArtifactServer) -> None:
@@ -37,7 +38,7 @@ def test_a_wildcard_broker_host_means_the_servers_host(artifact_server: Artifact
 
 def test_retries_until_the_server_comes_up() -> None:
     port = _free_port()
-    result: list[Registration | None] = []
+    result: list[RegistrationResponse | None] = []
     t = threading.Thread(
         target=lambda: result.append(register(f"http://127.0.0.1:{port}", BODY, backoff=FAST))
     )
@@ -49,7 +50,7 @@ def test_retries_until_the_server_comes_up() -> None:
     try:
         t.join(10)
         assert result and result[0] is not None and result[0].mqtt.port == 1883
-        assert server.registrations == [BODY]
+        assert server.registrations == [BODY.to_dict()]
     finally:
         server.stop()
 
@@ -87,7 +88,7 @@ def test_stop_ends_the_retries() -> None:
 )
 def test_unusable_mqtt_settings_are_refused(mqtt: dict, message: str) -> None:
     with pytest.raises(RegistrationError, match=message):
-        MqttSettings.from_dict(mqtt, "http://fleet:8080")
+        mqtt_settings(mqtt, "http://fleet:8080")
 
 
 def test_a_server_without_a_broker_yet_is_asked_again(artifact_server: ArtifactServer) -> None:

@@ -13,7 +13,8 @@ import httpx
 import numpy as np
 import pytest
 
-from agent.contracts.manifest import Manifest, verify_bundle_dir
+from agent.contracts.manifest import Manifest
+from agent.runtimes import verify_bundle_dir
 from agent.runtimes.base import RuntimeAdapter
 from agent.runtimes.registry import load_bundle
 from agent.serving import InferenceServer, InferenceService, LoadedModel, ModelRegistry, create_app

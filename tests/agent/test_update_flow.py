@@ -48,6 +48,7 @@ def make_reconciler(
     return Reconciler(
         device_id=DEVICE,
         target="onnx-x86",
+        runtime="onnxruntime",
         data_dir=data,
         registry=registry or ModelRegistry(),
         downloader=Downloader(server.url, data / "downloads", limits=limits),
@@ -154,7 +155,8 @@ def failing_bundle(tmp_path: Path, v1: BuiltBundle, how: str) -> BuiltBundle:
         make_bundle(d, v1.onnx, "linear", "9", SAMPLES)
         shutil.copy(broken, d / "model.onnx")
         m = Manifest.from_json((d / "manifest.json").read_text())
-        from agent.contracts.manifest import FileEntry, sha256_file
+        from agent.contracts.manifest import FileEntry
+        from agent.runtimes import sha256_file
 
         files = tuple(
             FileEntry(f.path, sha256_file(d / f.path), (d / f.path).stat().st_size, f.role) for f in m.files

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from agent.contracts.errors import ContractError
-from agent.contracts.manifest import sha256_file, verify_bundle_dir
+from agent.runtimes import sha256_file, verify_bundle_dir
 from compilers import CompileOptions, CompileReport, compile_model
 from compilers.bundle import check_destination, file_entries, make_staging, publish
 from compilers.errors import CompileError

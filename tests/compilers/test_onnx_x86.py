@@ -12,8 +12,7 @@ import onnxruntime as ort
 import pytest
 from onnx import helper, numpy_helper
 
-from agent.contracts.manifest import verify_bundle_dir
-from agent.runtimes import load_bundle
+from agent.runtimes import load_bundle, verify_bundle_dir
 from agent.update.selftest import compare_outputs
 from compilers import CompileOptions, CompileReport, UnsupportedOpError, compile_model
 from compilers.onnx_x86 import OnnxX86Target

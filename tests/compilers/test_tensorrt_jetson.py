@@ -11,7 +11,8 @@ import onnx
 import pytest
 from onnx import helper, numpy_helper
 
-from agent.contracts.manifest import TensorSpec, verify_bundle_dir
+from agent.contracts.manifest import TensorSpec
+from agent.runtimes import verify_bundle_dir
 from agent.runtimes.tensorrt import TensorRTAdapter
 from agent.runtimes.tensorrt_build import GpuIdentity, engine_key, timing_cache_name
 from compilers import (

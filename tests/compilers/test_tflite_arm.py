@@ -21,8 +21,8 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from agent.contracts.manifest import Manifest, TensorSpec, verify_bundle_dir
-from agent.runtimes import load_bundle
+from agent.contracts.manifest import Manifest, TensorSpec
+from agent.runtimes import load_bundle, verify_bundle_dir
 from agent.runtimes.litert import LiteRTAdapter
 from compilers import (
     CalibrationError,

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from agent.contracts.names import BUILTIN_TARGETS
 from device_profiles import ProfileError, builtin_dir, load_profile, load_profile_file, load_profiles
-from device_profiles.loader import ENV_DIR, TARGETS
+from device_profiles.loader import ENV_DIR
 
 GOOD = """\
 name: {name}
@@ -36,7 +37,7 @@ def test_all_builtins_load() -> None:
     profiles = load_profiles()
     files = sorted(p.stem for p in builtin_dir().glob("*.yaml"))
     assert sorted(profiles) == files and len(files) >= 8
-    assert {p.target for p in profiles.values()} == set(TARGETS)
+    assert {p.target for p in profiles.values()} == set(BUILTIN_TARGETS)
     for p in profiles.values():
         assert p.source.endswith(f"{p.name}.yaml") and p.memory_mb > 0
         if p.target == "tensorrt-jetson":

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from typer.testing import Result
 
-from agent.contracts.manifest import verify_bundle_dir
+from agent.runtimes import verify_bundle_dir
 
 Run = Callable[..., Result]
 DIGITS = Path(__file__).resolve().parents[2] / "examples" / "digits"

@@ -1,0 +1,69 @@
+"""The server's request schemas describe the wire contracts, they don't redefine them."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from agent.contracts import ContractError, RegistrationRequest, RegistrationResponse
+from fleet_server.api.schemas import RegisterDevice
+
+PAYLOADS: list[Any] = [
+    {"device_id": "pi-1", "profile": "raspberry-pi-5"},
+    {
+        "device_id": "pi-1",
+        "profile": "raspberry-pi-5",
+        "labels": {"site": "lab"},
+        "facts": {"arch": "aarch64"},
+    },
+    {"device_id": "pi-1", "profile": "raspberry-pi-5", "labels": None, "extra": 1},
+    {"device_id": "pi-1"},
+    {"device_id": 7, "profile": "raspberry-pi-5"},
+    {"device_id": "pi-1", "profile": "raspberry-pi-5", "labels": {"site": 3}},
+    {"device_id": "pi-1", "profile": "raspberry-pi-5", "facts": []},
+    {"device_id": None, "profile": "raspberry-pi-5"},
+    ["pi-1", "raspberry-pi-5"],
+]
+
+
+def contract_accepts(payload: Any) -> RegistrationRequest | None:
+    try:
+        return RegistrationRequest.from_dict(payload)
+    except ContractError:
+        return None
+
+
+def schema_accepts(payload: Any) -> RegistrationRequest | None:
+    try:
+        return RegisterDevice.model_validate(payload).contract()
+    except ValidationError:
+        return None
+
+
+@pytest.mark.parametrize("payload", PAYLOADS)
+def test_the_registration_schema_accepts_and_refuses_what_the_contract_does(payload: Any) -> None:
+    assert schema_accepts(payload) == contract_accepts(payload)
+
+
+def test_some_payloads_are_refused_and_some_accepted() -> None:
+    # Guards the test above against a schema and a contract that both accept everything.
+    results = [contract_accepts(p) is None for p in PAYLOADS]
+    assert any(results) and not all(results)
+
+
+def test_the_schema_has_the_contracts_fields() -> None:
+    assert list(RegisterDevice.model_fields) == [f.name for f in dataclasses.fields(RegistrationRequest)]
+
+
+def test_the_servers_registration_answer_reads_as_the_contract(settings: Any, start_app: Any) -> None:
+    client = start_app(settings)
+    body = RegistrationRequest("pi-1", "raspberry-pi-5", {"site": "lab"})
+    r = client.post("/api/v1/devices/register", json=body.to_dict())
+    assert r.status_code == 200
+    answer = RegistrationResponse.from_dict(r.json())
+    assert answer.device["device_id"] == "pi-1" and answer.mqtt.port > 0
+    refused = client.post("/api/v1/devices/register", json={**body.to_dict(), "labels": {"site": 3}})
+    assert refused.status_code == 400 and "registration.labels.site: expected str" in refused.text
