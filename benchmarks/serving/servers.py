@@ -121,7 +121,7 @@ def agent_offers_grpc() -> bool:
 
 def seed_agent_data(data_dir: Path, bundle_dir: Path, name: str, version: str) -> None:
     """Install ``bundle_dir`` into slot ``a`` and write a journal that has it active."""
-    from agent.contracts.manifest import sha256_file
+    from agent.runtimes.bundle_dir import sha256_file
     from agent.update.journal import InstalledModel, Journal, JournalStore
     from agent.update.slots import SlotStore
 

@@ -9,7 +9,6 @@ stop a rollout pass or a device view, and the next report or desired state overw
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any, Generic, TypeVar
 
@@ -55,7 +54,7 @@ class DesiredStateJSON(_ContractJSON[DesiredState]):
         return value.to_dict()
 
     def from_json_value(self, data: Any) -> DesiredState:
-        return DesiredState.from_json(json.dumps(data))
+        return DesiredState.from_dict(data)
 
 
 class ReportedStateJSON(_ContractJSON[ReportedState]):
@@ -65,14 +64,14 @@ class ReportedStateJSON(_ContractJSON[ReportedState]):
         return value.to_dict()
 
     def from_json_value(self, data: Any) -> ReportedState:
-        return ReportedState.from_json(json.dumps(data))
+        return ReportedState.from_dict(data)
 
 
 class ReportedErrorJSON(_ContractJSON[ReportedError]):
     cache_ok = True  # SQLAlchemy reads it from each class; these hold no state
 
     def to_json_value(self, value: ReportedError) -> dict[str, Any]:
-        return {"code": value.code, "message": value.message}
+        return value.to_dict()
 
     def from_json_value(self, data: Any) -> ReportedError:
         return ReportedError.from_dict(data, "error")

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from agent.contracts.manifest import verify_bundle_dir
+from agent.runtimes.bundle_dir import verify_bundle_dir
 from agent.runtimes.registry import load_bundle
 from agent.serving import InferenceService, LoadedModel, ModelRegistry
 from agent.serving.errors import DeadlineExceeded, Overloaded

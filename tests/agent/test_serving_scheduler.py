@@ -11,8 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agent.contracts.manifest import Manifest, verify_bundle_dir
+from agent.contracts.manifest import Manifest
 from agent.runtimes.base import RuntimeAdapter
+from agent.runtimes.bundle_dir import verify_bundle_dir
 from agent.runtimes.registry import load_bundle
 from agent.serving.errors import BadRequest, DeadlineExceeded, Overloaded
 from agent.serving.scheduler import ModelScheduler, SchedulerSettings

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 import numpy as np
 import pytest
 
-from agent.contracts.manifest import verify_bundle_dir
+from agent.runtimes.bundle_dir import verify_bundle_dir
 from agent.runtimes.registry import load_bundle
 from agent.serving import InferenceServer, InferenceService, LoadedModel, ModelRegistry, create_app
 from agent.serving.grpc import GrpcServer

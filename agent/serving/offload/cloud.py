@@ -123,8 +123,9 @@ class Offloader:
         return self.settings.budget
 
     def decide(self, estimated_wait: float, service_time: float, queue_full: bool = False) -> Route:
-        """The route for a request arriving now. A CLOUD answer has reserved room among the cloud requests in flight (and,
-        when the breaker is half-open, the probe): the caller must then call :meth:`infer`."""
+        """The route for a request arriving now. A CLOUD answer has reserved room among the cloud
+        requests in flight (and, when the breaker is half-open, the probe): the caller must then
+        call :meth:`infer`."""
         with self._lock:
             budget = self.settings.budget
             local_ok = not queue_full and (budget is None or estimated_wait + service_time <= budget)
