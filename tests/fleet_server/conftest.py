@@ -10,7 +10,6 @@ import tarfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -92,7 +91,7 @@ def fleet() -> Callable[[TestClient], Fleet]:
 
 @pytest.fixture
 def mosquitto_settings(settings: Settings, mosquitto_broker: Any) -> Settings:
-    return replace(settings, broker=mosquitto_broker.url, mqtt_protocol="5")
+    return settings.model_copy(update={"broker": mosquitto_broker.url, "mqtt_protocol": "5"})
 
 
 class FakeDevice:
