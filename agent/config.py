@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, field_validator
+from pydantic import AfterValidator, BeforeValidator, Field
 from pydantic_settings import NoDecode, SettingsConfigDict
 
 from agent.contracts.topics import check_device_id
@@ -59,46 +59,45 @@ def _labels(value: Any) -> Any:
     return out
 
 
+def _log_level(value: str) -> str:
+    if value.upper() not in LOG_LEVELS:
+        raise ValueError(f"{value.upper()!r} is not one of {', '.join(LOG_LEVELS)}")
+    return value.upper()
+
+
+def _at_least_1(value: int) -> int:
+    if value < 1:
+        raise ValueError("must be at least 1")
+    return value
+
+
+# check_device_id raises ContractError, a ValueError: pydantic reports it with its words.
+DeviceId = Annotated[str, AfterValidator(check_device_id)]
+Labels = Annotated[dict[str, str], NoDecode, BeforeValidator(_labels)]  # NoDecode: "k=v,..." is no JSON
+
+
 class AgentConfig(LayeredSettings):
-    """The agent's settings. Adding one is adding a field (and, for a flag, a line in ``cli.py``)."""
+    """The agent's settings. A setting is one field here: its flag (``cli.py`` makes one per
+    field, with the description as its help), variable and file key follow from the name."""
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, coerce_numbers_to_str=True)
 
-    server: HttpUrl
-    device_id: str
-    profile: str
-    data_dir: Path
-    host: str = "127.0.0.1"
-    port: TcpPort = 0
-    labels: Annotated[dict[str, str], NoDecode, BeforeValidator(_labels)] = {}
-    threads: Integer | None = None
-    log_level: str = "INFO"
-    # the inference URL to register, when host/port aren't reachable as is
-    advertise_url: HttpUrl | None = None
-
-    @field_validator("device_id")
-    @classmethod
-    def _device_id(cls, value: str) -> str:
-        return check_device_id(value)  # its ContractError is a ValueError: pydantic reports it
-
-    @field_validator("data_dir")
-    @classmethod
-    def _data_dir(cls, value: Path) -> Path:
-        return value.expanduser()
-
-    @field_validator("threads")
-    @classmethod
-    def _threads(cls, value: int | None) -> int | None:
-        if value is not None and value < 1:
-            raise ValueError("must be at least 1")
-        return value
-
-    @field_validator("log_level")
-    @classmethod
-    def _log_level(cls, value: str) -> str:
-        if value.upper() not in LOG_LEVELS:
-            raise ValueError(f"{value.upper()!r} is not one of {', '.join(LOG_LEVELS)}")
-        return value.upper()
+    server: HttpUrl = Field(description="fleet server base URL, e.g. http://fleet:8080")
+    device_id: DeviceId = Field(description="this device's id (letters, digits, . _ : -)")
+    profile: str = Field(description="device profile name (e.g. x86-64-avx2) or path to a profile YAML")
+    data_dir: Annotated[Path, AfterValidator(Path.expanduser)] = Field(
+        description="where the journal, slots and downloads live"
+    )
+    host: str = Field("127.0.0.1", description="inference API bind address (default 127.0.0.1)")
+    port: TcpPort = Field(0, description="inference API port (default 0: pick a free port)")
+    labels: Labels = Field({}, description="a device label (repeatable)")
+    threads: Annotated[Integer, AfterValidator(_at_least_1)] | None = Field(
+        None, description="threads per model (default: the runtime's choice)"
+    )
+    log_level: Annotated[str, AfterValidator(_log_level)] = Field(
+        "INFO", description="DEBUG, INFO, WARNING or ERROR (default INFO)"
+    )
+    advertise_url: HttpUrl | None = Field(None, description="inference URL to register, if not the bound one")
 
 
 def load_config(

@@ -7,7 +7,8 @@ setting is adding a field. :func:`load` fills it from, highest first:
 1. the values given (command-line flags; ``None`` means "not given"),
 2. the environment, ``<env_prefix><NAME>`` (pydantic-settings' env source; empty values are
    ignored),
-3. a YAML file, when there is one,
+3. a YAML file, when there is one (read here rather than by pydantic-settings' YAML source, so
+   that an unreadable file, bad YAML or a list instead of a mapping is reported as such),
 4. the field defaults.
 
 Mapping settings (labels) merge key by key across the layers instead of replacing each other.
@@ -29,6 +30,7 @@ from urllib.parse import urlsplit
 from pydantic import AfterValidator, BeforeValidator, TypeAdapter, ValidationError
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import SettingsError as EnvDecodeError
 
 COMMAND_LINE = "command line"
 ENVIRONMENT = "environment"
@@ -102,7 +104,10 @@ def load_with_origins(
     layers: list[tuple[str, dict[str, Any]]] = []
     if file is not None:
         layers.append((str(file), read_yaml(file)))
-    layers.append((ENVIRONMENT, _MappingEnvSource(cls, env)()))
+    try:
+        layers.append((ENVIRONMENT, _MappingEnvSource(cls, env)()))
+    except EnvDecodeError as exc:  # a structured setting whose variable is not JSON
+        raise SettingsError([Problem("invalid", "", ENVIRONMENT, str(exc))]) from None
     layers.append((COMMAND_LINE, {k: v for k, v in given.items() if v is not None}))
 
     merged: dict[str, Any] = {}
