@@ -22,7 +22,7 @@ from tests.agent.agent_testkit import (
     tar_bundle,
 )
 from tests.agent.conftest import SAMPLES
-from tests.agent.test_update_flow import DEVICE, FULL_UPDATE, make_reconciler, serve
+from tests.agent.update.test_update_flow import DEVICE, FULL_UPDATE, make_reconciler, serve
 from tests.polling import wait_until
 
 wait = functools.partial(wait_until, timeout=20.0, interval=0.01)

@@ -17,7 +17,7 @@ from agent.update.machine import MAX_RESUMES
 from agent.update.reconciler import Outcome, Reconciler
 from agent.update.slots import SlotStore
 from tests.agent.agent_testkit import ArtifactServer, BuiltBundle, Recorder, desired_state
-from tests.agent.test_update_flow import DEVICE, expected, make_reconciler, serve
+from tests.agent.update.test_update_flow import DEVICE, expected, make_reconciler, serve
 
 
 class Crash(BaseException):

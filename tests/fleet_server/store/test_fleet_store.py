@@ -120,7 +120,7 @@ def test_s3_store_through_a_running_server(
 
     bucket = f"b-{uuid.uuid4().hex[:8]}"
     c = start_app(settings.model_copy(update={"store": f"s3://{bucket}/fleet", "s3_endpoint": s3_endpoint}))
-    onnx_path = Path(__file__).resolve().parents[2] / "examples" / "digits" / "digits_cnn.onnx"
+    onnx_path = Path(__file__).resolve().parents[3] / "examples" / "digits" / "digits_cnn.onnx"
     with open(onnx_path, "rb") as fh:
         r = c.post("/api/v1/models", data={"name": "digits", "version": "1"}, files={"file": fh})
     assert r.status_code == 201, r.text
