@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from agent import __version__
-from agent.config import load_config, parse_labels, setup_logging
+from agent.config import AgentConfig, load_config, parse_labels, setup_logging
 from agent.errors import ConfigError
 from device_profiles import ProfileError, load_profile
 
@@ -29,22 +29,12 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Every flag can also be set as EDGEFLEET_AGENT_<FLAG> (e.g. EDGEFLEET_AGENT_DEVICE_ID) or in "
         "a --config file; flags win over the environment, which wins over the file.",
     )
-    p.add_argument("--server", help="fleet server base URL, e.g. http://fleet:8080")
-    p.add_argument("--device-id", dest="device_id", help="this device's id (letters, digits, . _ : -)")
-    p.add_argument("--profile", help="device profile name (e.g. x86-64-avx2) or path to a profile YAML")
-    p.add_argument("--data-dir", dest="data_dir", help="where the journal, slots and downloads live")
-    p.add_argument("--host", help="inference API bind address (default 127.0.0.1)")
-    p.add_argument("--port", type=int, help="inference API port (default 0: pick a free port)")
-    p.add_argument(
-        "--label", dest="labels", action="append", metavar="KEY=VALUE", help="a device label (repeatable)"
-    )
+    for name, field in AgentConfig.model_fields.items():  # one flag per setting
+        if name == "labels":
+            p.add_argument("--label", dest=name, action="append", metavar="KEY=VALUE", help=field.description)
+        else:
+            p.add_argument(f"--{name.replace('_', '-')}", dest=name, help=field.description)
     p.add_argument("--config", type=Path, help="YAML file with any of these settings")
-    p.add_argument("--threads", type=int, help="threads per model (default: the runtime's choice)")
-    p.add_argument("--log-level", dest="log_level", help="DEBUG, INFO, WARNING or ERROR (default INFO)")
-    p.add_argument(
-        "--advertise-url", dest="advertise_url", help="inference URL to register, if not the bound one"
-    )
-    p.add_argument("--grpc-port", dest="grpc_port", type=int, help="gRPC inference port (0: free; -1: off)")
     p.add_argument("--version", action="version", version=f"edge-agent {__version__}")
     return p
 

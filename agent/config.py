@@ -11,171 +11,162 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-from urllib.parse import urlparse
+from typing import Annotated, Any
 
-import yaml
+from pydantic import AfterValidator, BeforeValidator, Field
+from pydantic_settings import NoDecode, SettingsConfigDict
 
-from agent.contracts.errors import ContractError
 from agent.contracts.topics import check_device_id
 from agent.errors import ConfigError
+from agent.layered_settings import (
+    ENVIRONMENT,
+    HttpUrl,
+    Integer,
+    LayeredSettings,
+    Problem,
+    SettingsError,
+    TcpPort,
+    load,
+)
 
 ENV_PREFIX = "EDGEFLEET_AGENT_"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-REQUIRED = ("server", "device_id", "profile", "data_dir")
-
-
-@dataclass(frozen=True)
-class AgentConfig:
-    server: str
-    device_id: str
-    profile: str
-    data_dir: Path
-    host: str = "127.0.0.1"
-    port: int = 0
-    labels: dict[str, str] = field(default_factory=dict)
-    threads: int | None = None
-    log_level: str = "INFO"
-    advertise_url: str | None = None  # the inference URL to register, when host/port aren't reachable as is
-    grpc_port: int = 0  # the gRPC inference API's port on host: 0 picks a free one, -1 turns it off
-
-
-KEYS = (
-    "server",
-    "device_id",
-    "profile",
-    "data_dir",
-    "host",
-    "port",
-    "labels",
-    "threads",
-    "log_level",
-    "advertise_url",
-    "grpc_port",
-)
 
 
 def parse_labels(items: list[str] | str, where: str) -> dict[str, str]:
     """``["k=v", ...]`` or ``"k=v,k2=v2"`` → a dict. Raises ConfigError naming ``where``."""
-    if isinstance(items, str):
-        items = [p for p in items.split(",") if p.strip()]
+    try:
+        return _labels(items)
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def _labels(value: Any) -> Any:
+    """Labels as a mapping, ``k=v`` strings or one ``k=v,k2=v2`` string → ``{k: v}``."""
+    if isinstance(value, dict):
+        return {str(k): str(v) for k, v in value.items()}
+    if isinstance(value, str):
+        value = [p for p in value.split(",") if p.strip()]
+    if not isinstance(value, list):
+        raise ValueError(f"expected a mapping, got {value!r}")
     out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
+    for item in map(str, value):
+        key, sep, val = item.partition("=")
         if not sep or not key.strip():
-            raise ConfigError(f"{where}: label {item!r} is not key=value")
-        out[key.strip()] = value.strip()
+            raise ValueError(f"label {item!r} is not key=value")
+        out[key.strip()] = val.strip()
     return out
 
 
-def read_config_file(path: Path) -> dict[str, Any]:
-    """The settings in a YAML file. Unknown keys are errors that name the file and the key."""
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the config file: {exc.strerror}") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: a config file must be a mapping of settings")
-    for key in data:
-        if key not in KEYS:
-            raise ConfigError(f"{path}: {key}: unknown setting (known: {', '.join(KEYS)})")
-    if "labels" in data:
-        labels = data["labels"]
-        if isinstance(labels, list):
-            data["labels"] = parse_labels([str(x) for x in labels], f"{path}: labels")
-        elif isinstance(labels, dict):
-            data["labels"] = {str(k): str(v) for k, v in labels.items()}
-        else:
-            raise ConfigError(f"{path}: labels: expected a mapping, got {labels!r}")
-    return data
+def _grpc_port(value: int) -> int:
+    if not -1 <= value <= 65535:
+        raise ValueError(f"{value} is not a TCP port (0 picks a free one, -1 turns gRPC off)")
+    return value
+
+
+def _not_negative(value: float) -> float:
+    if value < 0:
+        raise ValueError("must not be negative")
+    return value
+
+
+def _log_level(value: str) -> str:
+    if value.upper() not in LOG_LEVELS:
+        raise ValueError(f"{value.upper()!r} is not one of {', '.join(LOG_LEVELS)}")
+    return value.upper()
+
+
+def _at_least_1(value: int) -> int:
+    if value < 1:
+        raise ValueError("must be at least 1")
+    return value
+
+
+# check_device_id raises ContractError, a ValueError: pydantic reports it with its words.
+DeviceId = Annotated[str, AfterValidator(check_device_id)]
+Labels = Annotated[dict[str, str], NoDecode, BeforeValidator(_labels)]  # NoDecode: "k=v,..." is no JSON
+
+
+class AgentConfig(LayeredSettings):
+    """The agent's settings. A setting is one field here: its flag (``cli.py`` makes one per
+    field, with the description as its help), variable and file key follow from the name."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, coerce_numbers_to_str=True)
+
+    server: HttpUrl = Field(description="fleet server base URL, e.g. http://fleet:8080")
+    device_id: DeviceId = Field(description="this device's id (letters, digits, . _ : -)")
+    profile: str = Field(description="device profile name (e.g. x86-64-avx2) or path to a profile YAML")
+    data_dir: Annotated[Path, AfterValidator(Path.expanduser)] = Field(
+        description="where the journal, slots and downloads live"
+    )
+    host: str = Field("127.0.0.1", description="inference API bind address (default 127.0.0.1)")
+    port: TcpPort = Field(0, description="inference API port (default 0: pick a free port)")
+    labels: Labels = Field({}, description="a device label (repeatable)")
+    threads: Annotated[Integer, AfterValidator(_at_least_1)] | None = Field(
+        None, description="threads per model (default: the runtime's choice)"
+    )
+    log_level: Annotated[str, AfterValidator(_log_level)] = Field(
+        "INFO", description="DEBUG, INFO, WARNING or ERROR (default INFO)"
+    )
+    advertise_url: HttpUrl | None = Field(None, description="inference URL to register, if not the bound one")
+    grpc_port: Annotated[Integer, AfterValidator(_grpc_port)] = Field(
+        0, description="gRPC inference port (default 0: pick a free port; -1: no gRPC)"
+    )
+    spinning: bool | None = Field(
+        None, description="let the runtime's threads spin between runs (default: the profile's, else off)"
+    )
+    max_batch: Annotated[Integer, AfterValidator(_at_least_1)] | None = Field(
+        None, description="largest dynamic batch in rows (default: the desired state's, else 8; 1: off)"
+    )
+    max_queue_delay_ms: Annotated[float, AfterValidator(_not_negative)] | None = Field(
+        None, description="longest wait for a fuller batch, when batching pays (default 2)"
+    )
+    queue_limit: Annotated[Integer, AfterValidator(_at_least_1)] = Field(
+        64, description="requests waiting per model before new ones are refused with 503 (default 64)"
+    )
+    latency_budget_ms: Annotated[float, AfterValidator(_not_negative)] | None = Field(
+        None, description="latency budget per request (default: the desired state's, else the profile's)"
+    )
+    offload_url: HttpUrl | None = Field(
+        None, description="cloud OIP v2 endpoint for overflow (default: the desired state's offload policy)"
+    )
 
 
 def load_config(
     cli: Mapping[str, Any], env: Mapping[str, str], config_file: Path | None = None
 ) -> AgentConfig:
-    """Merge the sources and validate. ``cli`` holds only flags that were given (``None`` = not
-    given); ``config_file`` defaults to ``$EDGEFLEET_AGENT_CONFIG``. Raises :class:`ConfigError`."""
+    """The settings from ``cli`` (only flags that were given; ``None`` = not given), then ``env``,
+    then ``config_file`` (default ``$EDGEFLEET_AGENT_CONFIG``), then the defaults; labels merge key
+    by key. Raises :class:`ConfigError` naming the setting and where its value came from."""
     if config_file is None and env.get(ENV_PREFIX + "CONFIG"):
         config_file = Path(env[ENV_PREFIX + "CONFIG"])
-    layers: list[tuple[str, dict[str, Any]]] = []
-    if config_file is not None:
-        layers.append((str(config_file), read_config_file(config_file)))
-    env_layer: dict[str, Any] = {}
-    for key in KEYS:
-        value = env.get(ENV_PREFIX + key.upper())
-        if value not in (None, ""):
-            env_layer[key] = parse_labels(value, ENV_PREFIX + "LABELS") if key == "labels" else value
-    layers.append(("environment", env_layer))
-    layers.append(("command line", {k: v for k, v in cli.items() if v is not None and k in KEYS}))
+    try:
+        return load(AgentConfig, cli, env, config_file)
+    except SettingsError as exc:
+        raise ConfigError(_message(exc.problems)) from None
 
-    merged: dict[str, Any] = {}
-    source: dict[str, str] = {}
-    labels: dict[str, str] = {}
-    for where, layer in layers:
-        for key, value in layer.items():
-            if key == "labels":
-                labels.update(value)
-            else:
-                merged[key], source[key] = value, where
-    missing = [k for k in REQUIRED if k not in merged]
+
+def _message(problems: tuple[Problem, ...]) -> str:
+    missing = [p.key for p in problems if p.kind == "missing"]
     if missing:
-        flags = ", ".join(f"--{k.replace('_', '-')} (or {ENV_PREFIX}{k.upper()})" for k in missing)
-        raise ConfigError(f"missing setting: {flags}")
-    return _validate(merged, source, labels)
+        flags = (f"--{k.replace('_', '-')} (or {AgentConfig.env_name(k)})" for k in missing)
+        return "missing setting: " + ", ".join(flags)
+    return "; ".join(map(_one, problems))
 
 
-def _validate(m: dict[str, Any], source: dict[str, str], labels: dict[str, str]) -> AgentConfig:
-    def bad(key: str, why: str) -> ConfigError:
-        return ConfigError(f"{key.replace('_', '-')} ({source.get(key, 'default')}): {why}")
-
-    server = str(m["server"]).rstrip("/")
-    if urlparse(server).scheme not in ("http", "https") or not urlparse(server).netloc:
-        raise bad("server", f"{server!r} is not an http(s) URL")
-    try:
-        device_id = check_device_id(str(m["device_id"]))
-    except ContractError as exc:
-        raise bad("device_id", str(exc)) from exc
-    port = _int(m.get("port", 0), "port", bad)
-    if not 0 <= port <= 65535:
-        raise bad("port", f"{port} is not a TCP port (0 picks a free one)")
-    grpc_port = _int(m.get("grpc_port", 0), "grpc_port", bad)
-    if not -1 <= grpc_port <= 65535:
-        raise bad("grpc_port", f"{grpc_port} is not a TCP port (0 picks a free one, -1 turns gRPC off)")
-    threads = None if m.get("threads") in (None, "") else _int(m["threads"], "threads", bad)
-    if threads is not None and threads < 1:
-        raise bad("threads", "must be at least 1")
-    level = str(m.get("log_level", "INFO")).upper()
-    if level not in LOG_LEVELS:
-        raise bad("log_level", f"{level!r} is not one of {', '.join(LOG_LEVELS)}")
-    advertise = m.get("advertise_url")
-    if advertise is not None and urlparse(str(advertise)).scheme not in ("http", "https"):
-        raise bad("advertise_url", f"{advertise!r} is not an http(s) URL")
-    return AgentConfig(
-        server=server,
-        device_id=device_id,
-        profile=str(m["profile"]),
-        data_dir=Path(m["data_dir"]).expanduser(),
-        host=str(m.get("host", "127.0.0.1")),
-        port=port,
-        labels=labels,
-        threads=threads,
-        log_level=level,
-        advertise_url=None if advertise is None else str(advertise).rstrip("/"),
-        grpc_port=grpc_port,
-    )
-
-
-def _int(value: Any, key: str, bad: Any) -> int:
-    if isinstance(value, bool):
-        raise bad(key, f"expected an integer, got {value!r}")
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise bad(key, f"expected an integer, got {value!r}") from None
+def _one(p: Problem) -> str:
+    if p.kind == "unreadable":
+        return f"{p.source}: cannot read the config file: {p.why}"
+    if p.kind == "yaml":
+        return f"{p.source}: not valid YAML: {p.why}"
+    if p.kind == "not_mapping":
+        return f"{p.source}: a config file must be a mapping of settings"
+    if p.kind == "unknown":
+        return f"{p.source}: {p.key}: unknown setting (known: {', '.join(AgentConfig.model_fields)})"
+    if p.source == ENVIRONMENT:
+        return f"{AgentConfig.env_name(p.key)}: {p.why}"
+    return f"{p.key.replace('_', '-')} ({p.source}): {p.why}"
 
 
 def setup_logging(level: str) -> None:

@@ -4,15 +4,16 @@ restarts (see :class:`agent.contracts.state.Status`)."""
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from pathlib import Path
+
+from agent.durable import atomic_write, remove_stale_temps
 
 log = logging.getLogger(__name__)
 
 
 class ConnectionCounter:
-    """``next()`` returns the previous count plus one and stores it (temp file, fsync, rename).
+    """``next()`` returns the previous count plus one and stores it atomically and durably.
     Without a path the count lives in memory only (tests, or a device with no data dir)."""
 
     def __init__(self, path: Path | None = None) -> None:
@@ -23,6 +24,7 @@ class ConnectionCounter:
     def _read(self) -> int:
         if self._path is None:
             return 0
+        remove_stale_temps(self._path)  # the agent died while storing; the file still holds the old count
         try:
             return int(self._path.read_text().strip() or 0)
         except FileNotFoundError:
@@ -37,10 +39,5 @@ class ConnectionCounter:
         with self._lock:
             self._value += 1
             if self._path is not None:
-                tmp = self._path.with_name(self._path.name + ".tmp")
-                with open(tmp, "w") as fh:
-                    fh.write(str(self._value))
-                    fh.flush()
-                    os.fsync(fh.fileno())
-                os.replace(tmp, self._path)
+                atomic_write(self._path, str(self._value).encode())
             return self._value

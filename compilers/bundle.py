@@ -17,6 +17,7 @@ from pathlib import Path
 
 from agent.contracts.errors import ContractError
 from agent.contracts.manifest import MANIFEST_NAME, FileEntry, Manifest
+from agent.durable import atomic_write, fsync_dir
 from agent.runtimes import sha256_file, verify_bundle_dir
 from compilers.errors import CompileError
 
@@ -52,28 +53,14 @@ def file_entries(root: Path, roles: dict[str, str]) -> tuple[FileEntry, ...]:
     )
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def write_manifest(root: Path, manifest: Manifest) -> Manifest:
-    """Write ``manifest.json`` into ``root`` (temp file, fsync, rename), then read the bundle back
-    with :func:`verify_bundle_dir`. Raises :class:`CompileError` if it does not verify."""
-    path = root / MANIFEST_NAME
-    tmp = root / f".{MANIFEST_NAME}.tmp"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(manifest.to_json())
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    """Write ``manifest.json`` into ``root`` (atomically, after the bundle's files are synced),
+    then read the bundle back with :func:`verify_bundle_dir`. Raises :class:`CompileError` if it
+    does not verify."""
     for entry in manifest.files:  # the bundle's files must be on disk before anyone trusts it
         with open(root / entry.path, "rb") as fh:
             os.fsync(fh.fileno())
-    _fsync_dir(root)
+    atomic_write(root / MANIFEST_NAME, manifest.to_json().encode("utf-8"))  # syncs root too
     try:
         return verify_bundle_dir(root)
     except ContractError as exc:
@@ -95,6 +82,6 @@ def publish(staging: Path, out_dir: Path, force: bool) -> None:
         if old is not None:
             os.rename(old, out_dir)
         raise CompileError(f"could not move the bundle into {out_dir}: {exc.strerror or exc}") from exc
-    _fsync_dir(out_dir.resolve().parent)
+    fsync_dir(out_dir.resolve().parent)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)

@@ -9,12 +9,12 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import typer
 from rich.console import RenderableType
 
-from edgectl.config import Config, load_config
 from edgectl.options import OutputFormat
 from edgectl.terminal import Terminal
 
 if TYPE_CHECKING:
     from edgectl.client import FleetClient
+    from edgectl.config import Config
 
 
 class Application:
@@ -49,6 +49,8 @@ class Application:
 
     @cached_property
     def config(self) -> Config:
+        from edgectl.config import load_config  # pydantic only for commands that talk to the server
+
         return load_config(self._server, self._token, self._env)
 
     @property

@@ -13,27 +13,50 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
+from pydantic import BeforeValidator
+from pydantic_settings import SettingsConfigDict
+
+from agent.layered_settings import (
+    COMMAND_LINE,
+    ENVIRONMENT,
+    LayeredSettings,
+    Problem,
+    SettingsError,
+    load_with_origins,
+)
 from edgectl.errors import ConfigError
 
 DEFAULT_SERVER = "http://127.0.0.1:8080"
-ENV_SERVER = "EDGEFLEET_SERVER"
-ENV_TOKEN = "EDGEFLEET_TOKEN"
+ENV_PREFIX = "EDGEFLEET_"  # EDGEFLEET_SERVER, EDGEFLEET_TOKEN
 ENV_CONFIG = "EDGEFLEET_CONFIG"
-FILE_KEYS = ("server", "token")
 
 
-@dataclass(frozen=True)
-class Config:
+def _server_url(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value  # the string type reports it
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"{value!r} is not a server URL (expected e.g. {DEFAULT_SERVER})")
+    return value.rstrip("/")
+
+
+class Config(LayeredSettings):
     """The resolved settings; ``server_from`` says where the server URL came from (for messages)."""
 
-    server: str
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX)
+
+    server: Annotated[str, BeforeValidator(_server_url)] = DEFAULT_SERVER
     token: str | None = None
-    server_from: str = "default"
+
+    _server_from: str = "default"  # not a setting: where load_config found the server URL
+
+    @property
+    def server_from(self) -> str:
+        return self._server_from
 
 
 def config_path(env: Mapping[str, str]) -> tuple[Path, bool]:
@@ -44,66 +67,39 @@ def config_path(env: Mapping[str, str]) -> tuple[Path, bool]:
     return base / "edgefleet" / "edgectl.yaml", False
 
 
-def read_config_file(path: Path, required: bool) -> dict[str, str]:
-    """The file's settings (``{}`` when it is absent and not required). Raises :class:`ConfigError`
-    naming the file and the key for anything unreadable, unknown or mistyped."""
-    if not path.is_file():
-        if required:
-            raise ConfigError(f"{path}: config file does not exist (named by ${ENV_CONFIG})")
-        return {}
-    import yaml  # only when there is a file to read: keeps `edgectl --help` light
-
-    try:
-        data: Any = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from exc
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping of settings, got {type(data).__name__}")
-    out: dict[str, str] = {}
-    for key, value in data.items():
-        if key not in FILE_KEYS:
-            raise ConfigError(f"{path}: {key}: unknown key (known: {', '.join(FILE_KEYS)})")
-        if not isinstance(value, str):
-            raise ConfigError(f"{path}: {key}: expected a string, got {value!r}")
-        out[key] = value
-    return out
-
-
-def check_server_url(url: str, origin: str) -> str:
-    """``url`` without a trailing slash; raises :class:`ConfigError` unless it is an http(s) URL."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ConfigError(f"{origin}: {url!r} is not a server URL (expected e.g. {DEFAULT_SERVER})")
-    return url.rstrip("/")
-
-
 def load_config(
     server: str | None = None, token: str | None = None, env: Mapping[str, str] | None = None
 ) -> Config:
-    """Resolve the settings from flags, then ``env`` (default ``os.environ``), then the file."""
+    """Resolve the settings from flags, then ``env`` (default ``os.environ``), then the file.
+    Raises :class:`ConfigError` naming the flag, variable or file (and key) that is wrong."""
     env = os.environ if env is None else env
     path, required = config_path(env)
-    file: dict[str, str] | None = None
+    if required and not path.is_file():
+        raise ConfigError(f"{path}: config file does not exist (named by ${ENV_CONFIG})")
+    flags = {"server": server or None, "token": token or None}
+    try:
+        config, origins = load_with_origins(Config, flags, env, path if path.is_file() else None)
+    except SettingsError as exc:
+        raise ConfigError("; ".join(map(_message, exc.problems))) from None
+    config._server_from = _origin("server", origins.get("server", "default"))
+    return config
 
-    def from_file() -> dict[str, str]:
-        nonlocal file
-        if file is None:
-            file = read_config_file(path, required)
-        return file
 
-    if required:
-        from_file()  # a file the user named is checked even when flags override it
-    if server:
-        url, origin = server, "--server"
-    elif env.get(ENV_SERVER):
-        url, origin = env[ENV_SERVER], f"${ENV_SERVER}"
-    elif "server" in from_file():
-        url, origin = from_file()["server"], str(path)
-    else:
-        url, origin = DEFAULT_SERVER, "default"
-    tok = token or env.get(ENV_TOKEN) or from_file().get("token") or None
-    return Config(server=check_server_url(url, origin), token=tok, server_from=origin)
+def _origin(key: str, source: str) -> str:
+    if source == COMMAND_LINE:
+        return f"--{key}"
+    return f"${Config.env_name(key)}" if source == ENVIRONMENT else source
+
+
+def _message(p: Problem) -> str:
+    if p.kind == "unreadable":
+        return f"{p.source}: cannot read: {p.why}"
+    if p.kind == "yaml":
+        return f"{p.source}: not valid YAML: {p.why}"
+    if p.kind == "not_mapping":
+        return f"{p.source}: expected a mapping of settings, got {p.why}"
+    if p.kind == "unknown":
+        return f"{p.source}: {p.key}: unknown key (known: {', '.join(Config.model_fields)})"
+    if p.source in (COMMAND_LINE, ENVIRONMENT):
+        return f"{_origin(p.key, p.source)}: {p.why}"
+    return f"{p.source}: {p.key}: {p.why}"

@@ -1,17 +1,20 @@
-"""Server settings: one frozen dataclass, filled from CLI flags, then ``EDGEFLEET_*`` variables,
-then defaults. :func:`load_settings` checks every value and raises :class:`ConfigError` naming
-the flag and what is accepted.
+"""Server settings: one frozen settings class (see :mod:`agent.layered_settings`), filled from CLI
+flags, then ``EDGEFLEET_*`` variables, then defaults. :func:`load_settings` checks every value and
+raises :class:`ConfigError` naming the flag and what is accepted.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from pydantic_settings import SettingsConfigDict
+
+from agent.layered_settings import Integer, LayeredSettings, SettingsError, TcpPort, load
 from fleet_server.errors import ConfigError
 
 ENV_PREFIX = "EDGEFLEET_"
@@ -40,13 +43,15 @@ class StoreSpec:
     prefix: str = ""
 
 
-@dataclass(frozen=True)
-class Settings:
+class Settings(LayeredSettings):
     """Everything the server needs to start. Field names match the CLI flags and the
-    ``EDGEFLEET_<NAME>`` variables (``EDGEFLEET_DB`` for ``db``, and so on)."""
+    ``EDGEFLEET_<NAME>`` variables (``EDGEFLEET_DB`` for ``db``, and so on). Adding a setting is
+    adding a field (and its ``serve`` option in ``cli.py``)."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, coerce_numbers_to_str=True)
 
     host: str = "127.0.0.1"
-    port: int = 8080  # 0: pick a free port
+    port: TcpPort = 8080  # 0: pick a free port
     data_dir: Path = Path(".edgefleet/server")
     db: str | None = None  # default sqlite:///<data_dir>/fleet.db
     store: str = "dir"  # "dir" (<data_dir>/artifacts), a directory path, or s3://bucket/prefix
@@ -55,11 +60,11 @@ class Settings:
     broker: str = "auto"  # auto | embedded | mosquitto | mqtt://host:port
     mqtt_protocol: str = "5"  # "5" or "3.1.1"
     mqtt_client_id: str | None = None  # stable per replica so the broker keeps its session
-    mqtt_keepalive: int = 30
-    session_expiry_s: int = 3600
+    mqtt_keepalive: Integer = 30
+    session_expiry_s: Integer = 3600
     token: str | None = None  # operator bearer token; None: no auth
     public_url: str | None = None  # makes desired-state URLs absolute when set
-    compile_workers: int = 1
+    compile_workers: Integer = 1
     reconcile_interval_s: float = 2.0
     mosquitto_bin: str = MOSQUITTO_BIN
     log_level: str = "info"
@@ -103,43 +108,26 @@ def parse_store(spec: str, data_dir: Path) -> StoreSpec:
     raise ConfigError(f"--store: {spec!r} is not 'dir', a directory, or s3://bucket/prefix")
 
 
-def _coerce(name: str, raw: Any, typ: Any) -> Any:
-    text = str(raw)
-    try:
-        if typ in (int, "int"):
-            return int(text)
-        if typ in (float, "float"):
-            return float(text)
-        if typ in (Path, "Path"):
-            return Path(text)
-    except ValueError as exc:
-        raise ConfigError(f"--{name.replace('_', '-')}: {text!r} is not a number") from exc
-    return text
-
-
 def load_settings(flags: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None) -> Settings:
     """Settings from ``flags`` (``None`` values are skipped), then ``env`` (default: the process
     environment, ``EDGEFLEET_<FIELD>``), then the defaults. Raises :class:`ConfigError`."""
-    env = os.environ if env is None else env
-    flags = flags or {}
-    values: dict[str, Any] = {}
-    for f in fields(Settings):
-        if flags.get(f.name) is not None:
-            values[f.name] = _coerce(f.name, flags[f.name], f.type)
-        elif (raw := env.get(ENV_PREFIX + f.name.upper())) not in (None, ""):
-            values[f.name] = _coerce(f.name, raw, f.type)
-    unknown = set(flags) - {f.name for f in fields(Settings)}
-    if unknown:
-        raise ConfigError(f"unknown settings: {', '.join(sorted(unknown))}")
-    return check_settings(replace(Settings(), **values))
+    try:
+        settings = load(Settings, flags or {}, os.environ if env is None else env)
+    except SettingsError as exc:
+        unknown = sorted(p.key for p in exc.problems if p.kind == "unknown")
+        if unknown:
+            raise ConfigError(f"unknown settings: {', '.join(unknown)}") from None
+        p = exc.problems[0]
+        numeric = p.why.startswith(("expected an integer", "expected a number"))
+        why = f"{p.value!r} is not a number" if numeric else p.why
+        raise ConfigError(f"--{p.key.replace('_', '-')}: {why}") from None
+    return check_settings(settings)
 
 
 def check_settings(s: Settings) -> Settings:
     """Return ``s`` if every value can work, else raise :class:`ConfigError`."""
     if s.mqtt_protocol not in PROTOCOLS:
         raise ConfigError(f"--mqtt-protocol: {s.mqtt_protocol!r} is not one of {', '.join(PROTOCOLS)}")
-    if not 0 <= s.port <= 65535:
-        raise ConfigError(f"--port: {s.port} is not a TCP port (0 picks a free one)")
     if s.compile_workers < 1:
         raise ConfigError("--compile-workers: needs at least 1")
     spec = s.broker_spec

@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from agent.durable import atomic_write
 from agent.runtimes.base import RuntimeLoadError, RuntimeUnavailable
 from agent.runtimes.bundle_dir import sha256_file
 
@@ -108,20 +107,6 @@ def timing_cache_name(spec: dict[str, Any], gpu: GpuIdentity, trt_version: str) 
     )
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def build_engine(onnx_path: Path, spec: dict[str, Any], cache_dir: Path) -> Path:
     """The engine for ``onnx_path`` built as ``spec`` says, from ``cache_dir`` when already built.
 
@@ -135,9 +120,11 @@ def build_engine(onnx_path: Path, spec: dict[str, Any], cache_dir: Path) -> Path
         return engine_path
     timing_path = cache_dir / timing_cache_name(spec, gpu, trt_version)
     engine, timing = _build(onnx_path, spec, timing_path.read_bytes() if timing_path.is_file() else b"")
-    _atomic_write(engine_path, engine)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write(engine_path, engine)
     if timing:
-        _atomic_write(timing_path, timing)
+        timing_path.parent.mkdir(parents=True, exist_ok=True)  # the spec's rule may name a subfolder
+        atomic_write(timing_path, timing)
     return engine_path
 
 

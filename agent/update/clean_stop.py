@@ -10,27 +10,23 @@ after the stop was decided, and the update restarts from verification instead.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
+
+from agent.durable import atomic_write, remove_stale_temps
 
 MARKER = "clean-stop"
 
 
 def mark(data_dir: Path, journal_writes: int) -> None:
     """Record an orderly stop at ``journal_writes`` (atomic, durable)."""
-    path = data_dir / MARKER
-    tmp = path.with_name(MARKER + ".tmp")
-    with open(tmp, "w") as fh:
-        fh.write(str(journal_writes))
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    atomic_write(data_dir / MARKER, str(journal_writes).encode())
 
 
 def take(data_dir: Path, journal_writes: int) -> bool:
     """Whether the last stop was orderly with the journal as it is now; removes the marker, so it
     speaks for one start only."""
     path = data_dir / MARKER
+    remove_stale_temps(path)  # a stop cut short while marking
     try:
         text = path.read_text().strip()
     except FileNotFoundError:

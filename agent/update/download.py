@@ -31,9 +31,9 @@ import httpx
 
 from agent.backoff import Backoff
 from agent.contracts.state import DesiredModel, ErrorCode
+from agent.durable import fsync_dir
 from agent.errors import ArtifactError, Cancelled, DeviceError, TransportError
 from agent.runtimes.bundle_dir import sha256_file
-from agent.update.journal import fsync_dir
 
 log = logging.getLogger(__name__)
 

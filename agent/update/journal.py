@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any
 from agent.contracts._fields import obj, opt, req
 from agent.contracts.errors import ContractError
 from agent.contracts.state import DesiredModel, ReportedError, UpdateState
+from agent.durable import atomic_write, remove_stale_temps
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +145,7 @@ class JournalStore:
         is moved aside as ``<name>.corrupt-<time>`` and a fresh journal is returned: the agent
         then serves nothing until the next desired state, which is safer than guessing.
         """
-        self._remove_stale_temps()
+        remove_stale_temps(self.path)
         try:
             text = self.path.read_bytes()
         except FileNotFoundError:
@@ -165,29 +165,5 @@ class JournalStore:
         journal = replace(journal, updated_at=time.time(), writes=journal.writes + 1)
         data = (json.dumps(journal.to_dict(), indent=1, sort_keys=True) + "\n").encode()
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        fsync_dir(self.path.parent)
+        atomic_write(self.path, data)
         return journal
-
-    def _remove_stale_temps(self) -> None:
-        if self.path.parent.is_dir():
-            for tmp in self.path.parent.glob(f".{self.path.name}.*.tmp"):
-                tmp.unlink(missing_ok=True)
-
-
-def fsync_dir(path: Path) -> None:
-    """Make a rename or unlink in ``path`` durable."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

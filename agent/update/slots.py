@@ -18,9 +18,9 @@ from pathlib import Path, PurePosixPath
 from agent.contracts.errors import ContractError
 from agent.contracts.manifest import MANIFEST_NAME, Manifest
 from agent.contracts.state import ErrorCode
+from agent.durable import fsync_dir
 from agent.errors import ArtifactError, DeviceError
 from agent.runtimes.bundle_dir import verify_bundle_dir
-from agent.update.journal import fsync_dir
 
 SLOT_NAMES = ("a", "b")
 

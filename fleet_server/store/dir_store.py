@@ -3,15 +3,14 @@ fsynced and renamed into place, so a reader sees the old object or the new one, 
 
 from __future__ import annotations
 
-import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import BinaryIO
 
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 
+from agent.durable import atomic_writer
 from fleet_server.errors import NotFoundError, StoreError
 from fleet_server.store.base import ObjectInfo, check_key
 
@@ -33,21 +32,8 @@ class DirStore:
         dest = self._path(key)
         try:
             dest.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-            try:
-                with os.fdopen(fd, "wb") as out, open(path, "rb") as src:
-                    shutil.copyfileobj(src, out, 1 << 20)
-                    out.flush()
-                    os.fsync(out.fileno())
-                os.replace(tmp, dest)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
-            dir_fd = os.open(dest.parent, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)  # the rename itself survives a power loss
-            finally:
-                os.close(dir_fd)
+            with atomic_writer(dest) as out, open(path, "rb") as src:
+                shutil.copyfileobj(src, out, 1 << 20)
         except OSError as exc:
             raise StoreError(f"cannot write {key} to {self.root}: {exc.strerror or exc}") from exc
         return ObjectInfo(key, dest.stat().st_size)

@@ -176,7 +176,7 @@ def test_killed_while_installing_a_restarted_agent_finishes_the_update(
     """The data directory is left exactly as a kill -9 during INSTALLING leaves it (the journal
     says INSTALLING, the inactive slot is half written), then the real agent starts on it."""
     from tests.agent.agent_testkit import Recorder
-    from tests.agent.test_update_flow import make_reconciler
+    from tests.agent.update.test_update_flow import make_reconciler
 
     class Crash(BaseException):
         pass

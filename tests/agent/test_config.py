@@ -151,3 +151,14 @@ def test_the_systemd_unit_runs_the_cli_with_flags_it_knows() -> None:
     args = build_parser().parse_args(argv[1:])
     assert args.config == Path("/etc/edgefleet/agent.yaml") and args.data_dir == "/var/lib/x"
     assert "RestartPreventExitStatus=2" in unit  # bad settings: the CLI's exit code 2
+
+
+def test_every_setting_has_a_flag_named_after_it() -> None:
+    from agent.cli import build_parser
+    from agent.config import AgentConfig
+
+    flags = {a.dest: a.option_strings for a in build_parser()._actions}
+    for name in AgentConfig.model_fields:
+        expected = "--label" if name == "labels" else f"--{name.replace('_', '-')}"
+        assert flags[name] == [expected]
+        assert AgentConfig.model_fields[name].description  # the flag's help

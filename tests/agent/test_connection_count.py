@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+import pytest
 
 from agent.connection_count import ConnectionCounter
 from agent.contracts.state import Status
@@ -30,3 +33,16 @@ def test_status_ordering_is_by_connection_number() -> None:
     assert Status("d", online=False, connection=5).supersedes(5) is True
     assert Status("d", online=False).supersedes(5) is True  # an agent that does not number them
     assert online5.supersedes(None) is True
+
+
+def test_each_store_syncs_the_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    synced: list[Path] = []
+    real_fsync = os.fsync
+
+    def spy(fd: int) -> None:
+        synced.append(Path(os.readlink(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", spy)
+    ConnectionCounter(tmp_path / "mqtt-connections").next()
+    assert synced[-1] == tmp_path.resolve()  # the rename is durable, not only the content

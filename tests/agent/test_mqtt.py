@@ -15,7 +15,7 @@ from agent.mqtt_client import AgentMqtt
 from agent.registration import MqttSettings
 from agent.update.worker import UpdateWorker
 from tests.agent.agent_testkit import ArtifactServer, BuiltBundle, Observer, Recorder, desired_state
-from tests.agent.test_update_flow import DEVICE, FULL_UPDATE, make_reconciler, serve
+from tests.agent.update.test_update_flow import DEVICE, FULL_UPDATE, make_reconciler, serve
 
 paho = pytest.importorskip("paho.mqtt.client", reason="paho-mqtt is not installed")
 

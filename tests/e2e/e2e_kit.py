@@ -3,12 +3,9 @@ variants. Everything talks to real processes over loopback."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,19 +35,6 @@ def api(server: str, path: str) -> Any:
     r = httpx.get(f"{server}{path}", timeout=10)
     r.raise_for_status()
     return r.json()
-
-
-def wait_for(check: Callable[[], Any], timeout: float, what: str, interval: float = 0.5) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(
-        f"timed out after {timeout:.0f}s waiting for {what}; last: {json.dumps(last)[:2000]}"
-    )
 
 
 def variant(src: Path, dest: Path, factor: float) -> Path:

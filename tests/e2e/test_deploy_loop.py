@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.e2e.e2e_kit import DIGITS, api, edgectl, fp32_top1, ok, triton_top1, variant, wait_for
+from tests.e2e.e2e_kit import DIGITS, api, edgectl, fp32_top1, ok, triton_top1, variant
+from tests.polling import wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
@@ -164,12 +165,13 @@ def test_broker_restart_during_a_deployment(make_fleet: Any, mosquitto_broker: A
         dep = json.loads(ok(edgectl(url, "-o", "json", "deploy", "digits:1", "--group", "cams")).stdout)
         mosquitto_broker.restart()
         mosquitto_broker.restart()
-        final = wait_for(
+        final = wait_until(
             lambda: (
                 (d := api(url, f"/api/v1/deployments/{dep['id']}"))["state"] in ("SUCCEEDED", "FAILED") and d
             ),
             timeout=120,
             what="the deployment to settle after broker restarts",
+            interval=0.5,
         )
         assert final["state"] == "SUCCEEDED", final
         for device_id in devices:
@@ -179,7 +181,7 @@ def test_broker_restart_during_a_deployment(make_fleet: Any, mosquitto_broker: A
             assert device["active"] == "digits:1", device
             # Online status is eventually consistent: each agent says so again on reconnect.
             path = f"/api/v1/devices/{device_id}"
-            wait_for(lambda path=path: api(url, path)["online"], 30, f"{device_id} online")
+            wait_until(lambda path=path: api(url, path)["online"], 30, f"{device_id} online", interval=0.5)
     except BaseException:
         print(fleet.logs())
         raise

@@ -8,9 +8,7 @@ import io
 import json
 import tarfile
 import threading
-import time
 from collections.abc import Callable, Iterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -25,23 +23,10 @@ from fleet_server.bundle_tar import bundle_target_path, sha256_of, write_bundle_
 from fleet_server.config import Settings
 from fleet_server.db import Bundle
 from fleet_server.fleet import Fleet
+from tests.polling import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 DIGITS = ROOT / "examples" / "digits"
-
-
-def wait_until(
-    check: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05, what: str = ""
-) -> Any:
-    """Poll ``check`` until it returns something truthy; fail the test after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(interval)
-    pytest.fail(f"timed out after {timeout}s waiting for {what or check} (last: {last!r})")
 
 
 @pytest.fixture
@@ -92,7 +77,7 @@ def fleet() -> Callable[[TestClient], Fleet]:
 
 @pytest.fixture
 def mosquitto_settings(settings: Settings, mosquitto_broker: Any) -> Settings:
-    return replace(settings, broker=mosquitto_broker.url, mqtt_protocol="5")
+    return settings.model_copy(update={"broker": mosquitto_broker.url, "mqtt_protocol": "5"})
 
 
 class FakeDevice:

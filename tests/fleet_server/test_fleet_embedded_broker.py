@@ -3,7 +3,6 @@ rollout, and ``--broker auto`` picks it when the binary is missing."""
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 from agent.contracts import UpdateState
@@ -39,7 +38,11 @@ def test_rollout_over_the_embedded_broker(
 def test_auto_falls_back_to_the_embedded_broker(
     settings: Any, start_app: Any, fleet: Any, tmp_path: Any
 ) -> None:
-    c = start_app(replace(settings, broker="auto", mqtt_protocol="5", mosquitto_bin=str(tmp_path / "none")))
+    c = start_app(
+        settings.model_copy(
+            update={"broker": "auto", "mqtt_protocol": "5", "mosquitto_bin": str(tmp_path / "none")}
+        )
+    )
     ep = fleet(c).mqtt
     if ep.kind == "mosquitto":  # a mosquitto on PATH was found instead
         assert ep.protocol == "5"
@@ -62,7 +65,7 @@ def test_auto_starts_mosquitto_as_a_child_when_present(
 
     if not shutil.which("mosquitto") and not __import__("os").path.exists("/usr/sbin/mosquitto"):
         pytest.skip("mosquitto is not installed")
-    c = start_app(replace(settings, broker="auto", mqtt_protocol="5"))
+    c = start_app(settings.model_copy(update={"broker": "auto", "mqtt_protocol": "5"}))
     fl = fleet(c)
     ep = fl.mqtt
     assert (ep.kind, ep.host, ep.protocol) == ("mosquitto", "127.0.0.1", "5") and ep.port != 1883

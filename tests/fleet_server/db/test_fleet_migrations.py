@@ -4,7 +4,6 @@ run from ``fleet-server db upgrade``, and the whole server works on PostgreSQL."
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -86,7 +85,7 @@ def test_db_upgrade_command(tmp_path: Path) -> None:
 
 @pytest.mark.postgres
 def test_server_runs_on_postgresql(postgres_url: str, settings: Any, start_app: Any) -> None:
-    c = start_app(replace(settings, db=postgres_url))
+    c = start_app(settings.model_copy(update={"db": postgres_url}))
     assert (
         c.post(
             "/api/v1/devices/register",

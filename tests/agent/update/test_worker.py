@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import functools
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -22,14 +22,10 @@ from tests.agent.agent_testkit import (
     tar_bundle,
 )
 from tests.agent.conftest import SAMPLES
-from tests.agent.test_update_flow import DEVICE, FULL_UPDATE, make_reconciler, serve
+from tests.agent.update.test_update_flow import DEVICE, FULL_UPDATE, make_reconciler, serve
+from tests.polling import wait_until
 
-
-def wait(predicate: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.01)
+wait = functools.partial(wait_until, timeout=20.0, interval=0.01)
 
 
 @pytest.fixture

@@ -124,7 +124,7 @@ def test_a_compiled_int8_bundle_installs_and_serves(
 ) -> None:
     """The real thing: compilers.compile_model's INT8 bundle for x86-64-avx2, tarred, installed."""
     compilers = pytest.importorskip("compilers")
-    root = Path(__file__).resolve().parents[2] / "examples" / "digits"
+    root = Path(__file__).resolve().parents[3] / "examples" / "digits"
     out = tmp_path / "bundle"
     compilers.compile_model(
         root / "digits_cnn.onnx",

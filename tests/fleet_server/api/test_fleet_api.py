@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import io
 import re
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 ONNX = ROOT / "examples" / "digits" / "digits_cnn.onnx"
 
 
@@ -247,7 +246,7 @@ def test_compile_ahead_puts_a_failed_build_back_to_pending(
 
 
 def test_token_guards_operator_calls_only(settings: Any, start_app: Any) -> None:
-    c = start_app(replace(settings, token="s3cret"))
+    c = start_app(settings.model_copy(update={"token": "s3cret"}))
     r = c.get("/api/v1/devices")
     assert r.status_code == 401 and error_of(r)["code"] == "unauthorized"
     assert c.get("/api/v1/devices", headers={"Authorization": "Bearer wrong"}).status_code == 401
@@ -267,7 +266,7 @@ def test_artifacts_serve_only_ready_bundles_even_without_a_token(
     settings: Any, start_app: Any, seed_bundles: Any, fleet: Any
 ) -> None:
     """The open download route must not hand out source models or calibration/validation data."""
-    c = start_app(replace(settings, token="s3cret"))
+    c = start_app(settings.model_copy(update={"token": "s3cret"}))
     c.headers["Authorization"] = "Bearer s3cret"  # operator calls to set things up
     cal, val = io.BytesIO(), io.BytesIO()
     np.savez(cal, input=np.zeros((4, 1, 8, 8), np.float32))

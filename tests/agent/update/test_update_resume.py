@@ -17,7 +17,7 @@ from agent.update.machine import MAX_RESUMES
 from agent.update.reconciler import Outcome, Reconciler
 from agent.update.slots import SlotStore
 from tests.agent.agent_testkit import ArtifactServer, BuiltBundle, Recorder, desired_state
-from tests.agent.test_update_flow import DEVICE, expected, make_reconciler, serve
+from tests.agent.update.test_update_flow import DEVICE, expected, make_reconciler, serve
 
 
 class Crash(BaseException):
@@ -321,3 +321,24 @@ def test_a_stop_marker_older_than_the_journal_is_not_an_orderly_stop(tmp_path: P
     assert clean_stop.take(tmp_path, 7) is False  # the marker speaks for one start only
     clean_stop.mark(tmp_path, 9)
     assert clean_stop.take(tmp_path, 9) is True
+
+
+def test_the_stop_marker_is_durable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    from agent.update import clean_stop
+
+    synced: list[Path] = []
+    real_fsync = os.fsync
+
+    def spy(fd: int) -> None:
+        synced.append(Path(os.readlink(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", spy)
+    clean_stop.mark(tmp_path, 3)
+    assert synced[-1] == tmp_path.resolve()  # the marker's rename survives the reboot that follows
+    # A mark cut short by the power cut leaves a temp file; the next start clears it.
+    (tmp_path / f".{clean_stop.MARKER}.x1.tmp").write_text("4")
+    assert clean_stop.take(tmp_path, 3) is True
+    assert sorted(p.name for p in tmp_path.iterdir()) == []

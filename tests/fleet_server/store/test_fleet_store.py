@@ -117,11 +117,10 @@ def test_s3_store_through_a_running_server(
     s3_endpoint: str, settings: Any, start_app: Any, tmp_path: Path
 ) -> None:
     """``--store s3://bucket/prefix --s3-endpoint``: uploads land in the bucket."""
-    from dataclasses import replace
 
     bucket = f"b-{uuid.uuid4().hex[:8]}"
-    c = start_app(replace(settings, store=f"s3://{bucket}/fleet", s3_endpoint=s3_endpoint))
-    onnx_path = Path(__file__).resolve().parents[2] / "examples" / "digits" / "digits_cnn.onnx"
+    c = start_app(settings.model_copy(update={"store": f"s3://{bucket}/fleet", "s3_endpoint": s3_endpoint}))
+    onnx_path = Path(__file__).resolve().parents[3] / "examples" / "digits" / "digits_cnn.onnx"
     with open(onnx_path, "rb") as fh:
         r = c.post("/api/v1/models", data={"name": "digits", "version": "1"}, files={"file": fh})
     assert r.status_code == 201, r.text
