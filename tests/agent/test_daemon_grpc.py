@@ -29,14 +29,16 @@ def test_grpc_port_setting_defaults_on_and_comes_from_flag_or_environment() -> N
     assert load_config(BASE | {"grpc_port": -1}, {"EDGEFLEET_AGENT_GRPC_PORT": "9001"}).grpc_port == -1
     with pytest.raises(ConfigError, match=r"grpc-port \(command line\): -2 is not a TCP port"):
         load_config(BASE | {"grpc_port": -2}, {})
-    with pytest.raises(ConfigError, match=r"grpc-port \(environment\): expected an integer"):
+    with pytest.raises(ConfigError, match=r"EDGEFLEET_AGENT_GRPC_PORT: expected an integer"):
         load_config(BASE, {"EDGEFLEET_AGENT_GRPC_PORT": "grpc"})
 
 
 def test_the_cli_flag_reaches_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     from agent.cli import build_parser
 
-    assert build_parser().parse_args(["--grpc-port", "-1"]).grpc_port == -1
+    given = {k: v for k, v in vars(build_parser().parse_args(["--grpc-port", "-1"])).items() if v is not None}
+    given.pop("config", None)
+    assert load_config(BASE | given, {}).grpc_port == -1
 
 
 def config(tmp_path: Path, server: str, grpc_port: int) -> AgentConfig:

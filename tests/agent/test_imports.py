@@ -2,7 +2,8 @@
 
 - A device installs only ``edgefleet[agent]``: the agent never imports compilers or server code.
 - The compilers use the agent's wire contracts (plug-in registries included) and the runtimes'
-  public face (``agent.runtimes``' ``__init__``), never an adapter's module or other agent code.
+  public face (``agent.runtimes``' ``__init__``) and the shared durable write (``agent.durable``),
+  never an adapter's module or other agent code.
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ AGENT = ROOT / "agent"
 COMPILERS = ROOT / "compilers"
 FORBIDDEN = ("compilers", "fleet_server", "edgectl")
 # What compilers/ may import from agent: the contracts (any module), the runtimes' package itself
-# (public names only), and the top package (for its __version__).
+# (public names only), the top package (for its __version__), and the one durable-write helper
+# every part shares (agent.durable, standard library only).
 COMPILERS_MAY_IMPORT = ("agent", "agent.runtimes")
-COMPILERS_MAY_IMPORT_UNDER = ("agent.contracts",)
+COMPILERS_MAY_IMPORT_UNDER = ("agent.contracts", "agent.durable")
 
 
 def imports(root: Path) -> Iterator[tuple[str, str, list[str]]]:

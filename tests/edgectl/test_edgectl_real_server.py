@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 from typer.testing import Result
 
+from tests.polling import wait_until
+
 Run = Callable[..., Result]
 DIGITS = Path(__file__).resolve().parents[2] / "examples" / "digits"
 
@@ -106,7 +108,12 @@ def test_a_session_against_the_real_server(real: Run, real_server: str, tmp_path
     deployed = real("deploy", "digits:1", "--group", "lab", "-o", "json")
     assert deployed.exit_code == 0, deployed.output
     dep_id = json.loads(deployed.stdout)["id"]
-    status = json.loads(real("deployments", "status", str(dep_id), "-o", "json").stdout)
+    # The deployment is recorded at once; the controller's next pass (woken by it) adds its devices.
+    status = wait_until(
+        lambda: (s := json.loads(real("deployments", "status", str(dep_id), "-o", "json").stdout))["devices"]
+        and s,
+        what="the deployment's devices",
+    )
     assert status["model"] == "digits:1" and [d["device_id"] for d in status["devices"]] == ["nuc-1"]
     assert real("deployments", "ls").exit_code == 0
 

@@ -19,7 +19,7 @@ from agent.serving import InferenceService, LoadedModel, ModelRegistry
 from agent.serving.errors import DeadlineExceeded, Overloaded
 from agent.serving.grpc import GrpcServer
 from tests.agent.agent_testkit import BuiltBundle, ort_run
-from tests.agent.serving_models import pair_bundle
+from tests.agent.serving.serving_models import pair_bundle
 
 pytest.importorskip("tritonclient.grpc", reason="tritonclient[grpc] is not installed")
 import grpc
@@ -354,7 +354,7 @@ def test_the_committed_modules_match_the_proto(tmp_path: Path) -> None:
     protoc = pytest.importorskip("grpc_tools.protoc", reason="grpcio-tools is not installed")
     from google.protobuf import descriptor_pb2
 
-    root = Path(__file__).resolve().parents[2]
+    root = Path(__file__).resolve().parents[3]
     out = tmp_path / "set.pb"
     assert (
         protoc.main(["protoc", f"-I{root}", f"--descriptor_set_out={out}", "agent/serving/grpc/oip_v2.proto"])

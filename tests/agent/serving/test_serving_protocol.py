@@ -30,7 +30,7 @@ from tests.agent.agent_testkit import (
     desired_state,
     ort_run,
 )
-from tests.agent.serving_models import pair_bundle
+from tests.agent.serving.serving_models import pair_bundle
 from tests.fixtures.mosquitto import MOSQUITTO, MosquittoBroker
 
 pytest.importorskip("tritonclient.grpc", reason="tritonclient[grpc] is not installed")

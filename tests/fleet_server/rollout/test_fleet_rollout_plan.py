@@ -148,7 +148,7 @@ def test_the_rollout_core_loads_no_database_broker_or_web_code() -> None:
         "import sys, fleet_server.rollout; "
         "print(sorted({m.split('.')[0] for m in sys.modules} & {'sqlalchemy', 'paho', 'fastapi', 'alembic'}))"
     )
-    root = str(Path(__file__).resolve().parents[2])  # this tree's code, not an installed copy
+    root = str(Path(__file__).resolve().parents[3])  # this tree's code, not an installed copy
     env = {**os.environ, "PYTHONPATH": root}
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env, cwd=root

@@ -9,7 +9,6 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ from agent.serving.offload import CloudClient, Offloader, OffloadSettings
 from fleet_server.app import create_app
 from fleet_server.config import Settings
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 DIGITS = ROOT / "examples" / "digits"
 
 pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (pip install edgefleet[server])")
@@ -31,7 +30,7 @@ tritonhttp = pytest.importorskip("tritonclient.http", reason="tritonclient[http]
 def server(settings: Settings) -> Iterator[str]:
     import uvicorn
 
-    app = create_app(replace(settings, compile_workers=1))
+    app = create_app(settings.model_copy(update={"compile_workers": 1}))
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.bind(("127.0.0.1", 0))
     srv = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
