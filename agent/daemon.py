@@ -19,13 +19,14 @@ from typing import TextIO
 from agent.config import AgentConfig
 from agent.connection_count import ConnectionCounter
 from agent.contracts.registration import RegistrationRequest
-from agent.contracts.state import ReportedState
+from agent.contracts.state import DesiredState, ReportedState
 from agent.errors import RegistrationError
 from agent.facts import device_facts
 from agent.mqtt_client import AgentMqtt
 from agent.registration import register
-from agent.serving import InferenceServer, InferenceService, Metrics, ModelRegistry, create_app
+from agent.serving import InferenceServer, InferenceService, Metrics, ModelRegistry, create_app, tuning
 from agent.serving.grpc import GrpcServer
+from agent.serving.offload import Offloader
 from agent.update import clean_stop
 from agent.update.download import Downloader
 from agent.update.reconciler import Reconciler
@@ -44,7 +45,14 @@ class Agent:
         self.error: Exception | None = None
         self.registry = ModelRegistry()
         self.metrics = Metrics()
-        self.service = InferenceService(self.registry, self.metrics)
+        setup = tuning.resolve(config, profile)
+        self.service = InferenceService(
+            self.registry,
+            self.metrics,
+            scheduling=setup.scheduling,
+            offloader=None if setup.offload is None else Offloader(setup.offload),
+        )
+        self._policy_generation = -1
         self.server = InferenceServer(create_app(self.service), config.host, config.port)
         self.grpc = None if config.grpc_port < 0 else GrpcServer(self.service, config.host, config.grpc_port)
         self.downloader = Downloader(config.server, config.data_dir / "downloads")
@@ -56,7 +64,8 @@ class Agent:
             registry=self.registry,
             downloader=self.downloader,
             report=self._report,
-            threads=config.threads,
+            threads=setup.threads,
+            spinning=setup.spinning,
         )
         self.worker = UpdateWorker(self.reconciler)
         self.mqtt: AgentMqtt | None = None
@@ -99,6 +108,15 @@ class Agent:
         self.downloader.close()
         log.info("edge-agent stopped")
 
+    def _on_desired(self, desired: DesiredState) -> None:
+        """Serving settings take effect at once (threads at the next load); the update is queued."""
+        if desired.generation > self._policy_generation:
+            self._policy_generation = desired.generation
+            setup = tuning.resolve(self.config, self.profile, desired.serving, desired.offload)
+            self.service.reconfigure(setup.scheduling, setup.offload)
+            self.reconciler.tune(setup.threads, setup.spinning)
+        self.worker.submit(desired)
+
     def _report(self, state: ReportedState) -> None:
         with self._mqtt_lock:
             mqtt = self.mqtt
@@ -125,7 +143,7 @@ class Agent:
         mqtt = AgentMqtt(
             self.config.device_id,
             reg.mqtt,
-            on_desired=self.worker.submit,
+            on_desired=self._on_desired,
             connections=ConnectionCounter(self.config.data_dir / "mqtt-connections"),
         )
         with self._mqtt_lock:

@@ -54,6 +54,18 @@ class RuntimeSpec:
 
 
 @dataclass(frozen=True)
+class ServingSpec:
+    """How the agent serves on this kind of device, unless its settings or the desired state say
+    otherwise: runtime threads (``None``: one per core), whether idle runtime threads spin
+    (off: spinning buys microseconds and burns a core while the device waits), and the largest
+    dynamic batch (the batcher still measures whether batches pay)."""
+
+    threads: int | None = None
+    spinning: bool = False
+    max_batch: int = 8
+
+
+@dataclass(frozen=True)
 class DeviceProfile:
     name: str
     target: str
@@ -65,6 +77,7 @@ class DeviceProfile:
     gpu: GpuSpec | None = None
     jetpack: str | None = None
     latency_budget_ms: float | None = None
+    serving: ServingSpec = ServingSpec()
     source: str = ""
 
     @property
@@ -83,6 +96,7 @@ _TOP = {
     "runtime": dict,
     "jetpack": str,
     "latency_budget_ms": (int, float),
+    "serving": dict,
 }
 _REQUIRED = ("name", "target", "precision", "cpu", "memory_mb", "runtime")
 
@@ -167,6 +181,15 @@ def parse_profile(data: Any, src: str) -> DeviceProfile:
     if top["target"] == "tensorrt-jetson" and gpu is None:
         raise ProfileError(f"{src}: gpu: missing (target tensorrt-jetson needs the GPU's compute capability)")
     budget = top.get("latency_budget_ms")
+    serving = ServingSpec()
+    if "serving" in top:
+        sv = _section(
+            src, "serving", top["serving"], {"threads": int, "spinning": bool, "max_batch": int}, ()
+        )
+        for key in ("threads", "max_batch"):
+            if key in sv and sv[key] < 1:
+                raise ProfileError(f"{src}: serving.{key}: must be at least 1")
+        serving = ServingSpec(**sv)
     return DeviceProfile(
         name=top["name"],
         description=top.get("description", ""),
@@ -178,6 +201,7 @@ def parse_profile(data: Any, src: str) -> DeviceProfile:
         runtime=RuntimeSpec(**rt),
         jetpack=top.get("jetpack"),
         latency_budget_ms=None if budget is None else float(budget),
+        serving=serving,
         source=src,
     )
 

@@ -48,8 +48,12 @@ class RuntimeAdapter(ABC):
 
     @classmethod
     @abstractmethod
-    def load(cls, bundle_dir: Path, manifest: Manifest, threads: int | None = None) -> RuntimeAdapter:
-        """Load ``manifest.entrypoint`` from ``bundle_dir``.
+    def load(
+        cls, bundle_dir: Path, manifest: Manifest, threads: int | None = None, spinning: bool | None = None
+    ) -> RuntimeAdapter:
+        """Load ``manifest.entrypoint`` from ``bundle_dir`` with ``threads`` intra-op threads and,
+        where the runtime has the choice, its idle threads spinning (``spinning``) or sleeping;
+        ``None`` leaves either to the runtime.
 
         Raises :class:`RuntimeUnavailable` or :class:`RuntimeLoadError`.
         """

@@ -96,7 +96,9 @@ class LiteRTAdapter(RuntimeAdapter):
     # -- loading ---------------------------------------------------------------------------------
 
     @classmethod
-    def load(cls, bundle_dir: Path, manifest: Manifest, threads: int | None = None) -> LiteRTAdapter:
+    def load(
+        cls, bundle_dir: Path, manifest: Manifest, threads: int | None = None, spinning: bool | None = None
+    ) -> LiteRTAdapter:
         """Load ``manifest.entrypoint`` and bind each manifest tensor to a model tensor.
 
         Raises :class:`RuntimeUnavailable` without LiteRT, :class:`RuntimeLoadError` when the file

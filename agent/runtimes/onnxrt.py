@@ -38,13 +38,19 @@ def providers() -> list[str]:
     return [*chosen, "CPUExecutionProvider"]
 
 
-def session_options(threads: int | None, optimization: str | None = None) -> Any:
-    """``SessionOptions`` with ``threads`` intra-op threads (``None``: ONNX Runtime's default)
-    and a graph optimisation level by name (``None``: ORT_ENABLE_ALL)."""
+def session_options(
+    threads: int | None, optimization: str | None = None, spinning: bool | None = None
+) -> Any:
+    """``SessionOptions`` with ``threads`` intra-op threads (``None``: ONNX Runtime's default), a
+    graph optimisation level by name (``None``: ORT_ENABLE_ALL) and, when ``spinning`` is given,
+    whether idle intra-op threads spin-wait (ONNX Runtime's default) or sleep: spinning buys a
+    little latency and burns a core while a device waits between requests."""
     assert ort is not None
     so = ort.SessionOptions()
     if threads:
         so.intra_op_num_threads = threads
+    if spinning is not None:
+        so.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
     if optimization:
         so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, optimization)
     return so
@@ -68,7 +74,12 @@ class OnnxRuntimeAdapter(RuntimeAdapter):
 
     @classmethod
     def load(
-        cls, bundle_dir: Path, manifest: Manifest, threads: int | None = None, optimization: str | None = None
+        cls,
+        bundle_dir: Path,
+        manifest: Manifest,
+        threads: int | None = None,
+        spinning: bool | None = None,
+        optimization: str | None = None,
     ) -> OnnxRuntimeAdapter:
         """Open ``manifest.entrypoint`` in an ``InferenceSession``.
 
@@ -85,7 +96,7 @@ class OnnxRuntimeAdapter(RuntimeAdapter):
             raise RuntimeLoadError(f"{manifest.entrypoint}: no such file in the bundle")
         try:
             session = ort.InferenceSession(
-                str(path), session_options(threads, optimization), providers=providers()
+                str(path), session_options(threads, optimization, spinning), providers=providers()
             )
         except Exception as exc:  # ORT raises its own Fail/InvalidGraph/... types, all one seam
             raise RuntimeLoadError(

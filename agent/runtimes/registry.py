@@ -31,7 +31,9 @@ def available_runtimes() -> dict[str, str | None]:
     return out
 
 
-def load_bundle(bundle_dir: Path, manifest: Manifest, threads: int | None = None) -> RuntimeAdapter:
+def load_bundle(
+    bundle_dir: Path, manifest: Manifest, threads: int | None = None, spinning: bool | None = None
+) -> RuntimeAdapter:
     """Load a verified bundle with the runtime its manifest names.
 
     Raises :class:`RuntimeUnavailable` (runtime missing here) or
@@ -41,7 +43,7 @@ def load_bundle(bundle_dir: Path, manifest: Manifest, threads: int | None = None
     reason = cls.unavailable_reason()
     if reason:
         raise RuntimeUnavailable(reason)
-    return cls.load(bundle_dir, manifest, threads=threads)
+    return cls.load(bundle_dir, manifest, threads=threads, spinning=spinning)
 
 
 def load_onnx(

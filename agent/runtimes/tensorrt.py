@@ -194,7 +194,9 @@ class TensorRTAdapter(RuntimeAdapter):
         return str(trt.__version__)
 
     @classmethod
-    def load(cls, bundle_dir: Path, manifest: Manifest, threads: int | None = None) -> TensorRTAdapter:
+    def load(
+        cls, bundle_dir: Path, manifest: Manifest, threads: int | None = None, spinning: bool | None = None
+    ) -> TensorRTAdapter:
         """Build (or reuse) the engine for this GPU and open an execution context.
 
         ``threads`` does not apply to a GPU runtime. Raises :class:`RuntimeUnavailable` or

@@ -50,6 +50,14 @@ class BatchPolicy:
             raise ValueError(f"max_batch must be at least 1, got {self.max_batch}")
         self._buckets = buckets(self.max_batch)
 
+    def retune(self, max_batch: int, max_delay: float) -> None:
+        """New limits; measurements of buckets that still exist are kept."""
+        if max_batch < 1:
+            raise ValueError(f"max_batch must be at least 1, got {max_batch}")
+        self.max_batch, self.max_delay = max_batch, max_delay
+        self._buckets = buckets(max_batch)
+        self.per_row = {b: v for b, v in self.per_row.items() if b in self._buckets}
+
     def bucket(self, rows: int) -> int:
         """The bucket a batch of ``rows`` rows is measured in (the largest one not above it)."""
         return max(b for b in self._buckets if b <= max(1, rows))

@@ -76,8 +76,10 @@ class ModelScheduler:
         self.settings = settings
         self.label = label
         self._clock = clock
-        batch_axis = all(len(t.shape) > 0 and t.shape[0] < 0 for t in (*manifest.inputs, *manifest.outputs))
-        self.batchable = batch_axis and settings.max_batch > 1
+        self._batch_axis = all(
+            len(t.shape) > 0 and t.shape[0] < 0 for t in (*manifest.inputs, *manifest.outputs)
+        )
+        self.batchable = self._batch_axis and settings.max_batch > 1
         self.policy = BatchPolicy(
             max_batch=settings.max_batch if self.batchable else 1, max_delay=settings.max_queue_delay
         )
@@ -167,6 +169,13 @@ class ModelScheduler:
 
     def estimated_wait_locked(self) -> float:
         return (len(self._queue) + self._running) * self.service_time()
+
+    def retune(self, settings: SchedulerSettings) -> None:
+        """New limits from now on (the batch policy keeps what it measured)."""
+        with self._cond:
+            self.settings = settings
+            self.batchable = self._batch_axis and settings.max_batch > 1
+            self.policy.retune(settings.max_batch if self.batchable else 1, settings.max_queue_delay)
 
     def stop(self) -> None:
         """Refuse new requests; the queued ones still run."""

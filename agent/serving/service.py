@@ -28,7 +28,7 @@ from agent.contracts.manifest import TensorSpec
 from agent.serving.errors import BadRequest, ModelNotFound, NotReady, ServingError
 from agent.serving.metrics import Metrics
 from agent.serving.models import LoadedModel, ModelRegistry
-from agent.serving.offload import CloudError, Offloader, Route
+from agent.serving.offload import CloudError, Offloader, OffloadSettings, Route
 from agent.serving.oip import oip_datatype
 from agent.serving.scheduler import ModelScheduler, SchedulerSettings
 
@@ -213,6 +213,22 @@ class InferenceService:
                 sched = ModelScheduler(model.adapter, model.manifest, self.scheduling, label=model.ref)
                 self._schedulers[model] = sched
             return sched
+
+    def reconfigure(self, scheduling: SchedulerSettings, offload: OffloadSettings | None) -> None:
+        """Apply new serving settings to running and future models; the offloader is replaced
+        only when its settings changed (requests already sent to the cloud finish)."""
+        with self._lock:
+            self.scheduling = scheduling
+            schedulers = list(self._schedulers.values())
+            old = self.offloader
+            if (old.settings if old else None) != offload:
+                self.offloader = None if offload is None else Offloader(offload)
+            else:
+                old = None
+        for s in schedulers:
+            s.retune(scheduling)
+        if old is not None:
+            old.close()
 
     def close(self) -> None:
         if self.offloader is not None:

@@ -89,6 +89,7 @@ class Reconciler:
         runtimes: Callable[[], Mapping[str, str | None]] = runtime_problems,
         loader: Loader = load_bundle,
         threads: int | None = None,
+        spinning: bool | None = None,
         inference_url: str | None = None,
         model_key: str = DEFAULT_MODEL_KEY,
         progress_interval: float = 1.0,
@@ -109,6 +110,7 @@ class Reconciler:
         self._runtimes = runtimes
         self._loader = loader
         self._threads = threads
+        self._spinning = spinning
         self._progress_interval = progress_interval
         self._clock = clock
         self._last_progress = 0.0
@@ -117,6 +119,10 @@ class Reconciler:
         self.shutting_down = threading.Event()
         # Set by the daemon at start-up from agent.update.clean_stop.
         self.clean_stop = False
+
+    def tune(self, threads: int | None, spinning: bool | None) -> None:
+        """Runtime threads and spinning for the models loaded from now on."""
+        self._threads, self._spinning = threads, spinning
 
     @property
     def journal(self) -> Journal:
@@ -366,7 +372,7 @@ class Reconciler:
         """Load with the bundle's runtime, translating the runtimes' errors at this seam."""
         m = installed.manifest
         try:
-            return self._loader(installed.bundle_dir, m, threads=self._threads)
+            return self._loader(installed.bundle_dir, m, threads=self._threads, spinning=self._spinning)
         except RuntimeUnavailable as exc:
             raise DeviceError(f"runtime {m.runtime}: {exc}", ErrorCode.RUNTIME_UNAVAILABLE) from exc
         except RuntimeLoadError as exc:

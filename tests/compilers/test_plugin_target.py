@@ -59,7 +59,9 @@ class AcmeRuntime(RuntimeAdapter):
         return "1.2"
 
     @classmethod
-    def load(cls, bundle_dir: Path, manifest: Manifest, threads: int | None = None) -> AcmeRuntime:
+    def load(
+        cls, bundle_dir: Path, manifest: Manifest, threads: int | None = None, spinning: bool | None = None
+    ) -> AcmeRuntime:
         assert manifest.entrypoint.endswith(".acme")
         return cls(load_onnx(bundle_dir, manifest, threads=threads))
 

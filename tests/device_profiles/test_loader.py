@@ -69,6 +69,9 @@ def test_unknown_name_lists_known_ones() -> None:
         (GOOD.replace("name: onnxruntime", "name: tensorrt"), "runtime.name", "runs on 'onnxruntime'"),
         (GOOD.replace("memory_mb: 4096\n", ""), "memory_mb", "missing"),
         (GOOD.replace("memory_mb: 4096", "memory_mb: true"), "memory_mb", "expected an integer, got True"),
+        (GOOD + "serving: {{threads: 0}}\n", "serving.threads", "must be at least 1"),
+        (GOOD + "serving: {{spinning: 1}}\n", "serving.spinning", "expected"),
+        (GOOD + "serving: {{batch: 4}}\n", "serving.batch", "unknown key"),
     ],
 )
 def test_bad_file_names_file_and_field(tmp_path: Path, text: str, field: str, why: str) -> None:
@@ -119,3 +122,16 @@ def test_bad_user_dir_is_an_error(tmp_path: Path) -> None:
 def test_profile_by_path(tmp_path: Path) -> None:
     path = _write(tmp_path, "box", GOOD.format(name="box"))
     assert load_profile(str(path)).name == "box"
+
+
+def test_serving_section_is_optional_and_typed(tmp_path: Path) -> None:
+    plain = load_profile_file(_write(tmp_path, "box", GOOD.format(name="box")))
+    assert (plain.serving.threads, plain.serving.spinning, plain.serving.max_batch) == (None, False, 8)
+    tuned = load_profile_file(
+        _write(
+            tmp_path,
+            "gpu",
+            (GOOD + "serving: {{threads: 2, spinning: true, max_batch: 32}}\n").format(name="gpu"),
+        )
+    )
+    assert (tuned.serving.threads, tuned.serving.spinning, tuned.serving.max_batch) == (2, True, 32)

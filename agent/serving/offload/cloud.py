@@ -116,6 +116,7 @@ class Offloader:
         self._lock = threading.Lock()
         self._in_flight = 0
         self._pool = ThreadPoolExecutor(max_workers=settings.max_in_flight, thread_name_prefix="offload")
+        self.share = 0.0  # moving average of the share of requests sent to the cloud
         self._on_result = on_result
 
     @property
@@ -129,13 +130,16 @@ class Offloader:
         with self._lock:
             budget = self.settings.budget
             local_ok = not queue_full and (budget is None or estimated_wait + service_time <= budget)
+            cap = self.settings.max_share
             cloud = (
                 not local_ok
                 and self.client is not None
                 and self._in_flight < self.settings.max_in_flight
+                and (cap is None or self.share < cap)
                 and self.breaker.allow(self._clock())
             )
             r = route(estimated_wait, service_time, budget, queue_full=queue_full, cloud_allowed=cloud)
+            self.share = 0.99 * self.share + (0.01 if r is Route.CLOUD else 0.0)
             if r is Route.CLOUD:
                 self._in_flight += 1
             return r
@@ -169,6 +173,7 @@ class Offloader:
                 self._on_result(Route.CLOUD, ok)
 
     def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        """Stop taking requests; those already sent finish."""
+        self._pool.shutdown(wait=False)
         if self.client is not None:
             self.client.close()

@@ -31,6 +31,7 @@ class OffloadSettings:
     failure_threshold: int = 3  # consecutive cloud failures that open the breaker
     cooldown: float = 2.0  # seconds the breaker stays open before one probe
     max_in_flight: int = 64  # cloud requests at once; past it the request is shed
+    max_share: float | None = None  # the largest share of requests the cloud may take (0 to 1)
 
 
 def route(

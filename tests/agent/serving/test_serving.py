@@ -256,7 +256,9 @@ class CountingAdapter(RuntimeAdapter):
         return "0"
 
     @classmethod
-    def load(cls, bundle_dir: Path, manifest: Manifest, threads: int | None = None) -> RuntimeAdapter:
+    def load(
+        cls, bundle_dir: Path, manifest: Manifest, threads: int | None = None, spinning: bool | None = None
+    ) -> RuntimeAdapter:
         raise NotImplementedError("wrapper only")
 
     def infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -45,7 +45,9 @@ class Slow(RuntimeAdapter):
         return "1"
 
     @classmethod
-    def load(cls, bundle_dir: Path, manifest: Manifest, threads: int | None = None) -> RuntimeAdapter:
+    def load(
+        cls, bundle_dir: Path, manifest: Manifest, threads: int | None = None, spinning: bool | None = None
+    ) -> RuntimeAdapter:
         raise NotImplementedError("made from a loaded adapter in these tests")
 
     def infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -136,5 +138,24 @@ def test_with_the_cloud_down_the_breaker_opens_and_the_excess_is_shed(
         assert any(isinstance(r, Overloaded) for r in results)
         assert service.metrics.offload_errors._value.get() == errors_before
         assert service.infer_blocking("linear", None, {"input": X}).served_by == "local"
+    finally:
+        service.close()
+
+
+def test_new_settings_reach_running_models_and_turn_offload_off(bundles: dict[str, BuiltBundle]) -> None:
+    from agent.serving.scheduler import SchedulerSettings
+
+    service = _device(bundles, _closed_port())
+    try:
+        service.infer_blocking("linear", None, {"input": X})
+        model = service.registry.find("linear")
+        service.reconfigure(SchedulerSettings(max_batch=1, queue_limit=3), None)
+        assert service.offloader is None
+        sched = service.scheduler(model)
+        assert sched.settings.queue_limit == 3 and not sched.batchable
+        # Without an endpoint nothing is shed by budget: only the bounded queue refuses.
+        results = asyncio.run(_burst(service, 8))
+        assert all(getattr(r, "served_by", None) == "local" or isinstance(r, Overloaded) for r in results)
+        assert sum(isinstance(r, Overloaded) for r in results) >= 1  # 8 at once against a queue of 3
     finally:
         service.close()

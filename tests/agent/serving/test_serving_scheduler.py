@@ -42,7 +42,9 @@ class Recording(RuntimeAdapter):
         return "1"
 
     @classmethod
-    def load(cls, bundle_dir: Path, manifest: Manifest, threads: int | None = None) -> RuntimeAdapter:
+    def load(
+        cls, bundle_dir: Path, manifest: Manifest, threads: int | None = None, spinning: bool | None = None
+    ) -> RuntimeAdapter:
         raise NotImplementedError("made from a loaded adapter in these tests")
 
     def infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -58,3 +58,18 @@ def test_a_failed_probe_reopens_with_a_longer_cooldown() -> None:
     assert b.allow(11.0)
     b.record(True, 11.0)
     assert b.cooldown == 2.0
+
+
+def test_the_offloader_keeps_the_cloud_share_under_its_cap() -> None:
+    from agent.serving.offload import Offloader, OffloadSettings
+
+    # (decide() alone reserves cloud room each time: room enough for the whole run)
+    off = Offloader(OffloadSettings(budget=0.05, url="http://127.0.0.1:9", max_share=0.2, max_in_flight=4000))
+    try:
+        routes = [off.decide(1.0, 0.01) for _ in range(2000)]  # every request misses the budget
+        clouds = routes.count(Route.CLOUD)
+        assert 0.15 <= clouds / 2000 <= 0.25, clouds  # a moving average: the share, not a count
+        assert routes.count(Route.SHED) == 2000 - clouds
+        assert off.decide(0.0, 0.01) is Route.LOCAL  # fits: local, whatever the share
+    finally:
+        off.close()

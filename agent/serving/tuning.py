@@ -1,0 +1,69 @@
+"""The device's serving settings, each from the first place that sets it (pure).
+
+Order: the agent's own settings (flags, environment, config file), then the policies of the
+latest desired state (``serving`` and ``offload``), then the device profile, then defaults:
+
+- runtime threads: ``threads`` / ``serving.intra_op_threads`` / profile ``serving.threads`` /
+  one per core of the profile's CPU; spinning: ``spinning`` / profile ``serving.spinning`` (off);
+- batching: ``max_batch`` / ``serving.max_batch_size`` / profile ``serving.max_batch`` (8), and
+  ``max_queue_delay_ms`` / ``serving.max_queue_delay_ms`` (2 ms); the queue bound is the agent's;
+- the latency budget: ``latency_budget_ms`` / ``serving.latency_budget_ms`` / the profile's;
+- offload: ``offload_url``, else the offload policy's endpoint when it is enabled; without an
+  endpoint nothing is offloaded or shed by budget (the bounded queue still sheds). The policy's
+  ``budget`` caps the share of requests the cloud may take.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from agent.config import AgentConfig
+from agent.contracts.policy import OffloadPolicy, ServingPolicy
+from agent.serving.offload.policy import OffloadSettings
+from agent.serving.scheduler import SchedulerSettings
+from device_profiles import DeviceProfile
+
+DEFAULT_QUEUE_DELAY_MS = 2.0
+
+
+@dataclass(frozen=True)
+class ServingSetup:
+    threads: int
+    spinning: bool
+    scheduling: SchedulerSettings
+    offload: OffloadSettings | None
+
+
+def _first(*values: float | int | None) -> float | int | None:
+    return next((v for v in values if v is not None), None)
+
+
+def resolve(
+    config: AgentConfig,
+    profile: DeviceProfile,
+    serving: ServingPolicy | None = None,
+    offload: OffloadPolicy | None = None,
+) -> ServingSetup:
+    serving = serving or ServingPolicy()
+    offload = offload or OffloadPolicy()
+    threads = _first(config.threads, serving.intra_op_threads, profile.serving.threads, profile.cpu.cores)
+    max_batch = _first(config.max_batch, serving.max_batch_size, profile.serving.max_batch)
+    delay_ms = _first(config.max_queue_delay_ms, serving.max_queue_delay_ms, DEFAULT_QUEUE_DELAY_MS)
+    budget_ms = _first(config.latency_budget_ms, serving.latency_budget_ms, profile.latency_budget_ms)
+    url = config.offload_url or (offload.endpoint_url if offload.enabled else None)
+    return ServingSetup(
+        threads=int(threads or 1),
+        spinning=profile.serving.spinning if config.spinning is None else config.spinning,
+        scheduling=SchedulerSettings(
+            max_batch=int(max_batch or 1),
+            max_queue_delay=float(delay_ms or 0.0) / 1000,
+            queue_limit=config.queue_limit,
+        ),
+        offload=None
+        if url is None
+        else OffloadSettings(
+            budget=None if budget_ms is None else float(budget_ms) / 1000,
+            url=url,
+            max_share=offload.budget,
+        ),
+    )
