@@ -1,6 +1,7 @@
 """``create_app(settings)``: the FastAPI app with every part wired, started and stopped by the
 app's lifespan (database migrated, compile worker, broker, MQTT bridge, rollout controller), and
-the cloud inference endpoint (Open Inference Protocol v2 under ``/v2``) that devices offload to."""
+the cloud inference endpoint that devices offload to (Open Inference Protocol v2 under ``/v2``, and
+over gRPC on ``settings.cloud_grpc_port``; ``app.state.grpc_address`` once started)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from agent.serving.app import add_oip_routes
+from agent.serving.grpc import GrpcServer
 from agent.serving.models import ModelRegistry
 from fleet_server import __version__, api
 from fleet_server.cloud import CloudInferenceService, CloudModels
@@ -25,14 +27,21 @@ def create_app(settings: Settings, fleet: Fleet | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        grpc: GrpcServer | None = None
         try:
             fleet.start()
+            port = settings.cloud_grpc_port
+            if port is not None:
+                grpc = GrpcServer(_app.state.cloud, settings.host, port)
+                _app.state.grpc_address = grpc.start()
         except BaseException:
             fleet.stop()
             raise
         try:
             yield
         finally:
+            if grpc is not None:
+                grpc.stop()
             _app.state.cloud.close()
             fleet.stop()
 
@@ -43,6 +52,7 @@ def create_app(settings: Settings, fleet: Fleet | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.fleet = fleet
+    app.state.grpc_address = None
     api.install(app)
     cloud = cloud_service(fleet)
     app.state.cloud = cloud

@@ -3,7 +3,9 @@
 When the server is ready it prints one JSON line to stdout and nothing else goes there::
 
     {"event": "ready", "url": "http://127.0.0.1:PORT", "mqtt": {"host", "port", "protocol"},
-     "dashboard": "http://127.0.0.1:PORT/dashboard"}
+     "dashboard": "http://127.0.0.1:PORT/dashboard", "grpc": "127.0.0.1:PORT" (or null)}
+
+``grpc`` is the cloud inference endpoint's gRPC address (the same models as ``/v2`` over HTTP).
 
 Logs go to stderr. SIGTERM and SIGINT stop the server cleanly, broker child included. Exit
 codes: 0 after a clean stop, 1 when start-up failed, 2 for unusable settings.
@@ -45,8 +47,11 @@ def setup_logging(level: str) -> None:
 def bind_socket(host: str, port: int) -> socket.socket:
     """A listening socket on ``host:port`` (port 0: a free one, chosen by the kernel)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # proto=TCP: asyncio sets TCP_NODELAY only on sockets that say TCP; without it every response
+    # written as header then body waits ~40 ms for the client's delayed ACK (Nagle).
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.bind((host, port))
     sock.listen(2048)
     sock.set_inheritable(True)
@@ -71,6 +76,9 @@ def _settings(flags: dict[str, Any]) -> Any:
 def serve(
     host: str | None = typer.Option(None, help="address to listen on [env EDGEFLEET_HOST; 127.0.0.1]"),
     port: int | None = typer.Option(None, help="port; 0 picks a free one [EDGEFLEET_PORT; 8080]"),
+    grpc_port: int | None = typer.Option(
+        None, help="cloud inference gRPC port; 0 a free one, -1 off [EDGEFLEET_GRPC_PORT; port + 1]"
+    ),
     data_dir: Path | None = typer.Option(
         None, help="state directory [EDGEFLEET_DATA_DIR; .edgefleet/server]"
     ),
@@ -122,6 +130,7 @@ def serve(
             "url": url,
             "mqtt": fleet.mqtt.to_dict() if fleet.mqtt else None,
             "dashboard": f"{url}/dashboard",
+            "grpc": fastapi_app.state.grpc_address,
         }
         sys.stdout.write(json.dumps(line) + "\n")
         sys.stdout.flush()

@@ -52,6 +52,7 @@ class Settings(LayeredSettings):
 
     host: str = "127.0.0.1"
     port: TcpPort = 8080  # 0: pick a free port
+    grpc_port: Integer | None = None  # cloud inference over gRPC; None: port + 1 (free if port is 0); -1: off
     data_dir: Path = Path(".edgefleet/server")
     db: str | None = None  # default sqlite:///<data_dir>/fleet.db
     store: str = "dir"  # "dir" (<data_dir>/artifacts), a directory path, or s3://bucket/prefix
@@ -72,6 +73,13 @@ class Settings(LayeredSettings):
     @property
     def database_url(self) -> str:
         return self.db or f"sqlite:///{self.data_dir.resolve() / 'fleet.db'}"
+
+    @property
+    def cloud_grpc_port(self) -> int | None:
+        """The port the cloud endpoint's gRPC front-end binds (0: a free one), ``None`` when off."""
+        if self.grpc_port is None:
+            return 0 if self.port == 0 else self.port + 1
+        return None if self.grpc_port < 0 else self.grpc_port
 
     @property
     def broker_spec(self) -> BrokerSpec:
@@ -128,6 +136,8 @@ def check_settings(s: Settings) -> Settings:
     """Return ``s`` if every value can work, else raise :class:`ConfigError`."""
     if s.mqtt_protocol not in PROTOCOLS:
         raise ConfigError(f"--mqtt-protocol: {s.mqtt_protocol!r} is not one of {', '.join(PROTOCOLS)}")
+    if s.grpc_port is not None and not -1 <= s.grpc_port <= 65535:
+        raise ConfigError(f"--grpc-port: {s.grpc_port} is not a TCP port (0: a free one, -1: no gRPC)")
     if s.compile_workers < 1:
         raise ConfigError("--compile-workers: needs at least 1")
     spec = s.broker_spec

@@ -27,10 +27,14 @@ tritonhttp = pytest.importorskip("tritonclient.http", reason="tritonclient[http]
 
 
 @pytest.fixture
-def server(settings: Settings) -> Iterator[str]:
+def app(settings: Settings) -> Any:
+    return create_app(settings.model_copy(update={"compile_workers": 1}))
+
+
+@pytest.fixture
+def server(app: Any) -> Iterator[str]:
     import uvicorn
 
-    app = create_app(settings.model_copy(update={"compile_workers": 1}))
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.bind(("127.0.0.1", 0))
     srv = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
@@ -101,3 +105,20 @@ def test_a_device_offloads_to_the_fleet_servers_endpoint(server: str) -> None:
     out = asyncio.run(off.infer("digits", "1.0", {input_name: x}))
     np.testing.assert_allclose(next(iter(out.values())), want, rtol=1e-4, atol=1e-5)
     off.close()
+
+
+def test_the_cloud_endpoint_answers_over_grpc_too(server: str, app: Any) -> None:
+    tritongrpc = pytest.importorskip("tritonclient.grpc", reason="tritonclient[grpc] is not installed")
+    _push(server, "1.0", (DIGITS / "digits_cnn.onnx").read_bytes())
+    x = _samples()
+    want, input_name = _reference(x)
+    address = app.state.grpc_address
+    assert address and address.startswith("127.0.0.1:")
+    c = tritongrpc.InferenceServerClient(address)
+    assert c.is_server_ready()
+    meta = c.get_model_metadata("digits", "1.0", as_json=True)
+    inp = tritongrpc.InferInput(input_name, list(x.shape), "FP32")
+    inp.set_data_from_numpy(x)
+    res = c.infer("digits", [inp], model_version="1.0")
+    np.testing.assert_allclose(res.as_numpy(meta["outputs"][0]["name"]), want, rtol=1e-4, atol=1e-5)
+    c.close()
