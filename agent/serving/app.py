@@ -32,7 +32,7 @@ from agent.serving.errors import BadRequest, NotReady, Overloaded, PayloadTooLar
 from agent.serving.oip import HEADER_LENGTH, InferRequest, decode_request, encode_response
 from agent.serving.service import InferenceService, ModelInfo, TensorInfo
 
-MAX_BODY_BYTES = 256 << 20
+MAX_BODY_BYTES = 64 << 20  # a batch of 8 224x224x3 images as JSON is ~25 MB
 SERVED_BY_HEADER = "X-EdgeFleet-Served-By"
 _THREAD_DECODE = 64 << 10
 _INFER_PATH = re.compile(r"/v2/models/(?P<name>[^/]+)(?:/versions/(?P<version>[^/]+))?/infer")
@@ -167,7 +167,7 @@ async def handle_infer(
     :class:`ServingError` becomes the protocol's error body."""
     try:
         try:
-            body = await _read_body(headers, chunks, max_body_bytes)
+            body = await _read_body(headers, chunks, service.request_limit(name, version, max_body_bytes))
             header = headers.get(HEADER_LENGTH.lower())
             try:
                 header_length = None if header is None else int(header)

@@ -26,6 +26,7 @@ import numpy as np
 from agent import __version__
 from agent.contracts.manifest import TensorSpec
 from agent.serving.errors import BadRequest, ModelNotFound, NotReady, ServingError
+from agent.serving.limits import body_limit
 from agent.serving.metrics import Metrics
 from agent.serving.models import LoadedModel, ModelRegistry
 from agent.serving.offload import CloudError, Offloader, OffloadSettings, Route
@@ -124,6 +125,16 @@ class InferenceService:
         except ServingError:
             return False
         return True
+
+    def request_limit(self, name: str, version: str | None, ceiling: int) -> int:
+        """The largest request body for this model: what its inputs can need (see
+        :mod:`agent.serving.limits`), never above ``ceiling``; ``ceiling`` for an unknown model."""
+        try:
+            model = self.registry.find(name, version or None)
+        except ServingError:
+            return ceiling
+        need = body_limit(model.manifest.inputs)
+        return ceiling if need is None else min(ceiling, need)
 
     def known(self, name: str) -> bool:
         """Whether ``name`` is served: only served names become metric label values."""

@@ -295,7 +295,7 @@ def test_bad_http_requests_get_the_protocol_error_and_the_agent_serves_on(
 
 
 def test_an_oversized_http_body_is_413_before_it_is_read(served: Served) -> None:
-    """The Content-Length says 300 MiB (over the 256 MiB limit); the agent refuses at once."""
+    """The Content-Length says 300 MiB (over the 64 MiB limit); the agent refuses at once."""
     port = int(served.http.rpartition(":")[2])
     with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
         s.sendall(
@@ -311,6 +311,22 @@ def test_an_oversized_http_body_is_413_before_it_is_read(served: Served) -> None
                 reply += chunk
     text = reply.decode(errors="replace")
     assert text.startswith("HTTP/1.1 413") and '"error"' in text, text
+    _still_serves(served)
+
+
+def test_a_body_larger_than_the_models_inputs_can_need_is_413(served: Served) -> None:
+    """The pair model takes [batch, 4] floats: at most 256 rows as JSON (about 96 KiB) is what a
+    request can need, so 3,000 rows are refused before the body is parsed, and 200 rows pass."""
+    too_many = np.random.default_rng(0).standard_normal((3000, 4)).astype(np.float32)  # ~20 B a value
+    body = {
+        "inputs": [
+            {"name": "input", "datatype": "FP32", "shape": [3000, 4], "data": too_many.ravel().tolist()}
+        ]
+    }
+    r = httpx.post(f"{served.http}/v2/models/pair/infer", json=body, timeout=30)
+    assert r.status_code == 413 and "request body over" in r.json()["error"], r.text
+    ok = {"inputs": [{"name": "input", "datatype": "FP32", "shape": [200, 4], "data": [0.5] * 800}]}
+    assert httpx.post(f"{served.http}/v2/models/pair/infer", json=ok, timeout=30).status_code == 200
     _still_serves(served)
 
 
