@@ -143,9 +143,12 @@ def quickstart(
         x, y = held["x"][:8], held["y"][:8]
         ok = True
         for device_id, prof in plan:
-            t0 = time.perf_counter()
-            out = infer(fleet.inference_url(device_id), MODEL_NAME, {"input": x})
-            ms = (time.perf_counter() - t0) * 1000
+            with httpx.Client() as client:
+                url = fleet.inference_url(device_id)
+                infer(url, MODEL_NAME, {"input": x}, client=client)  # opens the connection
+                t0 = time.perf_counter()
+                out = infer(url, MODEL_NAME, {"input": x}, client=client)
+                ms = (time.perf_counter() - t0) * 1000
             pred = np.argmax(out["logits"], axis=1)
             correct = int((pred == y).sum())
             ok = ok and correct >= len(y) - 1
@@ -162,7 +165,7 @@ def quickstart(
             )
             term.info(
                 f"  {device_id} ({prof}): predicted {pred.tolist()} labels {y.tolist()} "
-                f"→ {correct}/{len(y)} correct, {ms:.0f} ms for a batch of {len(y)}"
+                f"→ {correct}/{len(y)} correct, {ms:.1f} ms for a batch of {len(y)}"
             )
         summary.update(
             {

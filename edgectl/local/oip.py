@@ -24,9 +24,15 @@ NUMPY = {v: k for k, v in DATATYPES.items()}
 
 
 def infer(
-    base_url: str, model: str, inputs: dict[str, np.ndarray], timeout: float = 30.0
+    base_url: str,
+    model: str,
+    inputs: dict[str, np.ndarray],
+    timeout: float = 30.0,
+    client: httpx.Client | None = None,
 ) -> dict[str, np.ndarray]:
-    """POST ``/v2/models/{model}/infer`` with JSON tensors; returns the outputs as arrays.
+    """POST ``/v2/models/{model}/infer`` with JSON tensors; returns the outputs as arrays. Pass a
+    ``client`` to reuse its connection (a one-off call also pays for the connection and setting
+    up the HTTP client, tens of milliseconds, which are no part of the answer's time).
 
     Raises ``httpx.HTTPError`` for transport errors and ``RuntimeError`` with the server's message
     for an error answer.
@@ -42,7 +48,8 @@ def infer(
             for n, a in inputs.items()
         ]
     }
-    r = httpx.post(f"{base_url.rstrip('/')}/v2/models/{model}/infer", json=body, timeout=timeout)
+    url = f"{base_url.rstrip('/')}/v2/models/{model}/infer"
+    r = (client or httpx).post(url, json=body, timeout=timeout)
     if r.status_code != 200:
         raise RuntimeError(f"inference at {base_url} answered {r.status_code}: {r.text[:300]}")
     out = {}
