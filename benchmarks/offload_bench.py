@@ -6,11 +6,13 @@ so the device's capacity is bound by the model, not by HTTP. Every server is a r
 loopback (``benchmarks/serving/servers.py``: the agent serves a seeded bundle, no fleet server):
 
 1. capacity: the device agent alone (no offload), closed loop, concurrency 16, binary HTTP
-   -> C req/s; before it, concurrency 1 gives the single-request latency L.
+   -> C req/s; before it, concurrency 1 gives the single-request latency L (p50). The cloud
+   stand-in's own capacity (closed loop, c=16, no proxy) is recorded too: the overflow is C.
 2. the budget: ``--budget-ms``, default max(5 L, 30 ms + L + 15 ms) rounded up to 5 ms, so the
    device fits it with a few requests queued and the cloud path (30 ms round trip + one run)
    can make it; the device's queue bound ``--queue-limit``, default the requests that fit
-   0.8 x budget at L each, less the one running.
+   0.8 x budget at max(L, 1/C) each (a loaded device spends 1/C per request), less the one
+   running.
 3. three set-ups, each a fresh device agent (``--latency-budget-ms``, ``--queue-limit``,
    ``--threads``, ``--max-batch``, ``--spinning`` as given), each offered 2 x C req/s open loop
    (``benchmarks/serving/open_loop.py``: fixed schedule, 64 connections, latency from the due time):
@@ -36,7 +38,8 @@ C: the goodput ratio there is a floor for what a real cloud gives.
 Figures per set-up: offered and answered requests, share of answered (and of offered) requests
 within the budget, goodput (answers within the budget per second) and its ratio to local-only,
 share served by the cloud (``X-EdgeFleet-Served-By``), shed (503) and failed requests, p50/p99
-latency of admitted requests. Targets (issue 7): offload >= 99 % within budget and goodput
+latency of admitted requests, and the device agent's own served/offload-error counters
+(``/metrics``, warm-up included). Targets (issue 7): offload >= 99 % within budget and goodput
 >= 1.8 x local-only; cloud down: p99 of admitted requests within the budget.
 
 Full run (about 2-3 minutes; on a quiet machine):
@@ -63,6 +66,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.serving import machine, pinning  # noqa: E402
 from benchmarks.serving.callers import CheckError, http_factory, http_requests  # noqa: E402
+from benchmarks.serving.http_client import HttpError, get_text  # noqa: E402
 from benchmarks.serving.load import run_point  # noqa: E402
 from benchmarks.serving.models import BenchModel, prepare  # noqa: E402
 from benchmarks.serving.offload_report import print_table, targets  # noqa: E402
@@ -153,9 +157,10 @@ class Bench:
             self.check(dev.http_port)  # also gives the agent its first service times
             reqs = [r for r, _ in http_requests(self.m, dev.http_port, self.m.input_name, True)]
             run = run_open_loop(dev.http_port, reqs, rate, a.warmup, a.duration, a.connections)
+            counters = agent_counters(dev.http_port)
         finally:
             dev.stop()
-        s = run.summary(budget)
+        s = {**run.summary(budget), "agent_counters": counters}
         say(
             f"{name}: {s['answered']}/{s['offered']} answered, {s['within_budget_share']} within budget, "
             f"goodput {s['goodput_rps']} req/s, cloud {s['cloud_share']}, shed {s['shed']}, "
@@ -168,12 +173,30 @@ class Bench:
             s.stop()
 
 
+COUNTERS = ("edgefleet_agent_served_total", "edgefleet_agent_offload_errors_total")
+
+
+def agent_counters(port: int) -> dict[str, float] | str:
+    """The agent's served-by-where and offload-error counters over the whole set-up (warm-up
+    included), from its ``/metrics``; why not, as a string, when it could not be read."""
+    try:
+        text = get_text("127.0.0.1", port, "/metrics")
+    except (OSError, HttpError) as exc:
+        return f"/metrics unreadable: {exc}"
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        name, _, value = line.rpartition(" ")
+        if name.startswith(COUNTERS):
+            out[name] = float(value)
+    return out
+
+
 def default_budget(single_ms: float) -> float:
     return float(5 * math.ceil(max(5 * single_ms, RTT_MS + single_ms + 15.0) / 5))
 
 
-def default_queue_limit(budget_ms: float, single_ms: float) -> int:
-    return max(1, int(0.8 * budget_ms / single_ms) - 1)
+def default_queue_limit(budget_ms: float, per_request_ms: float) -> int:
+    return max(1, int(0.8 * budget_ms / per_request_ms) - 1)
 
 
 def run(args: argparse.Namespace, bench: Bench) -> dict[str, Any]:
@@ -181,7 +204,9 @@ def run(args: argparse.Namespace, bench: Bench) -> dict[str, Any]:
     single_ms = float(cap["single"]["p50_ms"])
     capacity = float(cap["closed_loop_c16"]["throughput_rps"])
     budget = args.budget_ms or default_budget(single_ms)
-    queue_limit = args.queue_limit or default_queue_limit(budget, single_ms)
+    # Under load a request costs the device 1 / C (HTTP included), more than L when idle.
+    per_request_ms = max(single_ms, 1000.0 / capacity)
+    queue_limit = args.queue_limit or default_queue_limit(budget, per_request_ms)
     rate = args.load_factor * capacity
     say(f"budget {budget:g} ms, device queue limit {queue_limit}, offered load {rate:.1f} req/s")
     lifetime = 120.0 + 3 * (args.warmup + args.duration + 60)  # the proxies exit by themselves after it
@@ -193,6 +218,10 @@ def run(args: argparse.Namespace, bench: Bench) -> dict[str, Any]:
     down = start_delay_proxy(free_port(), RTT_MS / 2, bench.work, "down", lifetime, bench.pins.cloud)
     bench.servers += [up, down]
     assert up.http_port is not None and down.http_port is not None
+    # The cloud's own capacity (closed loop, no proxy): what it can absorb of the overflow.
+    cloud_factory = http_factory(bench.m, cloud.http_port, bench.m.input_name, True, bench.ref)
+    cloud_cap = run_point(cloud_factory, 16, args.warmup, args.capacity_duration).throughput_rps
+    say(f"cloud stand-in capacity at c=16: {cloud_cap or 0:.1f} req/s (overflow: {rate - capacity:.1f})")
     bench.check(up.http_port)  # the cloud answers right through the proxy
     urls = {
         "local-only": None,
@@ -204,11 +233,13 @@ def run(args: argparse.Namespace, bench: Bench) -> dict[str, Any]:
         "capacity": cap,
         "capacity_rps": capacity,
         "single_request_ms": single_ms,
+        "per_request_at_capacity_ms": round(1000.0 / capacity, 3),
         "budget_ms": budget,
         "budget_from": "--budget-ms" if args.budget_ms else "max(5 x single, 30 + single + 15) ms, to 5 ms",
         "queue_limit": queue_limit,
         "offered_rps": round(rate, 1),
         "cloud_threads": cloud_threads,
+        "cloud_capacity_rps": None if cloud_cap is None else round(cloud_cap, 1),
         "rows": rows,
     }
 
