@@ -25,7 +25,8 @@ loopback (``benchmarks/serving/servers.py``: the agent serves a seeded bundle, n
 
 The cloud endpoint is a second agent process serving the same bundle: it speaks the same OIP v2
 (binary HTTP) as the fleet server's ``/v2`` cloud endpoint and needs no database, pushed model
-version or on-demand load, so it is the simpler stand-in; it runs without a budget or offload.
+version or on-demand load, so it is the simpler stand-in; it runs without a budget or offload,
+with a queue bound of 256 and the device's ``--max-batch``.
 
 Pinning: on a machine with at least two usable CPUs (``os.sched_getaffinity``) the device agent
 runs with ``taskset -c <first CPU>`` and ``--threads 1``; the cloud stand-in, the proxy and this
@@ -211,7 +212,9 @@ def run(args: argparse.Namespace, bench: Bench) -> dict[str, Any]:
     say(f"budget {budget:g} ms, device queue limit {queue_limit}, offered load {rate:.1f} req/s")
     lifetime = 120.0 + 3 * (args.warmup + args.duration + 60)  # the proxies exit by themselves after it
     cloud_threads = len(bench.pins.cloud) if bench.pins.cloud else args.threads
-    cloud_flags = ["--queue-limit", "256", "--max-batch", "1"]
+    cloud_flags = ["--queue-limit", "256"]
+    if args.max_batch is not None:
+        cloud_flags += ["--max-batch", str(args.max_batch)]
     cloud = bench.agent("cloud", cloud_threads, bench.pins.cloud, cloud_flags)
     assert cloud.http_port is not None
     up = start_delay_proxy(cloud.http_port, RTT_MS / 2, bench.work, "cloud", lifetime, bench.pins.cloud)
