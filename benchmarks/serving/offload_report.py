@@ -47,7 +47,8 @@ def print_table(result: dict[str, Any]) -> None:
     flags = ",".join(k for k, v in m["cpu_flags"].items() if v) or "-"
     head = (
         f"{m['cpu']} | flags {flags} | {m['cores']} cores | {result['pinning']['note']} | "
-        f"capacity {result['capacity_rps']:.1f} req/s (c=16), single {result['single_request_ms']:.2f} ms | "
+        f"capacity {result['capacity_rps']:.1f} req/s (c=16), single {result['single_request_ms']:.2f} ms, "
+        f"first (cold) {result['first_request_ms']:.1f} ms | "
         f"budget {result['budget_ms']:g} ms, queue limit {result['queue_limit']}, "
         f"offered {result['offered_rps']} req/s for {result['settings']['duration_s']} s | "
         f"load before {result['load_average']['before']}"
@@ -77,6 +78,8 @@ def print_table(result: dict[str, Any]) -> None:
                 _f(r["send_lag_p99_ms"], 2),
             ]
         )
+        if r.get("note"):
+            lines.append([f"  note: {r['note'][:150]}", *[""] * (len(cols) - 1)])
     tlines = [[t["target"], _f(t["value"], 3), t["bound"], str(t["meets"])] for t in result["targets"]]
     try:
         from rich.console import Console
