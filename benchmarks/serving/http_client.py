@@ -122,3 +122,25 @@ def get_status(host: str, port: int, path: str, timeout: float = 2.0) -> int:
     if not first:
         raise OSError("empty answer")
     return int(first.split()[1])
+
+
+def get_text(host: str, port: int, path: str, timeout: float = 5.0) -> str:
+    """The body of a GET that answers 200 (``/metrics``). Raises ``OSError`` or :class:`HttpError`."""
+    with socket.create_connection((host, port), timeout=timeout) as sock:
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\n\r\n".encode())
+        raw = b""
+        while chunk := sock.recv(1 << 16):
+            raw += chunk
+    head, _, body = raw.partition(b"\r\n\r\n")
+    if not head.startswith(b"HTTP/1.1 200"):
+        raise HttpError(f"GET {path}: {head[:60]!r}")
+    if b"transfer-encoding: chunked" in head.lower():
+        out, rest = b"", body
+        while rest:
+            size_line, _, rest = rest.partition(b"\r\n")
+            size = int(size_line.split(b";")[0] or b"0", 16)
+            if size == 0:
+                break
+            out, rest = out + rest[:size], rest[size + 2 :]
+        body = out
+    return body.decode(errors="replace")

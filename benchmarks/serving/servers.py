@@ -14,6 +14,7 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -76,13 +77,20 @@ class Server:
 
 
 def _spawn(
-    name: str, cmd: list[str], log: Path, env: dict[str, str] | None = None, cwd: Path | None = None
+    name: str,
+    cmd: list[str],
+    log: Path,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    ready_line: bool = False,
 ) -> tuple[subprocess.Popen[bytes], Path]:
+    """Start ``cmd`` in a session of its own, stderr to ``log``; stdout too, unless it prints a
+    ready line (the agent, the delay proxy), which :func:`_read_ready_line` then reads."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "wb") as fh:
         proc = subprocess.Popen(
             cmd,
-            stdout=subprocess.PIPE if name == "agent" else fh,
+            stdout=subprocess.PIPE if name == "agent" or ready_line else fh,
             stderr=fh,
             stdin=subprocess.DEVNULL,
             env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
@@ -152,17 +160,41 @@ def _grpc_address(ready: dict[str, object], log: Path) -> str | None:
     return re.sub(r"^(0\.0\.0\.0|\[::\])", HOST, m.group(1))
 
 
+def pinned(cmd: list[str], cpus: list[int] | None) -> list[str]:
+    """``cmd`` run on ``cpus`` only (``taskset -c``); unchanged when ``cpus`` is ``None``.
+    Raises :class:`ServerError` when pinning is asked for and ``taskset`` is missing."""
+    if cpus is None:
+        return cmd
+    taskset = shutil.which("taskset")
+    if taskset is None:
+        raise ServerError("taskset is not installed (util-linux): cannot pin a server to its cores")
+    return [taskset, "-c", ",".join(str(c) for c in cpus), *cmd]
+
+
 def start_agent(
-    bundle_dir: Path, name: str, version: str, threads: int, work: Path, grpc: bool, timeout: float = 90.0
+    bundle_dir: Path,
+    name: str,
+    version: str,
+    threads: int,
+    work: Path,
+    grpc: bool,
+    timeout: float = 90.0,
+    *,
+    tag: str | None = None,
+    extra_args: list[str] | None = None,
+    cpus: list[int] | None = None,
 ) -> Server:
     """The agent serving ``bundle_dir`` as ``name``; with ``grpc``, on a free gRPC port too.
+    ``tag`` names its data directory, log and device id (default ``name``: two agents at once
+    need two tags); ``extra_args`` are further agent flags; ``cpus`` pins it (see :func:`pinned`).
     Raises :class:`ServerError`."""
-    data = work / f"agent-{name}"
+    tag = tag or name
+    data = work / f"agent-{tag}"
     seed_agent_data(data, bundle_dir, name, version)
     cmd = [
         sys.executable, "-m", "agent",
         "--server", f"http://{HOST}:{free_port()}",  # nothing listens: no fleet in this benchmark
-        "--device-id", f"bench-{name}",
+        "--device-id", f"bench-{tag}",
         "--profile", "x86-64-avx2",
         "--data-dir", str(data),
         "--host", HOST, "--port", "0",
@@ -171,7 +203,8 @@ def start_agent(
     ]  # fmt: skip
     if grpc:
         cmd += ["--grpc-port", "0"]
-    proc, log = _spawn("agent", cmd, work / f"agent-{name}.log", env={"PYTHONPATH": str(ROOT)}, cwd=ROOT)
+    cmd = pinned(cmd + list(extra_args or ()), cpus)
+    proc, log = _spawn("agent", cmd, work / f"agent-{tag}.log", env={"PYTHONPATH": str(ROOT)}, cwd=ROOT)
     server = Server("agent", proc, log)
     ready = _read_ready_line(server, timeout)
     url = str(ready["inference_url"])
@@ -214,10 +247,29 @@ def _read_ready_line(server: Server, timeout: float) -> dict[str, object]:
         if box:
             return box[0]
         if server.proc.poll() is not None:
-            raise ServerError(f"agent exited with {server.proc.returncode}: {server.tail()}")
+            raise ServerError(f"{server.name} exited with {server.proc.returncode}: {server.tail()}")
         time.sleep(0.05)
     server.stop()
-    raise ServerError(f"agent printed no ready line in {timeout:.0f}s: {server.tail()}")
+    raise ServerError(f"{server.name} printed no ready line in {timeout:.0f}s: {server.tail()}")
+
+
+# -- the injected round trip ----------------------------------------------------------------
+
+
+def start_delay_proxy(
+    target_port: int, delay_ms: float, work: Path, tag: str, max_seconds: float, cpus: list[int] | None = None
+) -> Server:
+    """``benchmarks/delay_proxy.py`` forwarding a free loopback port to ``target_port`` with
+    ``delay_ms`` each way; it exits by itself after ``max_seconds``. Raises :class:`ServerError`."""
+    cmd = [
+        sys.executable, str(ROOT / "benchmarks" / "delay_proxy.py"),
+        "--target", f"{HOST}:{target_port}", "--delay-ms", str(delay_ms),
+        "--max-seconds", str(max_seconds),
+    ]  # fmt: skip
+    proc, log = _spawn("proxy", pinned(cmd, cpus), work / f"proxy-{tag}.log", ready_line=True)
+    server = Server(f"proxy-{tag}", proc, log)
+    server.http_port = int(str(_read_ready_line(server, 30.0)["port"]))
+    return server
 
 
 # -- peers ----------------------------------------------------------------------------------
