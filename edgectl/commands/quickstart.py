@@ -64,6 +64,7 @@ def quickstart(
         edgectl quickstart --devices 3
         edgectl quickstart --devices 2 --profile x86-64-avx2 --exit-when-done -o json
     """
+    import httpx
     import numpy as np
 
     from edgectl.client import FleetClient
