@@ -87,11 +87,12 @@ class BatchPolicy:
             return Plan(1, 0.0)
         return Plan(best, self.max_delay if queued_rows < best else 0.0)
 
-    def observe(self, rows: int, seconds: float) -> None:
-        """Record that a batch of ``rows`` rows took ``seconds``."""
+    def observe(self, rows: int, seconds: float, replace: bool = False) -> None:
+        """Record that a batch of ``rows`` rows took ``seconds``; ``replace`` drops what was
+        measured before (it is stale) instead of averaging with it."""
         b = self.bucket(rows)
         value = seconds / max(1, rows)
-        old = self.per_row.get(b)
+        old = None if replace else self.per_row.get(b)
         self.per_row[b] = value if old is None else (1 - self.alpha) * old + self.alpha * value
 
     def time_per_row(self) -> float | None:

@@ -48,6 +48,9 @@ class SchedulerSettings:
     # An idle model whose requests take less than this runs a request on the caller's thread:
     # handing a 0.05 ms model to the worker thread and back would cost more than running it.
     inline_below: float = 0.002
+    # A service-time measurement older than this is stale: an idle model then runs the next
+    # request locally whatever the estimate says, and that run replaces the estimate.
+    stale_after: float = 1.0
 
 
 @dataclass
@@ -89,6 +92,8 @@ class ModelScheduler:
         self._stopped = False
         self._single: float | None = None  # moving average of one unbatched request's run time
         self._running = 0  # requests taken off the queue and not finished
+        self._warm = False  # the first run (allocations, kernel selection) is not timed
+        self.last_run = clock()  # when the latest run finished
 
     # -- what the offload policy reads ---------------------------------------------------------
 
@@ -163,8 +168,24 @@ class ModelScheduler:
                 if self._queue:
                     self._cond.notify()
 
+    def needs_remeasure(self) -> bool:
+        """Idle, and the latest run finished over ``stale_after`` seconds ago."""
+        with self._cond:
+            busy = bool(self._queue) or bool(self._running)
+        return not busy and self._clock() - self.last_run > self.settings.stale_after
+
+    def _observe(self, rows: int, took: float) -> None:
+        now = self._clock()
+        stale = now - self.last_run - took > self.settings.stale_after
+        self.last_run = now
+        self.policy.observe(rows, took, replace=stale)
+
     def _observe_single(self, rows: int, took: float) -> None:
-        self.policy.observe(max(1, int(rows)), took)
+        if not self._warm:
+            self._warm = True
+            self.last_run = self._clock()
+            return
+        self._observe(max(1, int(rows)), took)
         self._single = took if self._single is None else 0.8 * self._single + 0.2 * took
 
     def estimated_wait_locked(self) -> float:
@@ -250,7 +271,7 @@ class ModelScheduler:
             for item in batch:  # isolate whichever request the model refused
                 self._execute([item])
             return
-        self.policy.observe(rows, time.perf_counter() - start)
+        self._observe(rows, time.perf_counter() - start)
         offset = 0
         for item in batch:
             item.future.set_result({k: v[offset : offset + item.rows] for k, v in out.items()})

@@ -191,7 +191,7 @@ class InferenceService:
         if off is not None:
             start = time.monotonic()
             wait, service = scheduler.estimated_wait(), scheduler.service_time()
-            where = off.decide(wait, service, scheduler.full())
+            where = off.decide(wait, service, scheduler.full(), scheduler.needs_remeasure())
             if where is Route.SHED:
                 raise off.shed(wait)
             if where is Route.CLOUD:

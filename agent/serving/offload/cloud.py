@@ -123,13 +123,18 @@ class Offloader:
     def budget(self) -> float | None:
         return self.settings.budget
 
-    def decide(self, estimated_wait: float, service_time: float, queue_full: bool = False) -> Route:
+    def decide(
+        self, estimated_wait: float, service_time: float, queue_full: bool = False, remeasure: bool = False
+    ) -> Route:
         """The route for a request arriving now. A CLOUD answer has reserved room among the cloud
         requests in flight (and, when the breaker is half-open, the probe): the caller must then
-        call :meth:`infer`."""
+        call :meth:`infer`. ``remeasure``: the device is idle and its estimate stale (see
+        :func:`~agent.serving.offload.policy.route`)."""
         with self._lock:
             budget = self.settings.budget
-            local_ok = not queue_full and (budget is None or estimated_wait + service_time <= budget)
+            local_ok = not queue_full and (
+                remeasure or budget is None or estimated_wait + service_time <= budget
+            )
             cap = self.settings.max_share
             cloud = (
                 not local_ok
@@ -138,7 +143,14 @@ class Offloader:
                 and (cap is None or self.share < cap)
                 and self.breaker.allow(self._clock())
             )
-            r = route(estimated_wait, service_time, budget, queue_full=queue_full, cloud_allowed=cloud)
+            r = route(
+                estimated_wait,
+                service_time,
+                budget,
+                queue_full=queue_full,
+                cloud_allowed=cloud,
+                remeasure=remeasure,
+            )
             self.share = 0.99 * self.share + (0.01 if r is Route.CLOUD else 0.0)
             if r is Route.CLOUD:
                 self._in_flight += 1

@@ -41,8 +41,14 @@ def route(
     *,
     queue_full: bool = False,
     cloud_allowed: bool = False,
+    remeasure: bool = False,
 ) -> Route:
-    """Pick the route for one request (all times in seconds)."""
+    """Pick the route for one request (all times in seconds). ``remeasure``: the device is idle
+    and its service time was last measured long ago, so the request runs locally whatever the
+    estimate says: an estimate that only local runs update must not keep requests away for ever
+    (one slow run, such as a cold start, would otherwise send everything to the cloud)."""
+    if remeasure and not queue_full:
+        return Route.LOCAL
     if budget is None:
         if not queue_full:
             return Route.LOCAL

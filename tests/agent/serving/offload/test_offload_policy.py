@@ -73,3 +73,9 @@ def test_the_offloader_keeps_the_cloud_share_under_its_cap() -> None:
         assert off.decide(0.0, 0.01) is Route.LOCAL  # fits: local, whatever the share
     finally:
         off.close()
+
+
+def test_an_idle_device_remeasures_whatever_the_estimate() -> None:
+    assert route(0.0, 0.2, 0.05, cloud_allowed=True) is Route.CLOUD
+    assert route(0.0, 0.2, 0.05, cloud_allowed=True, remeasure=True) is Route.LOCAL
+    assert route(0.0, 0.2, 0.05, queue_full=True, remeasure=True) is Route.SHED
