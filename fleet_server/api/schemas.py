@@ -12,6 +12,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from agent.contracts import ContractError, RegistrationRequest
+from agent.contracts.policy import ServingPolicy
+from fleet_server.rollout.policy import GroupOffload
 
 
 class RegisterDevice(BaseModel):
@@ -40,6 +42,57 @@ class RegisterDevice(BaseModel):
         return RegistrationRequest(self.device_id, self.profile, dict(self.labels), dict(self.facts))
 
 
+class ServingBody(BaseModel):
+    """A group's :class:`ServingPolicy`; the contract decides what is valid. A field left out
+    means the agent's default."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    latency_budget_ms: float | None = Field(
+        None, description="wait a request may take locally", examples=[50]
+    )
+    max_batch_size: int | None = Field(None, description="largest batch the device's batcher forms")
+    max_queue_delay_ms: float | None = Field(None, description="longest a request waits for a batch")
+    intra_op_threads: int | None = Field(None, description="the runtime's thread count")
+
+    @model_validator(mode="after")
+    def _by_the_contract(self) -> ServingBody:
+        try:
+            self.contract()
+        except ContractError as exc:
+            raise ValueError(str(exc)) from exc
+        return self
+
+    def contract(self) -> ServingPolicy:
+        return ServingPolicy.from_dict(self.model_dump(exclude_none=True))
+
+
+class OffloadBody(BaseModel):
+    """A group's offload policy (:class:`GroupOffload`): ``enabled`` with no ``endpoint_url``
+    means this fleet server's own cloud endpoint (under ``/v2`` of its public URL)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    enabled: bool = False
+    endpoint_url: str | None = Field(
+        None,
+        description="an OIP v2 server (Triton, KServe, another fleet server)",
+        examples=["https://gpu.example:8000"],
+    )
+    budget: float | None = Field(None, description="largest share of requests (0 to 1) sent to the cloud")
+
+    @model_validator(mode="after")
+    def _by_the_contract(self) -> OffloadBody:
+        try:
+            self.contract()
+        except ContractError as exc:
+            raise ValueError(str(exc)) from exc
+        return self
+
+    def contract(self) -> GroupOffload:
+        return GroupOffload.from_dict(self.model_dump(exclude_none=True))
+
+
 class CreateGroup(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -48,6 +101,18 @@ class CreateGroup(BaseModel):
         default_factory=list, description="static members (need not be registered yet)"
     )
     selector: dict[str, str] = Field(default_factory=dict, description="label → value; empty matches nothing")
+    serving: ServingBody | None = Field(None, description="serving policy (left out: the defaults)")
+    offload: OffloadBody | None = Field(None, description="offload policy (left out: off)")
+
+
+class UpdateGroup(BaseModel):
+    """New policies for a group: each one given replaces the stored one whole (``{}``: the
+    defaults); one left out stays as it is."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    serving: ServingBody | None = None
+    offload: OffloadBody | None = None
 
 
 class CreateDeployment(BaseModel):
