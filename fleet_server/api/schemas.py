@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from agent.contracts import ContractError, RegistrationRequest
 from agent.contracts.policy import ServingPolicy
+from fleet_server.errors import InvalidRequestError
 from fleet_server.rollout.policy import GroupOffload
 
 
@@ -55,16 +56,13 @@ class ServingBody(BaseModel):
     max_queue_delay_ms: float | None = Field(None, description="longest a request waits for a batch")
     intra_op_threads: int | None = Field(None, description="the runtime's thread count")
 
-    @model_validator(mode="after")
-    def _by_the_contract(self) -> ServingBody:
-        try:
-            self.contract()
-        except ContractError as exc:
-            raise ValueError(str(exc)) from exc
-        return self
-
     def contract(self) -> ServingPolicy:
-        return ServingPolicy.from_dict(self.model_dump(exclude_none=True))
+        """The policy as the contract reads it. Raises :class:`InvalidRequestError` (400) naming
+        the field for a value the contract refuses."""
+        try:
+            return ServingPolicy.from_dict(self.model_dump(exclude_none=True))
+        except ContractError as exc:
+            raise InvalidRequestError(str(exc)) from None
 
 
 class OffloadBody(BaseModel):
@@ -81,16 +79,13 @@ class OffloadBody(BaseModel):
     )
     budget: float | None = Field(None, description="largest share of requests (0 to 1) sent to the cloud")
 
-    @model_validator(mode="after")
-    def _by_the_contract(self) -> OffloadBody:
-        try:
-            self.contract()
-        except ContractError as exc:
-            raise ValueError(str(exc)) from exc
-        return self
-
     def contract(self) -> GroupOffload:
-        return GroupOffload.from_dict(self.model_dump(exclude_none=True))
+        """The policy as the contract reads it. Raises :class:`InvalidRequestError` (400) naming
+        the field for a value the contract refuses."""
+        try:
+            return GroupOffload.from_dict(self.model_dump(exclude_none=True))
+        except ContractError as exc:
+            raise InvalidRequestError(str(exc)) from None
 
 
 class CreateGroup(BaseModel):
