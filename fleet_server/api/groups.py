@@ -49,11 +49,13 @@ def get(name: str, fleet: Fleet = Depends(get_fleet)) -> dict[str, Any]:
 
 @router.patch("/{name}", summary="Change a group's serving and offload policies")
 def update(name: str, body: UpdateGroup, fleet: Fleet = Depends(get_fleet)) -> dict[str, Any]:
-    """200 with the group; 404 for an unknown group; 400 for an invalid policy. The members of the
-    group's deployment get the new policies in a new desired state (no new deployment needed)."""
-    serving = body.serving.contract() if body.serving else None
-    offload = body.offload.contract() if body.offload else None
+    """200 with the group; 404 for an unknown group; 400 for an invalid policy. The body is a merge
+    patch of the policies (a field given sets it, ``null`` resets it, the rest stays). The members
+    of the group's deployment get the new policies in a new desired state (no new deployment)."""
     with fleet.sessions() as s:
+        stored = get_group(s, name)
+        serving = body.serving.contract(stored.serving) if body.serving else None
+        offload = body.offload.contract(stored.offload) if body.offload else None
         g = set_group_policy(s, name, serving, offload)
         view = views.group(g, [d.device_id for d in group_members(s, g)])
     fleet.controller.wake()

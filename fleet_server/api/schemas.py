@@ -7,7 +7,7 @@ for the OpenAPI document, and a test holds its fields to the contract's.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -43,6 +43,17 @@ class RegisterDevice(BaseModel):
         return RegistrationRequest(self.device_id, self.profile, dict(self.labels), dict(self.facts))
 
 
+P = TypeVar("P", ServingPolicy, GroupOffload)
+
+
+def _merged(cls: type[P], base: P | None, given: dict[str, Any]) -> P:
+    data = {**(base.to_dict() if base is not None else {}), **given}
+    try:
+        return cls.from_dict({k: v for k, v in data.items() if v is not None})
+    except ContractError as exc:
+        raise InvalidRequestError(str(exc)) from None
+
+
 class ServingBody(BaseModel):
     """A group's :class:`ServingPolicy`; the contract decides what is valid. A field left out
     means the agent's default."""
@@ -56,13 +67,11 @@ class ServingBody(BaseModel):
     max_queue_delay_ms: float | None = Field(None, description="longest a request waits for a batch")
     intra_op_threads: int | None = Field(None, description="the runtime's thread count")
 
-    def contract(self) -> ServingPolicy:
-        """The policy as the contract reads it. Raises :class:`InvalidRequestError` (400) naming
-        the field for a value the contract refuses."""
-        try:
-            return ServingPolicy.from_dict(self.model_dump(exclude_none=True))
-        except ContractError as exc:
-            raise InvalidRequestError(str(exc)) from None
+    def contract(self, base: ServingPolicy | None = None) -> ServingPolicy:
+        """The policy as the contract reads it: the fields given here over ``base`` (a field
+        given as ``null`` goes back to its default). Raises :class:`InvalidRequestError` (400)
+        naming the field for a value the contract refuses."""
+        return _merged(ServingPolicy, base, self.model_dump(include=self.model_fields_set))
 
 
 class OffloadBody(BaseModel):
@@ -79,13 +88,11 @@ class OffloadBody(BaseModel):
     )
     budget: float | None = Field(None, description="largest share of requests (0 to 1) sent to the cloud")
 
-    def contract(self) -> GroupOffload:
-        """The policy as the contract reads it. Raises :class:`InvalidRequestError` (400) naming
-        the field for a value the contract refuses."""
-        try:
-            return GroupOffload.from_dict(self.model_dump(exclude_none=True))
-        except ContractError as exc:
-            raise InvalidRequestError(str(exc)) from None
+    def contract(self, base: GroupOffload | None = None) -> GroupOffload:
+        """The policy as the contract reads it: the fields given here over ``base`` (a field
+        given as ``null`` goes back to its default). Raises :class:`InvalidRequestError` (400)
+        naming the field for a value the contract refuses."""
+        return _merged(GroupOffload, base, self.model_dump(include=self.model_fields_set))
 
 
 class CreateGroup(BaseModel):
@@ -101,8 +108,8 @@ class CreateGroup(BaseModel):
 
 
 class UpdateGroup(BaseModel):
-    """New policies for a group: each one given replaces the stored one whole (``{}``: the
-    defaults); one left out stays as it is."""
+    """Changes to a group's policies, as a merge patch: a field given sets it, a field given as
+    ``null`` goes back to its default, anything left out stays as it is."""
 
     model_config = ConfigDict(extra="forbid")
 

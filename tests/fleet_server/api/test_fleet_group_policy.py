@@ -24,7 +24,7 @@ def desired(client: Any, device_id: str) -> Any:
     return client.get(f"/api/v1/devices/{device_id}").json()["desired"]
 
 
-def test_policies_are_stored_shown_and_replaced_one_at_a_time(client: Any) -> None:
+def test_policies_are_stored_shown_and_patched(client: Any) -> None:
     r = client.post(
         "/api/v1/groups",
         json={
@@ -38,12 +38,19 @@ def test_policies_are_stored_shown_and_replaced_one_at_a_time(client: Any) -> No
         {"latency_budget_ms": 40.0},
         {"enabled": True, "budget": 0.3},
     )
+    # A merge patch: given fields set, null ones reset, the rest (and the other policy) stay.
     r = client.patch("/api/v1/groups/lab", json={"serving": {"max_batch_size": 4}})
     assert r.status_code == 200, r.text
     g = client.get("/api/v1/groups").json()[0]
-    assert (g["serving"], g["offload"]) == ({"max_batch_size": 4}, {"enabled": True, "budget": 0.3})
-    client.patch("/api/v1/groups/lab", json={"offload": {}})
-    assert client.get("/api/v1/groups/lab").json()["offload"] == {}
+    assert (g["serving"], g["offload"]) == (
+        {"latency_budget_ms": 40.0, "max_batch_size": 4},
+        {"enabled": True, "budget": 0.3},
+    )
+    client.patch(
+        "/api/v1/groups/lab", json={"serving": {"latency_budget_ms": None}, "offload": {"enabled": False}}
+    )
+    g = client.get("/api/v1/groups/lab").json()
+    assert (g["serving"], g["offload"]) == ({"max_batch_size": 4}, {"budget": 0.3})
     client.post("/api/v1/groups", json={"name": "plain"})
     assert client.get("/api/v1/groups/plain").json()["serving"] == {}
 
