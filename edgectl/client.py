@@ -185,9 +185,25 @@ class FleetClient:
     def get_device(self, device_id: str) -> dict[str, Any]:
         return self.request("GET", f"{API}/devices/{_seg(device_id)}")
 
-    def create_group(self, name: str, devices: list[str], selector: dict[str, str]) -> dict[str, Any]:
-        body = {"name": name, "devices": devices, "selector": selector}
+    def create_group(
+        self,
+        name: str,
+        devices: list[str],
+        selector: dict[str, str],
+        serving: dict[str, Any] | None = None,
+        offload: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Create a group; a policy left out (``None``) is not sent (the server's defaults)."""
+        body: dict[str, Any] = {"name": name, "devices": devices, "selector": selector}
+        body.update({k: v for k, v in (("serving", serving), ("offload", offload)) if v is not None})
         return self.request("POST", f"{API}/groups", json=body)
+
+    def update_group(
+        self, name: str, serving: dict[str, Any] | None, offload: dict[str, Any] | None
+    ) -> dict[str, Any]:
+        """Merge-patch a group's policies (``None``: leave that one as it is)."""
+        body = {k: v for k, v in (("serving", serving), ("offload", offload)) if v is not None}
+        return self.request("PATCH", f"{API}/groups/{_seg(name)}", json=body)
 
     def list_groups(self) -> list[dict[str, Any]]:
         return self.request("GET", f"{API}/groups")

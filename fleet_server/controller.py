@@ -1,7 +1,8 @@
 """The rollout controller: the I/O shell around :mod:`fleet_server.rollout`.
 
 One pass (:meth:`RolloutController.reconcile`) reads devices, groups and live deployments, works
-out which deployment each device follows, makes sure every bundle those devices need exists (and
+out which deployment each device follows (and the policy of the group each deployment targets),
+makes sure every bundle those devices need exists (and
 is queued for compiling), hands each deployment's facts to
 :func:`fleet_server.rollout.plan_deployment`, writes what the plan says (desired states, device
 rows, the deployment's state), commits, and only then publishes the desired states it wrote. A pass
@@ -31,6 +32,7 @@ from device_profiles import DeviceProfile
 from fleet_server import queries, rollout
 from fleet_server.build_settings import build_key
 from fleet_server.db import Bundle, Deployment, DeploymentDevice, Device
+from fleet_server.groups import policy as group_policy
 from fleet_server.states import BundleStatus, DeploymentState, DeviceRolloutState
 
 log = logging.getLogger(__name__)
@@ -68,6 +70,7 @@ class RolloutController:
         self._pass_lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self.passes = 0
+        self._warned: set[str] = set()  # groups whose cloud offload lacks a public URL (logged once)
 
     def start(self) -> None:
         self._stop.clear()
@@ -109,8 +112,8 @@ class RolloutController:
             to_publish: list[DesiredState] = []
             with self._sessions.begin() as s:
                 now = self._clock()
-                for dep, members in self._claimed(s):
-                    to_publish.extend(self._reconcile_deployment(s, dep, members, now))
+                for dep, members, policy in self._claimed(s):
+                    to_publish.extend(self._reconcile_deployment(s, dep, members, policy, now))
                 to_compile = queries.pending_bundle_ids(s)
             self.passes += 1
             publisher = self.publisher
@@ -121,22 +124,33 @@ class RolloutController:
             if self._compiler is not None:
                 self._compiler.submit(bundle_id)
 
-    def _claimed(self, s: Session) -> list[tuple[Deployment, list[Device]]]:
-        """Every live deployment with the devices it claims (sorted by id)."""
+    def _claimed(self, s: Session) -> list[tuple[Deployment, list[Device], rollout.GroupPolicy]]:
+        """Every live deployment with the devices it claims (sorted by id) and the policy of the
+        group it targets."""
         devices = queries.all_devices(s)
         live = queries.live_deployments_for_update(s)
+        groups = queries.all_groups(s)
         claim = rollout.claims(
             {d: dev.labels or {} for d, dev in devices.items()},
-            queries.all_group_specs(s),
+            queries.group_specs(groups.values()),
             [rollout.LiveDeployment(dep.id, dep.group_name) for dep in live],
         )
         members: dict[int, list[Device]] = {}
         for device_id, dep_id in sorted(claim.items()):
             members.setdefault(dep_id, []).append(devices[device_id])
-        return [(dep, members.get(dep.id, [])) for dep in live]
+        policies = {name: group_policy(g) for name, g in groups.items()}
+        return [
+            (dep, members.get(dep.id, []), policies.get(dep.group_name, rollout.GroupPolicy()))
+            for dep in live
+        ]
 
     def _reconcile_deployment(
-        self, s: Session, dep: Deployment, members: Sequence[Device], now: float
+        self,
+        s: Session,
+        dep: Deployment,
+        members: Sequence[Device],
+        policy: rollout.GroupPolicy,
+        now: float,
     ) -> tuple[DesiredState, ...]:
         """Read one deployment's facts, plan it, write the plan; returns the desired states to
         publish once committed."""
@@ -146,6 +160,13 @@ class RolloutController:
             for key, profile in queries.needs_of(members, self._profiles).items()
         }
         builds = {key: self._build(mv.name, mv.version, b) for key, b in bundles.items()}
+        if policy.offload.uses_cloud and self._public_url is None and dep.group_name not in self._warned:
+            self._warned.add(dep.group_name)
+            log.warning(
+                "group %s offloads to this server's cloud endpoint, but no public URL is set; "
+                "its devices are told offload is off",
+                dep.group_name,
+            )
         facts = rollout.DeploymentFacts(
             id=dep.id,
             model_ref=mv.ref,
@@ -157,6 +178,8 @@ class RolloutController:
                 )
                 for dd in dep.devices
             },
+            policy=policy,
+            cloud_url=self._public_url,
         )
         plan = rollout.plan_deployment(facts, [self._device_facts(d) for d in members], builds, now)
         self._write(dep, members, plan, datetime.fromtimestamp(now, UTC))

@@ -25,8 +25,13 @@ def group_specs(groups: Iterable[Group]) -> dict[str, GroupSpec]:
     return {g.name: GroupSpec(g.name, frozenset(g.device_ids), dict(g.selector or {})) for g in groups}
 
 
+def all_groups(session: Session) -> dict[str, Group]:
+    """Every group with its members loaded, by name."""
+    return {g.name: g for g in session.scalars(select(Group).options(selectinload(Group.members)))}
+
+
 def all_group_specs(session: Session) -> dict[str, GroupSpec]:
-    return group_specs(session.scalars(select(Group).options(selectinload(Group.members))))
+    return group_specs(all_groups(session).values())
 
 
 def all_devices(session: Session) -> dict[str, Device]:

@@ -7,11 +7,14 @@ for the OpenAPI document, and a test holds its fields to the contract's.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from agent.contracts import ContractError, RegistrationRequest
+from agent.contracts.policy import ServingPolicy
+from fleet_server.errors import InvalidRequestError
+from fleet_server.rollout.policy import GroupOffload
 
 
 class RegisterDevice(BaseModel):
@@ -40,6 +43,58 @@ class RegisterDevice(BaseModel):
         return RegistrationRequest(self.device_id, self.profile, dict(self.labels), dict(self.facts))
 
 
+P = TypeVar("P", ServingPolicy, GroupOffload)
+
+
+def _merged(cls: type[P], base: P | None, given: dict[str, Any]) -> P:
+    data = {**(base.to_dict() if base is not None else {}), **given}
+    try:
+        return cls.from_dict({k: v for k, v in data.items() if v is not None})
+    except ContractError as exc:
+        raise InvalidRequestError(str(exc)) from None
+
+
+class ServingBody(BaseModel):
+    """A group's :class:`ServingPolicy`; the contract decides what is valid. A field left out
+    means the agent's default."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    latency_budget_ms: float | None = Field(
+        None, description="wait a request may take locally", examples=[50]
+    )
+    max_batch_size: int | None = Field(None, description="largest batch the device's batcher forms")
+    max_queue_delay_ms: float | None = Field(None, description="longest a request waits for a batch")
+    intra_op_threads: int | None = Field(None, description="the runtime's thread count")
+
+    def contract(self, base: ServingPolicy | None = None) -> ServingPolicy:
+        """The policy as the contract reads it: the fields given here over ``base`` (a field
+        given as ``null`` goes back to its default). Raises :class:`InvalidRequestError` (400)
+        naming the field for a value the contract refuses."""
+        return _merged(ServingPolicy, base, self.model_dump(include=self.model_fields_set))
+
+
+class OffloadBody(BaseModel):
+    """A group's offload policy (:class:`GroupOffload`): ``enabled`` with no ``endpoint_url``
+    means this fleet server's own cloud endpoint (under ``/v2`` of its public URL)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    enabled: bool = False
+    endpoint_url: str | None = Field(
+        None,
+        description="an OIP v2 server (Triton, KServe, another fleet server)",
+        examples=["https://gpu.example:8000"],
+    )
+    budget: float | None = Field(None, description="largest share of requests (0 to 1) sent to the cloud")
+
+    def contract(self, base: GroupOffload | None = None) -> GroupOffload:
+        """The policy as the contract reads it: the fields given here over ``base`` (a field
+        given as ``null`` goes back to its default). Raises :class:`InvalidRequestError` (400)
+        naming the field for a value the contract refuses."""
+        return _merged(GroupOffload, base, self.model_dump(include=self.model_fields_set))
+
+
 class CreateGroup(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -48,6 +103,18 @@ class CreateGroup(BaseModel):
         default_factory=list, description="static members (need not be registered yet)"
     )
     selector: dict[str, str] = Field(default_factory=dict, description="label → value; empty matches nothing")
+    serving: ServingBody | None = Field(None, description="serving policy (left out: the defaults)")
+    offload: OffloadBody | None = Field(None, description="offload policy (left out: off)")
+
+
+class UpdateGroup(BaseModel):
+    """Changes to a group's policies, as a merge patch: a field given sets it, a field given as
+    ``null`` goes back to its default, anything left out stays as it is."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    serving: ServingBody | None = None
+    offload: OffloadBody | None = None
 
 
 class CreateDeployment(BaseModel):

@@ -11,11 +11,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from agent.contracts import ReportedError
+from agent.contracts.policy import ServingPolicy
 from device_profiles import DeviceProfile
 from fleet_server.build_settings import build_key
 from fleet_server.db import Bundle, Deployment, Device, Group, ModelVersion
 from fleet_server.queries import find_bundle
-from fleet_server.rollout import counts
+from fleet_server.rollout import GroupOffload, counts
 from fleet_server.states import DeviceRolloutState
 
 
@@ -108,6 +109,8 @@ def group(g: Group, members: Sequence[str]) -> dict[str, Any]:
         "devices": g.device_ids,
         "selector": g.selector or {},
         "members": list(members),
+        "serving": (g.serving or ServingPolicy()).to_dict(),
+        "offload": (g.offload or GroupOffload()).to_dict(),
         "created_at": iso(g.created_at),
     }
 

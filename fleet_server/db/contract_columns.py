@@ -1,6 +1,7 @@
 """Column types that store wire contracts as JSON and hand back the typed objects.
 
-The desired and reported states (and the error a device reported) are written and read as
+The desired and reported states (and the error a device reported), and a group's serving and
+offload policies, are written and read as
 :mod:`agent.contracts` objects everywhere in the server; this is the one place they become JSON
 for the database and are parsed back. A stored value that no longer parses (written by hand, or by
 a server that understood another schema) reads as ``None`` with a warning: one bad row must not
@@ -16,6 +17,8 @@ from sqlalchemy import JSON, Dialect
 from sqlalchemy.types import TypeDecorator
 
 from agent.contracts import ContractError, DesiredState, ReportedError, ReportedState
+from agent.contracts.policy import ServingPolicy
+from fleet_server.rollout.policy import GroupOffload
 
 log = logging.getLogger(__name__)
 
@@ -75,3 +78,23 @@ class ReportedErrorJSON(_ContractJSON[ReportedError]):
 
     def from_json_value(self, data: Any) -> ReportedError:
         return ReportedError.from_dict(data, "error")
+
+
+class ServingPolicyJSON(_ContractJSON[ServingPolicy]):
+    cache_ok = True  # SQLAlchemy reads it from each class; these hold no state
+
+    def to_json_value(self, value: ServingPolicy) -> dict[str, Any]:
+        return value.to_dict()
+
+    def from_json_value(self, data: Any) -> ServingPolicy:
+        return ServingPolicy.from_dict(data)
+
+
+class GroupOffloadJSON(_ContractJSON[GroupOffload]):
+    cache_ok = True  # SQLAlchemy reads it from each class; these hold no state
+
+    def to_json_value(self, value: GroupOffload) -> dict[str, Any]:
+        return value.to_dict()
+
+    def from_json_value(self, data: Any) -> GroupOffload:
+        return GroupOffload.from_dict(data)

@@ -25,7 +25,15 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from agent.contracts import DesiredState, ReportedError, ReportedState
-from fleet_server.db.contract_columns import DesiredStateJSON, ReportedErrorJSON, ReportedStateJSON
+from agent.contracts.policy import ServingPolicy
+from fleet_server.db.contract_columns import (
+    DesiredStateJSON,
+    GroupOffloadJSON,
+    ReportedErrorJSON,
+    ReportedStateJSON,
+    ServingPolicyJSON,
+)
+from fleet_server.rollout.policy import GroupOffload
 
 
 def utcnow() -> datetime:
@@ -41,6 +49,8 @@ class Base(DeclarativeBase):
         DesiredState: DesiredStateJSON(),
         ReportedState: ReportedStateJSON(),
         ReportedError: ReportedErrorJSON(),
+        ServingPolicy: ServingPolicyJSON(),
+        GroupOffload: GroupOffloadJSON(),
     }
 
 
@@ -129,12 +139,15 @@ class Device(Base):
 
 
 class Group(Base):
-    """A named set of devices: static members plus a label selector."""
+    """A named set of devices: static members plus a label selector, and the serving and offload
+    policies its devices get with every deployment to it (``None``: the defaults)."""
 
     __tablename__ = "groups"
 
     name: Mapped[str] = mapped_column(String(128), primary_key=True)
     selector: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    serving: Mapped[ServingPolicy | None] = mapped_column()
+    offload: Mapped[GroupOffload | None] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     members: Mapped[list[GroupMember]] = relationship(

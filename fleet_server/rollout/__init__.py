@@ -8,6 +8,7 @@ functions and writes and publishes what they return.
 - :mod:`.desired`: when a device gets a new desired state, and what it is.
 - :mod:`.facts`: the plain snapshots the decisions read.
 - :mod:`.plan`: the per-device and per-deployment decisions and the effects they return.
+- :mod:`.policy`: a group's serving and offload policy and what its devices are told.
 """
 
 from fleet_server.rollout.claims import LiveDeployment, claims
@@ -21,6 +22,7 @@ from fleet_server.rollout.desired import needs_write, next_desired
 from fleet_server.rollout.device_state import device_state
 from fleet_server.rollout.facts import Build, DeploymentFacts, DeviceFacts, DeviceRow
 from fleet_server.rollout.plan import DeploymentPlan, DeviceDecision, plan_deployment, plan_device
+from fleet_server.rollout.policy import GroupOffload, GroupPolicy, device_offload
 
 __all__ = [
     "Build",
@@ -29,12 +31,15 @@ __all__ = [
     "DeviceDecision",
     "DeviceFacts",
     "DeviceRow",
+    "GroupOffload",
+    "GroupPolicy",
     "LiveDeployment",
     "claims",
     "compile_failure_message",
     "counts",
     "deployment_error",
     "deployment_state",
+    "device_offload",
     "device_state",
     "needs_write",
     "next_desired",

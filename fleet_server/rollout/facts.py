@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from agent.contracts import DesiredModel, DesiredState, ReportedError, ReportedState
 from fleet_server.build_settings import BuildKey
+from fleet_server.rollout.policy import GroupPolicy
 from fleet_server.states import BundleStatus, DeploymentState, DeviceRolloutState
 
 
@@ -48,11 +49,14 @@ class Build:
 
 @dataclass(frozen=True)
 class DeploymentFacts:
-    """A live deployment: its id, model (``name:version``), state and error as stored, and its
-    device rows by device id."""
+    """A live deployment: its id, model (``name:version``), state and error as stored, its
+    device rows by device id, the policy of the group it targets, and the server's public URL
+    (``cloud_url``: where a group's "this server's cloud endpoint" points; ``None``: not set)."""
 
     id: int
     model_ref: str
     state: DeploymentState = DeploymentState.PENDING
     error: str | None = None
     rows: Mapping[str, DeviceRow] = field(default_factory=dict)
+    policy: GroupPolicy = field(default_factory=GroupPolicy)
+    cloud_url: str | None = None

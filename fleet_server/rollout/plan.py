@@ -7,7 +7,9 @@ Rules:
 - Desired states are written only once every compile the deployment needs is ready, so all its
   devices move to the same model; a device with an unknown profile keeps a PENDING row.
 - A device gets a new desired state (one generation more) when its stored one does not ask for
-  this deployment's model under this deployment; otherwise its row keeps (or, first time, takes)
+  this deployment's model under this deployment with the serving and offload policies of the
+  deployment's group (:mod:`fleet_server.rollout.policy`): a policy change alone reaches the
+  devices without a new deployment; otherwise its row keeps (or, first time, takes)
   the generation it already has.
 - A device's rollout state comes from its reported state against that generation
   (:func:`~fleet_server.rollout.device_state.device_state`); the deployment's from its compiles
@@ -21,11 +23,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from agent.contracts import DesiredModel, DesiredState
+from agent.contracts.policy import OffloadPolicy, ServingPolicy
 from fleet_server.build_settings import BuildKey
 from fleet_server.rollout.deployment_state import deployment_error, deployment_state
 from fleet_server.rollout.desired import needs_write, next_desired
 from fleet_server.rollout.device_state import device_state
 from fleet_server.rollout.facts import Build, DeploymentFacts, DeviceFacts, DeviceRow
+from fleet_server.rollout.policy import device_offload
 from fleet_server.states import BundleStatus, DeploymentState
 
 
@@ -66,17 +70,26 @@ def plan_device(
     row: DeviceRow | None,
     model: DesiredModel | None,
     now: float,
+    serving: ServingPolicy | None = None,
+    offload: OffloadPolicy | None = None,
 ) -> DeviceDecision:
     """Decide one device of deployment ``deployment_id`` (model ``model_ref``) whose row is ``row``
     (``None``: new to the deployment). ``model`` is what the device should run, ``None`` while it
-    can't be told yet (compiles not all ready, unknown profile). ``now`` stamps a new desired
+    can't be told yet (compiles not all ready, unknown profile); ``serving`` and ``offload`` are
+    the policies it is told with it (``None``: the defaults). ``now`` stamps a new desired
     state."""
     generation = None if row is None else row.generation
     desired = None
     if model is not None:
-        if needs_write(device.desired, str(deployment_id), model):
+        if needs_write(device.desired, str(deployment_id), model, serving, offload):
             desired = next_desired(
-                device.device_id, device.desired_generation, str(deployment_id), model, now
+                device.device_id,
+                device.desired_generation,
+                str(deployment_id),
+                model,
+                now,
+                serving,
+                offload,
             )
             generation = desired.generation
         elif generation is None:
@@ -99,11 +112,15 @@ def plan_deployment(
     member_ids = {m.device_id for m in members}
     removed = tuple(d for d in deployment.rows if d not in member_ids)
     all_ready = all(b.status == BundleStatus.READY for b in builds.values())
+    serving = deployment.policy.serving
+    offload = device_offload(deployment.policy.offload, deployment.cloud_url)
     decisions = []
     for dev in members:
         model = builds[dev.build].model if all_ready and dev.build is not None else None
         row = deployment.rows.get(dev.device_id)
-        decisions.append(plan_device(deployment.id, deployment.model_ref, dev, row, model, now))
+        decisions.append(
+            plan_device(deployment.id, deployment.model_ref, dev, row, model, now, serving, offload)
+        )
     device_states = [d.row.state for d in decisions]
     statuses = [b.status for b in builds.values()]
     state = deployment_state(statuses, device_states)

@@ -168,7 +168,22 @@ def create_stub_app(fleet: Fleet) -> FastAPI:
         if name in fleet.groups:
             raise StubError(409, "conflict", f"group {name!r} exists")
         group = {"name": name, "devices": body.get("devices", []), "selector": body.get("selector", {})}
+        for key in ("serving", "offload"):  # as the real server shows them: nulls are defaults
+            if key in body:
+                group[key] = {k: v for k, v in body[key].items() if v is not None}
         fleet.groups[name] = group
+        return {**group, "members": fleet.members(group)}
+
+    @app.patch(f"{API}/groups/{{name}}")
+    def update_group(name: str, body: dict[str, Any]) -> dict[str, Any]:
+        """A merge patch of the policies, as the real server does it (no validation here)."""
+        if name not in fleet.groups:
+            raise StubError(404, "not_found", f"unknown group {name!r}")
+        group = fleet.groups[name]
+        for key in ("serving", "offload"):
+            if key in body:
+                merged = {**group.get(key, {}), **body[key]}
+                group[key] = {k: v for k, v in merged.items() if v is not None}
         return {**group, "members": fleet.members(group)}
 
     @app.get(f"{API}/groups")

@@ -135,3 +135,22 @@ def test_real_server_errors_are_one_line(real: Run) -> None:
         assert result.stdout == ""
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error: ") and text in lines[0], (args, lines)
+
+
+def test_group_policies_against_the_real_server(real: Run) -> None:
+    created = real(
+        "groups", "create", "edge-policy", "--offload-cloud", "--offload-share", "0.3", "-o", "json"
+    )
+    assert created.exit_code == 0, created.output
+    assert json.loads(created.stdout)["offload"] == {"enabled": True, "budget": 0.3}
+    changed = real("groups", "set", "edge-policy", "--latency-budget-ms", "40", "-o", "json")
+    assert changed.exit_code == 0, changed.output
+    group = json.loads(changed.stdout)
+    assert group["serving"] == {"latency_budget_ms": 40.0}
+    assert group["offload"] == {"enabled": True, "budget": 0.3}
+    # The server's contract refuses what the CLI passes on, in one line naming the field.
+    refused = real("groups", "set", "edge-policy", "--offload-share", "1.5")
+    assert refused.exit_code == 1 and refused.stdout == ""
+    assert refused.stderr.strip() == (
+        "error: offload.budget: must be between 0 and 1 (HTTP 400, invalid_request)"
+    ), refused.stderr

@@ -37,3 +37,28 @@ def test_contract_columns_round_trip_and_tolerate_bad_rows(tmp_path: Path) -> No
         dev = s.get(Device, "d1")
         assert dev is not None and dev.desired is None and dev.reported == reported
     engine.dispose()
+
+
+def test_group_policies_round_trip_and_a_bad_one_reads_as_the_defaults(tmp_path: Path) -> None:
+    from agent.contracts.policy import ServingPolicy
+    from fleet_server.db import Group
+    from fleet_server.groups import policy
+    from fleet_server.rollout import GroupOffload, GroupPolicy
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'fleet.db'}")
+    Base.metadata.create_all(engine)
+    sessions = make_sessions(engine)
+    serving, offload = ServingPolicy(latency_budget_ms=50), GroupOffload(True, budget=0.3)
+    with sessions.begin() as s:
+        s.add(Group(name="lab", serving=serving, offload=offload))
+        s.add(Group(name="plain"))
+    with sessions() as s:
+        assert policy(s.get_one(Group, "lab")) == GroupPolicy(serving, offload)
+        assert policy(s.get_one(Group, "plain")) == GroupPolicy()
+        stored = s.execute(text("SELECT offload FROM groups WHERE name = 'lab'")).scalar_one()
+        assert stored == '{"enabled": true, "budget": 0.3}'
+    with sessions.begin() as s:
+        s.execute(text("""UPDATE groups SET offload = '{"budget": 7}' WHERE name = 'lab'"""))
+    with sessions() as s:
+        assert policy(s.get_one(Group, "lab")) == GroupPolicy(serving, GroupOffload())
+    engine.dispose()
