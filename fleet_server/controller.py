@@ -70,7 +70,6 @@ class RolloutController:
         self._pass_lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self.passes = 0
-        self._warned: set[str] = set()  # groups whose cloud offload lacks a public URL (logged once)
 
     def start(self) -> None:
         self._stop.clear()
@@ -160,13 +159,6 @@ class RolloutController:
             for key, profile in queries.needs_of(members, self._profiles).items()
         }
         builds = {key: self._build(mv.name, mv.version, b) for key, b in bundles.items()}
-        if policy.offload.uses_cloud and self._public_url is None and dep.group_name not in self._warned:
-            self._warned.add(dep.group_name)
-            log.warning(
-                "group %s offloads to this server's cloud endpoint, but no public URL is set; "
-                "its devices are told offload is off",
-                dep.group_name,
-            )
         facts = rollout.DeploymentFacts(
             id=dep.id,
             model_ref=mv.ref,

@@ -8,7 +8,8 @@ latest desired state (``serving`` and ``offload``), then the device profile, the
 - batching: ``max_batch`` / ``serving.max_batch_size`` / profile ``serving.max_batch`` (8), and
   ``max_queue_delay_ms`` / ``serving.max_queue_delay_ms`` (2 ms); the queue bound is the agent's;
 - the latency budget: ``latency_budget_ms`` / ``serving.latency_budget_ms`` / the profile's;
-- offload: ``offload_url``, else the offload policy's endpoint when it is enabled; without an
+- offload: ``offload_url``, else the offload policy's endpoint when it is enabled (a relative one,
+  such as ``/`` for the fleet server's own cloud endpoint, against the server URL); without an
   endpoint nothing is offloaded or shed by budget (the bounded queue still sheds). The policy's
   ``budget`` caps the share of requests the cloud may take.
 """
@@ -16,6 +17,7 @@ latest desired state (``serving`` and ``offload``), then the device profile, the
 from __future__ import annotations
 
 from dataclasses import dataclass
+from urllib.parse import urljoin
 
 from agent.config import AgentConfig
 from agent.contracts.policy import OffloadPolicy, ServingPolicy
@@ -50,7 +52,8 @@ def resolve(
     max_batch = _first(config.max_batch, serving.max_batch_size, profile.serving.max_batch)
     delay_ms = _first(config.max_queue_delay_ms, serving.max_queue_delay_ms, DEFAULT_QUEUE_DELAY_MS)
     budget_ms = _first(config.latency_budget_ms, serving.latency_budget_ms, profile.latency_budget_ms)
-    url = config.offload_url or (offload.endpoint_url if offload.enabled else None)
+    endpoint = offload.endpoint_url if offload.enabled else None
+    url = config.offload_url or (urljoin(config.server + "/", endpoint) if endpoint else None)
     return ServingSetup(
         threads=int(threads or 1),
         spinning=profile.serving.spinning if config.spinning is None else config.spinning,

@@ -62,10 +62,8 @@ class GroupPolicy:
 def device_offload(offload: GroupOffload, cloud_url: str | None) -> OffloadPolicy:
     """The offload policy a device is told: ``offload`` with the cloud endpoint filled in from
     ``cloud_url`` (the server's public URL) where the group asks for it. Without ``cloud_url``
-    such a policy becomes a disabled one (keeping ``budget``), since a device can't use a relative
-    endpoint."""
+    the endpoint is ``/``, which the device resolves against the server URL it was started with,
+    as it does a bundle's relative URL."""
     if not offload.uses_cloud:
         return OffloadPolicy(offload.enabled, offload.endpoint_url, offload.budget)
-    if not cloud_url:
-        return OffloadPolicy(enabled=False, budget=offload.budget)
-    return OffloadPolicy(True, cloud_url.rstrip("/"), offload.budget)
+    return OffloadPolicy(True, cloud_url.rstrip("/") if cloud_url else "/", offload.budget)

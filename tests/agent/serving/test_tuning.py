@@ -49,3 +49,8 @@ def test_a_disabled_offload_policy_names_no_endpoint() -> None:
     # The profile's budget still applies once an endpoint is set by the agent's settings.
     s = resolve(cfg(offload_url="http://cloud:8000"), PI)
     assert s.offload is not None and s.offload.budget == PI.latency_budget_ms / 1000  # type: ignore[operator]
+
+
+def test_a_relative_endpoint_is_the_fleet_servers_own() -> None:
+    s = resolve(cfg(), PI, None, OffloadPolicy(enabled=True, endpoint_url="/"))
+    assert s.offload is not None and s.offload.url == "http://fleet:8080/"

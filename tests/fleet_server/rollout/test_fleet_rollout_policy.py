@@ -76,8 +76,9 @@ def test_the_device_is_healthy_again_once_it_commits_the_policy_generation() -> 
     assert plan.devices[0].row.state == S.HEALTHY
 
 
-def test_cloud_offload_without_a_public_url_is_told_as_off_keeping_the_budget() -> None:
-    assert device_offload(GroupOffload(True, budget=0.3), None) == OffloadPolicy(False, None, 0.3)
+def test_cloud_offload_without_a_public_url_names_the_server_relative_to_the_device() -> None:
+    assert device_offload(GroupOffload(True, budget=0.3), None) == OffloadPolicy(True, "/", 0.3)
+    assert device_offload(GroupOffload(True, budget=0.3), CLOUD + "/") == OffloadPolicy(True, CLOUD, 0.3)
 
 
 def test_an_explicit_endpoint_is_passed_on_as_is() -> None:
