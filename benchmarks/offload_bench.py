@@ -35,7 +35,10 @@ client run on the other CPUs (on two CPUs they share the second; on three or mor
 gets the last one). The cloud stand-in gets as many ONNX Runtime threads as its CPUs. Otherwise
 the cloud would share the device's CPU and add no capacity. The result records the pinning.
 On two CPUs the cloud shares its one core with the client and the proxy, so it absorbs less than
-C: the goodput ratio there is a floor for what a real cloud gives.
+C: the goodput ratio there is a floor for what a real cloud gives. A real device is also much
+slower than a server core: ``--device-cpu-share`` (default 0.3) gives the device agent that share
+of its core through a cgroup CPU quota (root; skipped with a note otherwise), so the device is a
+Pi-class one beside a faster cloud, as in the field. The result records it (``device_cpu``).
 
 Figures per set-up: offered and answered requests, share of answered (and of offered) requests
 within the budget, goodput (answers within the budget per second) and its ratio to local-only,
@@ -66,7 +69,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.serving import machine, pinning  # noqa: E402
+from benchmarks.serving import cpu_quota, machine, pinning  # noqa: E402
 from benchmarks.serving.callers import CheckError, http_factory, http_requests  # noqa: E402
 from benchmarks.serving.http_client import Connection, HttpError, get_text  # noqa: E402
 from benchmarks.serving.load import run_point  # noqa: E402
@@ -106,15 +109,24 @@ class Bench:
         self.ref = reference(m)
         self.servers: list[Server] = []
         self.started = 0
+        self.quotas: list[cpu_quota.Quota] = []
+        self.quota_note = "device not limited (--device-cpu-share 0)"
 
-    def agent(self, tag: str, threads: int, cpus: list[int] | None, flags: list[str]) -> Server:
-        """A started agent serving the model; stopped by :meth:`close` if not before."""
+    def agent(
+        self, tag: str, threads: int, cpus: list[int] | None, flags: list[str], device: bool = False
+    ) -> Server:
+        """A started agent serving the model; stopped by :meth:`close` if not before. A device
+        agent gets ``--device-cpu-share`` of its core when that is set."""
         self.started += 1
         server = start_agent(
             self.m.bundle_dir, self.m.name, "1", threads, self.work, False,
             tag=f"{tag}-{self.started}", extra_args=["--grpc-port", "-1", *flags], cpus=cpus,
         )  # fmt: skip
         self.servers.append(server)
+        if device and self.args.device_cpu_share:
+            q = cpu_quota.limit(server.proc.pid, self.args.device_cpu_share, f"device{self.started}")
+            self.quota_note = q.note
+            self.quotas.append(q)
         return server
 
     def device_flags(self) -> list[str]:
@@ -131,7 +143,7 @@ class Bench:
 
     def capacity(self) -> dict[str, Any]:
         a = self.args
-        dev = self.agent("device-capacity", a.threads, self.pins.device, self.device_flags())
+        dev = self.agent("device-capacity", a.threads, self.pins.device, self.device_flags(), device=True)
         try:
             assert dev.http_port is not None
             first_ms = first_request_ms(self.m, dev.http_port)
@@ -154,7 +166,7 @@ class Bench:
         if url is not None:
             flags += ["--offload-url", url]
         say(f"{name}: device agent {' '.join(flags)}")
-        dev = self.agent(f"device-{name}", a.threads, self.pins.device, flags)
+        dev = self.agent(f"device-{name}", a.threads, self.pins.device, flags, device=True)
         try:
             assert dev.http_port is not None
             note = None
@@ -180,6 +192,8 @@ class Bench:
     def close(self) -> None:
         for s in self.servers:
             s.stop()
+        for q in self.quotas:
+            q.release()
 
 
 def first_request_ms(m: BenchModel, port: int) -> float:
@@ -288,6 +302,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--connections", type=int, default=64, help="open-loop connections (default 64)")
     ap.add_argument("--setups", default=",".join(SETUPS))
     ap.add_argument("--no-pin", action="store_true", help="do not pin device, cloud and client apart")
+    ap.add_argument(
+        "--device-cpu-share",
+        type=float,
+        default=0.3,
+        help="the device agent's share of its core, a CFS quota through the cgroup cpu controller "
+        "(default 0.3: a Pi-class device beside a server-class cloud core; 0: no limit)",
+    )
     ap.add_argument("--keep", type=Path, help="work in this directory and keep it (the servers' logs)")
     ap.add_argument("--warmup", type=float, default=2.0)
     ap.add_argument("--duration", type=float, default=10.0, help="seconds per set-up (default 10)")
@@ -347,6 +368,7 @@ def main(argv: list[str] | None = None) -> int:
             "quick": args.quick,
         },
         "pinning": pins.as_dict(),
+        "device_cpu": bench.quota_note,
         "quiet_machine": None if load_before is None else load_before[0] <= 0.5 * cores,
         "machine": machine.cpu(),
         "load_average": {"before": load_before, "after": machine.load_average()},
