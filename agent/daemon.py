@@ -22,6 +22,7 @@ from agent.contracts.registration import RegistrationRequest
 from agent.contracts.state import DesiredState, ReportedState
 from agent.errors import RegistrationError
 from agent.facts import device_facts
+from agent.inbound import Quarantine
 from agent.mqtt_client import AgentMqtt
 from agent.registration import register
 from agent.serving import InferenceServer, InferenceService, Metrics, ModelRegistry, create_app, tuning
@@ -71,6 +72,7 @@ class Agent:
         self.mqtt: AgentMqtt | None = None
         self._mqtt_lock = threading.Lock()
         self._link = threading.Thread(target=self._register_and_connect, name="edge-agent-link", daemon=True)
+        self.metrics.mqtt_connected.set_function(self._link_up)
         self.inference_url: str | None = None
 
     def start(self) -> str:
@@ -117,6 +119,10 @@ class Agent:
             self.reconciler.tune(setup.threads, setup.spinning)
         self.worker.submit(desired)
 
+    def _link_up(self) -> float:
+        mqtt = self.mqtt
+        return 1.0 if mqtt is not None and mqtt.is_up() else 0.0
+
     def _report(self, state: ReportedState) -> None:
         with self._mqtt_lock:
             mqtt = self.mqtt
@@ -145,6 +151,9 @@ class Agent:
             reg.mqtt,
             on_desired=self._on_desired,
             connections=ConnectionCounter(self.config.data_dir / "mqtt-connections"),
+            quarantine=Quarantine(self.config.data_dir / "mqtt-quarantine.json"),
+            on_refused=lambda kind, reason: self.metrics.mqtt_refused.labels(kind, reason).inc(),
+            on_loop_restart=self.metrics.mqtt_loop_restarts.inc,
         )
         with self._mqtt_lock:
             if self.stopping.is_set():
