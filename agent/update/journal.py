@@ -63,8 +63,10 @@ class Journal:
 
     ``generation`` and ``desired`` describe the update in flight (or the last one);
     ``target_slot`` is the inactive slot it installs into; ``downloaded`` is the download's
-    progress in bytes (informational: the ``.part`` file's size is the truth); ``resumes`` counts
-    start-ups that resumed this update, and ``recovery`` says how the last one went (reported).
+    progress in bytes (never more than the ``.part`` file holds after a kill, as it is saved from
+    flushed bytes; after a power cut only the synced bytes are sure, so the file's size is the
+    truth a resume goes by); ``resumes`` counts start-ups that resumed this update, and
+    ``recovery`` says how the last one went (reported).
     """
 
     state: UpdateState = UpdateState.IDLE
