@@ -187,6 +187,7 @@ class Reconciler:
         j = self._journal
         action = resume_action(j.state, j.resumes, clean_stop=self.clean_stop)
         if action is Resume.SERVE_ACTIVE:
+            self._clean_downloads()
             return Outcome.IGNORED
         model = j.desired
         if model is None:
@@ -222,6 +223,25 @@ class Reconciler:
             log.warning("generation %d: %s", j.generation, recovery)
         self._save(state=RESUME_ENTRY[action], resumes=resumes, recovery=recovery, error=None)
         return self._run(model, self._journal.generation, cancel)
+
+    def _clean_downloads(self) -> None:
+        """With no update in flight, delete the downloads no update will need: all but the
+        journal's model after a retryable failure (IDLE, its generation not failed, not the
+        model serving), which the next delivery of that generation resumes. A kill between the
+        commit and the cleanup after it leaves the tar behind; this is where it goes."""
+        j = self._journal
+        keep: set[str] = set()
+        if (
+            j.state is S.IDLE
+            and j.desired is not None
+            and j.generation not in j.failed_generations
+            and (j.active is None or j.active.sha256 != j.desired.sha256)
+        ):
+            keep.add(j.desired.sha256)
+        try:
+            self.downloader.cleanup(keep)
+        except OSError as exc:  # a later update's cleanup tries again
+            log.warning("could not clean up old downloads: %s", exc)
 
     # -- updates ----------------------------------------------------------------------------
 

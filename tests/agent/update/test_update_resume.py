@@ -390,3 +390,46 @@ def test_the_stop_marker_is_durable(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     (tmp_path / f".{clean_stop.MARKER}.x1.tmp").write_text("4")
     assert clean_stop.take(tmp_path, 3) is True
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_killed_right_after_commit_the_download_is_removed_at_the_next_start(
+    started: tuple[Reconciler, Path],
+    artifact_server: ArtifactServer,
+    bundles: dict[str, BuiltBundle],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    r, data = started
+
+    def die(*_args: Any, **_kwargs: Any) -> None:
+        raise Crash()
+
+    with monkeypatch.context() as m:
+        m.setattr(r.downloader, "cleanup", die)
+        with pytest.raises(Crash):
+            r.apply(desired_state(DEVICE, 2, bundles["2"].model))
+    r.registry.close()
+    assert r.journal.state is UpdateState.COMMITTED
+    assert r.downloader.done_path(bundles["2"].model).is_file()
+
+    again, _ = restart(data, artifact_server)
+    assert again.resume() is Outcome.IGNORED
+    assert sorted(p.name for p in (data / "downloads").iterdir()) == []
+    assert serve(again)[0] == "linear:2"
+
+
+def test_a_download_that_will_be_retried_is_kept_at_the_next_start(
+    started: tuple[Reconciler, Path], artifact_server: ArtifactServer, bundles: dict[str, BuiltBundle]
+) -> None:
+    r, data = started
+    v2 = bundles["2"]
+    artifact_server.behaviour.cut_after, artifact_server.behaviour.cuts_left = 2048, 2  # every attempt
+    assert r.apply(desired_state(DEVICE, 2, v2.model)) is Outcome.RETRY
+    assert r.journal.state is UpdateState.IDLE and r.downloader.partial_size(v2.model) > 0
+    r.registry.close()
+    (data / "downloads" / f"{'0' * 64}.tar").write_bytes(b"left by an older update")
+
+    again, _ = restart(data, artifact_server)
+    assert again.resume() is Outcome.IGNORED
+    assert sorted(p.name for p in (data / "downloads").iterdir()) == [f"{v2.model.sha256}.part"]
+    assert again.apply(desired_state(DEVICE, 2, v2.model)) is Outcome.APPLIED
+    assert artifact_server.requests[-1]["range"] is not None
