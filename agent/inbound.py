@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 
+from agent import __version__
 from agent.durable import atomic_write, remove_stale_temps
 
 log = logging.getLogger(__name__)
@@ -105,13 +106,16 @@ class Quarantine:
     """The sha256s of the last ``keep`` refused messages, kept in ``path`` (atomically replaced)
     when one is given, so that a refusal outlives a restart; in memory otherwise.
 
-    A file that can't be read is started afresh: the worst case is that a poison message is
-    refused once more, by the same guards.
+    The file names the ``agent_version`` that refused them, and another version starts afresh:
+    a newer agent may well take what an older one refused (a newer schema). A file that can't be
+    read is started afresh too: the worst case is that a poison message is refused once more, by
+    the same guards.
     """
 
-    def __init__(self, path: Path | None = None, keep: int = 64) -> None:
+    def __init__(self, path: Path | None = None, keep: int = 64, agent_version: str = __version__) -> None:
         self.path = path
         self.keep = keep
+        self.agent_version = agent_version
         self._digests: list[str] = self._load()
 
     def _load(self) -> list[str]:
@@ -125,10 +129,14 @@ class Quarantine:
         except ValueError as exc:
             log.warning("quarantine file %s is unreadable (%s); starting afresh", self.path, exc)
             return []
-        if not isinstance(data, list) or not all(isinstance(d, str) for d in data):
-            log.warning("quarantine file %s is not a list of digests; starting afresh", self.path)
+        digests = data.get("digests") if isinstance(data, dict) else None
+        if not isinstance(digests, list) or not all(isinstance(d, str) for d in digests):
+            log.warning("quarantine file %s holds no list of digests; starting afresh", self.path)
             return []
-        return data[-self.keep :]
+        if data.get("agent_version") != self.agent_version:
+            log.info("quarantine file %s was written by another agent version; starting afresh", self.path)
+            return []
+        return digests[-self.keep :]
 
     def __contains__(self, sha256: object) -> bool:
         return sha256 in self._digests
@@ -140,4 +148,5 @@ class Quarantine:
             return
         self._digests = [*self._digests, sha256][-self.keep :]
         if self.path is not None:
-            atomic_write(self.path, json.dumps(self._digests).encode())
+            body = {"agent_version": self.agent_version, "digests": self._digests}
+            atomic_write(self.path, json.dumps(body).encode())

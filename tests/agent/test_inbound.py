@@ -65,10 +65,18 @@ def test_the_quarantine_is_bounded_and_survives_a_restart(tmp_path: Path) -> Non
     again = Quarantine(path, keep=3)
     assert digest(b"4") in again and digest(b"2") in again
     assert digest(b"1") not in again  # the oldest were forgotten
-    assert json.loads(path.read_text()) == [digest(str(n).encode()) for n in (2, 3, 4)]
+    assert json.loads(path.read_text())["digests"] == [digest(str(n).encode()) for n in (2, 3, 4)]
 
 
-@pytest.mark.parametrize("content", [b"{not json", b'{"a": 1}', b"[1, 2]"])
+def test_another_agent_version_starts_the_quarantine_afresh(tmp_path: Path) -> None:
+    """A newer agent may take what an older one refused (a desired state of a newer schema)."""
+    path = tmp_path / "quarantine.json"
+    Quarantine(path, agent_version="1.0").add(digest(b"newer schema"))
+    assert digest(b"newer schema") in Quarantine(path, agent_version="1.0")
+    assert digest(b"newer schema") not in Quarantine(path, agent_version="1.1")
+
+
+@pytest.mark.parametrize("content", [b"{not json", b'{"a": 1}', b"[1, 2]", b'{"digests": [1]}'])
 def test_a_damaged_quarantine_file_starts_afresh(tmp_path: Path, content: bytes) -> None:
     path = tmp_path / "quarantine.json"
     path.write_bytes(content)
