@@ -15,7 +15,7 @@
   payload), counted (``on_refused``) and quarantined by its sha256, so the same bytes are never
   handed over again, across restarts too when the quarantine has a file.
 - A watchdog thread restarts the network loop should it die anyway (a bug in paho or in a
-  callback outside the guard), with a fresh connection; ``on_loop_restart`` counts it. It lives
+  callback outside the guard); ``on_loop_restart`` counts it. It lives
   here rather than in the daemon because this class alone owns the paho client.
 """
 
@@ -134,20 +134,12 @@ class AgentMqtt:
                     or self._client.loop_start() != mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS
                 ):
                     continue
-                log.error("the MQTT network loop had died; restarted it with a fresh connection")
-                self.connected.clear()
-                self._arm_will()
-                self._reconnect()
+                # The new loop goes on where the dead one stopped (paho handles the packet it
+                # died on again); if the broker dropped the silent client meanwhile, the loop
+                # reconnects with backoff as after any lost connection.
+                log.error("the MQTT network loop had died; restarted it")
             if self._on_loop_restart is not None:
                 self._on_loop_restart()
-
-    def _reconnect(self) -> None:
-        # A fresh connection: the dead loop may have left a half-handled packet behind. If the
-        # broker does not answer, the loop retries with backoff as after any lost connection.
-        try:
-            self._client.reconnect()
-        except OSError as exc:
-            log.warning("MQTT reconnect after a loop restart failed (%s); retrying with backoff", exc)
 
     def publish_reported(self, state: ReportedState) -> None:
         """Publish ``state`` now if connected; it is re-published on every (re)connect."""

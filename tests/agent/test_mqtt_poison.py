@@ -157,7 +157,7 @@ def test_a_network_loop_that_dies_anyway_is_restarted(
     try:
         good = desired_state(DEVICE, 6, bundles["1"].model)
         observer.publish(DESIRED, good.to_json())
-        wait_until(lambda: got, timeout=15)  # delivered again on the fresh connection
+        wait_until(lambda: got, timeout=15)  # handled again by the restarted loop
         assert got[-1] == good and restarts == [1]
         assert wait_until(link.is_up)
     finally:
