@@ -4,6 +4,10 @@ Start-up order is chosen so that a restarted device serves at once, even with no
 journal's active model is loaded and the inference API started first (then the ``ready`` line is
 printed), an interrupted update resumes on the worker thread, and registration and MQTT come up
 in the background, retrying until the fleet server and broker answer.
+
+``/v2/health/ready`` speaks of inference only (a device serves without its broker); the MQTT
+link's state is the ``edgefleet_agent_mqtt_connected`` gauge on ``/metrics``, and the link
+restarts its own network loop should it die (:mod:`agent.mqtt_client`).
 """
 
 from __future__ import annotations
