@@ -4,6 +4,10 @@ Start-up order is chosen so that a restarted device serves at once, even with no
 journal's active model is loaded and the inference API started first (then the ``ready`` line is
 printed), an interrupted update resumes on the worker thread, and registration and MQTT come up
 in the background, retrying until the fleet server and broker answer.
+
+``/v2/health/ready`` speaks of inference only (a device serves without its broker); the MQTT
+link's state is the ``edgefleet_agent_mqtt_connected`` gauge on ``/metrics``, and the link
+restarts its own network loop should it die (:mod:`agent.mqtt_client`).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from agent.contracts.registration import RegistrationRequest
 from agent.contracts.state import DesiredState, ReportedState
 from agent.errors import RegistrationError
 from agent.facts import device_facts
+from agent.inbound import Quarantine
 from agent.mqtt_client import AgentMqtt
 from agent.registration import register
 from agent.serving import InferenceServer, InferenceService, Metrics, ModelRegistry, create_app, tuning
@@ -71,6 +76,7 @@ class Agent:
         self.mqtt: AgentMqtt | None = None
         self._mqtt_lock = threading.Lock()
         self._link = threading.Thread(target=self._register_and_connect, name="edge-agent-link", daemon=True)
+        self.metrics.mqtt_connected.set_function(self._link_up)
         self.inference_url: str | None = None
 
     def start(self) -> str:
@@ -117,6 +123,10 @@ class Agent:
             self.reconciler.tune(setup.threads, setup.spinning)
         self.worker.submit(desired)
 
+    def _link_up(self) -> float:
+        mqtt = self.mqtt
+        return 1.0 if mqtt is not None and mqtt.is_up() else 0.0
+
     def _report(self, state: ReportedState) -> None:
         with self._mqtt_lock:
             mqtt = self.mqtt
@@ -145,6 +155,9 @@ class Agent:
             reg.mqtt,
             on_desired=self._on_desired,
             connections=ConnectionCounter(self.config.data_dir / "mqtt-connections"),
+            quarantine=Quarantine(self.config.data_dir / "mqtt-quarantine.json"),
+            on_refused=lambda kind, reason: self.metrics.mqtt_refused.labels(kind, reason).inc(),
+            on_loop_restart=self.metrics.mqtt_loop_restarts.inc,
         )
         with self._mqtt_lock:
             if self.stopping.is_set():

@@ -8,6 +8,15 @@
   re-publishes its latest reported state, so a broker restart loses nothing.
 - paho's network thread only parses and hands desired states to a callback that must not block
   (the update worker's ``submit``); paho reconnects with backoff by itself.
+- Nothing may escape a message callback: paho re-raises it, which ends its network thread, the
+  broker drops the silent client, and a retained or unacknowledged message kills it again at the
+  next connect. So every message is bounded before it is parsed (:mod:`agent.inbound`), and any
+  refusal or exception is logged (topic, reason, error class, size and digest; never the
+  payload), counted (``on_refused``) and quarantined by its sha256, so the same bytes are never
+  handed over again, across restarts too when the quarantine has a file.
+- A watchdog thread restarts the network loop should it die anyway (a bug in paho or in a
+  callback outside the guard); ``on_loop_restart`` counts it. It lives
+  here rather than in the daemon because this class alone owns the paho client.
 """
 
 from __future__ import annotations
@@ -25,6 +34,7 @@ from agent.connection_count import ConnectionCounter
 from agent.contracts.errors import ContractError
 from agent.contracts.state import DesiredState, ReportedState, Status
 from agent.contracts.topics import device_topic
+from agent.inbound import InboundLimits, MessageRefused, Quarantine, digest
 from agent.registration import MqttSettings
 
 log = logging.getLogger(__name__)
@@ -43,6 +53,11 @@ class AgentMqtt:
         reconnect_max: float = 60.0,
         max_inflight: int = 20,
         connections: ConnectionCounter | None = None,
+        limits: InboundLimits | None = None,
+        quarantine: Quarantine | None = None,
+        on_refused: Callable[[str, str], None] | None = None,
+        on_loop_restart: Callable[[], None] | None = None,
+        watchdog_interval: float = 5.0,
     ) -> None:
         self.device_id = device_id
         self.settings = settings
@@ -51,6 +66,14 @@ class AgentMqtt:
         self.connected = threading.Event()
         self._lock = threading.Lock()
         self._latest: ReportedState | None = None
+        self.limits = limits or InboundLimits()
+        self.quarantine = quarantine or Quarantine()
+        self._on_refused = on_refused
+        self._on_loop_restart = on_loop_restart
+        self._watchdog_interval = watchdog_interval
+        self._stopping = threading.Event()
+        self._loop_lock = threading.Lock()  # the watchdog's restart vs stop()
+        self._watchdog = threading.Thread(target=self._watch, name="edge-agent-mqtt-watchdog", daemon=True)
         self._v5 = settings.protocol == "5"
         if self._v5:
             self._client = mqtt.Client(
@@ -95,6 +118,28 @@ class AgentMqtt:
         else:
             self._client.connect_async(s.host, s.port, s.keepalive)
         self._client.loop_start()
+        self._watchdog.start()
+
+    def is_up(self) -> bool:
+        """Whether the link is connected now (for the ``edgefleet_agent_mqtt_connected`` gauge)."""
+        return self.connected.is_set() and self._client.is_connected()
+
+    def _watch(self) -> None:
+        """Restart paho's network loop whenever it has died (``loop_start`` refuses while the
+        loop runs, so calling it is also the check)."""
+        while not self._stopping.wait(self._watchdog_interval):
+            with self._loop_lock:
+                if (
+                    self._stopping.is_set()
+                    or self._client.loop_start() != mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS
+                ):
+                    continue
+                # The new loop goes on where the dead one stopped (paho handles the packet it
+                # died on again); if the broker dropped the silent client meanwhile, the loop
+                # reconnects with backoff as after any lost connection.
+                log.error("the MQTT network loop had died; restarted it")
+            if self._on_loop_restart is not None:
+                self._on_loop_restart()
 
     def publish_reported(self, state: ReportedState) -> None:
         """Publish ``state`` now if connected; it is re-published on every (re)connect."""
@@ -105,6 +150,8 @@ class AgentMqtt:
 
     def stop(self, timeout: float = 5.0) -> None:
         """Say offline (retained), disconnect cleanly and stop the network thread."""
+        with self._loop_lock:
+            self._stopping.set()
         if self._client.is_connected():
             info = self._client.publish(self.topics["status"], self._status(online=False), qos=1, retain=True)
             try:
@@ -114,6 +161,8 @@ class AgentMqtt:
         self._client.disconnect()
         self._client.loop_stop()
         self.connected.clear()
+        if self._watchdog.is_alive():
+            self._watchdog.join(timeout)
 
     # paho callbacks: they run on paho's network thread and must return quickly.
 
@@ -149,12 +198,47 @@ class AgentMqtt:
     def _on_message(self, _client: mqtt.Client, _userdata: object, msg: mqtt.MQTTMessage) -> None:
         if msg.topic != self.topics["desired"] or not msg.payload:
             return  # an empty retained payload just clears the topic
+        payload = bytes(msg.payload)
+        sha = ""
         try:
-            desired = DesiredState.from_json(bytes(msg.payload))
-        except ContractError as exc:
-            log.error("ignoring a malformed desired state on %s: %s", msg.topic, exc)
-            return
-        try:
+            self.limits.check_size("desired", payload)  # before hashing: a huge one costs nothing more
+            sha = digest(payload)
+            if sha in self.quarantine:
+                raise MessageRefused("quarantined", "refused before; dropped unread")
+            self.limits.check_depth(payload)
+            try:
+                desired = DesiredState.from_json(payload)
+            except ContractError as exc:
+                raise MessageRefused("malformed", str(exc)[:200]) from exc
             self._on_desired(desired)
-        except Exception:  # never let a callback error kill paho's network thread
-            log.exception("handing over desired generation %d failed", desired.generation)
+        except MessageRefused as exc:
+            self._refuse(msg.topic, payload, sha, exc.reason, exc)
+        except Exception as exc:  # whatever the handler raised (RecursionError, a bug): never let it out
+            self._refuse(msg.topic, payload, sha, "handler_error", exc)
+
+    def _refuse(self, topic: str, payload: bytes, sha: str, reason: str, exc: BaseException) -> None:
+        """Log, count and quarantine a refused message. Must not raise (paho's thread)."""
+        detail = str(exc) if isinstance(exc, MessageRefused) else type(exc).__name__
+        log.log(
+            logging.INFO if reason == "quarantined" else logging.ERROR,
+            "refused a message on %s: %s (%s; %d bytes, sha256 %s)",
+            topic,
+            reason,
+            detail,
+            len(payload),
+            sha[:16] or "-",
+        )
+        log.debug("refused message's error", exc_info=exc)
+        if sha and reason != "quarantined":
+            try:
+                self.quarantine.add(sha)
+            except OSError as err:
+                log.warning("could not persist the quarantine: %s", err)
+        if self._on_refused is not None:
+            try:
+                self._on_refused(self.topic_kind(topic), reason)
+            except Exception:
+                log.exception("counting a refused message failed")
+
+    def topic_kind(self, topic: str) -> str:
+        return topic.rsplit("/", 1)[-1]

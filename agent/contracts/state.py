@@ -120,7 +120,10 @@ class ReportedState(Contract):
     ``name:version`` refs (``None`` when nothing is installed). A failed update ends in ``IDLE``
     with ``error`` set and ``active`` unchanged. ``seq`` only grows over a device's reports, across
     restarts too (the agent's journal write count), so a reader can drop a late duplicate without
-    trusting the device's clock (``ts``); a re-sent report keeps its ``seq``.
+    trusting the device's clock (``ts``); a re-sent report keeps its ``seq``. ``recovery`` says
+    how the update came back from an agent that stopped in the middle of it (``resumed after a
+    crash at LOADING (1 of 2)``, or the roll back once the crash-loop bound is reached); ``None``
+    when it ran through (and from agents that predate the field).
     """
 
     WHERE: ClassVar[str] = "reported"
@@ -136,6 +139,7 @@ class ReportedState(Contract):
     inference_url: str | None = None
     ts: float = field(default_factory=time.time, metadata={"missing": 0.0})
     seq: int | None = None
+    recovery: str | None = None
 
     def is_older_than(self, other: ReportedState) -> bool:
         """Whether this report is a stale one next to ``other`` (pure): an older generation, or

@@ -1,11 +1,11 @@
 """Tell an orderly stop from a crash at the next start.
 
 An orderly stop (SIGTERM: a reboot, ``systemctl restart``) may still cut a long step short, such
-as a TensorRT engine build while LOADING. The resume table rolls back an update found in LOADING
-or SELF_TEST, because the model itself may have killed the agent; after an orderly stop that
-would fail a good update for nothing. So the stopping agent leaves a marker holding the journal's
-write count; at the next start, a marker equal to the journal's count proves that nothing ran
-after the stop was decided, and the update restarts from verification instead.
+as a TensorRT engine build while LOADING. So the stopping agent leaves a marker holding the
+journal's write count; at the next start, a marker equal to the journal's count proves that
+nothing ran after the stop was decided. An update cut short in LOADING or SELF_TEST restarts
+from verification either way (under the crash-loop bound of :mod:`agent.update.machine`); the
+marker says in the report which of the two happened.
 """
 
 from __future__ import annotations

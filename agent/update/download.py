@@ -115,6 +115,9 @@ class Downloader:
     ) -> Path:
         """Download ``model``'s bundle and return the path of the complete, hash-checked file.
 
+        ``progress`` is called with the bytes already written to the part file (flushed to the
+        operating system, not necessarily synced to the disk).
+
         Raises :class:`ArtifactError` (``SIZE_MISMATCH``, ``HASH_MISMATCH``, or an unusable URL),
         :class:`TransportError` after ``max_attempts`` failed attempts, :class:`DeviceError`
         (``DISK_FULL``), or :class:`Cancelled` when ``cancel`` is set.
@@ -253,6 +256,9 @@ class Downloader:
                         os.fsync(fh.fileno())
                         synced = offset
                     if progress is not None:
+                        # Flushed first, so that what progress says (the journal saves it) is
+                        # never more than a kill -9 would leave in the part file.
+                        fh.flush()
                         progress(offset, model.size)
                 fh.flush()
                 os.fsync(fh.fileno())

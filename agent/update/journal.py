@@ -63,8 +63,10 @@ class Journal:
 
     ``generation`` and ``desired`` describe the update in flight (or the last one);
     ``target_slot`` is the inactive slot it installs into; ``downloaded`` is the download's
-    progress in bytes (informational: the ``.part`` file's size is the truth); ``resumes`` counts
-    start-ups that resumed this update.
+    progress in bytes (never more than the ``.part`` file holds after a kill, as it is saved from
+    flushed bytes; after a power cut only the synced bytes are sure, so the file's size is the
+    truth a resume goes by); ``resumes`` counts start-ups that resumed this update, and
+    ``recovery`` says how the last one went (reported).
     """
 
     state: UpdateState = UpdateState.IDLE
@@ -77,6 +79,7 @@ class Journal:
     failed_generations: tuple[int, ...] = ()
     downloaded: int = 0
     resumes: int = 0
+    recovery: str | None = None
     error: ReportedError | None = None
     updated_at: float = 0.0
     writes: int = 0  # grows with every save, across restarts: orders this device's reports
@@ -99,6 +102,7 @@ class Journal:
             "failed_generations": list(self.failed_generations),
             "downloaded": self.downloaded,
             "resumes": self.resumes,
+            "recovery": self.recovery,
             "error": None if self.error is None else asdict(self.error),
             "updated_at": self.updated_at,
             "writes": self.writes,
@@ -126,6 +130,7 @@ class Journal:
             failed_generations=tuple(int(g) for g in opt(d, "failed_generations", list, w, [])),
             downloaded=opt(d, "downloaded", int, w, 0),
             resumes=opt(d, "resumes", int, w, 0),
+            recovery=opt(d, "recovery", str, w),
             writes=opt(d, "writes", int, w, 0),
             error=None if error is None else ReportedError.from_dict(error, f"{w}.error"),
             updated_at=opt(d, "updated_at", float, w, 0.0),

@@ -82,17 +82,19 @@ _TABLE: dict[tuple[UpdateState, Event], UpdateState] = {
 TRANSITIONS = MappingProxyType(_TABLE)
 
 # Extraction into a cleared inactive slot is idempotent and the complete download is still on
-# disk, so VERIFYING and INSTALLING start again from verification. A crash while LOADING or
-# SELF_TEST may have been caused by the model itself (a runtime crash, out of memory): trying
-# again could crash-loop, so those roll back.
+# disk, so VERIFYING and INSTALLING start again from verification. LOADING and SELF_TEST do too:
+# a crash there may be the model's doing (a runtime crash, out of memory), but a power cut during
+# a long load is ordinary (a TensorRT engine build takes minutes on a Jetson), and failing a good
+# update for one would strand the device until someone deploys again. The crash-loop bound
+# (MAX_RESUMES, below) tells the two apart: a model that keeps killing the agent is rolled back.
 _RESUME: dict[UpdateState, Resume] = {
     S.IDLE: Resume.SERVE_ACTIVE,
     S.COMMITTED: Resume.SERVE_ACTIVE,
     S.DOWNLOADING: Resume.RESUME_DOWNLOAD,
     S.VERIFYING: Resume.RESTART_FROM_VERIFY,
     S.INSTALLING: Resume.RESTART_FROM_VERIFY,
-    S.LOADING: Resume.ROLL_BACK,
-    S.SELF_TEST: Resume.ROLL_BACK,
+    S.LOADING: Resume.RESTART_FROM_VERIFY,
+    S.SELF_TEST: Resume.RESTART_FROM_VERIFY,
     S.ROLLING_BACK: Resume.ROLL_BACK,
 }
 RESUME_TABLE = MappingProxyType(_RESUME)
@@ -106,6 +108,8 @@ RESUME_ENTRY = MappingProxyType(
     }
 )
 
+# Resumes past the download one update may take; the next crash rolls it back (so an update is
+# attempted MAX_RESUMES + 1 times in all).
 MAX_RESUMES = 2
 
 
@@ -141,12 +145,12 @@ def resume_action(
     ``resumes`` counts the start-ups that already resumed this same update past its download
     (see :func:`counts_as_resume`); once it reaches ``max_resumes`` the update rolls back instead,
     so an update that keeps killing the agent can't crash-loop the device. ``clean_stop`` says the
-    agent stopped in order (:mod:`agent.update.clean_stop`), so a load or self-test it cut short
-    is no sign against the model: it restarts from verification.
+    agent stopped in order (:mod:`agent.update.clean_stop`); since a load or self-test cut short
+    by a crash restarts from verification too, it decides nothing here any more (the reconciler
+    only words its report by it), and an orderly stop counts towards the bound like a crash.
     """
+    del clean_stop  # see above: kept so that callers say what they know
     action = RESUME_TABLE[state]
-    if clean_stop and state in (UpdateState.LOADING, UpdateState.SELF_TEST):
-        action = Resume.RESTART_FROM_VERIFY
     if counts_as_resume(action) and resumes >= max_resumes:
         return Resume.ROLL_BACK
     return action

@@ -40,7 +40,16 @@ from agent.runtimes.registry import load_bundle
 from agent.serving.models import LoadedModel, ModelRegistry
 from agent.update.download import Downloader
 from agent.update.journal import InstalledModel, Journal, JournalStore
-from agent.update.machine import RESUME_ENTRY, Event, Resume, counts_as_resume, next_state, resume_action
+from agent.update.machine import (
+    MAX_RESUMES,
+    RESUME_ENTRY,
+    RESUME_TABLE,
+    Event,
+    Resume,
+    counts_as_resume,
+    next_state,
+    resume_action,
+)
 from agent.update.plan import Action, decide
 from agent.update.selftest import run_selftest
 from agent.update.slots import Installed, SlotStore
@@ -141,6 +150,7 @@ class Reconciler:
             progress=progress,
             inference_url=self.inference_url,
             seq=j.writes,
+            recovery=j.recovery,
         )
 
     # -- start-up ---------------------------------------------------------------------------
@@ -177,29 +187,61 @@ class Reconciler:
         j = self._journal
         action = resume_action(j.state, j.resumes, clean_stop=self.clean_stop)
         if action is Resume.SERVE_ACTIVE:
+            self._clean_downloads()
             return Outcome.IGNORED
         model = j.desired
         if model is None:
             action = Resume.ROLL_BACK
         log.warning("journal shows %s for generation %d at start-up: %s", j.state, j.generation, action)
+        cause = "an orderly stop" if self.clean_stop else "a crash"
         if action is Resume.ROLL_BACK:
             # Nothing was installed or loaded during a download, so a roll back from there says
             # nothing against the generation: the partial download stays and it is tried again.
             retryable = j.state is S.DOWNLOADING
-            error = (
-                j.error
-                if j.state is S.ROLLING_BACK and j.error
-                else ReportedError(
-                    str(_CRASH_CODES.get(j.state, ErrorCode.INTERNAL)),
-                    f"the agent stopped during {j.state} (after {j.resumes} resumes); rolled back",
+            code = str(_CRASH_CODES.get(j.state, ErrorCode.INTERNAL))
+            recovery = j.recovery
+            if j.state is S.ROLLING_BACK and j.error:
+                error = j.error
+            elif model is not None and counts_as_resume(RESUME_TABLE[j.state]):
+                stops = "stops" if self.clean_stop else "crashes"
+                recovery = (
+                    f"rolled back after {j.resumes + 1} {stops} during this update, the last at {j.state}"
                 )
-            )
-            self._save(state=S.ROLLING_BACK, error=error, resumes=j.resumes + 1)
+                error = ReportedError(code, recovery)
+            else:
+                error = ReportedError(
+                    code, f"the agent stopped during {j.state} (after {j.resumes} resumes); rolled back"
+                )
+            self._save(state=S.ROLLING_BACK, error=error, resumes=j.resumes + 1, recovery=recovery)
             return self._finish_rollback(retryable=retryable)
         assert model is not None
-        resumes = j.resumes + 1 if counts_as_resume(action) else j.resumes
-        self._save(state=RESUME_ENTRY[action], resumes=resumes, error=None)
+        recovery = j.recovery
+        resumes = j.resumes
+        if counts_as_resume(action):
+            resumes += 1
+            recovery = f"resumed after {cause} at {j.state} ({resumes} of {MAX_RESUMES})"
+            log.warning("generation %d: %s", j.generation, recovery)
+        self._save(state=RESUME_ENTRY[action], resumes=resumes, recovery=recovery, error=None)
         return self._run(model, self._journal.generation, cancel)
+
+    def _clean_downloads(self) -> None:
+        """With no update in flight, delete the downloads no update will need: all but the
+        journal's model after a retryable failure (IDLE, its generation not failed, not the
+        model serving), which the next delivery of that generation resumes. A kill between the
+        commit and the cleanup after it leaves the tar behind; this is where it goes."""
+        j = self._journal
+        keep: set[str] = set()
+        if (
+            j.state is S.IDLE
+            and j.desired is not None
+            and j.generation not in j.failed_generations
+            and (j.active is None or j.active.sha256 != j.desired.sha256)
+        ):
+            keep.add(j.desired.sha256)
+        try:
+            self.downloader.cleanup(keep)
+        except OSError as exc:  # a later update's cleanup tries again
+            log.warning("could not clean up old downloads: %s", exc)
 
     # -- updates ----------------------------------------------------------------------------
 
@@ -232,6 +274,7 @@ class Reconciler:
                 desired=plan.model,
                 error=ReportedError(str(plan.code), plan.reason),
                 failed_generations=j.failed(gen),
+                recovery=None,
             )
             return Outcome.FAILED
         if plan.action is Action.UNLOAD:
@@ -244,6 +287,7 @@ class Reconciler:
                 previous=j.active,
                 applied_generation=gen,
                 error=None,
+                recovery=None,
             )
             self.registry.swap(self.model_key, None)
             self._report()  # after the swap, so whoever reads COMMITTED finds it done
@@ -251,7 +295,12 @@ class Reconciler:
         assert plan.model is not None
         if plan.action is Action.ALREADY_ACTIVE:
             self._event(
-                Event.ALREADY_ACTIVE, generation=gen, desired=plan.model, applied_generation=gen, error=None
+                Event.ALREADY_ACTIVE,
+                generation=gen,
+                desired=plan.model,
+                applied_generation=gen,
+                error=None,
+                recovery=None,
             )
             return Outcome.APPLIED
         self._event(
@@ -261,6 +310,7 @@ class Reconciler:
             target_slot=None,
             downloaded=self.downloader.partial_size(plan.model),
             resumes=0,
+            recovery=None,
             error=None,
         )
         return self._run(plan.model, gen, cancel)

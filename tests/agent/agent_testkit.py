@@ -398,7 +398,16 @@ class Observer:
 class AgentProcess:
     """``python -m agent`` with its stdout's ready line parsed and stderr kept in a file."""
 
-    def __init__(self, data_dir: Path, server_url: str, device_id: str, *extra: str) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        server_url: str,
+        device_id: str,
+        *extra: str,
+        module: str = "agent",
+        env: dict[str, str] | None = None,
+    ) -> None:
+        import os
         import subprocess
         import sys
 
@@ -408,7 +417,7 @@ class AgentProcess:
         cmd = [
             sys.executable,
             "-m",
-            "agent",
+            module,
             "--server",
             server_url,
             "--device-id",
@@ -421,7 +430,9 @@ class AgentProcess:
             "DEBUG",
             *extra,
         ]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self._stderr)
+        self.proc = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=self._stderr, env=None if env is None else os.environ | env
+        )
         self.ready: dict[str, Any] = {}
 
     def wait_ready(self, timeout: float = 60.0) -> dict[str, Any]:

@@ -55,8 +55,8 @@ def spawn() -> Iterator[Callable[..., AgentProcess]]:
     """Start agent processes; any still running at the end of the test is killed."""
     started: list[AgentProcess] = []
 
-    def start(*args: Any) -> AgentProcess:
-        started.append(AgentProcess(*args))
+    def start(*args: Any, **kwargs: Any) -> AgentProcess:
+        started.append(AgentProcess(*args, **kwargs))
         return started[-1]
 
     yield start
@@ -205,6 +205,51 @@ def test_killed_while_installing_a_restarted_agent_finishes_the_update(
         assert infer(agent.url)[0] == "2"
     finally:
         assert agent.terminate() == 0
+
+
+def test_kill_9_while_loading_then_restart_resumes_the_update(
+    tmp_path: Path,
+    fleet: ArtifactServer,
+    observer: Observer,
+    bundles: dict[str, BuiltBundle],
+    spawn: Callable[..., AgentProcess],
+) -> None:
+    """A power cut during a long load (a TensorRT engine build) is no sign against the model: the
+    restarted agent installs it again from the verified download and says it resumed."""
+    import json as json_module
+
+    data = tmp_path / "data"
+    hold = tmp_path / "hold-load"
+    desired = device_topic(DEVICE, "desired")
+    first = spawn(
+        data,
+        fleet.url,
+        DEVICE,
+        module="tests.agent.held_load_agent",
+        env={"EDGEFLEET_TEST_HOLD_LOAD": str(hold)},
+    )
+    first.wait_ready()
+    observer.publish(desired, desired_state(DEVICE, 1, bundles["1"].model).to_json())
+    observer.wait_for(lambda o: reported(o, 1, "COMMITTED"))
+
+    hold.write_text("2")  # the load of version 2 now waits
+    observer.publish(desired, desired_state(DEVICE, 2, bundles["2"].model).to_json())
+    reached = tmp_path / "hold-load.reached"
+    observer.wait_for(lambda o: reached.exists(), timeout=60)
+    assert json_module.loads((data / "journal.json").read_text())["state"] == "LOADING"
+    first.kill()
+    hold.unlink()
+
+    second = spawn(data, fleet.url, DEVICE)
+    try:
+        second.wait_ready()
+        done = observer.wait_for(lambda o: reported(o, 2, "COMMITTED"), timeout=60)[-1]
+        assert done["error"] is None
+        assert done["recovery"] == "resumed after a crash at LOADING (1 of 2)"
+        assert not reported(observer, 2, "ROLLING_BACK")
+        assert infer(second.url)[0] == "2"
+    finally:
+        assert second.terminate() == 0
 
 
 def test_bad_settings_exit_2_with_a_clear_message(tmp_path: Path) -> None:

@@ -246,3 +246,23 @@ def test_a_malformed_content_length_is_an_unknown_length(
     with httpx.Client(transport=httpx.MockTransport(handler)) as client:
         d = Downloader("http://store.test", tmp_path / "dl", client=client, limits=FAST)
         assert d.fetch(big.model).read_bytes() == data
+
+
+def test_progress_never_runs_ahead_of_the_bytes_in_the_part_file(
+    artifact_server: ArtifactServer, tmp_path: Path, big: BuiltBundle
+) -> None:
+    """What progress says is what a ``kill -9`` would leave on disk: the journal's ``downloaded``
+    counter is saved from it."""
+    artifact_server.add(big.model, big.tar)
+    # Small pieces, each read on its own: smaller than the file's write buffer.
+    artifact_server.behaviour.chunk, artifact_server.behaviour.throttle_s = 1000, 0.0005
+    part = tmp_path / "downloads" / f"{big.model.sha256}.part"
+    behind: list[tuple[int, int]] = []
+
+    def check(done: int, _total: int) -> None:
+        on_disk = part.stat().st_size if part.exists() else (big.model.size if done == big.model.size else 0)
+        if on_disk < done:
+            behind.append((done, on_disk))
+
+    downloader(artifact_server, tmp_path).fetch(big.model, progress=check)
+    assert behind == []

@@ -93,8 +93,9 @@ def test_resume_table_covers_every_state() -> None:
         (S.DOWNLOADING, Resume.RESUME_DOWNLOAD),
         (S.VERIFYING, Resume.RESTART_FROM_VERIFY),
         (S.INSTALLING, Resume.RESTART_FROM_VERIFY),
-        (S.LOADING, Resume.ROLL_BACK),
-        (S.SELF_TEST, Resume.ROLL_BACK),
+        # A power cut during a long load (a TensorRT engine build) is ordinary: resumed, bounded.
+        (S.LOADING, Resume.RESTART_FROM_VERIFY),
+        (S.SELF_TEST, Resume.RESTART_FROM_VERIFY),
         (S.ROLLING_BACK, Resume.ROLL_BACK),
     ],
 )
@@ -102,7 +103,7 @@ def test_resume_action_after_a_crash(state: S, action: Resume) -> None:
     assert resume_action(state, resumes=0) is action
 
 
-@pytest.mark.parametrize("state", [S.VERIFYING, S.INSTALLING])
+@pytest.mark.parametrize("state", [S.VERIFYING, S.INSTALLING, S.LOADING, S.SELF_TEST])
 def test_an_update_that_keeps_crashing_rolls_back(state: S) -> None:
     assert resume_action(state, resumes=MAX_RESUMES - 1) is not Resume.ROLL_BACK
     assert resume_action(state, resumes=MAX_RESUMES) is Resume.ROLL_BACK
@@ -130,7 +131,7 @@ def test_after_an_orderly_stop_a_cut_short_load_restarts_from_verify() -> None:
     from agent.update.machine import MAX_RESUMES, Resume, resume_action
 
     for state in (S.LOADING, S.SELF_TEST):
-        assert resume_action(state, 0) is Resume.ROLL_BACK
+        assert resume_action(state, 0) is Resume.RESTART_FROM_VERIFY  # after a crash too, now
         assert resume_action(state, 0, clean_stop=True) is Resume.RESTART_FROM_VERIFY
         # still bounded: an update that keeps getting stopped mid-load is given up on
         assert resume_action(state, MAX_RESUMES, clean_stop=True) is Resume.ROLL_BACK

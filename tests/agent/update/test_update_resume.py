@@ -166,38 +166,86 @@ def test_killed_while_installing_restarts_from_verify(
     )
 
 
-@pytest.mark.parametrize(
-    ("where", "code"), [("loader", ErrorCode.LOAD_FAILED), ("selftest", ErrorCode.SELF_TEST_FAILED)]
-)
-def test_killed_while_loading_or_self_testing_rolls_back(
+def die_at(r: Reconciler, where: str, m: pytest.MonkeyPatch) -> None:
+    """Make ``r`` die (as ``kill -9`` would) when it loads, or when it self-tests, the new model."""
+
+    def die(*_args: Any, **_kwargs: Any) -> Any:
+        raise Crash()
+
+    if where == "loader":
+        r._loader = die
+    else:
+        m.setattr(reconciler_module, "run_selftest", die)
+
+
+@pytest.mark.parametrize(("where", "state"), [("loader", "LOADING"), ("selftest", "SELF_TEST")])
+def test_killed_while_loading_or_self_testing_resumes_the_update(
     started: tuple[Reconciler, Path],
     artifact_server: ArtifactServer,
     bundles: dict[str, BuiltBundle],
     monkeypatch: pytest.MonkeyPatch,
     where: str,
+    state: str,
+) -> None:
+    """One power cut while loading (minutes of TensorRT engine build on a Jetson) is ordinary:
+    the update goes on from the verified download, and the report says it was resumed."""
+    r, data = started
+    with monkeypatch.context() as m:
+        die_at(r, where, m)
+        crash_update(r, bundles["2"])
+    assert r.journal.state == state
+
+    n_requests = len(artifact_server.requests)
+    again, rec = restart(data, artifact_server)
+    assert serve(again)[0] == "linear:1"
+    assert again.resume() is Outcome.APPLIED
+    assert rec.states(2) == ["VERIFYING", "INSTALLING", "LOADING", "SELF_TEST", "COMMITTED"]
+    assert rec.last.error is None
+    assert rec.last.recovery == f"resumed after a crash at {state} (1 of {MAX_RESUMES})"
+    assert len(artifact_server.requests) == n_requests  # the complete download was reused
+    assert serve(again)[0] == "linear:2"
+    # The next update starts with a clean slate.
+    assert again.apply(desired_state(DEVICE, 3, bundles["1"].model)) is Outcome.APPLIED
+    assert rec.last.recovery is None and again.journal.resumes == 0
+
+
+@pytest.mark.parametrize(
+    ("where", "state", "code"),
+    [("loader", "LOADING", ErrorCode.LOAD_FAILED), ("selftest", "SELF_TEST", ErrorCode.SELF_TEST_FAILED)],
+)
+def test_a_load_that_keeps_killing_the_agent_is_rolled_back_after_the_bound(
+    started: tuple[Reconciler, Path],
+    artifact_server: ArtifactServer,
+    bundles: dict[str, BuiltBundle],
+    monkeypatch: pytest.MonkeyPatch,
+    where: str,
+    state: str,
     code: ErrorCode,
 ) -> None:
     r, data = started
-
-    def die(*_args: Any, **_kwargs: Any) -> Any:
-        raise Crash()
-
     with monkeypatch.context() as m:
-        if where == "loader":
-            r._loader = die
-        else:
-            m.setattr(reconciler_module, "run_selftest", die)
+        die_at(r, where, m)
         crash_update(r, bundles["2"])
-    assert r.journal.state in (UpdateState.LOADING, UpdateState.SELF_TEST)
+    for n in range(MAX_RESUMES):
+        again, rec = restart(data, artifact_server)
+        with monkeypatch.context() as m:
+            die_at(again, where, m)
+            with pytest.raises(Crash):
+                again.resume()
+        again.registry.close()
+        assert rec.last.recovery == f"resumed after a crash at {state} ({n + 1} of {MAX_RESUMES})"
 
-    again, rec = restart(data, artifact_server)
-    assert again.resume() is Outcome.FAILED
+    last, rec = restart(data, artifact_server)
+    assert last.resume() is Outcome.FAILED
     assert rec.states(2) == ["ROLLING_BACK", "IDLE"]
-    assert rec.last.error.code == code and "stopped during" in rec.last.error.message
-    assert serve(again)[0] == "linear:1"
+    crashes = MAX_RESUMES + 1
+    message = f"rolled back after {crashes} crashes during this update, the last at {state}"
+    assert rec.last.error.code == code and rec.last.error.message == message
+    assert rec.last.recovery == message
+    assert serve(last)[0] == "linear:1"
     assert not (data / "slots" / "b").exists()
     # A model that killed the agent is not tried again when the retained desired state returns.
-    assert again.apply(desired_state(DEVICE, 2, bundles["2"].model)) is Outcome.IGNORED
+    assert last.apply(desired_state(DEVICE, 2, bundles["2"].model)) is Outcome.IGNORED
 
 
 def test_an_update_that_keeps_killing_the_agent_is_rolled_back(
@@ -342,3 +390,46 @@ def test_the_stop_marker_is_durable(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     (tmp_path / f".{clean_stop.MARKER}.x1.tmp").write_text("4")
     assert clean_stop.take(tmp_path, 3) is True
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_killed_right_after_commit_the_download_is_removed_at_the_next_start(
+    started: tuple[Reconciler, Path],
+    artifact_server: ArtifactServer,
+    bundles: dict[str, BuiltBundle],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    r, data = started
+
+    def die(*_args: Any, **_kwargs: Any) -> None:
+        raise Crash()
+
+    with monkeypatch.context() as m:
+        m.setattr(r.downloader, "cleanup", die)
+        with pytest.raises(Crash):
+            r.apply(desired_state(DEVICE, 2, bundles["2"].model))
+    r.registry.close()
+    assert r.journal.state is UpdateState.COMMITTED
+    assert r.downloader.done_path(bundles["2"].model).is_file()
+
+    again, _ = restart(data, artifact_server)
+    assert again.resume() is Outcome.IGNORED
+    assert sorted(p.name for p in (data / "downloads").iterdir()) == []
+    assert serve(again)[0] == "linear:2"
+
+
+def test_a_download_that_will_be_retried_is_kept_at_the_next_start(
+    started: tuple[Reconciler, Path], artifact_server: ArtifactServer, bundles: dict[str, BuiltBundle]
+) -> None:
+    r, data = started
+    v2 = bundles["2"]
+    artifact_server.behaviour.cut_after, artifact_server.behaviour.cuts_left = 2048, 2  # every attempt
+    assert r.apply(desired_state(DEVICE, 2, v2.model)) is Outcome.RETRY
+    assert r.journal.state is UpdateState.IDLE and r.downloader.partial_size(v2.model) > 0
+    r.registry.close()
+    (data / "downloads" / f"{'0' * 64}.tar").write_bytes(b"left by an older update")
+
+    again, _ = restart(data, artifact_server)
+    assert again.resume() is Outcome.IGNORED
+    assert sorted(p.name for p in (data / "downloads").iterdir()) == [f"{v2.model.sha256}.part"]
+    assert again.apply(desired_state(DEVICE, 2, v2.model)) is Outcome.APPLIED
+    assert artifact_server.requests[-1]["range"] is not None
