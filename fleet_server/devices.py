@@ -73,7 +73,7 @@ def register_device(
     dev.labels = dict(labels)
     dev.facts = dict(facts)
     url = facts.get("inference_url")
-    if isinstance(url, str) and url:
+    if isinstance(url, str) and url and len(url) <= FIELD_LIMITS.url_chars:  # else it fits no column
         dev.inference_url = url
     dev.last_seen = utcnow()
     session.commit()

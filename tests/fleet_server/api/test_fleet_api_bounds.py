@@ -64,6 +64,11 @@ def test_registration_fields_over_their_bounds_are_400(client: Any, body: dict[s
     assert client.get("/api/v1/devices").json() == []
 
 
+def test_an_inference_url_too_long_for_its_column_is_not_recorded(client: Any) -> None:
+    r = register(client, facts={"inference_url": "http://d1/" + "p" * 600})
+    assert r.status_code == 200 and r.json()["device"]["inference_url"] is None
+
+
 def test_an_invalid_field_is_named_in_a_bounded_answer(client: Any) -> None:
     r = register(client, device_id="#" * 500_000)
     assert r.status_code == 400 and len(r.content) < 2000
