@@ -57,6 +57,10 @@ UPDATING = (
     UpdateState.SELF_TEST,
     UpdateState.ROLLING_BACK,
 )
+# MQTT 5: the largest packet the broker may send this client (CONNECT's Maximum Packet Size); the
+# broker drops larger ones for it, so a 200 MB payload never reaches this process's memory. Well
+# above every topic's payload bound (fleet_server.limits), so what lies between is still counted.
+MAX_PACKET_BYTES = 1024 * 1024
 RECONNECT_MIN_S = 1
 RECONNECT_MAX_S = 30
 
@@ -115,6 +119,7 @@ class MqttBridge:
         if self.v5:
             props = Properties(PacketTypes.CONNECT)
             props.SessionExpiryInterval = self._session_expiry_s
+            props.MaximumPacketSize = MAX_PACKET_BYTES
             kwargs = {"clean_start": False, "properties": props}
         self._client.connect_async(self.host, self.port, keepalive=self._keepalive, **kwargs)
         self._client.loop_start()

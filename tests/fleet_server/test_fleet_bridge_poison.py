@@ -17,7 +17,10 @@ REPORTED = {"schema": "edgefleet.reported/1", "device_id": "d1", "state": "IDLE"
 STATUS = {"schema": "edgefleet.status/1", "device_id": "d1", "online": True}
 # Deeper than the parser's recursion limit (it raised RecursionError) yet under every byte bound.
 NESTED = b'{"a": ' + b"[" * 1500 + b"]" * 1500 + b"}"
-HUGE = json.dumps({"blob": "x" * 2_000_000}).encode()  # over every topic's payload bound
+HUGE = json.dumps({"blob": "x" * 200_000}).encode()  # over every topic's payload bound
+# Over the bridge's MQTT 5 Maximum Packet Size: the broker drops it for the bridge, which never
+# reads it (nor counts it).
+HUGER = json.dumps({"blob": "x" * 5_000_000}).encode()
 
 # (topic kind, payload, the reason it is counted under)
 POISONS: list[tuple[str, bytes, str]] = [
@@ -30,8 +33,14 @@ POISONS: list[tuple[str, bytes, str]] = [
     ("reported", b"\xff\xfe not utf-8", "not_json"),
     ("reported", b"[" * 100_000 + b"]" * 100_000, "too_large"),  # the 200 KB one from the issue
 ]
-for _kind in ("reported", "status", "telemetry"):
-    POISONS += [(_kind, NESTED, "too_deep"), (_kind, HUGE, "too_large")]
+for _kind in ("reported", "status", "telemetry"):  # the same poisons on every device topic
+    POISONS += [
+        (_kind, NESTED, "too_deep"),
+        (_kind, HUGE, "too_large"),
+        (_kind, b"{not json", "not_json"),
+        (_kind, b'{"x": NaN}', "not_json"),
+        (_kind, b"[1, 2]", "contract"),
+    ]
 
 
 @pytest.fixture
@@ -58,6 +67,8 @@ def test_poison_messages_are_dropped_counted_and_the_bridge_stays_up(
     with caplog.at_level(logging.DEBUG, logger="fleet_server"):
         for kind, payload, _reason in POISONS:
             dev.publish(kind, payload)
+        for kind in ("reported", "status", "telemetry"):
+            dev.publish(kind, HUGER)
         good = ReportedState(device_id="d1", generation=0, state=UpdateState.IDLE, active="digits:1.0", seq=3)
         dev.publish("reported", good.to_json())
         dev.publish("status", Status(device_id="d1", online=True, connection=2).to_json())
