@@ -231,7 +231,7 @@ class MqttBridge:
         try:
             t = DeviceTopic.parse(topic)
         except ContractError as exc:
-            self._reject("unknown", "topic", "message", "?", str(exc))
+            self._reject("unknown", "topic", "?", str(exc))
             return False
         self._metrics.mqtt_messages.labels("in", t.kind).inc()
         try:
@@ -244,23 +244,23 @@ class MqttBridge:
             if t.kind == "telemetry":
                 return self._telemetry(t.device_id, self._read(t.kind, payload))
         except RejectedMessage as exc:
-            self._reject(t.kind, exc.reason, t.kind, t.device_id, exc.detail)
+            self._reject(t.kind, exc.reason, t.device_id, exc.detail)
         except ContractError as exc:
-            self._reject(t.kind, "contract", t.kind, t.device_id, str(exc))
+            self._reject(t.kind, "contract", t.device_id, str(exc))
         except Exception as exc:
             # A database error's text carries the statement's parameters (the payload): log the
             # type and its first line only.
             first = str(exc).split("\n", 1)[0]
-            self._reject(t.kind, "error", t.kind, t.device_id, f"{type(exc).__name__}: {first}")
+            self._reject(t.kind, "error", t.device_id, f"{type(exc).__name__}: {first}")
         return False
 
     def _read(self, kind: str, payload: bytes) -> Any:
         return read_json(payload, kind, self._limits)
 
-    def _reject(self, label: str, reason: str, kind: str, device_id: str, detail: str) -> None:
-        self._metrics.mqtt_messages_rejected.labels(label, reason).inc()
+    def _reject(self, kind: str, reason: str, device_id: str, detail: str) -> None:
+        self._metrics.mqtt_messages_rejected.labels(kind, reason).inc()
         if reason != "error":  # the older counter, by kind alone, counts the messages ignored
-            self._metrics.mqtt_rejected.labels("topic" if reason == "topic" else label).inc()
+            self._metrics.mqtt_rejected.labels("topic" if reason == "topic" else kind).inc()
         log.warning("dropped %s from %s: %s (%s)", kind, clip(device_id, 128), reason, clip(detail, 300))
 
     def _reported(self, device_id: str, rs: ReportedState) -> bool:
@@ -288,7 +288,7 @@ class MqttBridge:
             try:
                 self._on_report()
             except Exception as exc:  # the report is stored; the controller's next pass sees it
-                self._reject("reported", "error", "reported", device_id, f"on_report: {type(exc).__name__}")
+                self._reject("reported", "error", device_id, f"on_report: {type(exc).__name__}")
         return True
 
     def _status(self, device_id: str, st: Status) -> bool:
