@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from fleet_server.bundle_tar import bundle_target_path, sha256_of, write_bundle_tar
 from fleet_server.db import Bundle, ModelVersion, utcnow
+from fleet_server.limits import FIELD_LIMITS, truncate
 from fleet_server.metrics import Metrics
 from fleet_server.states import BundleStatus
 from fleet_server.store import ArtifactStore
@@ -262,4 +263,5 @@ class CompileWorker:
                 bundle.manifest = result["manifest"]
             else:
                 bundle.status = BundleStatus.FAILED.value
-                bundle.error = error
+                # A compiler's message can be a whole log; its first lines say what went wrong.
+                bundle.error = None if error is None else truncate(error, FIELD_LIMITS.error_message_chars)

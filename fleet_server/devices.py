@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -12,6 +13,28 @@ from agent.contracts.topics import check_device_id
 from device_profiles import DeviceProfile
 from fleet_server.db import Device, utcnow
 from fleet_server.errors import InvalidRequestError, NotFoundError
+from fleet_server.limits import FIELD_LIMITS, FieldLimits, clip
+
+
+def check_labels(labels: Mapping[str, str], what: str, limits: FieldLimits = FIELD_LIMITS) -> None:
+    """Refuse labels (or a selector, which matches them) over their bounds with
+    :class:`InvalidRequestError` naming ``what``: they are stored and shown with the device, and
+    a truncated label would select the wrong devices."""
+    if len(labels) > limits.labels:
+        raise InvalidRequestError(f"{what}: {len(labels)} labels, at most {limits.labels}")
+    for key, value in labels.items():
+        if len(key) > limits.label_key_chars or len(value) > limits.label_value_chars:
+            raise InvalidRequestError(
+                f"{what}: label {clip(key, 80)!r} is over {limits.label_key_chars} characters "
+                f"(key) or {limits.label_value_chars} (value)"
+            )
+
+
+def check_facts(facts: Mapping[str, Any], limits: FieldLimits = FIELD_LIMITS) -> None:
+    """Refuse facts whose JSON is over their bound with :class:`InvalidRequestError`."""
+    size = len(json.dumps(facts, default=str))
+    if size > limits.facts_bytes:
+        raise InvalidRequestError(f"facts: {size} bytes as JSON, at most {limits.facts_bytes}")
 
 
 def get_device(session: Session, device_id: str) -> Device:
@@ -30,11 +53,14 @@ def register_device(
     facts: Mapping[str, Any],
 ) -> Device:
     """Create the device, or update its profile, labels and facts (idempotent), and commit.
-    Raises :class:`InvalidRequestError` for an id unusable as a topic level or an unknown profile."""
+    Raises :class:`InvalidRequestError` for an id unusable as a topic level, an unknown profile,
+    or labels or facts over their bounds (:class:`~fleet_server.limits.FieldLimits`)."""
     try:
         check_device_id(device_id)
     except ContractError as exc:
         raise InvalidRequestError(str(exc)) from exc
+    check_labels(labels, "labels")
+    check_facts(facts)
     prof = profiles.get(profile)
     if prof is None:
         raise InvalidRequestError(f"unknown profile {profile!r} (known: {', '.join(sorted(profiles))})")
@@ -47,7 +73,7 @@ def register_device(
     dev.labels = dict(labels)
     dev.facts = dict(facts)
     url = facts.get("inference_url")
-    if isinstance(url, str) and url:
+    if isinstance(url, str) and url and len(url) <= FIELD_LIMITS.url_chars:  # else it fits no column
         dev.inference_url = url
     dev.last_seen = utcnow()
     session.commit()

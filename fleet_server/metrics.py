@@ -70,6 +70,14 @@ class Metrics:
             ["kind"],
             registry=self.registry,
         )
+        # Every device message dropped or whose handling failed, by topic kind and a fixed reason
+        # word (fleet_server.inbound's, "contract", "topic", or "error" for anything unexpected).
+        self.mqtt_messages_rejected = Counter(
+            "edgefleet_server_mqtt_messages_rejected",
+            "Device MQTT messages dropped (or whose handling failed), by topic kind and reason",
+            ["topic_kind", "reason"],
+            registry=self.registry,
+        )
         self.mqtt_connected = Counter(
             "edgefleet_mqtt_connects", "Successful (re)connections to the broker", registry=self.registry
         )

@@ -9,13 +9,15 @@ re-publishes the stored desired state of every device whose reported generation 
 publishing a retained desired state twice is harmless, and after a broker restart that lost
 messages every device still gets what it should run.
 
-Payloads that break their contract are counted and logged, never raised: one bad device must not
-stop the bridge.
+Every message is bounded before it is parsed (:mod:`fleet_server.inbound`, with the numbers in
+:mod:`fleet_server.limits`). One that breaks its bounds or its contract, or whose handling raises
+anything at all, is dropped, counted by topic kind and reason and logged without its payload,
+never raised: an exception escaping into paho's loop would end its thread, and one bad device must
+not cut every device off.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from collections.abc import Callable
@@ -39,6 +41,8 @@ from agent.contracts import (
     server_subscriptions,
 )
 from fleet_server.db import Device, utcnow
+from fleet_server.inbound import RejectedMessage, bound_reported, check_status, read_json
+from fleet_server.limits import FIELD_LIMITS, MESSAGE_LIMITS, MessageLimits, clip
 from fleet_server.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -53,6 +57,10 @@ UPDATING = (
     UpdateState.SELF_TEST,
     UpdateState.ROLLING_BACK,
 )
+# MQTT 5: the largest packet the broker may send this client (CONNECT's Maximum Packet Size); the
+# broker drops larger ones for it, so a 200 MB payload never reaches this process's memory. Well
+# above every topic's payload bound (fleet_server.limits), so what lies between is still counted.
+MAX_PACKET_BYTES = 1024 * 1024
 RECONNECT_MIN_S = 1
 RECONNECT_MAX_S = 30
 
@@ -72,6 +80,7 @@ class MqttBridge:
         session_expiry_s: int = 3600,
         metrics: Metrics | None = None,
         on_report: Callable[[], None] | None = None,
+        limits: MessageLimits = MESSAGE_LIMITS,
     ) -> None:
         self._sessions = sessions
         self.host, self.port, self.protocol = host, port, protocol
@@ -79,6 +88,7 @@ class MqttBridge:
         self._session_expiry_s = session_expiry_s
         self._metrics = metrics or Metrics()
         self._on_report = on_report
+        self._limits = limits
         self.connected = threading.Event()
         self._publish_lock = threading.Lock()
         self._published: dict[str, int] = {}
@@ -109,6 +119,7 @@ class MqttBridge:
         if self.v5:
             props = Properties(PacketTypes.CONNECT)
             props.SessionExpiryInterval = self._session_expiry_s
+            props.MaximumPacketSize = MAX_PACKET_BYTES
             kwargs = {"clean_start": False, "properties": props}
         self._client.connect_async(self.host, self.port, keepalive=self._keepalive, **kwargs)
         self._client.loop_start()
@@ -201,34 +212,56 @@ class MqttBridge:
         log.warning("disconnected from MQTT broker %s:%d (%s); reconnecting", self.host, self.port, reason)
 
     def _on_message(self, _c: mqtt.Client, _ud: Any, msg: mqtt.MQTTMessage) -> None:
+        # handle() catches everything itself; this is the last net, since an exception escaping
+        # into paho's loop would end its thread and the link with it.
         try:
             self.handle(msg.topic, bytes(msg.payload))
-        except Exception:
-            log.exception("handling %s failed", msg.topic)
+        except Exception as exc:
+            log.error("handling a message on %s failed: %s", clip(msg.topic), type(exc).__name__)
 
     # -- incoming ---------------------------------------------------------------------------
 
     def handle(self, topic: str, payload: bytes) -> bool:
-        """Record one device message. Returns False (and logs) when it was ignored."""
+        """Record one device message. Returns False when it was ignored; never raises.
+
+        A message that breaks its bounds or its contract, or whose handling raises anything, is
+        dropped (quarantined: nothing of it is stored, and QoS 1 acknowledges it, so it is not
+        redelivered), counted in ``edgefleet_server_mqtt_messages_rejected_total`` by topic kind
+        and reason, and logged with the reason only, never the payload."""
         try:
             t = DeviceTopic.parse(topic)
         except ContractError as exc:
-            self._metrics.mqtt_rejected.labels("topic").inc()
-            log.warning("ignoring message: %s", exc)
+            self._reject("unknown", "topic", "?", str(exc))
             return False
         self._metrics.mqtt_messages.labels("in", t.kind).inc()
         try:
             if t.kind == "reported":
-                return self._reported(t.device_id, ReportedState.from_json(payload))
+                rs = ReportedState.from_dict(self._read(t.kind, payload), "reported")
+                return self._reported(t.device_id, bound_reported(rs, FIELD_LIMITS))
             if t.kind == "status":
-                return self._status(t.device_id, Status.from_json(payload))
+                st = Status.from_dict(self._read(t.kind, payload), "status")
+                return self._status(t.device_id, check_status(st))
             if t.kind == "telemetry":
-                return self._telemetry(t.device_id, payload)
+                return self._telemetry(t.device_id, self._read(t.kind, payload))
+        except RejectedMessage as exc:
+            self._reject(t.kind, exc.reason, t.device_id, exc.detail)
         except ContractError as exc:
-            self._metrics.mqtt_rejected.labels(t.kind).inc()
-            log.warning("ignoring %s from %s: %s", t.kind, t.device_id, exc)
-            return False
+            self._reject(t.kind, "contract", t.device_id, str(exc))
+        except Exception as exc:
+            # A database error's text carries the statement's parameters (the payload): log the
+            # type and its first line only.
+            first = str(exc).split("\n", 1)[0]
+            self._reject(t.kind, "error", t.device_id, f"{type(exc).__name__}: {first}")
         return False
+
+    def _read(self, kind: str, payload: bytes) -> Any:
+        return read_json(payload, kind, self._limits)
+
+    def _reject(self, kind: str, reason: str, device_id: str, detail: str) -> None:
+        self._metrics.mqtt_messages_rejected.labels(kind, reason).inc()
+        if reason != "error":  # the older counter, by kind alone, counts the messages ignored
+            self._metrics.mqtt_rejected.labels("topic" if reason == "topic" else kind).inc()
+        log.warning("dropped %s from %s: %s (%s)", kind, clip(device_id, 128), reason, clip(detail, 300))
 
     def _reported(self, device_id: str, rs: ReportedState) -> bool:
         if rs.device_id != device_id:
@@ -252,7 +285,10 @@ class MqttBridge:
             dev.online = True
             dev.last_seen = utcnow()
         if self._on_report is not None:
-            self._on_report()
+            try:
+                self._on_report()
+            except Exception as exc:  # the report is stored; the controller's next pass sees it
+                self._reject("reported", "error", device_id, f"on_report: {type(exc).__name__}")
         return True
 
     def _status(self, device_id: str, st: Status) -> bool:
@@ -277,11 +313,9 @@ class MqttBridge:
             dev.last_seen = utcnow()
         return True
 
-    def _telemetry(self, device_id: str, payload: bytes) -> bool:
-        try:
-            data = json.loads(payload)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise ContractError(f"telemetry: payload is not JSON: {exc}") from exc
+    def _telemetry(self, device_id: str, data: Any) -> bool:
+        # Telemetry is stored as sent (any object, bounded by its payload bound), so a newer
+        # agent's figures show up before the server knows them.
         if not isinstance(data, dict):
             raise ContractError("telemetry: expected an object")
         with self._sessions.begin() as s:

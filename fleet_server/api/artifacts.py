@@ -20,6 +20,7 @@ from fleet_server.errors import NotFoundError
 from fleet_server.fleet import Fleet
 from fleet_server.states import BundleStatus
 from fleet_server.store import check_key
+from fleet_server.store.dir_store import CONTENT_TYPE
 
 router = APIRouter(tags=["artifacts"])
 
@@ -59,7 +60,16 @@ def ready_bundles(fleet: Fleet = Depends(get_fleet)) -> ServedCheck:
 
 
 @router.head("/artifacts/{target_path:path}", include_in_schema=False)
-@router.get("/artifacts/{target_path:path}", summary="Download a bundle")
+@router.get(
+    "/artifacts/{target_path:path}",
+    summary="Download a bundle",
+    response_class=Response,
+    responses={
+        200: {"description": "The bundle's tar", "content": {CONTENT_TYPE: {}}},
+        206: {"description": "The requested range of it", "content": {CONTENT_TYPE: {}}},
+        307: {"description": "S3 store: a presigned URL to fetch it from"},
+    },
+)
 def download(
     target_path: str,
     request: Request,

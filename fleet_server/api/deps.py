@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import hmac
 
-from fastapi import Request
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from fleet_server.errors import UnauthorizedError
 from fleet_server.fleet import Fleet
@@ -15,7 +16,14 @@ def get_fleet(request: Request) -> Fleet:
     return fleet
 
 
-def require_operator(request: Request) -> None:
+# Declares the bearer scheme in the OpenAPI document (and marks the operations that need it); the
+# check itself is below, so a server without a token takes requests without one.
+BEARER = HTTPBearer(auto_error=False, description="the operator token, when the server has one")
+
+
+def require_operator(
+    request: Request, _declared: HTTPAuthorizationCredentials | None = Depends(BEARER)
+) -> None:
     """When the server has a token, the request must carry ``Authorization: Bearer <token>``.
     Raises :class:`UnauthorizedError`."""
     token = get_fleet(request).settings.token

@@ -24,6 +24,7 @@ from fleet_server.errors import (
     UnauthorizedError,
     UnusableError,
 )
+from fleet_server.limits import truncate
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +39,12 @@ STATUS: dict[type[FleetError], int] = {
 }
 
 
+# An error message may quote what the client sent (a bad id): bounded, so a 400 stays small.
+MESSAGE_CHARS = 1000
+
+
 def error_body(code: str, message: str) -> dict[str, dict[str, str]]:
-    return {"error": {"code": code, "message": message}}
+    return {"error": {"code": code, "message": truncate(message, MESSAGE_CHARS)}}
 
 
 def status_of(exc: FleetError) -> int:

@@ -7,13 +7,14 @@ for the OpenAPI document, and a test holds its fields to the contract's.
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from agent.contracts import ContractError, RegistrationRequest
 from agent.contracts.policy import ServingPolicy
 from fleet_server.errors import InvalidRequestError
+from fleet_server.limits import FIELD_LIMITS
 from fleet_server.rollout.policy import GroupOffload
 
 
@@ -95,14 +96,24 @@ class OffloadBody(BaseModel):
         return _merged(GroupOffload, base, self.model_dump(include=self.model_fields_set))
 
 
+# Bounds (fleet_server.limits): a selector matches labels, so it is held to theirs; a member is a
+# device id (128 characters at most).
+_L = FIELD_LIMITS
+LabelKey = Annotated[str, StringConstraints(max_length=_L.label_key_chars)]
+LabelValue = Annotated[str, StringConstraints(max_length=_L.label_value_chars)]
+DeviceId = Annotated[str, StringConstraints(max_length=128)]
+
+
 class CreateGroup(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(examples=["lab"])
-    devices: list[str] = Field(
+    name: str = Field(examples=["lab"], max_length=128)
+    devices: list[DeviceId] = Field(
         default_factory=list, description="static members (need not be registered yet)"
     )
-    selector: dict[str, str] = Field(default_factory=dict, description="label → value; empty matches nothing")
+    selector: dict[LabelKey, LabelValue] = Field(
+        default_factory=dict, max_length=_L.labels, description="label → value; empty matches nothing"
+    )
     serving: ServingBody | None = Field(None, description="serving policy (left out: the defaults)")
     offload: OffloadBody | None = Field(None, description="offload policy (left out: off)")
 
@@ -120,13 +131,16 @@ class UpdateGroup(BaseModel):
 class CreateDeployment(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    model: str = Field(examples=["digits:1.0"], description="name:version")
-    group: str = Field(examples=["lab"])
+    model: str = Field(examples=["digits:1.0"], description="name:version", max_length=257)
+    group: str = Field(examples=["lab"], max_length=128)
 
 
 class CompileAhead(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     profiles: list[str] = Field(
-        min_length=1, examples=[["x86-64-avx2", "raspberry-pi-5"]], description="device profiles to build for"
+        min_length=1,
+        max_length=256,
+        examples=[["x86-64-avx2", "raspberry-pi-5"]],
+        description="device profiles to build for",
     )

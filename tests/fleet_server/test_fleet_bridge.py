@@ -190,7 +190,12 @@ def test_broker_restart_that_lost_everything_mid_deployment_ends_healthy(
     # The broker dies and comes back with no retained messages and no sessions.
     connects = fleet(c).bridge.connects
     mosquitto_broker.restart(wipe=True)
-    wait(lambda: fleet(c).bridge.connects > connects, timeout=30, what="bridge reconnects")
+    # connected is set once the reconnect's re-publish went out: a device subscribing before that
+    # would get the desired state live, not retained.
+    bridge = fleet(c).bridge
+    wait(
+        lambda: bridge.connects > connects and bridge.connected.is_set(), timeout=30, what="bridge reconnects"
+    )
     # d2 never got its desired state before the crash; the bridge re-published it on reconnect.
     d2 = make_device("d2", mosquitto_broker.host, mosquitto_broker.port)
     desired = wait(d2.latest, what="re-published desired state")

@@ -1,0 +1,31 @@
+"""The OpenAPI document declares the errors the API sends, in its envelope, and no others."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from fleet_server.api.openapi import ROUTE_ERRORS
+
+
+@pytest.fixture
+def doc(settings: Any, start_app: Any) -> dict[str, Any]:
+    return dict(start_app(settings).get("/openapi.json").json())
+
+
+def test_the_route_table_names_operations_that_exist(doc: dict[str, Any]) -> None:
+    ops = {(m, p) for p, methods in doc["paths"].items() for m in methods}
+    assert set(ROUTE_ERRORS) <= ops
+
+
+def test_errors_are_declared_in_the_envelope_and_fastapis_422_is_gone(doc: dict[str, Any]) -> None:
+    assert "HTTPValidationError" not in doc["components"]["schemas"]
+    register = doc["paths"]["/api/v1/devices/register"]["post"]["responses"]
+    assert {"400", "413"} <= set(register) and "401" not in register and "422" not in register
+    ref = register["400"]["content"]["application/json"]["schema"]["$ref"]
+    assert ref == "#/components/schemas/Error"
+    deploy = doc["paths"]["/api/v1/deployments"]["post"]["responses"]
+    assert {"400", "401", "404", "413", "422"} <= set(deploy)
+    assert set(doc["paths"]["/healthz"]["get"]["responses"]) == {"200"}
+    assert "text/plain" in doc["paths"]["/metrics"]["get"]["responses"]["200"]["content"]
