@@ -42,6 +42,7 @@ ROUTE_ERRORS: dict[tuple[str, str], tuple[int, ...]] = {
     ("get", "/api/v1/devices/{device_id}"): (404,),
     ("post", "/api/v1/groups"): (409,),
     ("get", "/api/v1/groups/{name}"): (404,),
+    ("patch", "/api/v1/groups/{name}"): (404,),
     ("post", "/api/v1/deployments"): (404, 422),
     ("get", "/api/v1/deployments/{deployment_id}"): (404,),
     ("get", "/artifacts/{target_path}"): (404, 503),
