@@ -38,6 +38,7 @@ from pathlib import Path
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
+from agent.durable import atomic_write
 from compilers.errors import ToolchainError
 
 Progress = Callable[[str], None]
@@ -398,9 +399,7 @@ def _build(ts: ToolchainSpec, reqs: list[str], venv: Path, say: Progress) -> Non
         "installed_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "installed_by": sys.executable,
     }
-    tmp = venv / f".{RECORD}.tmp"
-    tmp.write_text(json.dumps(record, indent=2) + "\n")
-    os.replace(tmp, venv / RECORD)
+    atomic_write(venv / RECORD, (json.dumps(record, indent=2) + "\n").encode())
 
 
 def _versions_line(st: ToolchainStatus) -> str:
