@@ -9,7 +9,8 @@ Every inference response names where it ran: the ``X-EdgeFleet-Served-By`` heade
 response parameter ``served_by`` (``local`` or ``cloud``).
 
 The inference routes are plain Starlette routes (no FastAPI parameter machinery on the hot path);
-bodies over ``_THREAD_DECODE`` bytes are decoded and encoded off the event loop.
+JSON text over ``_THREAD_DECODE`` bytes is decoded and encoded off the event loop (binary tensors
+are views of the body and need no thread).
 """
 
 from __future__ import annotations
@@ -173,7 +174,9 @@ async def handle_infer(
                 header_length = None if header is None else int(header)
             except ValueError:
                 raise BadRequest(f"{HEADER_LENGTH} is not an integer: {header!r}") from None
-            if len(body) > _THREAD_DECODE:
+            # Only JSON text costs to decode; binary tensors are views of the body.
+            json_bytes = len(body) if header_length is None else header_length
+            if json_bytes > _THREAD_DECODE:
                 req = await run_in_threadpool(decode_request, body, header_length)
             else:
                 req = decode_request(body, header_length)
@@ -183,7 +186,7 @@ async def handle_infer(
         wanted = None if req.outputs is None else [o.name for o in req.outputs]
         result = await service.infer(name, version, req.inputs, wanted, _timeout(req))
         args = (result.model_name, result.model_version, req, result.outputs, {"served_by": result.served_by})
-        if sum(a.nbytes for a in result.outputs.values()) > _THREAD_DECODE:
+        if _json_output_bytes(req, result.outputs) > _THREAD_DECODE:
             payload, json_length = await run_in_threadpool(encode_response, *args)
         else:
             payload, json_length = encode_response(*args)
@@ -235,6 +238,12 @@ class FastInfer:
             {"type": "http.response.start", "status": answer.status, "headers": [*answer.headers, length]}
         )
         await send({"type": "http.response.body", "body": answer.body})
+
+
+def _json_output_bytes(req: InferRequest, outputs: Mapping[str, Any]) -> int:
+    """The bytes of the outputs that go out as JSON text (binary ones are copied, not encoded)."""
+    binary = {o.name: o.binary for o in req.outputs or ()}
+    return sum(a.nbytes for n, a in outputs.items() if not binary.get(n, req.binary_output))
 
 
 def _timeout(req: InferRequest) -> float | None:
