@@ -131,7 +131,10 @@ class Offloader:
         call :meth:`infer`. ``remeasure``: the device is idle and its estimate stale (see
         :func:`~agent.serving.offload.policy.route`)."""
         with self._lock:
-            budget = self.settings.budget
+            # Admit locally against a share of the budget: the estimate is a mean, and a request
+            # admitted right at the budget misses it whenever a run takes longer than average.
+            full = self.settings.budget
+            budget = None if full is None else full * self.settings.headroom
             local_ok = not queue_full and (
                 remeasure or budget is None or estimated_wait + service_time <= budget
             )

@@ -32,6 +32,7 @@ class OffloadSettings:
     cooldown: float = 2.0  # seconds the breaker stays open before one probe
     max_in_flight: int = 64  # cloud requests at once; past it the request is shed
     max_share: float | None = None  # the largest share of requests the cloud may take (0 to 1)
+    headroom: float = 0.8  # a request is admitted locally if its estimate fits this share of the budget
 
 
 def route(
