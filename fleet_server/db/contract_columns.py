@@ -11,7 +11,7 @@ stop a rollout pass or a device view, and the next report or desired state overw
 from __future__ import annotations
 
 import logging
-from typing import Any, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar, cast
 
 from sqlalchemy import JSON, Dialect
 from sqlalchemy.types import TypeDecorator
@@ -26,75 +26,47 @@ T = TypeVar("T")
 
 
 class _ContractJSON(TypeDecorator[T], Generic[T]):
-    """A JSON column holding one contract type; ``None`` is SQL NULL."""
+    """A JSON column holding one contract type (``contract``, read and written through the
+    contracts' own codec); ``None`` is SQL NULL."""
 
     impl = JSON(none_as_null=True)
-
-    def to_json_value(self, value: T) -> dict[str, Any]:
-        raise NotImplementedError
-
-    def from_json_value(self, data: Any) -> T:
-        """Raises :class:`ContractError` when ``data`` breaks the contract."""
-        raise NotImplementedError
+    contract: ClassVar[type[Any]]
+    where: ClassVar[str | None] = None  # how a read error names the value
 
     def process_bind_param(self, value: T | None, dialect: Dialect) -> dict[str, Any] | None:
-        return None if value is None else self.to_json_value(value)
+        return None if value is None else cast(dict[str, Any], value.to_dict())  # type: ignore[attr-defined]
 
     def process_result_value(self, value: Any, dialect: Dialect) -> T | None:
         if value is None:
             return None
         try:
-            return self.from_json_value(value)
+            return cast(T, self.contract.from_dict(value, self.where))
         except ContractError as exc:
             log.warning("stored %s unreadable, read as none: %s", type(self).__name__, exc)
             return None
 
 
 class DesiredStateJSON(_ContractJSON[DesiredState]):
-    cache_ok = True  # SQLAlchemy reads it from each class; these hold no state
-
-    def to_json_value(self, value: DesiredState) -> dict[str, Any]:
-        return value.to_dict()
-
-    def from_json_value(self, data: Any) -> DesiredState:
-        return DesiredState.from_dict(data)
+    cache_ok = True  # SQLAlchemy reads it from each class itself; these hold no state
+    contract = DesiredState
 
 
 class ReportedStateJSON(_ContractJSON[ReportedState]):
-    cache_ok = True  # SQLAlchemy reads it from each class; these hold no state
-
-    def to_json_value(self, value: ReportedState) -> dict[str, Any]:
-        return value.to_dict()
-
-    def from_json_value(self, data: Any) -> ReportedState:
-        return ReportedState.from_dict(data)
+    cache_ok = True  # SQLAlchemy reads it from each class itself; these hold no state
+    contract = ReportedState
 
 
 class ReportedErrorJSON(_ContractJSON[ReportedError]):
-    cache_ok = True  # SQLAlchemy reads it from each class; these hold no state
-
-    def to_json_value(self, value: ReportedError) -> dict[str, Any]:
-        return value.to_dict()
-
-    def from_json_value(self, data: Any) -> ReportedError:
-        return ReportedError.from_dict(data, "error")
+    cache_ok = True  # SQLAlchemy reads it from each class itself; these hold no state
+    contract = ReportedError
+    where = "error"
 
 
 class ServingPolicyJSON(_ContractJSON[ServingPolicy]):
-    cache_ok = True  # SQLAlchemy reads it from each class; these hold no state
-
-    def to_json_value(self, value: ServingPolicy) -> dict[str, Any]:
-        return value.to_dict()
-
-    def from_json_value(self, data: Any) -> ServingPolicy:
-        return ServingPolicy.from_dict(data)
+    cache_ok = True  # SQLAlchemy reads it from each class itself; these hold no state
+    contract = ServingPolicy
 
 
 class GroupOffloadJSON(_ContractJSON[GroupOffload]):
-    cache_ok = True  # SQLAlchemy reads it from each class; these hold no state
-
-    def to_json_value(self, value: GroupOffload) -> dict[str, Any]:
-        return value.to_dict()
-
-    def from_json_value(self, data: Any) -> GroupOffload:
-        return GroupOffload.from_dict(data)
+    cache_ok = True  # SQLAlchemy reads it from each class itself; these hold no state
+    contract = GroupOffload
