@@ -45,14 +45,11 @@ def setup_logging(level: str) -> None:
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
-    """A listening socket on ``host:port`` (port 0: a free one, chosen by the kernel)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    # proto=TCP: asyncio sets TCP_NODELAY only on sockets that say TCP; without it every response
-    # written as header then body waits ~40 ms for the client's delayed ACK (Nagle).
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    sock.bind((host, port))
+    """A listening socket on ``host:port`` (port 0: a free one, chosen by the kernel), with
+    TCP_NODELAY (see :func:`agent.serving.sockets.tcp_listener`)."""
+    from agent.serving.sockets import tcp_listener
+
+    sock = tcp_listener(host, port)
     sock.listen(2048)
     sock.set_inheritable(True)
     return sock

@@ -17,7 +17,6 @@ from typing import Any
 
 import numpy as np
 
-from agent.contracts.manifest import TensorSpec
 from agent.serving.errors import BadRequest
 from agent.serving.json_tensors import load_request
 
@@ -47,10 +46,6 @@ def oip_datatype(dtype: str | np.dtype[Any]) -> str:
     if name not in _TO_OIP:
         raise ValueError(f"dtype {name} has no Open Inference Protocol datatype")
     return _TO_OIP[name]
-
-
-def tensor_metadata(spec: TensorSpec) -> dict[str, Any]:
-    return {"name": spec.name, "datatype": oip_datatype(spec.dtype), "shape": list(spec.shape)}
 
 
 @dataclass(frozen=True)

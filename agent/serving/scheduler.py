@@ -97,10 +97,6 @@ class ModelScheduler:
 
     # -- what the offload policy reads ---------------------------------------------------------
 
-    def pending(self) -> int:
-        with self._cond:
-            return len(self._queue)
-
     def full(self) -> bool:
         with self._cond:
             return len(self._queue) >= self.settings.queue_limit
@@ -114,7 +110,7 @@ class ModelScheduler:
         """How long a request arriving now would wait before it runs: (queued + running) x
         service time. The running batch counts whole: it may have just started."""
         with self._cond:
-            return self.estimated_wait_locked()
+            return self._estimated_wait_locked()
 
     # -- the queue -----------------------------------------------------------------------------
 
@@ -134,7 +130,7 @@ class ModelScheduler:
             if self._stopped:
                 raise Overloaded("the model is being unloaded", retry_after=0.1)
             if len(self._queue) >= self.settings.queue_limit:
-                wait = max(0.05, self.estimated_wait_locked())
+                wait = max(0.05, self._estimated_wait_locked())
                 raise Overloaded(
                     f"{len(self._queue)} requests are waiting for {self.label or 'the model'}",
                     retry_after=wait,
@@ -188,7 +184,7 @@ class ModelScheduler:
         self._observe(max(1, int(rows)), took)
         self._single = took if self._single is None else 0.8 * self._single + 0.2 * took
 
-    def estimated_wait_locked(self) -> float:
+    def _estimated_wait_locked(self) -> float:
         return (len(self._queue) + self._running) * self.service_time()
 
     def retune(self, settings: SchedulerSettings) -> None:

@@ -11,6 +11,8 @@ from typing import Any
 
 import uvicorn
 
+from agent.serving.sockets import tcp_listener
+
 log = logging.getLogger(__name__)
 
 
@@ -33,18 +35,7 @@ class InferenceServer:
     def start(self, timeout: float = 15.0) -> str:
         """Bind, start serving and return the base URL. Raises ``OSError`` if the port is taken,
         ``RuntimeError`` if uvicorn does not come up within ``timeout``."""
-        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        # Naming TCP matters: asyncio sets TCP_NODELAY only on sockets whose proto says TCP, and
-        # without it a response written as header then body waits ~40 ms for the client's delayed
-        # ACK (Nagle). Linux also copies the listener's TCP_NODELAY to accepted sockets.
-        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        try:
-            sock.bind((self.host, self.port))
-        except OSError:
-            sock.close()
-            raise
+        sock = tcp_listener(self.host, self.port)
         self.port = sock.getsockname()[1]
         self.socket = sock
         config = uvicorn.Config(

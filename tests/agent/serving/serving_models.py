@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from agent.contracts.manifest import Manifest
+from agent.runtimes.base import RuntimeAdapter
 from tests.agent.agent_testkit import BuiltBundle, desired_model, make_bundle, tar_bundle
 from tests.agent.conftest import SAMPLES
 
@@ -52,3 +54,31 @@ def pair_bundle(root: Path, version: str = "1") -> BuiltBundle:
     d = make_bundle(root / f"pair-bundle-{version}", onnx_path, PAIR, version, SAMPLES)
     tar = tar_bundle(d, root / f"pair-{version}.tar")
     return BuiltBundle(PAIR, version, d, tar, desired_model(tar, PAIR, version), onnx_path)
+
+
+class Wrapped(RuntimeAdapter):
+    """A loaded adapter wrapped so a test can change how it behaves (slower, held at a gate)
+    while the real runtime still computes the answers."""
+
+    name = "wrapped"
+
+    def __init__(self, inner: RuntimeAdapter) -> None:
+        super().__init__(inner.bundle_dir, inner.manifest)
+        self.inner = inner
+
+    @classmethod
+    def unavailable_reason(cls) -> str | None:
+        return None
+
+    @classmethod
+    def version(cls) -> str | None:
+        return "1"
+
+    @classmethod
+    def load(
+        cls, bundle_dir: Path, manifest: Manifest, threads: int | None = None, spinning: bool | None = None
+    ) -> RuntimeAdapter:
+        raise NotImplementedError("made from a loaded adapter in these tests")
+
+    def infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return self.inner.infer(inputs)

@@ -9,12 +9,10 @@ import asyncio
 import socket
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from agent.contracts.manifest import Manifest
 from agent.runtimes.base import RuntimeAdapter
 from agent.runtimes.bundle_dir import verify_bundle_dir
 from agent.runtimes.registry import load_bundle
@@ -23,33 +21,19 @@ from agent.serving.errors import Overloaded
 from agent.serving.offload import BreakerState, Offloader, OffloadSettings
 from agent.serving.scheduler import SchedulerSettings
 from tests.agent.agent_testkit import BuiltBundle
+from tests.agent.serving.serving_models import Wrapped
 
 SERVICE_TIME = 0.02
 BUDGET = 0.05
 
 
-class Slow(RuntimeAdapter):
+class Slow(Wrapped):
     """The real adapter, made to take ``SERVICE_TIME`` a request like a bigger model would."""
 
     name = "slow"
 
     def __init__(self, inner: RuntimeAdapter) -> None:
-        super().__init__(inner.bundle_dir, inner.manifest)
-        self.inner = inner
-
-    @classmethod
-    def unavailable_reason(cls) -> str | None:
-        return None
-
-    @classmethod
-    def version(cls) -> str | None:
-        return "1"
-
-    @classmethod
-    def load(
-        cls, bundle_dir: Path, manifest: Manifest, threads: int | None = None, spinning: bool | None = None
-    ) -> RuntimeAdapter:
-        raise NotImplementedError("made from a loaded adapter in these tests")
+        super().__init__(inner)
 
     def infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         time.sleep(SERVICE_TIME)

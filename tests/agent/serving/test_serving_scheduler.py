@@ -6,46 +6,30 @@ from __future__ import annotations
 import dataclasses
 import threading
 from concurrent.futures import Future
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from agent.contracts.manifest import Manifest
 from agent.runtimes.base import RuntimeAdapter
 from agent.runtimes.bundle_dir import verify_bundle_dir
 from agent.runtimes.registry import load_bundle
 from agent.serving.errors import BadRequest, DeadlineExceeded, Overloaded
 from agent.serving.scheduler import ModelScheduler, SchedulerSettings
 from tests.agent.agent_testkit import BuiltBundle
+from tests.agent.serving.serving_models import Wrapped
 
 
-class Recording(RuntimeAdapter):
+class Recording(Wrapped):
     """The real ONNX Runtime adapter, recording batch sizes and held at a gate when asked."""
 
     name = "recording"
 
     def __init__(self, inner: RuntimeAdapter) -> None:
-        super().__init__(inner.bundle_dir, inner.manifest)
-        self.inner = inner
+        super().__init__(inner)
         self.batches: list[int] = []
         self.gate = threading.Event()
         self.gate.set()
         self.entered = threading.Event()
-
-    @classmethod
-    def unavailable_reason(cls) -> str | None:
-        return None
-
-    @classmethod
-    def version(cls) -> str | None:
-        return "1"
-
-    @classmethod
-    def load(
-        cls, bundle_dir: Path, manifest: Manifest, threads: int | None = None, spinning: bool | None = None
-    ) -> RuntimeAdapter:
-        raise NotImplementedError("made from a loaded adapter in these tests")
 
     def infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         self.entered.set()
