@@ -32,3 +32,18 @@ def require_operator(
     scheme, _, given = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
         raise UnauthorizedError("missing or wrong bearer token")
+
+
+ROLES = ("viewer", "deployer", "admin")
+
+
+def require_role(role: str):  # type: ignore[no-untyped-def]
+    """A dependency that admits a request whose operator holds ``role`` or a higher one
+    (viewer < deployer < admin). Until operator tokens carry roles, any operator passes."""
+    if role not in ROLES:
+        raise ValueError(f"unknown role {role!r}; one of {', '.join(ROLES)}")
+
+    def check(request: Request, _declared: HTTPAuthorizationCredentials | None = Depends(BEARER)) -> None:
+        require_operator(request, _declared)
+
+    return check
