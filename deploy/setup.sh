@@ -35,7 +35,8 @@ apt_install mosquitto
 if [ "$DEV" = 1 ]; then
   # PostgreSQL binaries: the tests run their own throw-away cluster on a free port.
   # Chromium: the dashboard is tested in a real (headless) browser.
-  apt_install postgresql chromium
+  # qemu-user-static and debootstrap: the aarch64 test tier runs the agent on real arm64 wheels.
+  apt_install postgresql chromium qemu-user-static debootstrap
 fi
 
 if [ ! -x .venv/bin/python ]; then

@@ -32,6 +32,7 @@ db_app = typer.Typer(add_completion=False, help="Database tasks.")
 app.add_typer(db_app, name="db")
 
 SUBCOMMANDS = ("serve", "db")
+OWN_PACKAGES = frozenset({"edgectl", "compilers", "device_profiles", "agent", "fleet_server"})
 
 
 def setup_logging(level: str) -> None:
@@ -178,4 +179,16 @@ def run(argv: list[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or (args[0] not in SUBCOMMANDS and args[0] not in ("--help", "-h")):
         args = ["serve", *args]
-    app(args=args, prog_name="fleet-server")
+    try:
+        app(args=args, prog_name="fleet-server")
+    except ModuleNotFoundError as exc:
+        # A device install (edgefleet[agent]) carries this entry point but not the server's
+        # libraries: say which extra to install instead of a traceback.
+        if (exc.name or "").partition(".")[0] in OWN_PACKAGES:
+            raise
+        print(
+            f"fleet-server needs the server extra ({exc.name} is not installed): "
+            "pip install 'edgefleet[server]'",
+            file=sys.stderr,
+        )
+        raise SystemExit(2) from None

@@ -92,8 +92,7 @@ class SlotStore:
             with tarfile.open(tar_path, "r:*") as tar:
                 members = tar.getmembers()
                 check_members(members, self.max_unpacked_bytes)
-                # The "data" filter repeats the checks above in the standard library's own terms.
-                tar.extractall(dest, members=members, filter="data")
+                extract_checked(tar, members, dest)
             installed = self.verify(slot)
             sync_tree(dest)
             return installed
@@ -145,3 +144,18 @@ def check_members(members: list[tarfile.TarInfo], max_bytes: int) -> None:
         total += max(0, m.size)
         if total > max_bytes:
             raise ArtifactError(f"bundle unpacks to more than {max_bytes} bytes", ErrorCode.BUNDLE_INVALID)
+
+
+def extract_checked(tar: tarfile.TarFile, members: list[tarfile.TarInfo], dest: Path) -> None:
+    """Unpack ``members`` (already passed by :func:`check_members`) into ``dest``.
+
+    Where the standard library has extraction filters (Python 3.11.4 and later) the "data" filter
+    repeats those checks in its own terms. Debian bookworm's Python 3.11.2, which Raspberry Pi OS
+    ships, has none: there the members are unpacked as checked, with set-id bits and group/other
+    write permission cleared as the "data" filter would."""
+    if hasattr(tarfile, "data_filter"):
+        tar.extractall(dest, members=members, filter="data")
+        return
+    for member in members:
+        member.mode &= 0o755
+    tar.extractall(dest, members=members)  # noqa: S202 - members checked by check_members

@@ -110,16 +110,23 @@ class Launched:
 
 
 def launch(
-    name: str, program: str, args: list[str], log_dir: Path, env: dict[str, str] | None = None
+    name: str,
+    program: str,
+    args: list[str],
+    log_dir: Path,
+    env: dict[str, str] | None = None,
+    command: list[str] | None = None,
 ) -> Launched:
     """Start ``program`` (``fleet-server`` or ``edge-agent``) with ``args``; logs to
-    ``log_dir/<name>.log``. Call :meth:`Launched.wait_ready` next."""
+    ``log_dir/<name>.log``. ``command`` replaces the program's own executable (another
+    environment's ``edge-agent``, or one run through ``chroot``). Call :meth:`Launched.wait_ready`
+    next."""
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"{name}.log"
     log = open(log_path, "a")  # noqa: SIM115 - closed in Launched.stop
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     proc = subprocess.Popen(
-        [*_exe(program), *args],
+        [*(command or _exe(program)), *args],
         stdout=subprocess.PIPE,
         stderr=log,
         stdin=subprocess.DEVNULL,
@@ -167,8 +174,11 @@ def start_agent(
     log_dir: Path | None = None,
     timeout: float = 60.0,
     wait: bool = True,
+    command: list[str] | None = None,
+    extra: list[str] | None = None,
 ) -> Launched:
-    """Start ``edge-agent`` for one simulated device, serving on a free loopback port."""
+    """Start ``edge-agent`` for one simulated device, serving on a free loopback port.
+    ``command``: another ``edge-agent`` than this environment's (see :func:`launch`)."""
     args = [
         "--server",
         server_url,
@@ -185,7 +195,8 @@ def start_agent(
     ]
     for k, v in (labels or {}).items():
         args += ["--label", f"{k}={v}"]
-    agent = launch(device_id, "edge-agent", args, log_dir or data_dir / "logs")
+    args += extra or []
+    agent = launch(device_id, "edge-agent", args, log_dir or data_dir / "logs", command=command)
     if wait:
         agent.wait_ready(timeout)
     return agent

@@ -132,3 +132,23 @@ def test_install_fsyncs_every_file_and_directory_of_the_slot(
     assert sum(p.is_file() for p in on_disk) >= 3  # manifest, model, self-test data at least
     assert on_disk <= set(synced)
     assert slot.parent in synced  # the directory entry naming the slot
+
+
+@pytest.mark.parametrize("filters", [True, False], ids=["with-filters", "python-3.11.2"])
+def test_install_clears_set_id_and_shared_write_bits(
+    tmp_path: Path, bundles: dict[str, BuiltBundle], monkeypatch: pytest.MonkeyPatch, filters: bool
+) -> None:
+    """Debian bookworm's Python 3.11.2 has no tar extraction filters; there the agent clears the
+    same permission bits itself, and the bundle installs either way."""
+    if not filters:
+        monkeypatch.delattr(tarfile, "data_filter")
+    src = tmp_path / "src"
+    src.mkdir()
+    for p in bundles["1"].dir.iterdir():
+        (src / p.name).write_bytes(p.read_bytes())
+    os.chmod(src / "model.onnx", 0o6777)
+    tar = tar_bundle(src, tmp_path / "b.tar")
+    installed = SlotStore(tmp_path / "slots").install(tar, "a")
+    mode = (installed.bundle_dir / "model.onnx").stat().st_mode & 0o7777
+    assert mode & 0o6022 == 0, oct(mode)
+    assert installed.manifest.version == "1"
