@@ -69,8 +69,9 @@ def create_token(
     if name in RESERVED_NAMES:
         raise InvalidRequestError(f"token name {name!r} is reserved: choose another")
     check_role(role)
-    if expires_in_s is not None and not 0 < expires_in_s <= MAX_LIFETIME.total_seconds():
-        raise InvalidRequestError(f"expires_in_s {expires_in_s} is not between 1 and {int(MAX_LIFETIME.total_seconds())}")
+    longest = int(MAX_LIFETIME.total_seconds())
+    if expires_in_s is not None and not 0 < expires_in_s <= longest:
+        raise InvalidRequestError(f"expires_in_s {expires_in_s} is not between 1 and {longest}")
     if session.scalar(select(exists().where(OperatorToken.name == name))):
         raise ConflictError(f"a token named {name!r} exists already (revoked ones keep their name)")
     secret = PREFIX + secrets.token_urlsafe(SECRET_BYTES)

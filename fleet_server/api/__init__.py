@@ -20,6 +20,7 @@ from fleet_server.api.audit_log import AuditLog
 from fleet_server.api.body_limit import BodyLimit
 from fleet_server.api.errors import install_error_handlers
 from fleet_server.api.openapi import install_openapi
+from fleet_server.api.routes import api_routes
 from fleet_server.limits import FIELD_LIMITS, MESSAGE_LIMITS
 
 ROUTERS = (health, models, devices, groups, deployments, tokens, audit, artifacts, dashboard, metrics)
@@ -35,6 +36,7 @@ def install(app: FastAPI) -> None:
     install_openapi(app)
     app.add_middleware(BodyLimit, limit=FIELD_LIMITS.request_body_bytes, max_depth=MESSAGE_LIMITS.max_depth)
     app.add_middleware(AuditLog)
+    app.state.api_routes = api_routes(app)  # for the audit log's calls refused before routing
 
 
 __all__ = ["install"]

@@ -19,7 +19,7 @@ router = APIRouter(prefix="/api/v1/audit", tags=["audit"], dependencies=[Depends
 def list_all(
     limit: int = Query(100, ge=1, le=MAX_LIMIT, description="entries in this page"),
     before: int | None = Query(
-        None, ge=1, le=2**63 - 1, description="only entries older than this id (the last id of the previous page)"
+        None, ge=1, le=2**63 - 1, description="only entries older than this id (the previous page's last)"
     ),
     fleet: Fleet = Depends(get_fleet),
 ) -> list[dict[str, Any]]:

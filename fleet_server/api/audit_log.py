@@ -4,10 +4,10 @@ check found, or who it refused), what (method, path, action, target), from where
 address) and the answer's status.
 
 The row is committed before the last byte of the answer is sent, so a client that has its answer
-finds the call in the log. Refusals made before any route runs (413 from
-:mod:`~fleet_server.api.body_limit`, a body that isn't JSON) are recorded too; their operator is
-found from the ``Authorization`` header here. A failed audit write is logged, never turned into
-the caller's error: the call itself has happened by then.
+finds the call in the log. Refusals made before the role check runs (413 from
+:mod:`~fleet_server.api.body_limit`, a body that isn't JSON) are recorded too, under the route
+they were meant for; their operator is found from the ``Authorization`` header here. A failed
+audit write is logged, never turned into the caller's error: the call itself has happened by then.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fleet_server.api.deps import ACTOR_KEY, ANONYMOUS, UNKNOWN, bearer_of, identify
+from fleet_server.api.routes import match
 from fleet_server.audit import VERBS, Call, action_name, record, target_of
 from fleet_server.errors import UnauthorizedError
 from fleet_server.fleet import Fleet
@@ -59,8 +60,8 @@ class AuditLog:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        method = scope.get("method", "")
-        if scope["type"] != "http" or method not in VERBS or not str(scope.get("path", "")).startswith("/api/"):
+        audited = scope.get("method") in VERBS and str(scope.get("path", "")).startswith("/api/")
+        if scope["type"] != "http" or not audited:
             await self.app(scope, receive, send)
             return
         scope.setdefault("state", {})  # request.state writes land in this dict, read below
@@ -101,13 +102,14 @@ class AuditLog:
         try:
             await run_in_threadpool(_write, scope, status, asked, answered)
         except Exception:
-            log.exception("writing the audit log entry for %s %s failed", scope.get("method"), scope.get("path"))
+            log.exception("writing the audit entry for %s %s failed", scope.get("method"), scope.get("path"))
 
 
 def _actor(fleet: Fleet, scope: Scope) -> tuple[str, str | None]:
     found = scope.get("state", {}).get(ACTOR_KEY)
     if found is not None:
-        return found  # type: ignore[no-any-return]
+        name, role = found
+        return str(name), role
     authorization = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
     if bearer_of(authorization) is None:
         return ANONYMOUS.name, None
@@ -120,11 +122,21 @@ def _actor(fleet: Fleet, scope: Scope) -> tuple[str, str | None]:
     return op.name, op.role
 
 
+def _route_of(scope: Scope) -> tuple[str | None, dict[str, Any]]:
+    """The path template of the route that answered, and its path parameters; for a call refused
+    before routing (413), those of the route it was meant for."""
+    route = scope.get("route")
+    if route is not None:
+        return getattr(route, "path", None), dict(scope.get("path_params") or {})
+    routes = getattr(scope["app"].state, "api_routes", None)
+    found = None if routes is None else match(routes, str(scope["method"]), str(scope["path"]))
+    return (None, {}) if found is None else (found[0].path, dict(found[1]))
+
+
 def _write(scope: Scope, status: int, asked: Any, answered: Any) -> None:
     fleet: Fleet = scope["app"].state.fleet
     actor, role = _actor(fleet, scope)
-    route = scope.get("route")
-    template = getattr(route, "path", None) if route is not None else None
+    template, path_params = _route_of(scope)
     method = str(scope["method"])
     client = scope.get("client")
     call = Call(
@@ -133,7 +145,7 @@ def _write(scope: Scope, status: int, asked: Any, answered: Any) -> None:
         method=method,
         path=str(scope["path"]),
         action=action_name(method, template),
-        target=target_of(scope.get("path_params") or {}, asked, answered if status < 400 else None),
+        target=target_of(path_params, asked, answered if status < 400 else None),
         client=None if not client else str(client[0]),
         status=status,
     )

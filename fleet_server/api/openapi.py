@@ -22,9 +22,9 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.dependencies.models import Dependant
 from fastapi.openapi.utils import get_openapi
-from fastapi.routing import APIRoute
+
+from fleet_server.api.routes import api_routes, calls
 
 DESCRIPTIONS = {
     400: "Invalid request: a parameter or body field is malformed or out of its bounds",
@@ -75,21 +75,13 @@ def _error_response(status: int) -> dict[str, Any]:
     }
 
 
-def _roles(dependant: Dependant) -> set[str]:
-    found = {getattr(dependant.call, "required_role", None)}
-    for sub in dependant.dependencies:
-        found |= _roles(sub)
-    return {r for r in found if r is not None}
-
-
 def required_roles(app: FastAPI) -> dict[tuple[str, str], set[str]]:
     """(method, path) → the roles its :func:`~fleet_server.api.deps.require_role` checks ask."""
     out: dict[tuple[str, str], set[str]] = {}
-    for route in app.routes:
-        if isinstance(route, APIRoute):
-            roles = _roles(route.dependant)
-            for method in route.methods:
-                out[(method.lower(), route.path_format)] = roles
+    for route in api_routes(app):
+        roles = {r for r in (getattr(c, "required_role", None) for c in calls(route.dependant)) if r}
+        for method in route.methods:
+            out[(method.lower(), route.path)] = roles
     return out
 
 
