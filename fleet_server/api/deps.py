@@ -66,7 +66,9 @@ def identify(fleet: Fleet, authorization: str) -> Operator:
         return authenticate(s, given)
 
 
-def _note(request: Request, name: str, role: str | None) -> None:
+def note_actor(request: Request, name: str, role: str | None) -> None:
+    """Say who ``request`` acts as, for its audit log entry. The role check does it for
+    operators; a route that authenticates another way (a device) calls it itself."""
     setattr(request.state, ACTOR_KEY, (name, role))
 
 
@@ -75,13 +77,13 @@ def operator_of(request: Request) -> Operator:
     try:
         op = identify(get_fleet(request), request.headers.get("authorization", ""))
     except TokenRefused as exc:
-        _note(request, exc.operator.name, exc.operator.role)
+        note_actor(request, exc.operator.name, exc.operator.role)
         raise
     except UnauthorizedError:
         has_token = bearer_of(request.headers.get("authorization", "")) is not None
-        _note(request, UNKNOWN if has_token else ANONYMOUS.name, None)
+        note_actor(request, UNKNOWN if has_token else ANONYMOUS.name, None)
         raise
-    _note(request, op.name, op.role)
+    note_actor(request, op.name, op.role)
     return op
 
 
