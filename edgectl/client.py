@@ -47,6 +47,8 @@ def _api_error(response: httpx.Response) -> ApiError:
         return ApiError(response.status_code, code, message)
     if response.status_code == 401:
         message += " (pass --token or set EDGEFLEET_TOKEN)"
+    elif response.status_code == 403:
+        message += " (ask an admin for a token with that role: `edgectl tokens create`)"
     return ApiError(response.status_code, code, _one_line(message))
 
 
@@ -217,6 +219,25 @@ class FleetClient:
 
     def get_deployment(self, deployment_id: str) -> dict[str, Any]:
         return self.request("GET", f"{API}/deployments/{_seg(deployment_id)}")
+
+    def create_token(self, name: str, role: str, expires_in_s: int | None = None) -> dict[str, Any]:
+        """A new operator token; its secret is the answer's ``token`` (shown this once)."""
+        body: dict[str, Any] = {"name": name, "role": role}
+        if expires_in_s is not None:
+            body["expires_in_s"] = expires_in_s
+        return self.request("POST", f"{API}/tokens", json=body)
+
+    def list_tokens(self) -> list[dict[str, Any]]:
+        return self.request("GET", f"{API}/tokens")
+
+    def revoke_token(self, name: str) -> dict[str, Any]:
+        return self.request("DELETE", f"{API}/tokens/{_seg(name)}")
+
+    def list_audit(self, limit: int = 50, before: int | None = None) -> list[dict[str, Any]]:
+        params: dict[str, int] = {"limit": limit}
+        if before is not None:
+            params["before"] = before
+        return self.request("GET", f"{API}/audit", params=params)
 
 
 def _seg(value: str) -> str:

@@ -91,7 +91,7 @@ def serve(
         None, help="auto | embedded | mosquitto | mqtt://host:port [EDGEFLEET_BROKER]"
     ),
     mqtt_protocol: str | None = typer.Option(None, help="5 or 3.1.1 [EDGEFLEET_MQTT_PROTOCOL; 5]"),
-    token: str | None = typer.Option(None, help="operator bearer token [EDGEFLEET_TOKEN; none]"),
+    token: str | None = typer.Option(None, help="bootstrap admin bearer token [EDGEFLEET_TOKEN; none]"),
     public_url: str | None = typer.Option(
         None, help="URL devices reach the server at [EDGEFLEET_PUBLIC_URL]"
     ),

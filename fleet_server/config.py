@@ -63,7 +63,7 @@ class Settings(LayeredSettings):
     mqtt_client_id: str | None = None  # stable per replica so the broker keeps its session
     mqtt_keepalive: Integer = 30
     session_expiry_s: Integer = 3600
-    token: str | None = None  # operator bearer token; None: no auth
+    token: str | None = None  # bootstrap admin token; None: open until an operator token exists
     public_url: str | None = None  # makes desired-state URLs absolute when set
     compile_workers: Integer = 1
     reconcile_interval_s: float = 2.0

@@ -5,7 +5,8 @@ domain code never speaks HTTP.
 
 FleetError
 ├── InvalidRequestError   bad input: fix the request                            (400)
-├── UnauthorizedError     missing or wrong operator token                       (401)
+├── UnauthorizedError     missing, unknown, revoked or expired operator token   (401)
+├── ForbiddenError        a known operator token whose role is too low          (403)
 ├── NotFoundError         unknown model, device, group, deployment or artifact  (404)
 ├── ConflictError         exists already with other content                     (409)
 ├── UnusableError         an upload or deployment that can't be used: not ONNX,
@@ -33,6 +34,10 @@ class InvalidRequestError(FleetError):
 
 class UnauthorizedError(FleetError):
     code = "unauthorized"
+
+
+class ForbiddenError(FleetError):
+    code = "forbidden"
 
 
 class NotFoundError(FleetError):

@@ -6,6 +6,7 @@ Groups are sub-packages (one command per file); single commands are modules. Loc
 
 import typer
 
+from edgectl.commands.audit import audit
 from edgectl.commands.compile import compile_
 from edgectl.commands.deploy import deploy
 from edgectl.commands.deployments import deployments
@@ -14,6 +15,7 @@ from edgectl.commands.groups import groups
 from edgectl.commands.models import models
 from edgectl.commands.profiles import profiles
 from edgectl.commands.quickstart import quickstart
+from edgectl.commands.tokens import tokens
 from edgectl.commands.toolchains import toolchains
 
 
@@ -29,6 +31,10 @@ def register(root: typer.Typer) -> None:
     root.add_typer(groups, name="groups")
     root.command("deploy")(deploy)
     root.add_typer(deployments, name="deployments")
+
+    # Operators: API tokens with roles, and the audit log (admin).
+    root.add_typer(tokens, name="tokens")
+    root.add_typer(audit, name="audit")
 
     # Local fleets: the server and agents as processes on this machine.
     root.command("quickstart")(quickstart)

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends
 from sqlalchemy import select
 
 from fleet_server.api import views
-from fleet_server.api.deps import get_fleet, require_operator
+from fleet_server.api.deps import get_fleet, require_role
 from fleet_server.api.schemas import RegisterDevice
 from fleet_server.db import Device
 from fleet_server.devices import get_device, register_device
@@ -31,7 +31,7 @@ def register(body: RegisterDevice, fleet: Fleet = Depends(get_fleet)) -> dict[st
     return {"device": view, "mqtt": fleet.mqtt_info(), "server_time": time.time()}
 
 
-@router.get("", summary="List devices", dependencies=[Depends(require_operator)])
+@router.get("", summary="List devices", dependencies=[Depends(require_role("viewer"))])
 def list_devices(group: str | None = None, fleet: Fleet = Depends(get_fleet)) -> list[dict[str, Any]]:
     """All devices, or the members of ``?group=`` (404 for an unknown group)."""
     with fleet.read_sessions() as s:
@@ -43,7 +43,7 @@ def list_devices(group: str | None = None, fleet: Fleet = Depends(get_fleet)) ->
 @router.get(
     "/{device_id}",
     summary="A device with facts, desired and reported state",
-    dependencies=[Depends(require_operator)],
+    dependencies=[Depends(require_role("viewer"))],
 )
 def device(device_id: str, fleet: Fleet = Depends(get_fleet)) -> dict[str, Any]:
     with fleet.read_sessions() as s:

@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import select
 
 from fleet_server.api import views
-from fleet_server.api.deps import get_fleet, require_operator
+from fleet_server.api.deps import get_fleet, require_role
 from fleet_server.api.schemas import CompileAhead
 from fleet_server.builds import request_builds
 from fleet_server.catalog import Upload, add_model_version, get_model_version
@@ -21,7 +21,8 @@ from fleet_server.db import ModelVersion
 from fleet_server.fleet import Fleet
 from fleet_server.states import BundleStatus
 
-router = APIRouter(prefix="/api/v1/models", tags=["models"], dependencies=[Depends(require_operator)])
+router = APIRouter(prefix="/api/v1/models", tags=["models"])
+VIEWER, DEPLOYER = [Depends(require_role("viewer"))], [Depends(require_role("deployer"))]
 
 
 def _save(upload: UploadFile, dest_dir: Path, name: str) -> Upload:
@@ -31,7 +32,7 @@ def _save(upload: UploadFile, dest_dir: Path, name: str) -> Upload:
     return Upload(path, upload.filename or name)
 
 
-@router.post("", status_code=201, summary="Upload a model version")
+@router.post("", status_code=201, summary="Upload a model version", dependencies=DEPLOYER)
 def push_model(
     file: UploadFile = File(..., description="the ONNX model"),
     name: str = Form(...),
@@ -60,14 +61,14 @@ def push_model(
     return JSONResponse(body, status_code=201)
 
 
-@router.get("", summary="List model versions")
+@router.get("", summary="List model versions", dependencies=VIEWER)
 def list_models(fleet: Fleet = Depends(get_fleet)) -> list[dict[str, Any]]:
     with fleet.read_sessions() as s:
         rows = s.scalars(select(ModelVersion).order_by(ModelVersion.name, ModelVersion.created_at))
         return [views.model_summary(mv) for mv in rows]
 
 
-@router.get("/{name}/{version}", summary="A model version and its bundles")
+@router.get("/{name}/{version}", summary="A model version and its bundles", dependencies=VIEWER)
 def get_model(name: str, version: str, fleet: Fleet = Depends(get_fleet)) -> dict[str, Any]:
     """404 for an unknown model version."""
     with fleet.read_sessions() as s:
@@ -75,7 +76,12 @@ def get_model(name: str, version: str, fleet: Fleet = Depends(get_fleet)) -> dic
         return views.model_version_detail(mv)
 
 
-@router.post("/{name}/{version}/bundles", status_code=202, summary="Compile ahead of a rollout")
+@router.post(
+    "/{name}/{version}/bundles",
+    status_code=202,
+    summary="Compile ahead of a rollout",
+    dependencies=DEPLOYER,
+)
 def compile_ahead(
     name: str, version: str, body: CompileAhead, fleet: Fleet = Depends(get_fleet)
 ) -> JSONResponse:

@@ -7,8 +7,9 @@ which this API never sends (its validation errors are 400s in the envelope). Thi
 - 400 on every operation with parameters or a body (request validation, and the domain's
   :class:`~fleet_server.errors.InvalidRequestError`);
 - 413 on every operation under ``/api/`` with a JSON body (:mod:`fleet_server.api.body_limit`);
-- 401 on every operation behind :func:`~fleet_server.api.deps.require_operator` (those that
-  declare its bearer scheme; it is sent when the server has a token);
+- 401 on every operation behind :func:`~fleet_server.api.deps.require_role` (those that
+  declare its bearer scheme; it is sent when the server has a token or stored tokens);
+- 403 on those that need more than ``viewer`` (the least role a known token has);
 - the statuses in :data:`ROUTE_ERRORS`, per operation, from the domain errors its handler can
   raise (404 unknown names, 409 conflicts, 422 unusable inputs, 503 an unreachable store).
 
@@ -23,9 +24,12 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
+from fleet_server.api.routes import api_routes, calls
+
 DESCRIPTIONS = {
     400: "Invalid request: a parameter or body field is malformed or out of its bounds",
-    401: "Missing or wrong bearer token (when the server has one)",
+    401: "Missing, unknown, revoked or expired bearer token (when the server has tokens)",
+    403: "The token's role is below the one this operation needs",
     404: "Unknown model, device, group, deployment, profile or artifact",
     409: "Conflicts with what exists",
     413: "Request body over the server's bound",
@@ -46,6 +50,8 @@ ROUTE_ERRORS: dict[tuple[str, str], tuple[int, ...]] = {
     ("post", "/api/v1/deployments"): (404, 422),
     ("get", "/api/v1/deployments/{deployment_id}"): (404,),
     ("get", "/artifacts/{target_path}"): (404, 503),
+    ("post", "/api/v1/tokens"): (409,),
+    ("delete", "/api/v1/tokens/{name}"): (404,),
 }
 
 ERROR_SCHEMA: dict[str, Any] = {
@@ -69,9 +75,20 @@ def _error_response(status: int) -> dict[str, Any]:
     }
 
 
+def required_roles(app: FastAPI) -> dict[tuple[str, str], set[str]]:
+    """(method, path) → the roles its :func:`~fleet_server.api.deps.require_role` checks ask."""
+    out: dict[tuple[str, str], set[str]] = {}
+    for route in api_routes(app):
+        roles = {r for r in (getattr(c, "required_role", None) for c in calls(route.dependant)) if r}
+        for method in route.methods:
+            out[(method.lower(), route.path)] = roles
+    return out
+
+
 def document(app: FastAPI) -> dict[str, Any]:
     """The app's OpenAPI document with its error answers declared as the module docstring says."""
     doc = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+    roles = required_roles(app)
     for path, ops in doc.get("paths", {}).items():
         for method, op in ops.items():
             responses = op.setdefault("responses", {})
@@ -84,6 +101,8 @@ def document(app: FastAPI) -> dict[str, Any]:
                 statuses.add(413)
             if op.get("security"):
                 statuses.add(401)
+            if roles.get((method, path), set()) - {"viewer"}:
+                statuses.add(403)
             for status in sorted(statuses):
                 responses[str(status)] = _error_response(status)
     schemas = doc.setdefault("components", {}).setdefault("schemas", {})

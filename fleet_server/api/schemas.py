@@ -7,7 +7,7 @@ for the OpenAPI document, and a test holds its fields to the contract's.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
@@ -143,4 +143,14 @@ class CompileAhead(BaseModel):
         max_length=256,
         examples=[["x86-64-avx2", "raspberry-pi-5"]],
         description="device profiles to build for",
+    )
+
+
+class CreateToken(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(examples=["ci"], max_length=128, description="unique, also among revoked tokens")
+    role: Literal["viewer", "deployer", "admin"] = Field(examples=["deployer"])
+    expires_in_s: int | None = Field(
+        None, gt=0, le=315_360_000, description="lifetime in seconds (left out: never expires)"
     )

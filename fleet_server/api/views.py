@@ -14,10 +14,11 @@ from agent.contracts import ReportedError
 from agent.contracts.policy import ServingPolicy
 from device_profiles import DeviceProfile
 from fleet_server.build_settings import build_key
-from fleet_server.db import Bundle, Deployment, Device, Group, ModelVersion
+from fleet_server.db import AuditEntry, Bundle, Deployment, Device, Group, ModelVersion, OperatorToken
 from fleet_server.queries import find_bundle
 from fleet_server.rollout import GroupOffload, counts
 from fleet_server.states import DeviceRolloutState
+from fleet_server.tokens import token_state
 
 
 def iso(dt: datetime | None) -> str | None:
@@ -161,4 +162,31 @@ def deployment(s: Session, dep: Deployment, profiles: Mapping[str, DeviceProfile
         "compile": compile_rows,
         "devices": rows,
         "counts": counts(DeviceRolloutState(dd.state) for dd in dep.devices),
+    }
+
+
+def operator_token(t: OperatorToken, now: datetime) -> dict[str, Any]:
+    """A token without its secret (which is never stored); ``state``: active, expired or revoked."""
+    return {
+        "name": t.name,
+        "role": t.role,
+        "state": token_state(t, now),
+        "created_at": iso(t.created_at),
+        "expires_at": iso(t.expires_at),
+        "revoked_at": iso(t.revoked_at),
+    }
+
+
+def audit_entry(e: AuditEntry) -> dict[str, Any]:
+    return {
+        "id": e.id,
+        "at": iso(e.at),
+        "actor": e.actor,
+        "role": e.role,
+        "method": e.method,
+        "path": e.path,
+        "action": e.action,
+        "target": e.target,
+        "client": e.client,
+        "status": e.status,
     }

@@ -207,3 +207,38 @@ class DeploymentDevice(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     deployment: Mapped[Deployment] = relationship(back_populates="devices")
+
+
+class OperatorToken(Base):
+    """An operator's API token: its name and role, and only the sha256 of the secret (the secret
+    itself is shown once, when it is made). Revoked tokens stay, so names are not reused and the
+    audit log's names keep meaning one token."""
+
+    __tablename__ = "operator_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    role: Mapped[str] = mapped_column(String(16))
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column()
+    revoked_at: Mapped[datetime | None] = mapped_column()
+
+
+class AuditEntry(Base):
+    """One mutating API call, as it was answered. Append-only: :mod:`fleet_server.db.append_only`
+    refuses updates and deletes in the ORM, and the migration adds triggers that refuse them in
+    the database itself."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(String(128))  # a token's name, "bootstrap", "anonymous", "unknown"
+    role: Mapped[str | None] = mapped_column(String(16))
+    method: Mapped[str] = mapped_column(String(8))
+    path: Mapped[str] = mapped_column(String(512))
+    action: Mapped[str] = mapped_column(String(128))
+    target: Mapped[str | None] = mapped_column(String(300))
+    client: Mapped[str | None] = mapped_column(String(64))
+    status: Mapped[int] = mapped_column(Integer)

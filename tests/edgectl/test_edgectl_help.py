@@ -25,6 +25,10 @@ COMMANDS = [
     ["deploy"],
     ["deployments", "ls"],
     ["deployments", "status"],
+    ["tokens", "create"],
+    ["tokens", "ls"],
+    ["tokens", "revoke"],
+    ["audit", "ls"],
 ]
 LISTINGS = [c for c in COMMANDS if c[-1] in ("ls", "show", "status")] + [["compile"], ["deploy"]]
 HEAVY = ("onnx", "onnxruntime", "numpy", "compilers", "httpx", "yaml", "fleet_server", "tensorflow")
@@ -46,7 +50,8 @@ def test_listing_and_show_commands_take_output(edgectl: Run, command: list[str])
 def test_root_help_lists_the_commands(edgectl: Run) -> None:
     result = edgectl("--help")
     assert result.exit_code == 0
-    for name in ("compile", "profiles", "toolchains", "models", "devices", "groups", "deploy", "deployments"):
+    local = ("compile", "profiles", "toolchains")
+    for name in (*local, "models", "devices", "groups", "deploy", "deployments", "tokens", "audit"):
         assert name in result.stdout
 
 

@@ -29,3 +29,16 @@ def test_errors_are_declared_in_the_envelope_and_fastapis_422_is_gone(doc: dict[
     assert {"400", "401", "404", "413", "422"} <= set(deploy)
     assert set(doc["paths"]["/healthz"]["get"]["responses"]) == {"200"}
     assert "text/plain" in doc["paths"]["/metrics"]["get"]["responses"]["200"]["content"]
+
+
+def test_403_is_declared_where_a_role_above_viewer_is_needed(doc: dict[str, Any]) -> None:
+    paths = doc["paths"]
+    for path, method in (("/api/v1/deployments", "post"), ("/api/v1/models", "post"),
+                         ("/api/v1/groups/{name}", "patch"), ("/api/v1/tokens", "post"),
+                         ("/api/v1/tokens", "get"), ("/api/v1/tokens/{name}", "delete"),
+                         ("/api/v1/audit", "get")):  # fmt: skip
+        assert {"401", "403"} <= set(paths[path][method]["responses"]), (method, path)
+    for path in ("/api/v1/devices", "/api/v1/groups", "/api/v1/deployments/{deployment_id}"):
+        responses = paths[path]["get"]["responses"]
+        assert "401" in responses and "403" not in responses, path  # any known token is a viewer
+    assert "403" not in paths["/api/v1/devices/register"]["post"]["responses"]

@@ -11,11 +11,20 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, inspect
+from sqlalchemy import Engine, inspect, text
+from sqlalchemy.exc import DBAPIError
 from typer.testing import CliRunner
 
 from fleet_server.cli import app as cli_app
-from fleet_server.db import Base, Device, current_revision, make_engine, make_sessions, upgrade
+from fleet_server.db import (
+    AuditEntry,
+    Base,
+    Device,
+    current_revision,
+    make_engine,
+    make_sessions,
+    upgrade,
+)
 from fleet_server.db.migrate import MIGRATIONS, alembic_config
 
 TABLES = {
@@ -26,6 +35,8 @@ TABLES = {
     "group_members",
     "deployments",
     "deployment_devices",
+    "operator_tokens",
+    "audit_log",
 }
 
 
@@ -48,6 +59,13 @@ def check_schema(engine: Engine) -> None:
     with sessions() as s:
         d = s.get(Device, "d1")
         assert d is not None and d.labels == {"a": "b"} and d.desired is None and d.desired_generation == 0
+    with sessions.begin() as s:
+        s.add(AuditEntry(actor="a", method="POST", path="/api/v1/groups", action="groups.create", status=201))
+    for sql in ("UPDATE audit_log SET status = 200", "DELETE FROM audit_log"):
+        with engine.connect() as conn, pytest.raises(DBAPIError, match="append-only"):
+            conn.execute(text(sql))  # the database's own trigger, below the ORM's guard
+    with sessions() as s:
+        assert [e.status for e in s.query(AuditEntry)] == [201]
 
 
 def test_migrations_sqlite(tmp_path: Path) -> None:
