@@ -29,13 +29,16 @@ import pytest
 from edgectl.local.launcher import Launched, start_agent
 from tests.e2e.e2e_kit import DIGITS, ROOT, api, edgectl, fp32_top1, ok, triton_top1
 from tests.polling import wait_until
-from tests.wheel_kit import build_wheel
+from tests.wheel_kit import SERVER_ONLY, build_wheel
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e, pytest.mark.arm64]
 
 ARM_ROOT = Path(os.environ.get("EDGEFLEET_ARM64_ROOT", Path.home() / ".cache" / "edgefleet" / "arm64-root"))
 # The two device environments deploy/arm64-root.sh makes, and the backend each must serve with.
 VENVS = {"litert": "ai-edge-litert", "tflrt": "tflite-runtime"}
+# What each environment installs edgefleet with (tflite-runtime has no extra: it is the old
+# boards' fallback, put there beside edgefleet[agent]).
+VENV_EXTRAS = {"litert": "agent,tflite", "tflrt": "agent"}
 MIN_AGREEMENT = 0.97
 SAMPLES = 200  # emulated INT8 inference is slow; 200 held-out digits are enough for the check
 
@@ -88,16 +91,30 @@ def arm64_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Arm64Root]:
     try:
         wheel = build_wheel(tmp_path_factory.mktemp("wheel"))
         shutil.copy(wheel, ARM_ROOT / "tmp" / wheel.name)
-        for name in VENVS:
+        for name, extras in VENV_EXTRAS.items():
+            # As a device would install it; the dependencies are already there (aarch64 wheels
+            # from deploy/arm64-root.sh), so this only checks them and replaces edgefleet.
             res = root.inside(
                 f"/opt/{name}/bin/pip",
                 "install",
                 "-q",
-                "--no-deps",
+                "--only-binary=:all:",
                 "--force-reinstall",
+                "--no-deps",
                 f"/tmp/{wheel.name}",
             )
             assert res.returncode == 0, res.stderr[-3000:]
+            res = root.inside(
+                f"/opt/{name}/bin/pip",
+                "install",
+                "-q",
+                "--only-binary=:all:",
+                f"edgefleet[{extras}] @ file:///tmp/{wheel.name}",
+            )
+            assert res.returncode == 0, res.stderr[-3000:]
+            listed = root.inside(f"/opt/{name}/bin/pip", "list", "--format", "json")
+            installed = {d["name"].lower().replace("_", "-") for d in json.loads(listed.stdout)}
+            assert not installed & SERVER_ONLY, f"/opt/{name} holds {sorted(installed & SERVER_ONLY)}"
         yield root
     finally:
         subprocess.run(
