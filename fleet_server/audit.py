@@ -46,7 +46,7 @@ def action_name(method: str, template: str | None) -> str:
     matched) the name is ``unrouted``."""
     if template is None or not template.startswith(API_PREFIX):
         return "unrouted"
-    segments = [s for s in template[len(API_PREFIX):].split("/") if s]
+    segments = [s for s in template[len(API_PREFIX) :].split("/") if s]
     literals = [s for s in segments if not s.startswith("{")]
     if not literals:
         return "unrouted"

@@ -1,19 +1,24 @@
 """The rollout controller: the I/O shell around :mod:`fleet_server.rollout`.
 
-One pass (:meth:`RolloutController.reconcile`) reads devices, groups and live deployments, works
-out which deployment each device follows (and the policy of the group each deployment targets),
-makes sure every bundle those devices need exists (and
-is queued for compiling), hands each deployment's facts to
-:func:`fleet_server.rollout.plan_deployment`, writes what the plan says (desired states, device
-rows, the deployment's state), commits, and only then publishes the desired states it wrote. A pass
-runs when something happened (a deployment, a registration, a report, a compile that ended:
-:meth:`wake`) and every ``interval`` seconds anyway, so a missed wake-up only delays things.
+Two kinds of decision, both writing what the pure core says, committing, and only then publishing
+the desired states they wrote:
 
-Passes are serialised by a lock, and generation numbers are only ever bumped here, so they grow
-by exactly one per desired-state change. A pass publishes before it lets go of the lock: passes
-normally run on the controller's thread, but :meth:`reconcile` may be called from any thread, and
-a pass that published after a later one would leave an older generation as the retained desired
-state.
+- A **pass** (:meth:`RolloutController.reconcile`) reads devices, groups and live deployments,
+  works out which deployment each device follows (and the policy of the group each targets),
+  makes sure every bundle those devices need exists (and is queued for compiling), and hands each
+  deployment's facts to :func:`fleet_server.rollout.plan_deployment`. It runs on a start, a
+  membership or policy change, a compile that ended, an operator's pause/resume/abort/roll-back,
+  a wave that ended, a timer (health windows, timeouts, bake times; :attr:`due`), and every
+  ``interval`` seconds anyway, so a missed wake-up only delays things.
+- A **report** (:meth:`on_report`, from the MQTT bridge) is decided alone by
+  :func:`fleet_server.rollout.plan_report` from the device's own row and its deployment's
+  per-wave counts: O(1) work and a short transaction however large the group; it asks for a
+  pass only when a wave opens or a roll-back starts.
+
+Both are serialised by a lock on the controller's thread, and generation numbers are only ever
+bumped here, so they grow by exactly one per desired-state change. Publishing happens before the
+lock is let go: a pass that published after a later one would leave an older generation as the
+retained desired state.
 """
 
 from __future__ import annotations
@@ -23,8 +28,9 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from agent.contracts import DesiredModel, DesiredState
@@ -33,9 +39,14 @@ from fleet_server import queries, rollout
 from fleet_server.build_settings import build_key
 from fleet_server.db import Bundle, Deployment, DeploymentDevice, Device
 from fleet_server.groups import policy as group_policy
-from fleet_server.states import BundleStatus, DeploymentState, DeviceRolloutState
+from fleet_server.rollout.gates import Quality
+from fleet_server.rollout.spec import RolloutSpec
+from fleet_server.states import ADVANCING, BundleStatus, DeploymentState, DeviceRolloutState
 
 log = logging.getLogger(__name__)
+
+# Deployments whose device rows a report may still move (a halted one rolls back).
+REPORTABLE = tuple(s.value for s in (*ADVANCING, DeploymentState.HALTED))
 
 
 class DesiredPublisher(Protocol):
@@ -45,6 +56,10 @@ class DesiredPublisher(Protocol):
 
 class CompileQueue(Protocol):
     def submit(self, bundle_id: int) -> bool: ...
+
+
+# The quality gates' telemetry: (session, device ids, model ref, since epoch s) → figures or None.
+QualitySource = Callable[[Session, Sequence[str], str, float], Quality | None]
 
 
 class RolloutController:
@@ -57,6 +72,7 @@ class RolloutController:
         public_url: str | None = None,
         interval: float = 2.0,
         clock: Callable[[], float] = time.time,
+        quality: QualitySource | None = None,
     ) -> None:
         self._sessions = sessions
         self._profiles = profiles
@@ -65,11 +81,17 @@ class RolloutController:
         self._public_url = public_url.rstrip("/") if public_url else None
         self._interval = interval
         self._clock = clock
+        self.quality = quality
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._pass_lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        self._pass_wanted = threading.Event()
+        self._reports: set[str] = set()
+        self._reports_lock = threading.Lock()
+        self.due: float | None = None  # the next time a pass would change something on its own
         self.passes = 0
+        self.reports = 0
 
     def start(self) -> None:
         self._stop.clear()
@@ -86,22 +108,44 @@ class RolloutController:
 
     def wake(self) -> None:
         """Ask for a pass soon (coalesces: many wakes before a pass make one pass)."""
+        self._pass_wanted.set()
+        self._wake.set()
+
+    def on_report(self, device_id: str) -> None:
+        """A reported state of ``device_id`` was stored: decide it soon, alone (coalesces)."""
+        with self._reports_lock:
+            self._reports.add(device_id)
         self._wake.set()
 
     def _loop(self) -> None:
+        last_pass = 0.0
         while not self._stop.is_set():
-            self._wake.wait(self._interval)
+            timeout = self._interval
+            if self.due is not None:
+                timeout = max(0.0, min(timeout, self.due - self._clock()))
+            self._wake.wait(timeout)
             self._wake.clear()
             if self._stop.is_set():
                 break
             try:
-                self.reconcile()
+                with self._reports_lock:
+                    reports, self._reports = self._reports, set()
+                if reports:
+                    self.handle_reports(sorted(reports))
+                now = self._clock()
+                timer = self.due is not None and now >= self.due
+                if self._pass_wanted.is_set() or timer or now - last_pass >= self._interval:
+                    self._pass_wanted.clear()
+                    self.reconcile()
+                    last_pass = self._clock()
             except Exception:
-                log.exception("rollout pass failed; retrying in %.1fs", self._interval)
+                log.exception("rollout decision failed; retrying in %.1fs", self._interval)
 
     def artifact_url(self, target_path: str) -> str:
         path = f"/artifacts/{target_path}"
         return f"{self._public_url}{path}" if self._public_url else path
+
+    # -- passes ------------------------------------------------------------------------------
 
     def reconcile(self) -> None:
         """One pass. Commits before publishing, so a published desired state is always stored, and
@@ -109,19 +153,27 @@ class RolloutController:
         (publishing only queues the message; it does not wait for the broker)."""
         with self._pass_lock:
             to_publish: list[DesiredState] = []
+            due: list[float] = []
             with self._sessions.begin() as s:
                 now = self._clock()
                 for dep, members, policy in self._claimed(s):
-                    to_publish.extend(self._reconcile_deployment(s, dep, members, policy, now))
+                    published, when = self._reconcile_deployment(s, dep, members, policy, now)
+                    to_publish.extend(published)
+                    if when is not None:
+                        due.append(when)
                 to_compile = queries.pending_bundle_ids(s)
+            self.due = min(due) if due else None
             self.passes += 1
-            publisher = self.publisher
-            if publisher is not None:
-                for desired in to_publish:
-                    publisher.publish_desired(desired)
+            self._publish(to_publish)
         for bundle_id in to_compile:
             if self._compiler is not None:
                 self._compiler.submit(bundle_id)
+
+    def _publish(self, desired: Sequence[DesiredState]) -> None:
+        publisher = self.publisher
+        if publisher is not None:
+            for d in desired:
+                publisher.publish_desired(d)
 
     def _claimed(self, s: Session) -> list[tuple[Deployment, list[Device], rollout.GroupPolicy]]:
         """Every live deployment with the devices it claims (sorted by id) and the policy of the
@@ -150,32 +202,66 @@ class RolloutController:
         members: Sequence[Device],
         policy: rollout.GroupPolicy,
         now: float,
-    ) -> tuple[DesiredState, ...]:
+    ) -> tuple[tuple[DesiredState, ...], float | None]:
         """Read one deployment's facts, plan it, write the plan; returns the desired states to
-        publish once committed."""
+        publish once committed, and when it should be decided again."""
+        if dep.state in (DeploymentState.ROLLED_BACK.value, DeploymentState.FAILED.value) and not members:
+            return (), None
         mv = dep.model_version
         bundles = {
             key: queries.ensure_bundle(s, mv.id, key, profile)
             for key, profile in queries.needs_of(members, self._profiles).items()
         }
         builds = {key: self._build(mv.name, mv.version, b) for key, b in bundles.items()}
-        facts = rollout.DeploymentFacts(
+        facts = self._deployment_facts(dep, mv.ref, policy, {dd.device_id: row_of(dd) for dd in dep.devices})
+        new, old = self._quality(s, facts, now)
+        plan = rollout.plan_deployment(facts, [self._device_facts(d) for d in members], builds, now, new, old)
+        self._write(dep, members, plan, datetime.fromtimestamp(now, UTC))
+        due = plan.due
+        if new is not None and plan.state == DeploymentState.RUNNING and facts.spec.gates.any:
+            due = min(due or now + 1.0, now + 1.0)  # quality gates: look again in a second
+        return plan.desired, due
+
+    def _deployment_facts(
+        self,
+        dep: Deployment,
+        model_ref: str,
+        policy: rollout.GroupPolicy,
+        rows: Mapping[str, rollout.DeviceRow],
+    ) -> rollout.DeploymentFacts:
+        return rollout.DeploymentFacts(
             id=dep.id,
-            model_ref=mv.ref,
+            model_ref=model_ref,
             state=DeploymentState(dep.state),
             error=dep.error,
-            rows={
-                dd.device_id: rollout.DeviceRow(
-                    dd.generation, DeviceRolloutState(dd.state), dd.active, dd.error
-                )
-                for dd in dep.devices
-            },
+            rows=rows,
             policy=policy,
             cloud_url=self._public_url,
+            spec=dep.spec or RolloutSpec(),
+            wave=dep.wave if dep.wave is not None else -1,
+            wave_ended_at=dep.wave_ended_at,
+            rollback=bool(dep.rollback),
         )
-        plan = rollout.plan_deployment(facts, [self._device_facts(d) for d in members], builds, now)
-        self._write(dep, members, plan, datetime.fromtimestamp(now, UTC))
-        return plan.desired
+
+    def _quality(
+        self, s: Session, facts: rollout.DeploymentFacts, now: float
+    ) -> tuple[Quality | None, Quality | None]:
+        """Telemetry of the opened waves' devices on the new version since they were told, and on
+        their previous version in the same length of time before, for the quality gates."""
+        if self.quality is None or not facts.spec.gates.any or facts.wave < 0:
+            return None, None
+        opened = [
+            d for d, r in facts.rows.items() if r.wave is not None and r.wave <= facts.wave and r.notified_at
+        ]
+        if not opened:
+            return None, None
+        since = min(r.notified_at for r in facts.rows.values() if r.notified_at) or now
+        new = self.quality(s, opened, facts.model_ref, since)
+        previous = {r.previous[0].ref for d, r in facts.rows.items() if d in opened and r.previous}
+        old = None
+        if len(previous) == 1:
+            old = self.quality(s, opened, previous.pop(), since - max(60.0, now - since))
+        return new, old
 
     def _device_facts(self, dev: Device) -> rollout.DeviceFacts:
         prof = self._profiles.get(dev.profile)
@@ -217,10 +303,7 @@ class RolloutController:
             if dd is None:
                 dd = DeploymentDevice(device_id=decision.device_id)
                 dep.devices.append(dd)
-            dd.generation = decision.row.generation
-            dd.state = decision.row.state.value
-            dd.active = decision.row.active
-            dd.error = decision.row.error
+            write_row(dd, decision.row)
             if decision.moved:
                 dd.updated_at = stamp
             if decision.desired is not None:
@@ -233,13 +316,118 @@ class RolloutController:
                     dev.device_id,
                     decision.desired.generation,
                 )
+        dep.wave, dep.waves = plan.wave, plan.waves
+        dep.wave_ended_at, dep.rollback = plan.wave_ended_at, plan.rollback
+        if plan.counts is not None:
+            dep.counts = counts_json(plan.counts)
+        if plan.verdict is not None:
+            dep.gate = verdict_json(plan.verdict)
         if plan.changed:
-            log.info(
-                "deployment %s: %s → %s%s",
-                dep.id,
-                dep.state,
-                plan.state.value,
-                f" ({plan.error})" if plan.error else "",
-            )
+            self._log_state(dep, plan.state, plan.error)
             dep.state, dep.error = plan.state.value, plan.error
             dep.updated_at = stamp
+
+    @staticmethod
+    def _log_state(dep: Deployment, state: DeploymentState, error: str | None) -> None:
+        log.info("deployment %s: %s → %s%s", dep.id, dep.state, state.value, f" ({error})" if error else "")
+
+    # -- reports -----------------------------------------------------------------------------
+
+    def handle_reports(self, device_ids: Sequence[str]) -> None:
+        """Decide the stored reports of ``device_ids``, each from its own deployment row and its
+        deployment's counts (no pass); asks for a pass where a wave opens or a gate fails."""
+        with self._pass_lock:
+            replan = False
+            due: list[float] = []
+            with self._sessions.begin() as s:
+                now = self._clock()
+                for device_id in device_ids:
+                    r, when = self._handle_report(s, device_id, now)
+                    replan = replan or r
+                    if when is not None:
+                        due.append(when)
+            self.reports += len(device_ids)
+            if due:
+                self.due = min([*due, *([self.due] if self.due is not None else [])])
+        if replan:
+            self.wake()
+
+    def _handle_report(self, s: Session, device_id: str, now: float) -> tuple[bool, float | None]:
+        found = s.execute(
+            select(DeploymentDevice, Deployment)
+            .join(Deployment, Deployment.id == DeploymentDevice.deployment_id)
+            .where(DeploymentDevice.device_id == device_id, Deployment.state.in_(REPORTABLE))
+            .order_by(Deployment.id.desc())
+            .limit(1)
+        ).first()
+        dev = s.get(Device, device_id)
+        if found is None or dev is None:
+            return False, None
+        dd, dep = found
+        if dep.wave is None or dep.wave < 0 or dd.wave is None:
+            return True, None  # not started: a pass decides
+        facts = self._deployment_facts(dep, dep.model_version.ref, rollout.GroupPolicy(), {})
+        plan = rollout.plan_report(
+            facts, dep.waves or 1, counts_of(dep.counts), self._device_facts(dev), row_of(dd), now
+        )
+        stamp = datetime.fromtimestamp(now, UTC)
+        if plan.moved:
+            write_row(dd, plan.row)
+            dd.updated_at = stamp
+            dep.counts = counts_json(plan.counts)
+        prog = plan.progress
+        if prog is not None and not plan.replan:
+            dep.wave_ended_at = prog.wave_ended_at
+            dep.gate = verdict_json(prog.verdict)
+            if prog.state.value != dep.state or prog.error != dep.error:
+                self._log_state(dep, prog.state, prog.error)
+                dep.state, dep.error = prog.state.value, prog.error
+                dep.updated_at = stamp
+        return plan.replan, plan.due
+
+
+def row_of(dd: DeploymentDevice) -> rollout.DeviceRow:
+    """A stored deployment device as the rollout core's row."""
+    previous = None
+    if dd.previous is not None:
+        previous = tuple(DesiredModel.from_dict(m, "previous") for m in dd.previous)
+    return rollout.DeviceRow(
+        dd.generation,
+        DeviceRolloutState(dd.state),
+        dd.active,
+        dd.error,
+        wave=dd.wave,
+        notified_at=dd.notified_at,
+        committed_at=dd.committed_at,
+        previous=previous,
+        rolled_back=bool(dd.rolled_back),
+    )
+
+
+def write_row(dd: DeploymentDevice, row: rollout.DeviceRow) -> None:
+    dd.generation = row.generation
+    dd.state = row.state.value
+    dd.active = row.active
+    dd.error = row.error
+    dd.wave = row.wave
+    dd.notified_at = row.notified_at
+    dd.committed_at = row.committed_at
+    dd.previous = None if row.previous is None else [m.to_dict() for m in row.previous]
+    dd.rolled_back = row.rolled_back
+
+
+def counts_of(stored: Mapping[str, Any] | None) -> dict[int, dict[str, int]]:
+    return {int(w): {k: int(v) for k, v in c.items()} for w, c in (stored or {}).items()}
+
+
+def counts_json(counts: Mapping[int, Mapping[str, int]]) -> dict[str, Any]:
+    return {str(w): dict(c) for w, c in counts.items()}
+
+
+def verdict_json(v: rollout.Verdict) -> dict[str, Any]:
+    return {
+        "failed": v.failed,
+        "reasons": list(v.reasons),
+        "checked": list(v.checked),
+        "figures": dict(v.figures),
+    }

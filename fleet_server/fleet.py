@@ -91,7 +91,7 @@ class Fleet:
             keepalive=self.settings.mqtt_keepalive,
             session_expiry_s=self.settings.session_expiry_s,
             metrics=self.metrics,
-            on_report=self.controller.wake,
+            on_report=self.controller.on_report,
         )
 
     def start(self) -> None:

@@ -67,7 +67,7 @@ RECONNECT_MAX_S = 30
 
 class MqttBridge:
     """Connects to ``host:port`` once :meth:`start` is called and keeps connecting until
-    :meth:`stop`. ``on_report()`` is called after a reported state was stored."""
+    :meth:`stop`. ``on_report(device_id)`` is called after a reported state was stored."""
 
     def __init__(
         self,
@@ -79,7 +79,7 @@ class MqttBridge:
         keepalive: int = 30,
         session_expiry_s: int = 3600,
         metrics: Metrics | None = None,
-        on_report: Callable[[], None] | None = None,
+        on_report: Callable[[str], None] | None = None,
         limits: MessageLimits = MESSAGE_LIMITS,
     ) -> None:
         self._sessions = sessions
@@ -286,7 +286,7 @@ class MqttBridge:
             dev.last_seen = utcnow()
         if self._on_report is not None:
             try:
-                self._on_report()
+                self._on_report(device_id)
             except Exception as exc:  # the report is stored; the controller's next pass sees it
                 self._reject("reported", "error", device_id, f"on_report: {type(exc).__name__}")
         return True

@@ -33,7 +33,8 @@ DESCRIPTIONS = {
     404: "Unknown model, device, group, deployment, profile or artifact",
     409: "Conflicts with what exists",
     413: "Request body over the server's bound",
-    422: "Valid, but unusable: a compile it needs failed, or an upload numpy can't read",
+    422: "Valid, but unusable: a compile it needs failed, an upload numpy can't read, or an action "
+    "the deployment's state does not allow",
     503: "The artifact store can't be reached",
 }
 
@@ -49,6 +50,10 @@ ROUTE_ERRORS: dict[tuple[str, str], tuple[int, ...]] = {
     ("patch", "/api/v1/groups/{name}"): (404,),
     ("post", "/api/v1/deployments"): (404, 422),
     ("get", "/api/v1/deployments/{deployment_id}"): (404,),
+    ("post", "/api/v1/deployments/{deployment_id}/pause"): (404, 422),
+    ("post", "/api/v1/deployments/{deployment_id}/resume"): (404, 422),
+    ("post", "/api/v1/deployments/{deployment_id}/abort"): (404, 422),
+    ("post", "/api/v1/deployments/{deployment_id}/rollback"): (404, 422),
     ("get", "/artifacts/{target_path}"): (404, 503),
     ("post", "/api/v1/tokens"): (409,),
     ("delete", "/api/v1/tokens/{name}"): (404,),

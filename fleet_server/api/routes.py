@@ -16,6 +16,7 @@ from fastapi.dependencies.models import Dependant
 try:
     from fastapi.routing import iter_route_contexts as _flatten
 except ImportError:  # FastAPI before included routers were wrapped: app.routes is flat already
+
     def _flatten(routes: Sequence[Any]) -> Iterator[Any]:  # type: ignore[misc]
         return iter(routes)
 

@@ -16,6 +16,7 @@ from agent.contracts.policy import ServingPolicy
 from fleet_server.errors import InvalidRequestError
 from fleet_server.limits import FIELD_LIMITS
 from fleet_server.rollout.policy import GroupOffload
+from fleet_server.rollout.spec import RolloutSpec
 
 
 class RegisterDevice(BaseModel):
@@ -133,6 +134,25 @@ class CreateDeployment(BaseModel):
 
     model: str = Field(examples=["digits:1.0"], description="name:version", max_length=257)
     group: str = Field(examples=["lab"], max_length=128)
+    rollout: dict[str, Any] | None = Field(
+        default=None,
+        description=(
+            "how it rolls out (docs/api.md): waves [{percent}|{count}], ramp_base and ramp_factor, "
+            "bake_time_s, max_failure_rate, min_executed, max_per_minute, device_timeout_s, "
+            "health_window_s, auto_rollback, gates {max_error_rate, max_p95_regression, "
+            "max_offload_ratio, max_prediction_psi, min_requests}; default: one wave, no failure allowed"
+        ),
+        examples=[{"waves": [{"percent": 10}, {"percent": 100}], "bake_time_s": 60}],
+    )
+
+    def spec(self) -> RolloutSpec | None:
+        """The rollout spec, checked. Raises :class:`InvalidRequestError` (400) naming the field."""
+        if self.rollout is None:
+            return None
+        try:
+            return RolloutSpec.from_dict(self.rollout, "rollout")
+        except ContractError as exc:
+            raise InvalidRequestError(str(exc)) from None
 
 
 class CompileAhead(BaseModel):

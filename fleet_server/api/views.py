@@ -7,16 +7,25 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from agent.contracts import ReportedError
 from agent.contracts.policy import ServingPolicy
 from device_profiles import DeviceProfile
 from fleet_server.build_settings import build_key
-from fleet_server.db import AuditEntry, Bundle, Deployment, Device, Group, ModelVersion, OperatorToken
+from fleet_server.db import (
+    AuditEntry,
+    Bundle,
+    Deployment,
+    DeploymentDevice,
+    Device,
+    Group,
+    ModelVersion,
+    OperatorToken,
+)
 from fleet_server.queries import find_bundle
-from fleet_server.rollout import GroupOffload, counts
+from fleet_server.rollout import GroupOffload, RolloutSpec
 from fleet_server.states import DeviceRolloutState
 from fleet_server.tokens import token_state
 
@@ -116,15 +125,68 @@ def group(g: Group, members: Sequence[str]) -> dict[str, Any]:
     }
 
 
-def deployment(s: Session, dep: Deployment, profiles: Mapping[str, DeviceProfile]) -> dict[str, Any]:
-    """The deployment with its compiles (one per build its devices need) and its devices."""
+def rollout_view(dep: Deployment) -> dict[str, Any]:
+    """A deployment's rollout: its spec (defaults filled in), the wave open (1-based; 0: none yet)
+    of how many, devices per wave per state, whether it rolls back, and the gates' last verdict
+    and figures."""
+    spec = dep.spec or RolloutSpec()
+    waves = {int(w): dict(c) for w, c in (dep.counts or {}).items()}
+    return {
+        "spec": {**RolloutSpec().to_dict(), **spec.to_dict(), "waves": [str(w) for w in spec.waves]},
+        "wave": (dep.wave if dep.wave is not None else -1) + 1,
+        "waves": dep.waves or 0,
+        "wave_counts": [waves.get(i, {}) for i in range(dep.waves or 0)],
+        "wave_ended_at": dep.wave_ended_at,
+        "rollback": bool(dep.rollback),
+        "gate": dep.gate,
+    }
+
+
+def deployment_summary(dep: Deployment) -> dict[str, Any]:
+    """A deployment without its device rows: model, group, state, rollout progress and counts."""
+    totals: dict[str, int] = {}
+    for by_state in (dep.counts or {}).values():
+        for k, n in by_state.items():
+            totals[k] = totals.get(k, 0) + int(n)
+    return {
+        "id": dep.id,
+        "model": dep.model_version.ref,
+        "group": dep.group_name,
+        "state": dep.state,
+        "error": dep.error,
+        "created_at": iso(dep.created_at),
+        "updated_at": iso(dep.updated_at),
+        "counts": {st.value: totals.get(st.value, 0) for st in DeviceRolloutState},
+        "rollout": rollout_view(dep),
+    }
+
+
+def deployment(
+    s: Session,
+    dep: Deployment,
+    profiles: Mapping[str, DeviceProfile],
+    limit: int = 1000,
+    offset: int = 0,
+    state: str | None = None,
+) -> dict[str, Any]:
+    """The deployment with its compiles (one per build its devices need), its rollout and a page
+    of its device rows (by device id; ``state`` filters), with ``devices_total`` matching."""
     mv = dep.model_version
-    device_ids = [dd.device_id for dd in dep.devices]
-    devices = {d.device_id: d for d in s.scalars(select(Device).where(Device.device_id.in_(device_ids)))}
+    base = select(DeploymentDevice).where(DeploymentDevice.deployment_id == dep.id)
+    if state is not None:
+        base = base.where(DeploymentDevice.state == state)
+    total = s.scalar(select(func.count()).select_from(base.subquery())) or 0
+    page = list(s.scalars(base.order_by(DeploymentDevice.device_id).offset(offset).limit(limit)))
+    # The builds it needs: one per profile among its devices (a GROUP BY, not every row).
+    profile_names = s.scalars(
+        select(Device.profile)
+        .join(DeploymentDevice, DeploymentDevice.device_id == Device.device_id)
+        .where(DeploymentDevice.deployment_id == dep.id)
+        .distinct()
+    )
     keys = {}
-    for device_id in device_ids:
-        dev = devices.get(device_id)
-        prof = profiles.get(dev.profile) if dev is not None else None
+    for name in profile_names:
+        prof = profiles.get(name)
         if prof is not None:
             k = build_key(prof)
             keys[(k.target, k.precision, k.settings_key)] = k
@@ -144,24 +206,27 @@ def deployment(s: Session, dep: Deployment, profiles: Mapping[str, DeviceProfile
         {
             "device_id": dd.device_id,
             "state": dd.state,
+            "wave": None if dd.wave is None else dd.wave + 1,
             "active": dd.active,
             "error": reported_error(dd.error),
             "generation": dd.generation,
             "updated_at": iso(dd.updated_at),
         }
-        for dd in dep.devices
+        for dd in page
     ]
+    by_state = dict(
+        s.execute(
+            select(DeploymentDevice.state, func.count())
+            .where(DeploymentDevice.deployment_id == dep.id)
+            .group_by(DeploymentDevice.state)
+        ).all()
+    )
     return {
-        "id": dep.id,
-        "model": mv.ref,
-        "group": dep.group_name,
-        "state": dep.state,
-        "error": dep.error,
-        "created_at": iso(dep.created_at),
-        "updated_at": iso(dep.updated_at),
+        **deployment_summary(dep),
         "compile": compile_rows,
         "devices": rows,
-        "counts": counts(DeviceRolloutState(dd.state) for dd in dep.devices),
+        "devices_total": total,
+        "counts": {st.value: int(by_state.get(st.value, 0)) for st in DeviceRolloutState},
     }
 
 

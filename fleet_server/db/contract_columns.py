@@ -19,6 +19,7 @@ from sqlalchemy.types import TypeDecorator
 from agent.contracts import ContractError, DesiredState, ReportedError, ReportedState
 from agent.contracts.policy import ServingPolicy
 from fleet_server.rollout.policy import GroupOffload
+from fleet_server.rollout.spec import RolloutSpec
 
 log = logging.getLogger(__name__)
 
@@ -70,3 +71,8 @@ class ServingPolicyJSON(_ContractJSON[ServingPolicy]):
 class GroupOffloadJSON(_ContractJSON[GroupOffload]):
     cache_ok = True  # SQLAlchemy reads it from each class itself; these hold no state
     contract = GroupOffload
+
+
+class RolloutSpecJSON(_ContractJSON[RolloutSpec]):
+    cache_ok = True  # SQLAlchemy reads it from each class itself; these hold no state
+    contract = RolloutSpec

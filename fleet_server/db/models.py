@@ -31,9 +31,11 @@ from fleet_server.db.contract_columns import (
     GroupOffloadJSON,
     ReportedErrorJSON,
     ReportedStateJSON,
+    RolloutSpecJSON,
     ServingPolicyJSON,
 )
 from fleet_server.rollout.policy import GroupOffload
+from fleet_server.rollout.spec import RolloutSpec
 
 
 def utcnow() -> datetime:
@@ -51,6 +53,7 @@ class Base(DeclarativeBase):
         ReportedError: ReportedErrorJSON(),
         ServingPolicy: ServingPolicyJSON(),
         GroupOffload: GroupOffloadJSON(),
+        RolloutSpec: RolloutSpecJSON(),
     }
 
 
@@ -182,6 +185,17 @@ class Deployment(Base):
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # The rollout: its spec (None: the defaults), the highest wave opened (-1: none) of how many,
+    # when the opened waves all ended (epoch s; the bake's start), whether it rolls back, the
+    # devices per wave per state (kept by every decision, so a report costs O(1)), and the
+    # gates' last figures.
+    spec: Mapped[RolloutSpec | None] = mapped_column()
+    wave: Mapped[int] = mapped_column(Integer, default=-1)
+    waves: Mapped[int] = mapped_column(Integer, default=0)
+    wave_ended_at: Mapped[float | None] = mapped_column(Float)
+    rollback: Mapped[bool] = mapped_column(Boolean, default=False)
+    counts: Mapped[dict[str, Any] | None] = mapped_column()
+    gate: Mapped[dict[str, Any] | None] = mapped_column()
 
     model_version: Mapped[ModelVersion] = relationship()
     devices: Mapped[list[DeploymentDevice]] = relationship(
@@ -198,13 +212,21 @@ class DeploymentDevice(Base):
         ForeignKey("deployments.id", ondelete="CASCADE"), primary_key=True
     )
     device_id: Mapped[str] = mapped_column(
-        ForeignKey("devices.device_id", ondelete="CASCADE"), primary_key=True
+        ForeignKey("devices.device_id", ondelete="CASCADE"), primary_key=True, index=True
     )
     generation: Mapped[int | None] = mapped_column(Integer)
     state: Mapped[str] = mapped_column(String(16), default="PENDING")
     active: Mapped[str | None] = mapped_column(String(300))
     error: Mapped[ReportedError | None] = mapped_column()
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Its wave (None: not started), when it was told and when it committed (epoch s), the models
+    # it was told before this deployment (a list of desired-model objects; what a roll-back
+    # returns it to) and whether its roll-back went out.
+    wave: Mapped[int | None] = mapped_column(Integer)
+    notified_at: Mapped[float | None] = mapped_column(Float)
+    committed_at: Mapped[float | None] = mapped_column(Float)
+    previous: Mapped[list[Any] | None] = mapped_column()
+    rolled_back: Mapped[bool] = mapped_column(Boolean, default=False)
 
     deployment: Mapped[Deployment] = relationship(back_populates="devices")
 

@@ -30,8 +30,12 @@ def setup_rollout(c: Any, *device_ids: str, profile: str = "x86-64-avx2") -> Non
     assert c.post("/api/v1/groups", json={"name": "lab", "selector": {"site": "lab"}}).status_code == 201
 
 
-def deploy(c: Any, model: str = REF) -> dict[str, Any]:
-    r = c.post("/api/v1/deployments", json={"model": model, "group": "lab"})
+# HEALTHY as soon as a device commits (no post-switch health window), so reports drive states.
+INSTANT = {"health_window_s": 0}
+
+
+def deploy(c: Any, model: str = REF, rollout: dict[str, Any] | None = None) -> dict[str, Any]:
+    r = c.post("/api/v1/deployments", json={"model": model, "group": "lab", "rollout": rollout or INSTANT})
     assert r.status_code == 202, r.text
     return dict(r.json())
 
@@ -86,16 +90,23 @@ def test_desired_state_is_retained_and_reports_drive_the_rollout(
     d2 = make_device("d2", mosquitto_broker.host, mosquitto_broker.port)
     wait(d2.latest)
     d2.report(1, UpdateState.IDLE, active=None, error={"code": "HASH_MISMATCH", "message": "sha256 differs"})
-    final = wait(lambda: (s := dep_state(c, dep["id"]))["state"] == "FAILED" and s, what="FAILED")
-    row = {d["device_id"]: d for d in final["devices"]}["d2"]
+    # One failure of two is over the default gate (none allowed): halted, and rolling back.
+    halted = wait(lambda: (s := dep_state(c, dep["id"]))["state"] == "HALTED" and s, what="HALTED")
+    assert halted["rollout"]["rollback"]
+    assert "1 failed and 0 timed out of 2 devices" in halted["error"], halted["error"]
+    row = {d["device_id"]: d for d in halted["devices"]}["d2"]
     assert row["state"] == "FAILED" and row["error"] == {"code": "HASH_MISMATCH", "message": "sha256 differs"}
-    assert final["counts"]["HEALTHY"] == 1 and final["counts"]["FAILED"] == 1
-    assert final["error"] == "1 of 2 devices failed"
+    # Every touched device is told what it ran before (nothing here): generation 2, no model.
+    back = wait(lambda: (m := dev.latest()) and m["generation"] == 2 and m, what="roll-back desired state")
+    assert DesiredState.from_json(json.dumps(back)).models == ()
+    dev.report(2, UpdateState.IDLE, active=None)
+    d2.report(2, UpdateState.IDLE, active=None)
+    final = wait(lambda: (s := dep_state(c, dep["id"]))["state"] == "ROLLED_BACK" and s, what="ROLLED_BACK")
+    assert {d["device_id"]: d["state"] for d in final["devices"]} == {"d1": "ROLLED_BACK", "d2": "FAILED"}
 
     detail = c.get("/api/v1/devices/d1").json()
-    assert detail["state"] == "COMMITTED" and detail["active"] == REF
-    assert detail["reported_generation"] == 1 == detail["desired_generation"]
-    assert detail["reported"]["state"] == "COMMITTED" and detail["desired"]["generation"] == 1
+    assert detail["state"] == "IDLE" and detail["active"] is None
+    assert detail["reported_generation"] == 2 == detail["desired_generation"]
 
 
 def test_later_device_gets_the_current_deployment_and_redeploy_bumps_generation(

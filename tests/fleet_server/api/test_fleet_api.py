@@ -11,6 +11,8 @@ from typing import Any
 import numpy as np
 import pytest
 
+from fleet_server.states import DeviceRolloutState
+
 ROOT = Path(__file__).resolve().parents[3]
 ONNX = ROOT / "examples" / "digits" / "digits_cnn.onnx"
 
@@ -189,9 +191,7 @@ def test_deployment_to_empty_group_waits_and_newer_one_supersedes(client: Any) -
     assert first.status_code == 202, first.text
     d = first.json()
     assert d["state"] == "PENDING" and d["devices"] == [] and d["compile"] == []
-    assert d["counts"] == {
-        s: 0 for s in ("PENDING", "NOTIFIED", "DOWNLOADING", "INSTALLING", "HEALTHY", "FAILED")
-    }
+    assert d["counts"] == {s.value: 0 for s in DeviceRolloutState}
     second = client.post("/api/v1/deployments", json={"model": "digits:2.0", "group": "g"}).json()
     assert client.get(f"/api/v1/deployments/{d['id']}").json()["state"] == "SUPERSEDED"
     assert [x["id"] for x in client.get("/api/v1/deployments").json()] == [second["id"], d["id"]]

@@ -16,14 +16,10 @@ from fleet_server.membership import GroupSpec, members, selector_matches
 from fleet_server.rollout import (
     LiveDeployment,
     claims,
-    counts,
-    deployment_state,
     device_state,
     needs_write,
     next_desired,
 )
-from fleet_server.states import BundleStatus as B
-from fleet_server.states import DeploymentState as D
 from fleet_server.states import DeviceRolloutState as S
 
 REF = "digits:1.0"
@@ -130,8 +126,6 @@ def test_download_failed_is_retried_so_the_device_is_still_downloading() -> None
     # every other error for the generation still fails the device
     state, shown = device_state(reported(2, UpdateState.IDLE, None, ("HASH_MISMATCH", "bad")), 2, REF)
     assert state == S.FAILED and shown == ReportedError("HASH_MISMATCH", "bad")
-    # and a deployment with a device retrying its download keeps running
-    assert deployment_state([B.READY], [S.HEALTHY, S.DOWNLOADING]) == D.RUNNING
 
 
 @pytest.mark.parametrize("state", [s for s in UpdateState if s != UpdateState.COMMITTED])
@@ -154,32 +148,6 @@ def test_already_active_model_reports_committed_and_counts_as_healthy() -> None:
         after = next_state(at_rest, Event.ALREADY_ACTIVE)
         assert after == UpdateState.COMMITTED
         assert device_state(reported(3, after, REF), 3, REF) == (S.HEALTHY, None)
-
-
-# -- deployment states ----------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("compiles", "devices", "want"),
-    [
-        ([B.READY, B.FAILED], [S.PENDING], D.FAILED),
-        ([B.READY, B.COMPILING], [S.PENDING], D.COMPILING),
-        ([B.PENDING], [S.PENDING], D.COMPILING),
-        ([], [], D.PENDING),
-        ([B.READY], [S.HEALTHY, S.HEALTHY], D.SUCCEEDED),
-        ([B.READY], [S.HEALTHY, S.FAILED], D.FAILED),
-        ([B.READY], [S.HEALTHY, S.DOWNLOADING], D.RUNNING),
-        ([B.READY], [S.NOTIFIED, S.FAILED], D.RUNNING),
-    ],
-)
-def test_deployment_state(compiles: list[B], devices: list[S], want: D) -> None:
-    assert deployment_state(compiles, devices) == want
-
-
-def test_counts_list_every_state() -> None:
-    assert counts([S.HEALTHY, S.HEALTHY, S.FAILED]) == {
-        "PENDING": 0, "NOTIFIED": 0, "DOWNLOADING": 0, "INSTALLING": 0, "HEALTHY": 2, "FAILED": 1,
-    }  # fmt: skip
 
 
 # -- desired state --------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from fleet_server.rollout import (
     DeploymentFacts,
     DeviceFacts,
     DeviceRow,
+    RolloutSpec,
     next_desired,
     plan_deployment,
     plan_device,
@@ -29,6 +30,12 @@ REF = "digits:1.0"
 X86 = BuildKey("onnx-x86", "int8", "int8")
 ARM = BuildKey("tflite-arm", "int8", "int8")
 NOW = 1_700_000_000.0
+INSTANT = RolloutSpec(health_window_s=0)  # HEALTHY as soon as committed
+
+
+def seen(row: DeviceRow) -> tuple[int | None, S, str | None]:
+    """What these tests look at in a row: generation, state, active model."""
+    return (row.generation, row.state, row.active)
 
 
 def model(target: str = "onnx-x86") -> DesiredModel:
@@ -70,30 +77,30 @@ def test_once_ready_each_device_gets_the_next_generation_in_member_order() -> No
         ("a", 5, "7", (model(),), NOW),
         ("b", 1, "7", (model("tflite-arm"),), NOW),
     ]
-    rows = {d.device_id: d.row for d in plan.devices}
+    rows = {d.device_id: seen(d.row) for d in plan.devices}
     assert rows == {
-        "a": DeviceRow(5, S.NOTIFIED),
-        "b": DeviceRow(1, S.NOTIFIED),
-        "odd": DeviceRow(None, S.PENDING),  # unknown profile: no bundle, no desired state
+        "a": (5, S.NOTIFIED, None),
+        "b": (1, S.NOTIFIED, None),
+        "odd": (None, S.PENDING, None),  # unknown profile: no bundle, no desired state
     }
     assert (plan.state, plan.changed) == (D.RUNNING, True)
 
 
 def test_a_device_already_told_keeps_its_generation_and_reports_drive_the_states() -> None:
     told = next_desired("a", 2, "7", model(), 1.0)
-    dep = DeploymentFacts(7, REF, D.RUNNING, rows={"a": DeviceRow(None, S.PENDING)})
+    dep = DeploymentFacts(7, REF, D.RUNNING, rows={"a": DeviceRow(None, S.PENDING)}, spec=INSTANT)
     a = device("a", desired=told, desired_generation=3, reported=committed("a", 3), active=REF)
     plan = plan_deployment(dep, [a], {X86: ready()}, NOW)
     assert plan.desired == ()  # same deployment, same bundle: no new generation
     (d,) = plan.devices
-    assert d.row == DeviceRow(3, S.HEALTHY, REF) and d.moved
+    assert seen(d.row) == (3, S.HEALTHY, REF) and d.moved
     assert (plan.state, plan.error, plan.changed) == (D.SUCCEEDED, None, True)
 
 
 def test_a_pass_with_nothing_new_changes_nothing() -> None:
     told = next_desired("a", 0, "7", model(), 1.0)
-    rows = {"a": DeviceRow(1, S.NOTIFIED)}
-    dep = DeploymentFacts(7, REF, D.RUNNING, rows=rows)
+    rows = {"a": DeviceRow(1, S.NOTIFIED, wave=0, notified_at=NOW - 1)}
+    dep = DeploymentFacts(7, REF, D.RUNNING, rows=rows, wave=0)
     plan = plan_deployment(dep, [device("a", desired=told, desired_generation=1)], {X86: ready()}, NOW)
     assert plan.desired == () and not plan.changed
     assert [(d.row, d.moved) for d in plan.devices] == [(rows["a"], False)]
@@ -116,20 +123,28 @@ def test_a_failed_compile_fails_the_deployment_and_nothing_is_sent() -> None:
     assert no_message.error == "tflite-arm: failed"
 
 
-def test_every_device_ended_and_one_failed_fails_the_deployment() -> None:
+def test_a_failure_over_the_gate_halts_and_rolls_back_every_touched_device() -> None:
     told = next_desired("a", 0, "7", model(), 1.0)
     err = ReportedError("HASH_MISMATCH", "sha256 differs")
     failed = ReportedState("b", 1, UpdateState.IDLE, error=err, ts=1.0)
-    rows = {"a": DeviceRow(1, S.INSTALLING), "b": DeviceRow(1, S.NOTIFIED)}
-    dep = DeploymentFacts(7, REF, D.RUNNING, rows=rows)
+    old = (DesiredModel("digits", "0.9", "onnx-x86", "int8", "p", "/artifacts/p", 1, "b" * 64),)
+    rows = {
+        "a": DeviceRow(1, S.INSTALLING, wave=0, notified_at=NOW - 5, previous=old),
+        "b": DeviceRow(1, S.NOTIFIED, wave=0, notified_at=NOW - 5, previous=old),
+    }
+    dep = DeploymentFacts(7, REF, D.RUNNING, rows=rows, spec=INSTANT, wave=0)
     members = [
         device("a", desired=told, desired_generation=1, reported=committed("a", 1), active=REF),
         device("b", desired=told, desired_generation=1, reported=failed),
     ]
     plan = plan_deployment(dep, members, {X86: ready()}, NOW)
-    assert {d.device_id: d.row.state for d in plan.devices} == {"a": S.HEALTHY, "b": S.FAILED}
-    assert plan.devices[1].row.error == err
-    assert (plan.state, plan.error) == (D.FAILED, "1 of 2 devices failed")
+    assert plan.state == D.HALTED and plan.rollback
+    assert plan.error is not None and "1 failed" in plan.error and "wave 1 of 1" in plan.error
+    # both touched devices are told the previous model again, one generation more
+    assert [(d.device_id, d.generation, d.models) for d in plan.desired] == [("a", 2, old), ("b", 2, old)]
+    by_id = {d.device_id: d.row for d in plan.devices}
+    assert by_id["b"].state == S.FAILED and by_id["b"].error == err  # its own failure stays shown
+    assert by_id["a"].state == S.NOTIFIED and by_id["a"].rolled_back
 
 
 def test_plan_device_moves_a_device_from_an_older_deployment_on_by_one_generation() -> None:
@@ -138,9 +153,9 @@ def test_plan_device_moves_a_device_from_an_older_deployment_on_by_one_generatio
     d = plan_device(8, REF, a, None, model(), NOW)
     assert d.desired is not None and (d.desired.generation, d.desired.deployment_id) == (8, "8")
     # the report is about generation 7: the device has not picked deployment 8 up yet
-    assert d.row == DeviceRow(8, S.NOTIFIED, REF) and d.moved
+    assert seen(d.row) == (8, S.NOTIFIED, REF) and d.moved
     waiting = plan_device(8, REF, a, DeviceRow(), None, NOW)  # no model yet: nothing to tell it
-    assert waiting.desired is None and waiting.row == DeviceRow(None, S.PENDING, REF) and waiting.moved
+    assert waiting.desired is None and seen(waiting.row) == (None, S.PENDING, REF) and waiting.moved
 
 
 def test_the_rollout_core_loads_no_database_broker_or_web_code() -> None:

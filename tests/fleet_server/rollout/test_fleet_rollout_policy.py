@@ -12,9 +12,9 @@ from fleet_server.rollout import (
     Build,
     DeploymentFacts,
     DeviceFacts,
-    DeviceRow,
     GroupOffload,
     GroupPolicy,
+    RolloutSpec,
     device_offload,
     plan_deployment,
 )
@@ -60,7 +60,7 @@ def test_a_policy_change_alone_makes_one_generation_more_for_every_member() -> N
         ("b", 2, "7"),
     ]
     assert all(d.models == (model(),) and d.serving.max_batch_size == 4 for d in plan.desired)
-    assert [d.row for d in plan.devices] == [DeviceRow(2, S.NOTIFIED), DeviceRow(2, S.NOTIFIED)]
+    assert [(d.row.generation, d.row.state) for d in plan.devices] == [(2, S.NOTIFIED), (2, S.NOTIFIED)]
 
 
 def test_the_device_is_healthy_again_once_it_commits_the_policy_generation() -> None:
@@ -70,7 +70,10 @@ def test_the_device_is_healthy_again_once_it_commits_the_policy_generation() -> 
     report = ReportedState("a", 2, UpdateState.COMMITTED, active=REF, ts=1.0)
     dev = DeviceFacts("a", X86, desired=d1, desired_generation=1, reported=report, active=REF)
     plan = plan_deployment(
-        DeploymentFacts(7, REF, rows=rows, policy=FAST, cloud_url=CLOUD), [dev], BUILDS, NOW
+        DeploymentFacts(7, REF, rows=rows, policy=FAST, cloud_url=CLOUD, spec=RolloutSpec(health_window_s=0)),
+        [dev],
+        BUILDS,
+        NOW,
     )
     assert plan.desired[0].generation == 2
     assert plan.devices[0].row.state == S.HEALTHY
