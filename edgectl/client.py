@@ -210,12 +210,22 @@ class FleetClient:
     def list_groups(self) -> list[dict[str, Any]]:
         return self.request("GET", f"{API}/groups")
 
-    def create_deployment(self, model: str, group: str) -> dict[str, Any]:
-        body = {"model": model, "group": group}
+    def create_deployment(
+        self, model: str, group: str, rollout: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Deploy ``model`` to ``group``; ``rollout``: the rollout spec (``None``: the server's defaults)."""
+        body: dict[str, Any] = {"model": model, "group": group}
+        if rollout:
+            body["rollout"] = rollout
         return self.request("POST", f"{API}/deployments", json=body)
 
-    def list_deployments(self) -> list[dict[str, Any]]:
-        return self.request("GET", f"{API}/deployments")
+    def list_deployments(self, limit: int | None = None) -> list[dict[str, Any]]:
+        params = {"limit": limit} if limit else None
+        return self.request("GET", f"{API}/deployments", params=params)
+
+    def act_on_deployment(self, deployment_id: str, action: str) -> dict[str, Any]:
+        """``pause``, ``resume``, ``abort`` or ``rollback`` a rollout."""
+        return self.request("POST", f"{API}/deployments/{_seg(deployment_id)}/{_seg(action)}")
 
     def get_deployment(self, deployment_id: str) -> dict[str, Any]:
         return self.request("GET", f"{API}/deployments/{_seg(deployment_id)}")

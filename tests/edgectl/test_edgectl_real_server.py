@@ -110,8 +110,10 @@ def test_a_session_against_the_real_server(real: Run, real_server: str, tmp_path
     dep_id = json.loads(deployed.stdout)["id"]
     # The deployment is recorded at once; the controller's next pass (woken by it) adds its devices.
     status = wait_until(
-        lambda: (s := json.loads(real("deployments", "status", str(dep_id), "-o", "json").stdout))["devices"]
-        and s,
+        lambda: (
+            (s := json.loads(real("deployments", "status", str(dep_id), "-o", "json").stdout))["devices"]
+            and s
+        ),
         what="the deployment's devices",
     )
     assert status["model"] == "digits:1" and [d["device_id"] for d in status["devices"]] == ["nuc-1"]
