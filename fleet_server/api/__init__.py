@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from fleet_server.api import artifacts, dashboard, deployments, devices, groups, health, metrics, models
+from fleet_server.api import artifacts, dashboard, deployments, devices, groups, health, metrics, models, tuf
 from fleet_server.api.body_limit import BodyLimit
 from fleet_server.api.errors import install_error_handlers
 from fleet_server.api.openapi import install_openapi
 from fleet_server.limits import FIELD_LIMITS, MESSAGE_LIMITS
 
-ROUTERS = (health, models, devices, groups, deployments, artifacts, dashboard, metrics)
+ROUTERS = (health, models, devices, groups, deployments, artifacts, tuf, dashboard, metrics)
 
 
 def install(app: FastAPI) -> None:
