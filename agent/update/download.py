@@ -5,8 +5,9 @@ The bytes go to ``<dir>/<sha256>.part``; a retry or a restarted agent continues 
 starts the file over). Redirects are followed, so an artifact store that answers with a presigned
 S3 URL works. The declared size is a hard bound: a server that sends more is cut off with
 ``LENGTH_EXCEEDED`` (a smaller size announced up front is ``SIZE_MISMATCH``). A complete file
-whose sha256 differs from the declared one is ``HASH_MISMATCH`` — except that a file stitched together from a resumed download is first fetched
-once more from scratch, since a power cut can leave garbage at the end of a part file.
+whose sha256 differs from the declared one is ``HASH_MISMATCH`` — except that a file stitched
+together from a resumed download is first fetched once more from scratch, since a power cut can
+leave garbage at the end of a part file.
 
 httpx's exceptions are translated here, once: transport trouble, redirect loops, undecodable
 bodies and HTTP errors are retried with backoff and end as :class:`~agent.errors.TransportError`

@@ -26,7 +26,7 @@ from fleet_server.store.dir_store import CONTENT_TYPE
 
 router = APIRouter(tags=["artifacts"])
 
-ServedCheck = Callable[[str, str | None], bool]
+ServedCheck = Callable[..., bool]  # (target path[, sha256]) -> whether a ready bundle has it
 _HASH_PREFIX = re.compile(r"([0-9a-f]{64})\.(.+)")
 
 

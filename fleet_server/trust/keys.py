@@ -71,7 +71,7 @@ def load_signer(path: Path, passphrase: bytes | None = None) -> CryptoSigner:
     except OSError as exc:
         raise ConfigError(f"cannot read key {path}: {exc.strerror or exc}") from exc
     try:
-        return CryptoSigner(load_pem_private_key(data, passphrase))  # type: ignore[arg-type]
+        return CryptoSigner(load_pem_private_key(data, passphrase))
     except (ValueError, TypeError) as exc:
         hint = " (wrong or missing passphrase?)" if b"ENCRYPTED" in data else ""
         raise ConfigError(f"{path}: not a usable private key{hint}: {exc}") from exc
@@ -181,8 +181,8 @@ def rotate(
         r.add_key(online.public_key, role)
     new.signatures.clear()
     signers: list[Signer] = [*old_signers, *new_signers]
-    for s in signers:
-        new.sign(s, append=True)
+    for signer in signers:
+        new.sign(signer, append=True)
     # Both thresholds must hold, or devices would refuse the new root.
     current.signed.verify_delegate("root", new.signed_bytes, new.signatures)
     r.verify_delegate("root", new.signed_bytes, new.signatures)

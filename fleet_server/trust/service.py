@@ -110,14 +110,18 @@ class TrustService:
             ).all()
         new: list[NewTarget] = []
         for path, target, key, name, version in rows:
-            if path in known:
+            if path is None or path in known:
                 continue
-            with tempfile.TemporaryDirectory(dir=self._work) as tmp:
-                local = Path(tmp) / "bundle.tar"
-                with self._store.open(path) as src, open(local, "wb") as out:
-                    while chunk := src.read(1 << 20):
-                        out.write(chunk)
-                new.append(new_target_from_tar(path, local, bundle_custom(name, version, target, key)))
+            try:
+                with tempfile.TemporaryDirectory(dir=self._work) as tmp:
+                    local = Path(tmp) / "bundle.tar"
+                    with self._store.open(path) as src, open(local, "wb") as out:
+                        while chunk := src.read(1 << 20):
+                            out.write(chunk)
+                    custom = bundle_custom(name, version, target, key)
+                    new.append(new_target_from_tar(path, local, custom))
+            except Exception as exc:  # one unreadable bundle must not keep the others unsigned
+                log.error("cannot sign bundle %s into the TUF repository: %s", path, exc)
         return self.repo.add_targets(new)
 
     def _loop(self) -> None:
