@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import (
     BestAvailableEncryption,
     Encoding,
@@ -55,8 +56,14 @@ def root_bytes(root: Metadata[Root]) -> bytes:
     return root.to_bytes(JSONSerializer(compact=False))
 
 
-def _write_key(path: Path, signer: CryptoSigner, passphrase: bytes | None) -> None:
-    key = signer._private_key  # CryptoSigner keeps the cryptography key; it offers no encrypted export
+def new_signer() -> tuple[CryptoSigner, Ed25519PrivateKey]:
+    """A fresh ed25519 key, as a signer and as the key to save (CryptoSigner exports no
+    encrypted form)."""
+    key = Ed25519PrivateKey.generate()
+    return CryptoSigner(key), key
+
+
+def _write_key(path: Path, key: Ed25519PrivateKey, passphrase: bytes | None) -> None:
     enc = BestAvailableEncryption(passphrase) if passphrase else NoEncryption()
     pem = key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, enc)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -136,15 +143,17 @@ def init_keys(
     if (kd.server / "root.json").exists() or kd.root_key_paths():
         raise ConfigError(f"{directory} already holds TUF keys; rotate them with `edgectl keys rotate`")
     root = Root(expires=utcnow() + expiry, consistent_snapshot=True)
-    root_signers = [CryptoSigner.generate_ed25519() for _ in range(root_keys)]
-    for i, s in enumerate(root_signers, 1):
+    root_signers = []
+    for i in range(1, root_keys + 1):
+        s, key = new_signer()
         root.add_key(s.public_key, "root")
-        _write_key(kd.offline / f"root-{i}.pem", s, passphrase)
+        _write_key(kd.offline / f"root-{i}.pem", key, passphrase)
+        root_signers.append(s)
     root.roles["root"].threshold = root_threshold
     for role in ONLINE_ROLES:
-        s = CryptoSigner.generate_ed25519()
+        s, key = new_signer()
         root.add_key(s.public_key, role)
-        _write_key(kd.server / f"{role}.pem", s, None)
+        _write_key(kd.server / f"{role}.pem", key, None)
     md = Metadata(root)
     for s in root_signers:
         md.sign(s, append=True)
@@ -171,14 +180,10 @@ def rotate(
     r.expires = utcnow() + expiry
     for keyid in list(r.roles[role].keyids):
         r.revoke_key(keyid, role)
-    new_signers: list[CryptoSigner] = []
-    if role == "root":
-        new_signers = [CryptoSigner.generate_ed25519() for _ in old_signers]
-        for s in new_signers:
-            r.add_key(s.public_key, "root")
-    else:
-        online = CryptoSigner.generate_ed25519()
-        r.add_key(online.public_key, role)
+    new_keys = [new_signer() for _ in (old_signers if role == "root" else [None])]
+    for s, _key in new_keys:
+        r.add_key(s.public_key, role)
+    new_signers = [s for s, _key in new_keys] if role == "root" else []
     new.signatures.clear()
     signers: list[Signer] = [*old_signers, *new_signers]
     for signer in signers:
@@ -188,14 +193,14 @@ def rotate(
     r.verify_delegate("root", new.signed_bytes, new.signatures)
     if role == "root":
         old_paths = kd.root_key_paths()
-        for i, s in enumerate(new_signers, 1):
-            _write_key(kd.offline / f"root-{i}.pem.new", s, passphrase)
+        for i, (_s, key) in enumerate(new_keys, 1):
+            _write_key(kd.offline / f"root-{i}.pem.new", key, passphrase)
         for p in old_paths:
             os.replace(p, p.with_suffix(f".v{current.signed.version}.retired"))
         for i in range(1, len(new_signers) + 1):
             os.replace(kd.offline / f"root-{i}.pem.new", kd.offline / f"root-{i}.pem")
     else:
-        _write_key(kd.server / f"{role}.pem", online, None)
+        _write_key(kd.server / f"{role}.pem", new_keys[0][1], None)
     _publish_root(kd.server, new)
     return new
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import tempfile
 import threading
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from fleet_server.trust.keys import load_online_keys
 from fleet_server.trust.repository import Expiry, NewTarget, TufRepository, new_target_from_tar
 
 log = logging.getLogger(__name__)
+ROOT_WARNING = timedelta(days=30)  # warn this long before the root metadata expires
 
 
 def bundle_custom(name: str, version: str, target: str, build_key: str) -> dict[str, Any]:
@@ -92,6 +94,13 @@ class TrustService:
             self.repo.refresh(force)
         except Exception:
             log.exception("re-signing TUF metadata failed")
+        left = self.repo.root.signed.expires - datetime.now(UTC)
+        if left < ROOT_WARNING:
+            log.warning(
+                "TUF root v%d expires in %s: renew it (`edgectl keys rotate ROLE` signs a new root)",
+                self.repo.root.signed.version,
+                left,
+            )
 
     def sync_bundles(self) -> int:
         """Sign in the ready bundles that are not targets yet. Returns how many."""

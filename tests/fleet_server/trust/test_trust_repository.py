@@ -15,7 +15,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -168,7 +168,7 @@ def test_key_rotation_reaches_the_agent_through_the_server(
 
 def test_online_metadata_is_re_signed_when_half_its_time_is_gone(tmp_path: Path) -> None:
     init_keys(tmp_path / "keys", root_keys=1, root_threshold=1)
-    now = [datetime(2026, 12, 1, tzinfo=timezone.utc)]
+    now = [datetime(2026, 12, 1, tzinfo=UTC)]
     repo = TufRepository(
         DirStore(tmp_path / "store"),
         load_online_keys(tmp_path / "keys" / "server"),
