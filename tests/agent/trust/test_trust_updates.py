@@ -206,18 +206,21 @@ def test_an_older_signed_timestamp_replayed_is_a_rollback(
     assert code(rec) == ErrorCode.ROLLBACK_ATTEMPT and serving(installed) == "linear:1"
 
 
+@pytest.mark.parametrize("role", ["targets", "snapshot"])
 def test_mixed_and_matched_snapshot_and_targets_are_refused(
-    installed: Reconciler, artifact_server: ArtifactServer, bundles: dict[str, BuiltBundle], rec: Recorder
+    role: str,
+    installed: Reconciler,
+    artifact_server: ArtifactServer,
+    bundles: dict[str, BuiltBundle],
+    rec: Recorder,
 ) -> None:
     repo = artifact_server.tuf
-    assert repo.snapshot is not None and repo.targets is not None
-    old_targets_version = repo.targets.signed.version
-    old_targets = (
-        artifact_server.tuf_store.root / "tuf" / f"{old_targets_version}.targets.json"
-    ).read_bytes()
+    md = {"targets": lambda: repo.targets, "snapshot": lambda: repo.snapshot}[role]
+    old_version = md().signed.version  # type: ignore[union-attr]
+    old = (artifact_server.tuf_store.root / "tuf" / f"{old_version}.{role}.json").read_bytes()
     artifact_server.sign("linear/9/x.tar", bundles["2"].tar, "linear", "9", "onnx-x86", "fp32")
-    # Serve the older targets under the name the new snapshot names.
-    _swap_meta(artifact_server, f"{repo.targets.signed.version}.targets.json", old_targets)
+    # Serve the older, validly signed file under the name the newer metadata names.
+    _swap_meta(artifact_server, f"{md().signed.version}.{role}.json", old)  # type: ignore[union-attr]
     assert installed.apply(desired_state(DEVICE, 2, bundles["2"].model)) is Outcome.RETRY
     assert code(rec) == ErrorCode.ROLLBACK_ATTEMPT and serving(installed) == "linear:1"
 
