@@ -46,6 +46,7 @@ ROUTE_ERRORS: dict[tuple[str, str], tuple[int, ...]] = {
     ("post", "/api/v1/deployments"): (404, 422),
     ("get", "/api/v1/deployments/{deployment_id}"): (404,),
     ("get", "/artifacts/{target_path}"): (404, 503),
+    ("get", "/tuf/{name}"): (404, 503),
 }
 
 ERROR_SCHEMA: dict[str, Any] = {

@@ -26,7 +26,15 @@ _METADATA = re.compile(r"(?:[1-9][0-9]{0,9}\.)?(?:root|targets|snapshot|timestam
 
 
 @router.head("/tuf/{name}", include_in_schema=False)
-@router.get("/tuf/{name}", summary="TUF metadata", response_class=Response)
+@router.get(
+    "/tuf/{name}",
+    summary="TUF metadata",
+    response_class=Response,
+    responses={
+        200: {"description": "The signed metadata file", "content": {"application/json": {}}},
+        307: {"description": "S3 store: a presigned URL to fetch it from"},
+    },
+)
 def metadata(name: str, request: Request, fleet: Fleet = Depends(get_fleet)) -> Response:
     """One TUF metadata file; 404 for anything else."""
     if not _METADATA.fullmatch(name):
