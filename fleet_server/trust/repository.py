@@ -126,8 +126,10 @@ class TufRepository:
 
     def open(self) -> None:
         """Load the repository from the store, publish root versions it lacks, and start one
-        when there is none. Raises :class:`ConfigError` when the store's root is newer than the
-        keys' (the server was given old keys)."""
+        when there is none. What is loaded is verified with the stored root first, so a store
+        someone else wrote to is not re-signed. Raises :class:`ConfigError` when the store's
+        root is newer than the keys' or not theirs, or its metadata fails to verify or is
+        incomplete (starting over would look like a rollback to every device)."""
         with self._lock:
             self._work.mkdir(parents=True, exist_ok=True)
             stored_root = self._load(f"{PREFIX}/root.json", Root)
@@ -137,21 +139,35 @@ class TufRepository:
                     f"the repository in {self.store.describe()} has root v{stored_root.signed.version}; "
                     f"the keys given have v{keys_version}: point --keys-dir at the current keys"
                 )
+            if stored_root is not None and (
+                stored_root.signed
+                != Metadata[Root].from_bytes(self.keys.history[stored_root.signed.version - 1]).signed
+            ):
+                raise ConfigError(
+                    f"the repository in {self.store.describe()} was made with other keys than "
+                    f"those in --keys-dir (root v{stored_root.signed.version} differs)"
+                )
+            trusted = (stored_root or self.keys.root).signed
             for v, data in enumerate(self.keys.history, 1):
                 key = f"{PREFIX}/{v}.root.json"
                 if not self.store.exists(key):
                     self._put(key, data)
             root_changed = stored_root is None or stored_root.signed.version != keys_version
-            if root_changed:
-                self._put(f"{PREFIX}/root.json", self.keys.history[-1])
             self.root = self.keys.root
-            self.timestamp = self._load(f"{PREFIX}/timestamp.json", Timestamp)
+            self.timestamp = self._load(f"{PREFIX}/timestamp.json", Timestamp, trusted)
             if self.timestamp is not None:
                 sv = self.timestamp.signed.snapshot_meta.version
-                self.snapshot = self._load(f"{PREFIX}/{sv}.snapshot.json", Snapshot)
-                if self.snapshot is not None:
-                    tv = self.snapshot.signed.meta["targets.json"].version
-                    self.targets = self._load(f"{PREFIX}/{tv}.targets.json", Targets)
+                self.snapshot = self._load(f"{PREFIX}/{sv}.snapshot.json", Snapshot, trusted)
+                tv = None if self.snapshot is None else self.snapshot.signed.meta["targets.json"].version
+                self.targets = (
+                    None if tv is None else self._load(f"{PREFIX}/{tv}.targets.json", Targets, trusted)
+                )
+                if self.snapshot is None or self.targets is None:
+                    raise ConfigError(
+                        f"the TUF repository in {self.store.describe()} is incomplete: "
+                        f"timestamp v{self.timestamp.signed.version} names snapshot v{sv}, "
+                        f"which (or whose targets v{tv}) is missing"
+                    )
             if self.targets is None or self.snapshot is None or self.timestamp is None:
                 log.info("starting a TUF repository in %s", self.store.describe())
                 self.targets = Metadata(Targets(expires=self._clock()))
@@ -161,6 +177,9 @@ class TufRepository:
             elif root_changed:
                 # New keys (a rotation): re-sign everything with them.
                 self._publish(targets=True)
+            if root_changed:
+                # Last: the stored root is what the next start verifies the other roles with.
+                self._put(f"{PREFIX}/root.json", self.keys.history[-1])
 
     def reload_keys(self, keys: OnlineKeys) -> bool:
         """Take new keys (after ``edgectl keys rotate``): publish the new root versions and
@@ -248,13 +267,25 @@ class TufRepository:
             fh.flush()
             self.store.put_file(key, Path(fh.name))
 
-    def _load(self, key: str, _type: type[Any]) -> Any:
+    def _load(self, key: str, kind: type[Any], trusted: Root | None = None) -> Any:
+        """The metadata at ``key`` (``None`` when absent), checked to be of ``kind`` and, given
+        ``trusted``, signed by its keys for that role. Raises :class:`ConfigError`."""
         try:
             with self.store.open(key) as fh:
                 data = fh.read()
         except NotFoundError:
             return None
-        md: Metadata[Any] = Metadata.from_bytes(data)
+        try:
+            md: Metadata[Any] = Metadata.from_bytes(data)
+            if not isinstance(md.signed, kind):
+                raise ValueError(f"holds {md.signed.type} metadata")
+            if trusted is not None:
+                trusted.verify_delegate(md.signed.type, md.signed_bytes, md.signatures)
+        except Exception as exc:
+            raise ConfigError(
+                f"{key} in {self.store.describe()} does not verify ({exc}); it was not written by "
+                "this repository's keys: restore it from a backup"
+            ) from exc
         return md
 
 

@@ -215,3 +215,25 @@ def test_a_server_given_old_keys_refuses_to_start(tmp_path: Path) -> None:
 
     with pytest.raises(ConfigError, match="--keys-dir"):
         TufRepository(store, load_online_keys(old), tmp_path / "w").open()
+
+
+def test_metadata_someone_else_wrote_to_the_store_is_not_re_signed(tmp_path: Path) -> None:
+    """A store writer without the keys adds a target: the server refuses to start on it rather
+    than sign the forged target into the next versions."""
+    from fleet_server.errors import ConfigError
+
+    keys = tmp_path / "keys"
+    init_keys(keys, root_keys=1, root_threshold=1)
+    store = DirStore(tmp_path / "store")
+    repo = TufRepository(store, load_online_keys(keys / "server"), tmp_path / "w")
+    repo.open()
+    assert repo.targets is not None
+    path = tmp_path / "store" / "tuf" / f"{repo.targets.signed.version}.targets.json"
+    forged = json.loads(path.read_bytes())
+    forged["signed"]["targets"]["evil/1/x.tar"] = {"length": 1, "hashes": {"sha256": "0" * 64}}
+    path.write_text(json.dumps(forged))
+    with pytest.raises(ConfigError, match="does not verify"):
+        TufRepository(store, load_online_keys(keys / "server"), tmp_path / "w").open()
+    path.unlink()
+    with pytest.raises(ConfigError, match="incomplete"):
+        TufRepository(store, load_online_keys(keys / "server"), tmp_path / "w").open()
