@@ -4,6 +4,6 @@ plugged in (:mod:`.fetcher`), the bundle source that uses it (:mod:`.source`), t
 
 from agent.trust.clock import TrustedClock
 from agent.trust.fetcher import ResumableFetcher
-from agent.trust.source import TufSource, install_root, trust_dir
+from agent.trust.source import TufSource, install_root, trust_dir, write_root
 
-__all__ = ["ResumableFetcher", "TrustedClock", "TufSource", "install_root", "trust_dir"]
+__all__ = ["ResumableFetcher", "TrustedClock", "TufSource", "install_root", "trust_dir", "write_root"]

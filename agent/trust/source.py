@@ -36,7 +36,7 @@ from tuf.api.metadata import TargetFile
 from tuf.ngclient import Updater
 
 from agent.contracts.state import DesiredModel, ErrorCode
-from agent.durable import fsync_dir
+from agent.durable import atomic_write, fsync_dir
 from agent.errors import ArtifactError, MetadataError, UpdateError
 from agent.trust.clock import TrustedClock
 from agent.trust.errors import translate
@@ -52,20 +52,32 @@ def trust_dir(data_dir: Path) -> Path:
     return data_dir / "trust"
 
 
-def install_root(data_dir: Path, root_file: Path) -> bool:
-    """Copy ``root_file`` to ``<data dir>/trust/root.json`` unless a root is there already.
-    Returns whether it was copied. Raises OSError, ValueError (not root metadata)."""
+def write_root(data_dir: Path, data: bytes, *, replace: bool = False) -> bool:
+    """Make ``data`` (TUF root metadata, as enrolment receives it) the root this device trusts,
+    ``<data dir>/trust/root.json``, unless one is there and not ``replace``. Returns whether it
+    was written. Raises ValueError (not root metadata), OSError."""
     dest = trust_dir(data_dir) / "root.json"
-    if dest.exists():
+    if dest.exists() and not replace:
         return False
-    data = root_file.read_bytes()
-    if json.loads(data).get("signed", {}).get("_type") != "root":
-        raise ValueError(f"{root_file} is not TUF root metadata")
-    from agent.durable import atomic_write
-
+    try:
+        kind = json.loads(data).get("signed", {}).get("_type")
+    except (ValueError, AttributeError):
+        kind = None
+    if kind != "root":
+        raise ValueError("not TUF root metadata")
     dest.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(dest, data)
     return True
+
+
+def install_root(data_dir: Path, root_file: Path) -> bool:
+    """``--tuf-root``: :func:`write_root` with the file's bytes, unless a root is there."""
+    if (trust_dir(data_dir) / "root.json").exists():
+        return False
+    try:
+        return write_root(data_dir, root_file.read_bytes())
+    except ValueError as exc:
+        raise ValueError(f"{root_file}: {exc}") from None
 
 
 class TufSource:
@@ -121,7 +133,8 @@ class TufSource:
         self._partial.cleanup(keep)
         if self.directory.is_dir():
             for p in self.directory.iterdir():
-                if p.suffix in (".tar", ".verifying") and p.name.split(".")[0] not in keep:
+                # .part: downloads of agents from before TUF kept them here
+                if p.suffix in (".tar", ".verifying", ".part") and p.name.split(".")[0] not in keep:
                     p.unlink(missing_ok=True)
 
     def fetch(

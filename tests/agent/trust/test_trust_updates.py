@@ -311,3 +311,18 @@ def test_no_trust_root_refuses_installs_retryably(
     shutil.rmtree(data / "trust")
     assert r.apply(desired_state(DEVICE, 1, bundles["1"].model)) is Outcome.RETRY
     assert code(rec) == ErrorCode.TRUST_ROOT_MISSING and serving(r) is None
+
+
+def test_a_root_is_written_only_when_none_is_there(tmp_path: Path, artifact_server: ArtifactServer) -> None:
+    from agent.trust import write_root
+
+    data = tmp_path / "dev"
+    assert install_root(data, artifact_server.root_path)
+    mine = (data / "trust" / "root.json").read_bytes()
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({"signed": {"_type": "root", "version": 9}, "signatures": []}))
+    assert not install_root(data, other)  # an enrolled root is never replaced by the flag
+    assert (data / "trust" / "root.json").read_bytes() == mine
+    with pytest.raises(ValueError, match="not TUF root"):
+        write_root(data, b'{"signed": {"_type": "targets"}}', replace=True)
+    assert (data / "trust" / "root.json").read_bytes() == mine
