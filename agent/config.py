@@ -128,6 +128,9 @@ class AgentConfig(LayeredSettings):
     latency_budget_ms: Annotated[float, AfterValidator(_not_negative)] | None = Field(
         None, description="latency budget per request (default: the desired state's, else the profile's)"
     )
+    tuf_root: Annotated[Path, AfterValidator(Path.expanduser)] | None = Field(
+        None, description="TUF root metadata to trust, copied to <data-dir>/trust/root.json if none is there"
+    )
     offload_url: HttpUrl | None = Field(
         None, description="cloud OIP v2 endpoint for overflow (default: the desired state's offload policy)"
     )

@@ -32,8 +32,8 @@ from agent.registration import register
 from agent.serving import InferenceServer, InferenceService, Metrics, ModelRegistry, create_app, tuning
 from agent.serving.grpc import GrpcServer
 from agent.serving.offload import Offloader
+from agent.trust import TufSource, install_root
 from agent.update import clean_stop
-from agent.update.download import Downloader
 from agent.update.reconciler import Reconciler
 from agent.update.worker import UpdateWorker
 from device_profiles import DeviceProfile
@@ -60,7 +60,8 @@ class Agent:
         self._policy_generation = -1
         self.server = InferenceServer(create_app(self.service), config.host, config.port)
         self.grpc = None if config.grpc_port < 0 else GrpcServer(self.service, config.host, config.grpc_port)
-        self.downloader = Downloader(config.server, config.data_dir / "downloads")
+        # TUF (agent/trust): bundles only from the configured server, verified by signed metadata.
+        self.downloader = TufSource(config.server, config.data_dir)
         self.reconciler = Reconciler(
             device_id=config.device_id,
             target=profile.target,
@@ -82,6 +83,7 @@ class Agent:
     def start(self) -> str:
         """Serve, announce readiness, resume, and connect in the background. Returns the inference URL."""
         self.config.data_dir.mkdir(parents=True, exist_ok=True)
+        self._install_tuf_root()
         self.reconciler.clean_stop = clean_stop.take(self.config.data_dir, self.reconciler.journal.writes)
         self.reconciler.restore()
         url = self.server.start()
@@ -94,6 +96,16 @@ class Agent:
         self.worker.start()
         self._link.start()
         return self.inference_url
+
+    def _install_tuf_root(self) -> None:
+        """TUF: ``--tuf-root`` seeds <data dir>/trust/root.json when enrolment has not written one."""
+        if self.config.tuf_root is None:
+            return
+        try:
+            if install_root(self.config.data_dir, self.config.tuf_root):
+                log.info("trusting the TUF root in %s", self.config.tuf_root)
+        except (OSError, ValueError) as exc:
+            raise OSError(f"--tuf-root {self.config.tuf_root}: {exc}") from exc
 
     def stop(self) -> None:
         """Finish or interrupt the update step (the journal resumes it), say offline, stop serving."""

@@ -7,6 +7,9 @@
     │   ├── ArtifactError           reject: the bytes are wrong (size, hash, signature, bundle,
     │   │                           incompatible target). The generation is marked failed and never
     │   │                           retried; only a new generation can fix it.
+    │   ├── MetadataError           retry: the TUF metadata could not be verified (bad signature,
+    │   │                           rollback, expired, no trust root yet). The device keeps serving
+    │   │                           and tries again later; the generation is not marked failed.
     │   ├── TransportError          retry: network or server trouble. Retried with backoff; when the
     │   │                           retries run out it is reported, but the generation is not marked
     │   │                           failed, so a later delivery tries again (the download resumes).
@@ -17,7 +20,8 @@
     └── RegistrationError           abort: the fleet server refused the registration (4xx).
 
 Foreign exceptions are translated once, at the seam that meets them: httpx errors in
-:mod:`agent.update.download`, tar and OS errors in :mod:`agent.update.slots`, and the runtimes'
+:mod:`agent.update.download`, python-tuf's in :mod:`agent.trust.errors`, tar and OS errors in
+:mod:`agent.update.slots`, and the runtimes'
 :class:`~agent.runtimes.base.RuntimeUnavailable` / :class:`~agent.runtimes.base.RuntimeLoadError`
 in :mod:`agent.update.reconciler`.
 """
@@ -52,6 +56,13 @@ class ArtifactError(UpdateError):
     """Reject the artifact: wrong size, hash or signature, not a bundle, or not for this device."""
 
     code = ErrorCode.BUNDLE_INVALID
+
+
+class MetadataError(UpdateError):
+    """The signed metadata was refused or could not be refreshed. Retry later; keep serving."""
+
+    code = ErrorCode.SIGNATURE_INVALID
+    retryable = True
 
 
 class TransportError(UpdateError):

@@ -97,6 +97,15 @@ def serve(
     ),
     compile_workers: int | None = typer.Option(None, help="parallel compiles [EDGEFLEET_COMPILE_WORKERS; 1]"),
     log_level: str | None = typer.Option(None, help="debug | info | warning [EDGEFLEET_LOG_LEVEL; info]"),
+    keys_dir: Path | None = typer.Option(
+        None, help="TUF server keys, DIR/server of `edgectl keys init --dir DIR` [EDGEFLEET_KEYS_DIR]"
+    ),
+    tuf_timestamp_expiry_s: float | None = typer.Option(
+        None, help="TUF timestamp validity in seconds [EDGEFLEET_TUF_TIMESTAMP_EXPIRY_S; 86400]"
+    ),
+    tuf_refresh_interval_s: float | None = typer.Option(
+        None, help="seconds between TUF re-signing passes [EDGEFLEET_TUF_REFRESH_INTERVAL_S; 60]"
+    ),
 ) -> None:
     """Run the server (REST API, broker, rollout controller, compile workers)."""
     flags = {k: v for k, v in locals().items() if v is not None}

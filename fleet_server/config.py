@@ -69,6 +69,10 @@ class Settings(LayeredSettings):
     reconcile_interval_s: float = 2.0
     mosquitto_bin: str = MOSQUITTO_BIN
     log_level: str = "info"
+    # TUF (fleet_server/trust): the server key directory `edgectl keys init` made (DIR/server).
+    keys_dir: Path | None = None
+    tuf_timestamp_expiry_s: float = 86400.0  # timestamp metadata validity; re-signed at half
+    tuf_refresh_interval_s: float = 60.0  # how often the refresher looks at keys and expiries
 
     @property
     def database_url(self) -> str:
@@ -138,6 +142,10 @@ def check_settings(s: Settings) -> Settings:
         raise ConfigError(f"--mqtt-protocol: {s.mqtt_protocol!r} is not one of {', '.join(PROTOCOLS)}")
     if s.grpc_port is not None and not -1 <= s.grpc_port <= 65535:
         raise ConfigError(f"--grpc-port: {s.grpc_port} is not a TCP port (0: a free one, -1: no gRPC)")
+    if s.tuf_timestamp_expiry_s < 60 or s.tuf_refresh_interval_s <= 0:
+        raise ConfigError("--tuf-timestamp-expiry-s needs at least 60, --tuf-refresh-interval-s more than 0")
+    if s.tuf_refresh_interval_s * 2 >= s.tuf_timestamp_expiry_s:
+        raise ConfigError("--tuf-refresh-interval-s must be under half of --tuf-timestamp-expiry-s")
     if s.compile_workers < 1:
         raise ConfigError("--compile-workers: needs at least 1")
     spec = s.broker_spec

@@ -22,6 +22,7 @@ from fleet_server.controller import RolloutController
 from fleet_server.metrics import Metrics
 from fleet_server.mqtt_bridge import MqttBridge
 from fleet_server.store import ArtifactStore, open_store
+from fleet_server.trust import TrustService, tuf_service
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,8 @@ class Fleet:
         self.profiles = profiles if profiles is not None else load_profiles()
         self.metrics = Metrics()
         self.metrics.watch_db(self.read_sessions)
+        # TUF repository (fleet_server/trust): refuses to build without keys, saying how to make them.
+        self.tuf: TrustService = tuf_service(settings, self.store, self.sessions)
         self.worker = CompileWorker(
             self.sessions,
             self.store,
@@ -54,6 +57,7 @@ class Fleet:
             workers=settings.compile_workers,
             metrics=self.metrics,
             on_done=lambda _id: self.controller.wake(),
+            sign=self.tuf.sign_bundle,
         )
         self.controller = RolloutController(
             self.sessions,
@@ -97,6 +101,7 @@ class Fleet:
     def start(self) -> None:
         """Migrate, then start worker, broker, bridge and controller. Raises :class:`ConfigError`."""
         db.upgrade(self.engine)
+        self.tuf.start()  # TUF: before the worker, which signs into it
         self.worker.start()
         self.broker = start_broker(self.settings)
         ep = self.broker.endpoint
@@ -121,6 +126,7 @@ class Fleet:
             ("controller", self.controller.stop),
             ("bridge", self.bridge.stop if self.bridge else None),
             ("worker", self.worker.stop),
+            ("tuf", self.tuf.stop),
             ("broker", self.broker.stop if self.broker else None),
             ("database", self.engine.dispose),
         ):

@@ -11,6 +11,7 @@ from edgectl.commands.compile import compile_
 from edgectl.commands.deploy import deploy
 from edgectl.commands.devices import devices
 from edgectl.commands.groups import groups
+from edgectl.commands.keys import keys
 from edgectl.commands.models import models
 from edgectl.commands.profiles import profiles
 from edgectl.commands.quickstart import quickstart
@@ -24,6 +25,7 @@ def register(root: typer.Typer) -> None:
     root.command("compile")(compile_)
     root.add_typer(profiles, name="profiles")
     root.add_typer(toolchains, name="toolchains")
+    root.add_typer(keys, name="keys")
 
     # Thin clients of the fleet server's REST API (docs/api.md).
     root.add_typer(models, name="models")

@@ -13,7 +13,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgectl.local.launcher import Launched, LaunchError, start_agent, start_server
+from edgectl.local.launcher import (
+    Launched,
+    LaunchError,
+    start_agent,
+    start_server,
+    throwaway_keys,
+    trust_root,
+)
 
 # x86 and ARM mixed, so a small fleet already needs two compile targets.
 DEFAULT_PROFILES = ("x86-64-avx2", "raspberry-pi-5", "x86-64-avx512-vnni", "raspberry-pi-4")
@@ -36,6 +43,7 @@ class LocalFleet:
     server: Launched | None = None
     agents: dict[str, Launched] = field(default_factory=dict)
     profiles: dict[str, str] = field(default_factory=dict)
+    keys_dir: Path | None = None  # throw-away TUF keys, made by start_server
 
     @property
     def server_url(self) -> str:
@@ -43,7 +51,8 @@ class LocalFleet:
         return str(self.server.ready["url"])
 
     def start_server(self, broker: str = "auto") -> dict[str, Any]:
-        self.server = start_server(self.run_dir / "server", broker=broker)
+        self.keys_dir = throwaway_keys(self.run_dir / "keys")  # TUF keys for this run only
+        self.server = start_server(self.run_dir / "server", broker=broker, keys_dir=self.keys_dir)
         return self.server.ready
 
     def start_agents(
@@ -64,6 +73,7 @@ class LocalFleet:
                 labels=labels,
                 log_dir=self.run_dir / "logs",
                 wait=False,
+                tuf_root=None if self.keys_dir is None else trust_root(self.keys_dir),
             )
         for device_id, agent in self.agents.items():
             agent.wait_ready(timeout)

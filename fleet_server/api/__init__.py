@@ -15,6 +15,7 @@ from fleet_server.api import (
     metrics,
     models,
     tokens,
+    tuf,
 )
 from fleet_server.api.audit_log import AuditLog
 from fleet_server.api.body_limit import BodyLimit
@@ -23,7 +24,7 @@ from fleet_server.api.openapi import install_openapi
 from fleet_server.api.routes import api_routes
 from fleet_server.limits import FIELD_LIMITS, MESSAGE_LIMITS
 
-ROUTERS = (health, models, devices, groups, deployments, tokens, audit, artifacts, dashboard, metrics)
+ROUTERS = (health, models, devices, groups, deployments, tokens, audit, artifacts, tuf, dashboard, metrics)
 
 
 def install(app: FastAPI) -> None:

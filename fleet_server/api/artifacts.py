@@ -1,12 +1,14 @@
 """``GET /artifacts/{target_path}``: bundle downloads (open to devices), Range-aware.
 
 The route needs no token, so it serves only what a device may fetch: the ``target_path`` of a
-``ready`` bundle. Everything else in the store (source models, calibration and validation data
+``ready`` bundle, also at its TUF consistent-snapshot name ``{dir}/{sha256}.{file}`` (the sha256
+must be the bundle's). Everything else in the store (source models, calibration and validation data
 under ``{name}/{version}/source/``) answers 404, the same as a missing file.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 from fastapi import APIRouter, Depends, Request
@@ -24,10 +26,20 @@ from fleet_server.store.dir_store import CONTENT_TYPE
 
 router = APIRouter(tags=["artifacts"])
 
-ServedCheck = Callable[[str], bool]
+ServedCheck = Callable[..., bool]  # (target path[, sha256]) -> whether a ready bundle has it
+_HASH_PREFIX = re.compile(r"([0-9a-f]{64})\.(.+)")
 
 
-def is_ready_bundle(session: Session, target_path: str) -> bool:
+def split_hash_prefix(path: str) -> tuple[str, str | None]:
+    """``a/b/<sha256>.f.tar`` -> (``a/b/f.tar``, sha256); a path without the prefix -> (path, None)."""
+    head, sep, base = path.rpartition("/")
+    m = _HASH_PREFIX.fullmatch(base)
+    if m is None:
+        return path, None
+    return f"{head}{sep}{m.group(2)}", m.group(1)
+
+
+def is_ready_bundle(session: Session, target_path: str, sha256: str | None = None) -> bool:
     """Whether ``target_path`` is the tar of a ``ready`` bundle. One lookup through the indexes on
     (name, version) and the bundle's model version, since a bundle's path starts with its model's
     name and version (:func:`~fleet_server.bundle_tar.bundle_target_path`)."""
@@ -43,6 +55,7 @@ def is_ready_bundle(session: Session, target_path: str) -> bool:
             ModelVersion.version == version,
             Bundle.target_path == target_path,
             Bundle.status == BundleStatus.READY.value,
+            *([] if sha256 is None else [Bundle.sha256 == sha256]),
         )
         .limit(1)
     ).first()
@@ -52,9 +65,9 @@ def is_ready_bundle(session: Session, target_path: str) -> bool:
 def ready_bundles(fleet: Fleet = Depends(get_fleet)) -> ServedCheck:
     """The check the route applies: :func:`is_ready_bundle` on a read session."""
 
-    def check(target_path: str) -> bool:
+    def check(target_path: str, sha256: str | None = None) -> bool:
         with fleet.read_sessions() as s:
-            return is_ready_bundle(s, target_path)
+            return is_ready_bundle(s, target_path, sha256)
 
     return check
 
@@ -80,6 +93,7 @@ def download(
     answers 307 to a presigned URL. 404 for any path that is not a ready bundle's (whether or not
     the store holds it), 400 for a malformed one."""
     check_key(target_path)
-    if not served(target_path):
+    key, sha256 = split_hash_prefix(target_path)
+    if not (served(key) if sha256 is None else served(key, sha256)):
         raise NotFoundError(f"no artifact {target_path!r}")
-    return fleet.store.download_response(target_path, request)
+    return fleet.store.download_response(key, request)

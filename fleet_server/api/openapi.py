@@ -57,6 +57,7 @@ ROUTE_ERRORS: dict[tuple[str, str], tuple[int, ...]] = {
     ("get", "/artifacts/{target_path}"): (404, 503),
     ("post", "/api/v1/tokens"): (409,),
     ("delete", "/api/v1/tokens/{name}"): (404,),
+    ("get", "/tuf/{name}"): (404, 503),
 }
 
 ERROR_SCHEMA: dict[str, Any] = {

@@ -17,8 +17,14 @@ from tests.agent.agent_testkit import ArtifactServer
 
 
 def config(tmp_path: Path, server: str, port: int = 0) -> AgentConfig:
+    """An agent's settings against ``server``; the test artifact server's TUF root when it is one."""
     return AgentConfig(
-        server=server, device_id="dev-9", profile="x86-64-avx2", data_dir=tmp_path / "data", port=port
+        server=server,
+        device_id="dev-9",
+        profile="x86-64-avx2",
+        data_dir=tmp_path / "data",
+        port=port,
+        tuf_root=ArtifactServer.roots.get(server),
     )
 
 

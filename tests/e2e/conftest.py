@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from edgectl.local.launcher import Launched, start_agent, start_server
+from edgectl.local.launcher import Launched, start_agent, start_server, throwaway_keys, trust_root
 
 
 @pytest.fixture
@@ -53,6 +53,7 @@ def backend(request: pytest.FixtureRequest) -> Backend:
 class Fleet:
     root: Path
     server: Launched
+    keys_dir: Path
     agents: dict[str, Launched] = field(default_factory=dict)
 
     @property
@@ -61,7 +62,13 @@ class Fleet:
 
     def add_agent(self, device_id: str, profile: str, labels: dict[str, str]) -> Launched:
         agent = start_agent(
-            self.url, device_id, profile, self.root / device_id, labels=labels, log_dir=self.root / "logs"
+            self.url,
+            device_id,
+            profile,
+            self.root / device_id,
+            labels=labels,
+            log_dir=self.root / "logs",
+            tuf_root=trust_root(self.keys_dir),
         )
         self.agents[device_id] = agent
         return agent
@@ -79,14 +86,16 @@ def make_fleet(tmp_path: Path, mosquitto_broker: Any) -> Iterator[Any]:
 
     def make(backend: Backend | None = None) -> Fleet:
         b = backend or Backend("sqlite+dir")
+        keys = throwaway_keys(tmp_path / "keys")
         server = start_server(
             tmp_path / "server",
+            keys_dir=keys,
             broker=mosquitto_broker.url,
             db=b.db,
             store=b.store,
             s3_endpoint=b.s3_endpoint,
         )
-        fleet = Fleet(tmp_path, server)
+        fleet = Fleet(tmp_path, server, keys)
         fleets.append(fleet)
         return fleet
 

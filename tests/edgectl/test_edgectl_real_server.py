@@ -35,7 +35,11 @@ def real_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     from fleet_server.config import Settings
 
     data = tmp_path_factory.mktemp("fleet")
-    app = create_app(Settings(data_dir=data, port=0, broker="embedded", compile_workers=1))
+    from tests.fixtures.tuf_keys import server_keys
+
+    app = create_app(
+        Settings(data_dir=data, port=0, broker="embedded", compile_workers=1, keys_dir=server_keys())
+    )
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))

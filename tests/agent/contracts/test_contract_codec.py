@@ -133,3 +133,14 @@ def test_a_desired_model_names_its_model_key_and_keys_are_unique() -> None:
         DesiredState.from_dict(payload)
     two = DesiredState("dev-1", 1, (model(), model(version="2", key="detector")))
     assert DesiredState.from_json(two.to_json()) == two
+
+
+@pytest.mark.parametrize("generation", [-1, 2**31, 1_000_000_000_000, 2**70])
+def test_a_generation_outside_the_servers_columns_is_refused(generation: int) -> None:
+    """A forged generation of 10^12 or 2^70 would lock the device out of every real rollout."""
+    payload = json.loads(DesiredState(device_id="d", generation=1).to_json())
+    payload["generation"] = generation
+    with pytest.raises(ContractError, match="generation"):
+        DesiredState.from_json(json.dumps(payload).encode())
+    payload["generation"] = 2**31 - 1
+    assert DesiredState.from_json(json.dumps(payload).encode()).generation == 2**31 - 1
