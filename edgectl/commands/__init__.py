@@ -15,6 +15,7 @@ from edgectl.commands.groups import groups
 from edgectl.commands.models import models
 from edgectl.commands.profiles import profiles
 from edgectl.commands.quickstart import quickstart
+from edgectl.commands.simulate import simulate
 from edgectl.commands.tokens import tokens
 from edgectl.commands.toolchains import toolchains
 
@@ -38,3 +39,4 @@ def register(root: typer.Typer) -> None:
 
     # Local fleets: the server and agents as processes on this machine.
     root.command("quickstart")(quickstart)
+    root.command("simulate")(simulate)
