@@ -30,7 +30,7 @@ class Latency(Contract):
 class Telemetry(Contract):
     """``requests`` and ``errors`` count the window's requests and failed ones; ``offload_ratio``
     is the share sent to the cloud endpoint; ``model`` the ``name:version`` serving;
-    ``class_counts`` how many of the window's answers predicted each class (by class index as a
+    ``classes`` how many of the window's answers predicted each class (by class index as a
     string), for drift gates that compare versions."""
 
     WHERE: ClassVar[str] = "telemetry"
@@ -49,7 +49,7 @@ class Telemetry(Contract):
     cpu_percent: float | None = None
     memory_mb: float | None = None
     temperature_c: float | None = None
-    class_counts: dict[str, int] | None = None
+    classes: dict[str, int] | None = None
 
     def check(self, where: str) -> None:
         if self.window_s < 0 or self.requests < 0 or self.errors < 0:
@@ -58,5 +58,5 @@ class Telemetry(Contract):
             raise ContractError(f"{where}.errors: {self.errors} errors in {self.requests} requests")
         if self.offload_ratio is not None and not 0.0 <= self.offload_ratio <= 1.0:
             raise ContractError(f"{where}.offload_ratio: must be between 0 and 1")
-        if self.class_counts is not None and any(n < 0 for n in self.class_counts.values()):
-            raise ContractError(f"{where}.class_counts: counts must not be negative")
+        if self.classes is not None and any(n < 0 for n in self.classes.values()):
+            raise ContractError(f"{where}.classes: counts must not be negative")

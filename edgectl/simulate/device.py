@@ -11,7 +11,8 @@ It behaves as :mod:`agent.mqtt_client` and :mod:`agent.update.reconciler` do on 
   model unloads), then the update's reports follow :func:`~edgectl.simulate.update.update_steps`
   with small random delays. A newer desired state cancels a download, else waits for the update
   in flight to end, as the agent's worker does.
-- Telemetry every ``telemetry_interval`` seconds (QoS 0), from the first connect on.
+- Telemetry every ``telemetry_interval`` seconds (QoS 1, as the agent's publisher), from the
+  first connect on; one message without a model while none serves.
 
 Everything here runs on the network loop's thread.
 """
@@ -355,7 +356,7 @@ class SimDevice:
             ts=time.time(),
             rng=self.sim.rng,
         )
-        c.publish(self.topics["telemetry"], t.to_json(), qos=0)
+        c.publish(self.topics["telemetry"], t.to_json(), qos=1)
         self.sim.counts["telemetry"] += 1
 
     def timeline(self) -> list[dict[str, Any]]:

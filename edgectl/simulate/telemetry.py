@@ -82,5 +82,5 @@ def measure(
         offload_ratio=round(0.05 * unit(seed, "offload", device_id) * rng.random(), 4),
         cpu_percent=round(10.0 + 40.0 * rng.random(), 1),
         memory_mb=round(180.0 + 40.0 * unit(seed, "memory", device_id), 1),
-        class_counts=counts(requests - errors, mix),
+        classes=counts(requests - errors, mix),
     )

@@ -117,7 +117,7 @@ def test_twenty_devices_roll_out_to_succeeded_and_their_telemetry_reaches_the_se
             what="telemetry of digits:1 on the server",
         )
         assert shown["device_id"] == "good-01" and shown["latency"]["p95_ms"] > 0
-        assert sum(shown["class_counts"].values()) == shown["requests"] - shown["errors"]
+        assert sum(shown["classes"].values()) == shown["requests"] - shown["errors"]
         assert api.get_device("good-01")["active"] == "digits:1"
 
 

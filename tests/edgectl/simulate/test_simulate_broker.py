@@ -49,7 +49,7 @@ def test_thirty_devices_on_one_thread_walk_the_agent_sequence(mosquitto_broker: 
         # telemetry of the model serving, valid by the contract
         wire.wait(lambda w: {t.device_id for t in w.of("telemetry") if t.model == "digits:1"} == set(ids))
         t = next(t for t in wire.of("telemetry", ids[0]) if t.model)
-        assert t.class_counts is not None and sum(t.class_counts.values()) == t.requests - t.errors
+        assert t.classes is not None and sum(t.classes.values()) == t.requests - t.errors
     finally:
         sim.stop()
     offline = {s.device_id for s in wire.of("status") if not s.online}

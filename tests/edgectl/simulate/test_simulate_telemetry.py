@@ -32,13 +32,13 @@ def test_a_window_is_a_valid_telemetry_message() -> None:
     again = Telemetry.from_json(t.to_json())
     assert again == t
     assert t.requests > 0 and t.latency is not None and t.latency.p50_ms is not None
-    assert t.class_counts is not None and sum(t.class_counts.values()) == t.requests - t.errors
-    assert len(t.class_counts) == CLASSES and t.model == "digits:2"
+    assert t.classes is not None and sum(t.classes.values()) == t.requests - t.errors
+    assert len(t.classes) == CLASSES and t.model == "digits:2"
 
 
 def test_a_device_serving_nothing_handled_nothing() -> None:
     t = measure("sim-01", None, new_version=False, faults=Faults(), window_s=5, ts=1.0, rng=random.Random(0))
-    assert t.requests == 0 and t.latency is None and t.class_counts is None
+    assert t.requests == 0 and t.latency is None and t.classes is None
     Telemetry.from_json(t.to_json())
 
 
@@ -55,9 +55,9 @@ def test_prediction_shift_moves_class_mass_and_raises_psi() -> None:
     base = _window(calm, new=True)
     moved = _window(shifted, new=True)
     same = _window(calm, new=True, seed=1)
-    assert base.class_counts and moved.class_counts and same.class_counts
-    assert _psi(moved.class_counts, base.class_counts) > 0.2
-    assert _psi(same.class_counts, base.class_counts) < 0.01
+    assert base.classes and moved.classes and same.classes
+    assert _psi(moved.classes, base.classes) > 0.2
+    assert _psi(same.classes, base.classes) < 0.01
 
 
 def test_error_rate_applies_to_new_versions() -> None:
