@@ -4,10 +4,10 @@ N devices of :mod:`edgectl.simulate` on a private Mosquitto, with no fleet serve
 that hands every device the broker), so only the simulator's own cost is measured:
 
 - ``rss_per_device_kib``: resident memory after all N connected, less before, over N;
-- ``idle_cpu_percent``: this process's CPU over ``--idle`` seconds of telemetry every
-  ``--telemetry-interval`` seconds (QoS 1);
 - ``wave_cpu_s`` and ``wave_s``: a desired state published to every device (by a separate
-  paho client) until every device's final report, and the CPU spent in that time.
+  paho client in this process) until every device's final report, and the CPU spent then;
+- ``idle_cpu_percent``: this process's CPU over the next ``--idle`` seconds, every device
+  serving the model and sending telemetry every ``--telemetry-interval`` seconds (QoS 1).
 
     python benchmarks/sim_footprint.py --devices 1000
 """
@@ -108,11 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         sim.start(timeout=300)
         connect_s = time.monotonic() - t0
         rss1 = rss_kib()
-
-        c0, i0 = cpu_s(), time.monotonic()
-        time.sleep(args.idle)
-        idle_cpu = (cpu_s() - c0) / (time.monotonic() - i0)
-        telemetry = sim.counts["telemetry"]
+        threads = threading.active_count()  # main + the network loop (+ none per device)
 
         pub = mqtt.Client(
             CallbackAPIVersion.VERSION2, client_id="fp-pub", protocol=MQTTProtocolVersion.MQTTv5
@@ -134,6 +130,13 @@ def main(argv: list[str] | None = None) -> int:
         wave_s, wave_cpu = time.monotonic() - w0, cpu_s() - c0  # includes the publisher's thread
         pub.disconnect()
         pub.loop_stop()
+
+        # steady state, every device serving the model: telemetry with latency and class counts
+        t0, c0, i0 = sim.counts["telemetry"], cpu_s(), time.monotonic()
+        time.sleep(args.idle)
+        idle_cpu = (cpu_s() - c0) / (time.monotonic() - i0)
+        telemetry = sim.counts["telemetry"] - t0
+        rss2 = rss_kib()
         summary = sim.summary()
         sim.stop()
     finally:
@@ -143,11 +146,12 @@ def main(argv: list[str] | None = None) -> int:
 
     out = {
         "devices": args.devices,
-        "threads": threading.active_count(),
+        "threads_while_running": threads,
         "connect_s": round(connect_s, 2),
         "rss_before_mib": round(rss0 / 1024, 1),
         "rss_after_mib": round(rss1 / 1024, 1),
         "rss_per_device_kib": round((rss1 - rss0) / args.devices, 1),
+        "rss_after_wave_mib": round(rss2 / 1024, 1),
         "idle_s": args.idle,
         "telemetry_interval_s": args.telemetry_interval,
         "telemetry_sent_while_idle": telemetry,
