@@ -19,10 +19,12 @@ into wall-clock time.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import logging
 import random
+import resource
 import threading
 import time
 from collections import Counter
@@ -77,6 +79,17 @@ class SimConfig:
             raise ValueError("telemetry_interval must not be negative")
 
 
+def _raise_fd_limit(wanted: int) -> None:
+    """One socket per connected device: lift the soft open-file limit towards the hard one."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        if target < wanted:
+            log.warning("open-file limit %d is below the %d this fleet needs", target, wanted)
+
+
 def device_ids(count: int, prefix: str) -> list[str]:
     width = max(2, len(str(count)))
     return [f"{prefix}-{i + 1:0{width}d}" for i in range(count)]
@@ -121,6 +134,7 @@ class Simulator:
         connected. Raises :class:`SimulatorError` (and stops what it started) when a registration
         is refused or the devices are not connected within ``timeout`` seconds."""
         deadline = time.monotonic() + timeout
+        _raise_fd_limit(len(self.devices) + 256)
         self.loop.start()
         self.started = True
         try:

@@ -16,7 +16,7 @@ from typer.testing import Result
 
 from agent.contracts.state import ErrorCode
 from edgectl.client import FleetClient
-from edgectl.simulate import Faults, SimConfig, Simulator, device_ids
+from edgectl.simulate import Faults, SimConfig, Simulator, SimulatorError, device_ids
 from tests.edgectl.simulate.sim_kit import Wire
 from tests.fixtures.mosquitto import MOSQUITTO, MosquittoBroker
 from tests.polling import wait_until
@@ -210,3 +210,18 @@ def test_an_unreachable_server_is_named(edgectl: Run, free_url: str) -> None:
     r = edgectl("simulate", "--devices", "1", "--server", free_url)
     assert r.exit_code == 1
     assert "cannot reach the fleet server" in r.stderr and r.stdout == ""
+
+
+def test_with_fetch_devices_download_the_real_bundle(server: str, api: FleetClient) -> None:
+    sim = _sim(server, 2, "fetch", fetch=True, telemetry_interval=0)
+    with sim:
+        _state(api, _deploy(api, "fetch"), "SUCCEEDED")
+        assert sim.counts["downloads"] == 2  # each device fetched it and the sha256 matched
+        assert sim.finals() == dict.fromkeys(sim.devices, "COMMITTED")
+
+
+def test_a_refused_registration_stops_the_simulator_with_the_server_words(server: str) -> None:
+    sim = Simulator(SimConfig(server, devices=2, prefix="nope", profiles=("no-such-board",)))
+    with pytest.raises(SimulatorError, match="refused the registration: HTTP 400"):
+        sim.start(timeout=20)
+    assert not sim.started

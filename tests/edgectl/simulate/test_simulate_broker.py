@@ -119,3 +119,24 @@ def test_offline_and_unresponsive_devices_stay_silent(mosquitto_broker: Any, wir
             if m != "normal":
                 assert wire.of("reported", d) == [] and wire.of("telemetry", d) == []
             assert (d in online) == (m != "offline")
+
+
+def test_faults_set_while_running_fail_the_next_version_and_a_roll_back_works(
+    mosquitto_broker: Any, wire: Wire
+) -> None:
+    with _sim(mosquitto_broker, 1, telemetry_interval=0.2) as sim:
+        (d,) = sim.devices
+        wire.publish_desired(desired(d, 1))
+        wire.wait(lambda w: w.states(d, 1)[-1:] == ["COMMITTED"])
+        sim.set_faults(Faults(fail_rate=1.0, latency_regression=2.0))
+        wire.publish_desired(desired(d, 2, version="2", sha="b" * 64))
+        wire.wait(lambda w: w.states(d, 2)[-1:] == ["IDLE"])
+        failed = wire.of("reported", d)[-1]
+        assert failed.error is not None and failed.error.code == "SELF_TEST_FAILED"
+        assert failed.active == "digits:1"  # the previous model still serves
+        wire.publish_desired(desired(d, 3))  # back to the version it ran: never fails
+        wire.wait(lambda w: w.states(d, 3)[-1:] == ["COMMITTED"])
+        # the version it ran first shows no regression
+        wire.wait(lambda w: len([t for t in w.of("telemetry", d) if t.model == "digits:1"]) >= 2)
+        p95 = {t.latency.p95_ms / t.latency.p50_ms for t in wire.of("telemetry", d) if t.latency}
+        assert max(p95) < 2.0
