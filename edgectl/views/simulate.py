@@ -21,8 +21,9 @@ def simulation(summary: dict[str, Any], elapsed: float | None = None) -> Rendera
     """The simulator's :meth:`~edgectl.simulate.Simulator.summary` as tables."""
     modes = ", ".join(f"{n} {m}" for m, n in sorted(summary.get("modes", {}).items()))
     msgs = summary.get("messages", {})
+    n = summary.get("devices", 0)
     head = (
-        f"{summary.get('devices', 0)} simulated devices ({modes}), {summary.get('connected', 0)} connected; "
+        f"{n} simulated device{'' if n == 1 else 's'} ({modes}), {summary.get('connected', 0)} connected; "
         f"{msgs.get('reports', 0)} reports, {msgs.get('telemetry', 0)} telemetry messages sent"
     )
     if elapsed is not None:

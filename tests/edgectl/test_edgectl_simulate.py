@@ -175,6 +175,15 @@ def test_the_command_runs_a_fleet_for_its_duration(edgectl: Run, server: str, ap
     wait_until(lambda: api.get_device("cli-02")["online"] is False, what="offline after the stop")
 
 
+def test_the_table_says_where_the_devices_stand(edgectl: Run, server: str) -> None:
+    r = edgectl(
+        "simulate", "-n", "2", "-s", server, "--prefix", "tbl", "--duration", "0.3", "--offline-share", "1"
+    )
+    assert r.exit_code == 0, r.output
+    assert "2 simulated devices (2 offline), 0 connected" in r.stdout
+    assert "2 simulated devices registered" in r.stderr
+
+
 def test_help_explains(edgectl: Run) -> None:
     r = edgectl("simulate", "--help")
     assert r.exit_code == 0
