@@ -3,8 +3,9 @@
 For each size N: a fresh fleet server (``edgectl.local.launcher.start_server``, with its own
 Mosquitto child and SQLite) and N simulated devices (:mod:`edgectl.simulate`, one process, the
 real registration and report sequence) in one group. The digits example is pushed and compiled
-ahead (so compile time is not measured), then one deployment goes to the whole group and we
-measure:
+ahead (so compile time is not measured), then one deployment goes to the whole group in one
+wave (with ``--health-window`` seconds of post-switch health window, 0 by default, where the
+server takes rollout options) and we measure:
 
 - ``desired_spread_s``: from the deployment's creation to the last device receiving its desired
   state; ``final_spread_s``: to the last device's final report;
@@ -41,6 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from edgectl.client import FleetClient  # noqa: E402
+from edgectl.errors import ApiError  # noqa: E402
 from edgectl.local.launcher import Launched, start_server  # noqa: E402
 from edgectl.simulate import Faults, SimConfig, Simulator  # noqa: E402
 
@@ -93,6 +95,20 @@ def compile_ahead(api: FleetClient, timeout: float = 600.0) -> None:
     raise RuntimeError(f"the bundle was not ready after {timeout:g}s")
 
 
+def deploy(api: FleetClient, health_window: float) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """One wave to the whole group, with the post-switch health window given (it would otherwise
+    sit between the last report and SUCCEEDED). A server without rollout options (before the
+    staged rollouts) is sent the plain request; the answer says which was used."""
+    rollout = {"waves": [{"percent": 100}], "health_window_s": health_window}
+    body = {"model": f"{MODEL}:{VERSION}", "group": GROUP}
+    try:
+        return api.request("POST", "/api/v1/deployments", json=body | {"rollout": rollout}), rollout
+    except ApiError as exc:
+        if exc.status not in (400, 422):
+            raise
+        return api.create_deployment(f"{MODEL}:{VERSION}", GROUP), None
+
+
 def run_size(n: int, work: Path, args: argparse.Namespace) -> dict[str, Any]:
     server: Launched = start_server(work / "server", broker="mosquitto", timeout=120)
     url = str(server.ready["url"])
@@ -119,7 +135,7 @@ def run_size(n: int, work: Path, args: argparse.Namespace) -> dict[str, Any]:
         pid = server.proc.pid
         cpu0, reports0 = cpu_seconds(pid), sim.counts["reports"]
         created = time.monotonic()
-        dep = api.create_deployment(f"{MODEL}:{VERSION}", GROUP)
+        dep, rollout = deploy(api, args.health_window)
         seen: dict[str, Any] = {}
         deadline = created + args.timeout
         polls = 0
@@ -148,6 +164,7 @@ def run_size(n: int, work: Path, args: argparse.Namespace) -> dict[str, Any]:
             "server_cpu_s": round(cpu1 - cpu0, 3),
             "server_cpu_per_report_ms": round(1000 * (cpu1 - cpu0) / reports, 3) if reports else None,
             "polls": polls,
+            "rollout": rollout,
         }
         if last_final is not None:
             result["succeeded_after_last_report_polled_s"] = round(done_seen - last_final, 3)
@@ -168,6 +185,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--timeout", type=float, default=900.0, help="give up on one deployment after this")
     p.add_argument("--poll", type=float, default=0.25, help="seconds between deployment polls")
     p.add_argument("--settle", type=float, default=2.0, help="seconds between registration and deploy")
+    p.add_argument(
+        "--health-window", type=float, default=0.0, help="post-switch health window of the rollout (s)"
+    )
     p.add_argument("--telemetry-interval", type=float, default=0.0, help="0: no telemetry (default)")
     p.add_argument("--step-min", type=float, default=0.01)
     p.add_argument("--step-max", type=float, default=0.05)
