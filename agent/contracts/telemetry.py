@@ -29,7 +29,9 @@ class Latency(Contract):
 @dataclass(frozen=True)
 class Telemetry(Contract):
     """``requests`` and ``errors`` count the window's requests and failed ones; ``offload_ratio``
-    is the share sent to the cloud endpoint; ``model`` the ``name:version`` serving."""
+    is the share sent to the cloud endpoint; ``model`` the ``name:version`` serving;
+    ``classes`` how many of the window's answers predicted each class (by class index as a
+    string), for drift gates that compare versions."""
 
     WHERE: ClassVar[str] = "telemetry"
     SCHEMA: ClassVar[str | None] = TELEMETRY_SCHEMA
@@ -47,6 +49,7 @@ class Telemetry(Contract):
     cpu_percent: float | None = None
     memory_mb: float | None = None
     temperature_c: float | None = None
+    classes: dict[str, int] | None = None
 
     def check(self, where: str) -> None:
         if self.window_s < 0 or self.requests < 0 or self.errors < 0:
@@ -55,3 +58,5 @@ class Telemetry(Contract):
             raise ContractError(f"{where}.errors: {self.errors} errors in {self.requests} requests")
         if self.offload_ratio is not None and not 0.0 <= self.offload_ratio <= 1.0:
             raise ContractError(f"{where}.offload_ratio: must be between 0 and 1")
+        if self.classes is not None and any(n < 0 for n in self.classes.values()):
+            raise ContractError(f"{where}.classes: counts must not be negative")

@@ -16,6 +16,7 @@ from edgectl.commands.models import models
 from edgectl.commands.profiles import profiles
 from edgectl.commands.quickstart import quickstart
 from edgectl.commands.rollouts import rollouts
+from edgectl.commands.simulate import simulate
 from edgectl.commands.tokens import tokens
 from edgectl.commands.toolchains import toolchains
 
@@ -42,3 +43,4 @@ def register(root: typer.Typer) -> None:
 
     # Local fleets: the server and agents as processes on this machine.
     root.command("quickstart")(quickstart)
+    root.command("simulate")(simulate)
