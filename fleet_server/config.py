@@ -69,10 +69,19 @@ class Settings(LayeredSettings):
     reconcile_interval_s: float = 2.0
     mosquitto_bin: str = MOSQUITTO_BIN
     log_level: str = "info"
+    # device identity (fleet_server.identity)
+    identity_dir: Path | None = None  # the fleet CA (ca.key, ca.crt); None: <data_dir>/identity
+    cert_days: float = 30.0  # lifetime of a device's client certificate; agents renew at 2/3 of it
+    device_port: Integer = 0  # the mTLS device listener (downloads, renewal); 0: a free port
+    mqtt_tls: bool = True  # mTLS + ACLs on the broker the server starts (off: anonymous, loopback)
 
     @property
     def database_url(self) -> str:
         return self.db or f"sqlite:///{self.data_dir.resolve() / 'fleet.db'}"
+
+    @property
+    def ca_dir(self) -> Path:
+        return self.identity_dir or self.data_dir / "identity"
 
     @property
     def cloud_grpc_port(self) -> int | None:
@@ -138,6 +147,10 @@ def check_settings(s: Settings) -> Settings:
         raise ConfigError(f"--mqtt-protocol: {s.mqtt_protocol!r} is not one of {', '.join(PROTOCOLS)}")
     if s.grpc_port is not None and not -1 <= s.grpc_port <= 65535:
         raise ConfigError(f"--grpc-port: {s.grpc_port} is not a TCP port (0: a free one, -1: no gRPC)")
+    if not 0 < s.cert_days <= 3650:
+        raise ConfigError(f"--cert-days: {s.cert_days}; more than 0, at most 3650")
+    if not 0 <= s.device_port <= 65535:
+        raise ConfigError(f"--device-port: {s.device_port} is not a TCP port (0: a free one)")
     if s.compile_workers < 1:
         raise ConfigError("--compile-workers: needs at least 1")
     spec = s.broker_spec

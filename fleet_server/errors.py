@@ -6,6 +6,11 @@ domain code never speaks HTTP.
 FleetError
 ├── InvalidRequestError   bad input: fix the request                            (400)
 ├── UnauthorizedError     missing or wrong operator token                       (401)
+│   └── TokenUnknownError  an enrollment token the server never issued          (401)
+├── ForbiddenError        a known caller not allowed this                       (403)
+│   ├── TokenUsedError     an enrollment token with no uses left                (403)
+│   ├── TokenExpiredError  an enrollment token past its expiry                  (403)
+│   └── RevokedError       a device whose certificate was revoked               (403)
 ├── NotFoundError         unknown model, device, group, deployment or artifact  (404)
 ├── ConflictError         exists already with other content                     (409)
 ├── UnusableError         an upload or deployment that can't be used: not ONNX,
@@ -33,6 +38,26 @@ class InvalidRequestError(FleetError):
 
 class UnauthorizedError(FleetError):
     code = "unauthorized"
+
+
+class TokenUnknownError(UnauthorizedError):
+    code = "enroll_token_unknown"
+
+
+class ForbiddenError(FleetError):
+    code = "forbidden"
+
+
+class TokenUsedError(ForbiddenError):
+    code = "enroll_token_used"
+
+
+class TokenExpiredError(ForbiddenError):
+    code = "enroll_token_expired"
+
+
+class RevokedError(ForbiddenError):
+    code = "certificate_revoked"
 
 
 class NotFoundError(FleetError):

@@ -19,6 +19,7 @@ not cut every device off.
 from __future__ import annotations
 
 import logging
+import ssl
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -81,6 +82,7 @@ class MqttBridge:
         metrics: Metrics | None = None,
         on_report: Callable[[], None] | None = None,
         limits: MessageLimits = MESSAGE_LIMITS,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self._sessions = sessions
         self.host, self.port, self.protocol = host, port, protocol
@@ -107,6 +109,8 @@ class MqttBridge:
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
+        if tls is not None:  # the server's own identity (CN fleet-server), which the broker's ACL knows
+            self._client.tls_set_context(tls)
 
     @property
     def v5(self) -> bool:

@@ -29,7 +29,7 @@ from agent.contracts.manifest import (
     Validation,
 )
 from agent.contracts.policy import OffloadPolicy, ServingPolicy
-from agent.contracts.registration import MqttSettings, RegistrationRequest, RegistrationResponse
+from agent.contracts.registration import EnrollmentRequest, EnrollmentResponse, MqttSettings, RenewalResponse
 from agent.contracts.state import (
     DESIRED_SCHEMA,
     REPORTED_SCHEMA,
@@ -56,6 +56,8 @@ __all__ = [
     "ContractError",
     "DesiredModel",
     "DesiredState",
+    "EnrollmentRequest",
+    "EnrollmentResponse",
     "DeviceTopic",
     "ErrorCode",
     "FileEntry",
@@ -63,8 +65,7 @@ __all__ = [
     "Manifest",
     "MqttSettings",
     "OffloadPolicy",
-    "RegistrationRequest",
-    "RegistrationResponse",
+    "RenewalResponse",
     "ReportedError",
     "ReportedState",
     "SelfTest",

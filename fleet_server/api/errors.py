@@ -18,6 +18,7 @@ from fleet_server.errors import (
     ConfigError,
     ConflictError,
     FleetError,
+    ForbiddenError,
     InvalidRequestError,
     NotFoundError,
     StoreError,
@@ -31,6 +32,7 @@ log = logging.getLogger(__name__)
 STATUS: dict[type[FleetError], int] = {
     InvalidRequestError: 400,
     UnauthorizedError: 401,
+    ForbiddenError: 403,
     NotFoundError: 404,
     ConflictError: 409,
     UnusableError: 422,
