@@ -6,7 +6,8 @@
   (``require_certificate``, the certificate's CN as username, the CRL, the per-device ACL) on
   ``host`` and no plaintext listener is open; without them (``--mqtt-tls off``), one anonymous
   listener on 127.0.0.1. :meth:`MosquittoBroker.reload` (SIGHUP) makes it read the CRL and ACL
-  again: new connections are checked against them, open ones stay (the caller drops those). Mosquitto started as root
+  again: new connections are checked against them, open ones stay (the caller drops those).
+  Mosquitto started as root
   drops to the ``mosquitto`` user, which could not write the data dir, so the config says
   ``user root`` then.
 - :class:`EmbeddedBroker`: amqtt in a background asyncio thread, for machines without Mosquitto.
@@ -161,7 +162,9 @@ class MosquittoBroker:
                 start_new_session=True,  # a Ctrl-C to the server's terminal is the server's to handle
             )
             if wait_for_port(self._reach(), port, 10, self.proc):
-                self.endpoint = BrokerEndpoint(self._reach(), port, self.protocol, "mosquitto", self.tls is not None)
+                self.endpoint = BrokerEndpoint(
+                    self._reach(), port, self.protocol, "mosquitto", self.tls is not None
+                )
                 log.info(
                     "mosquitto (pid %d) listening on %s:%d%s",
                     self.proc.pid,
@@ -291,7 +294,9 @@ def start_broker(settings: Settings, tls: TlsFiles | None = None) -> RunningBrok
             raise ConfigError(
                 f"--broker mosquitto: no mosquitto binary at {settings.mosquitto_bin} or on PATH"
             )
-        return MosquittoBroker(binary, settings.data_dir, settings.mqtt_protocol, tls=tls, host=settings.host).start()
+        return MosquittoBroker(
+            binary, settings.data_dir, settings.mqtt_protocol, tls=tls, host=settings.host
+        ).start()
     if tls is not None:
         log.warning("no mosquitto binary: the embedded broker has no TLS; devices connect without identity")
     if settings.mqtt_protocol != "3.1.1":

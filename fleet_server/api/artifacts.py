@@ -2,8 +2,9 @@
 
 Devices download on the device listener (mTLS, :mod:`fleet_server.identity.device_listener`,
 ``device_router``); on the operator API the same route needs the operator token (``router``).
-Either serves only what a device may fetch: the ``target_path`` of a ``ready`` bundle. Everything else in the store (source models, calibration and validation data
-under ``{name}/{version}/source/``) answers 404, the same as a missing file.
+Either serves only what a device may fetch: the ``target_path`` of a ``ready`` bundle. Everything
+else in the store (source models, calibration and validation data under
+``{name}/{version}/source/``) answers 404, the same as a missing file.
 """
 
 from __future__ import annotations

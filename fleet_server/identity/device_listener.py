@@ -14,6 +14,7 @@ take a revoked one: its CRL is not reloaded at run time).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import ssl
 import threading
@@ -73,7 +74,9 @@ def renew(body: RenewBody, request: Request, device_id: str = Depends(require_de
     fleet = request.app.state.fleet
     der = request.state.peer_cert_der
     with fleet.sessions() as s:
-        issued = renew_cert(s, fleet.identity.ca, device_id, cert_serial(der), body.csr, fleet.settings.cert_days)
+        issued = renew_cert(
+            s, fleet.identity.ca, device_id, cert_serial(der), body.csr, fleet.settings.cert_days
+        )
     log.info("renewed the certificate of %s (valid until %s)", device_id, issued.not_after.isoformat())
     return {
         "certificate": issued.pem.decode(),
@@ -145,10 +148,8 @@ class DeviceListener:
     def stop(self) -> None:
         self._server.should_exit = True
         self._thread.join(10)
-        try:
+        with contextlib.suppress(OSError):
             self._sock.close()
-        except OSError:
-            pass
 
 
 __all__ = ["DeviceListener", "PeerCertProtocol", "require_device"]

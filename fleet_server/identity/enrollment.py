@@ -87,7 +87,9 @@ def create_token(
     if not 1 <= uses <= MAX_TOKEN_USES:
         raise InvalidRequestError(f"uses: {uses}; between 1 and {MAX_TOKEN_USES}")
     if not 0 < expires_in_s <= MAX_TOKEN_LIFETIME_S:
-        raise InvalidRequestError(f"expires_in_s: {expires_in_s}; more than 0, at most {MAX_TOKEN_LIFETIME_S}")
+        raise InvalidRequestError(
+            f"expires_in_s: {expires_in_s}; more than 0, at most {MAX_TOKEN_LIFETIME_S}"
+        )
     check_labels(labels, "labels")
     get_group(session, group)
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
@@ -107,11 +109,17 @@ def create_token(
 
 def _spend(session: Session, token: str, now: dt.datetime) -> EnrollmentToken:
     """Take one use of ``token`` (not committed). Raises the token errors."""
-    row = session.scalars(select(EnrollmentToken).where(EnrollmentToken.token_sha256 == token_hash(token))).first()
+    row = session.scalars(
+        select(EnrollmentToken).where(EnrollmentToken.token_sha256 == token_hash(token))
+    ).first()
     if row is None:
-        raise TokenUnknownError("unknown enrollment token: ask an admin for one (edgectl devices enroll-token create)")
+        raise TokenUnknownError(
+            "unknown enrollment token: ask an admin for one (edgectl devices enroll-token create)"
+        )
     if _aware(row.expires_at) <= now:
-        raise TokenExpiredError(f"the enrollment token expired at {_aware(row.expires_at).isoformat()}; ask for a new one")
+        raise TokenExpiredError(
+            f"the enrollment token expired at {_aware(row.expires_at).isoformat()}; ask for a new one"
+        )
     taken = session.execute(
         update(EnrollmentToken)
         .where(EnrollmentToken.id == row.id, EnrollmentToken.uses_left > 0)
@@ -216,7 +224,9 @@ def revoke(session: Session, device_id: str, now: dt.datetime | None = None) -> 
     dev.online = False
     serials = []
     for cert in session.scalars(
-        select(DeviceCertificate).where(DeviceCertificate.device_id == device_id, DeviceCertificate.revoked_at.is_(None))
+        select(DeviceCertificate).where(
+            DeviceCertificate.device_id == device_id, DeviceCertificate.revoked_at.is_(None)
+        )
     ):
         cert.revoked_at = now
         serials.append(cert.serial)

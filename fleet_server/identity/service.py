@@ -63,7 +63,9 @@ class Identity:
     def drop_connection(self, endpoint: Any, client_id: str, timeout: float = 5.0) -> None:
         """Close the broker's connection of ``client_id`` by connecting with that client id (the
         broker drops the older one) and a clean session, then leaving."""
-        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311, clean_session=True)
+        c = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311, clean_session=True
+        )
         c.tls_set_context(self.client_context())
         try:
             c.connect(endpoint.host, endpoint.port, keepalive=10)
