@@ -287,7 +287,7 @@ def start_broker(settings: Settings, tls: TlsFiles | None = None) -> RunningBrok
     spec = settings.broker_spec
     if spec.kind == "external":
         assert spec.host is not None and spec.port is not None
-        return ExternalBroker(spec.host, spec.port, settings.mqtt_protocol, tls is not None)
+        return ExternalBroker(spec.host, spec.port, settings.mqtt_protocol, spec.tls)
     binary = settings.mosquitto_bin if Path(settings.mosquitto_bin).exists() else shutil.which("mosquitto")
     if spec.kind == "mosquitto" or (spec.kind == "auto" and binary):
         if not binary:

@@ -31,6 +31,7 @@ class BrokerSpec:
     kind: str
     host: str | None = None
     port: int | None = None
+    tls: bool = False  # external only: mqtts://, the server connects with its fleet-server certificate
 
 
 @dataclass(frozen=True)
@@ -100,13 +101,18 @@ class Settings(LayeredSettings):
 
 
 def parse_broker(spec: str) -> BrokerSpec:
-    """``auto``/``embedded``/``mosquitto``, or ``mqtt://host:port`` for a broker run elsewhere."""
+    """``auto``/``embedded``/``mosquitto``, or ``mqtt://host:port`` (``mqtts://`` with mTLS) for a
+    broker run elsewhere."""
     if spec in BROKER_KINDS:
         return BrokerSpec(spec)
     parts = urlsplit(spec)
     if parts.scheme == "mqtt" and parts.hostname:
         return BrokerSpec("external", parts.hostname, parts.port or 1883)
-    raise ConfigError(f"--broker: {spec!r} is not one of {', '.join(BROKER_KINDS)} or mqtt://host:port")
+    if parts.scheme == "mqtts" and parts.hostname:  # mTLS with the fleet's files (docs/identity.md)
+        return BrokerSpec("external", parts.hostname, parts.port or 8883, tls=True)
+    raise ConfigError(
+        f"--broker: {spec!r} is not one of {', '.join(BROKER_KINDS)}, mqtt://host:port or mqtts://host:port"
+    )
 
 
 def parse_store(spec: str, data_dir: Path) -> StoreSpec:

@@ -167,8 +167,11 @@ def start_agent(
     log_dir: Path | None = None,
     timeout: float = 60.0,
     wait: bool = True,
+    enroll_token: str | None = None,
 ) -> Launched:
-    """Start ``edge-agent`` for one simulated device, serving on a free loopback port."""
+    """Start ``edge-agent`` for one simulated device, serving on a free loopback port.
+    ``enroll_token``: needed the first time (the device has no identity in ``data_dir`` yet); it
+    goes through the environment, not the command line other users could read."""
     args = [
         "--server",
         server_url,
@@ -185,7 +188,8 @@ def start_agent(
     ]
     for k, v in (labels or {}).items():
         args += ["--label", f"{k}={v}"]
-    agent = launch(device_id, "edge-agent", args, log_dir or data_dir / "logs")
+    env = {"EDGEFLEET_AGENT_ENROLL_TOKEN": enroll_token} if enroll_token else None
+    agent = launch(device_id, "edge-agent", args, log_dir or data_dir / "logs", env=env)
     if wait:
         agent.wait_ready(timeout)
     return agent

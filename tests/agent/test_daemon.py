@@ -18,7 +18,12 @@ from tests.agent.agent_testkit import ArtifactServer
 
 def config(tmp_path: Path, server: str, port: int = 0) -> AgentConfig:
     return AgentConfig(
-        server=server, device_id="dev-9", profile="x86-64-avx2", data_dir=tmp_path / "data", port=port
+        server=server,
+        device_id="dev-9",
+        profile="x86-64-avx2",
+        data_dir=tmp_path / "data",
+        port=port,
+        enroll_token="testkit-token",  # the test kit's server signs any CSR
     )
 
 

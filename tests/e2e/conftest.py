@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from edgectl.local.launcher import Launched, start_agent, start_server
+from tests.e2e.e2e_kit import enroll_token
 
 
 @pytest.fixture
@@ -60,8 +61,15 @@ class Fleet:
         return str(self.server.ready["url"])
 
     def add_agent(self, device_id: str, profile: str, labels: dict[str, str]) -> Launched:
+        # -- device identity: every agent enrolls with a token of its own (one use) --
         agent = start_agent(
-            self.url, device_id, profile, self.root / device_id, labels=labels, log_dir=self.root / "logs"
+            self.url,
+            device_id,
+            profile,
+            self.root / device_id,
+            labels=labels,
+            log_dir=self.root / "logs",
+            enroll_token=enroll_token(self.url),
         )
         self.agents[device_id] = agent
         return agent
@@ -73,12 +81,25 @@ class Fleet:
         return "\n".join(a.log_tail(30) for a in [self.server, *self.agents.values()])
 
 
+def fleet_tls(mosquitto_broker: Any, server_dir: Path) -> None:
+    """Run ``mosquitto_broker`` with the configuration fleet-server writes for its own Mosquitto
+    (mTLS, ACL, CRL), from the CA the server will find in ``server_dir``."""
+    from fleet_server.identity.broker_files import TlsFiles, write_tls_files
+    from fleet_server.identity.ca import FleetCA
+
+    ca = FleetCA.load_or_create(server_dir / "identity")
+    files = write_tls_files(ca, TlsFiles(server_dir / "mosquitto" / "tls"), [], [])
+    mosquitto_broker.use_fleet_tls(files)
+    mosquitto_broker.restart()
+
+
 @pytest.fixture
 def make_fleet(tmp_path: Path, mosquitto_broker: Any) -> Iterator[Any]:
     fleets: list[Fleet] = []
 
     def make(backend: Backend | None = None) -> Fleet:
         b = backend or Backend("sqlite+dir")
+        fleet_tls(mosquitto_broker, tmp_path / "server")  # device identity: mTLS + ACLs on
         server = start_server(
             tmp_path / "server",
             broker=mosquitto_broker.url,
