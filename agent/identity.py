@@ -173,12 +173,17 @@ def reload(ctx: ssl.SSLContext, data_dir: Path) -> None:
 
 
 def device_http_client(
-    data_dir: Path, *, timeout: httpx.Timeout | None = None, context: ssl.SSLContext | None = None
+    data_dir: Path,
+    *,
+    timeout: httpx.Timeout | None = None,
+    context: ssl.SSLContext | None = None,
+    base_url: str = "",
 ) -> httpx.Client:
     """An httpx client that presents the device certificate and trusts only the fleet CA (for
     downloads, TUF metadata and renewal on the device listener). ``context``: one from
     :func:`tls_context` to share (and :func:`reload` after a renewal)."""
     return httpx.Client(
+        base_url=base_url,
         verify=context or tls_context(data_dir),
         timeout=timeout or httpx.Timeout(30.0, connect=10.0),
         follow_redirects=True,

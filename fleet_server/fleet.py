@@ -113,8 +113,6 @@ class Fleet:
         # -- device identity: TLS files first (the broker reads them), then the mTLS listener --
         files = self.identity.prepare()
         self.broker = start_broker(self.settings, files if self.settings.mqtt_tls else None)
-        if self.broker.endpoint.kind == "embedded" and self.settings.mqtt_tls:
-            log.warning("the embedded broker has no TLS: devices connect to it without their identity")
         self.device_listener = DeviceListener(
             self, self.settings.host, self.settings.device_port, self.identity.server_context()
         )

@@ -25,7 +25,8 @@ from fastapi.openapi.utils import get_openapi
 
 DESCRIPTIONS = {
     400: "Invalid request: a parameter or body field is malformed or out of its bounds",
-    401: "Missing or wrong bearer token (when the server has one)",
+    401: "Missing or wrong bearer token (when the server has one), or an unknown enrollment token",
+    403: "Not allowed: an enrollment token used up or expired, or a revoked device",
     404: "Unknown model, device, group, deployment, profile or artifact",
     409: "Conflicts with what exists",
     413: "Request body over the server's bound",
@@ -39,6 +40,9 @@ ROUTE_ERRORS: dict[tuple[str, str], tuple[int, ...]] = {
     ("get", "/api/v1/models/{name}/{version}"): (404,),
     ("post", "/api/v1/models/{name}/{version}/bundles"): (404,),
     ("get", "/api/v1/devices"): (404,),
+    ("post", "/api/v1/devices/enroll"): (401, 403),
+    ("post", "/api/v1/devices/enroll-tokens"): (404,),
+    ("post", "/api/v1/devices/{device_id}/revoke"): (404,),
     ("get", "/api/v1/devices/{device_id}"): (404,),
     ("post", "/api/v1/groups"): (409,),
     ("get", "/api/v1/groups/{name}"): (404,),

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.backoff import Backoff
 from agent import identity
+from agent.backoff import Backoff
 from agent.contracts.registration import EnrollmentRequest, EnrollmentResponse, MqttSettings
 from agent.errors import EnrollmentError
 from agent.registration import enroll as register
@@ -134,7 +134,9 @@ def test_the_key_stays_on_the_device_and_the_certificate_is_kept(
     assert files.cert.read_bytes() == kept
 
 
-def test_renewal_is_due_at_two_thirds_of_the_lifetime(tmp_path: Path, artifact_server: ArtifactServer) -> None:
+def test_renewal_is_due_at_two_thirds_of_the_lifetime(
+    tmp_path: Path, artifact_server: ArtifactServer
+) -> None:
     import datetime as dt
 
     artifact_server.behaviour.mqtt = {"host": "h", "port": 1, "protocol": "5"}

@@ -60,8 +60,11 @@ def real(edgectl: Run, real_server: str) -> Run:
 def register(url: str, device_id: str, labels: dict[str, str]) -> None:
     import httpx
 
+    from tests.fixtures.enroll import enroll
+
     body = {"device_id": device_id, "profile": "x86-64-avx2", "labels": labels, "facts": {"arch": "x86_64"}}
-    httpx.post(f"{url}/api/v1/devices/register", json=body, timeout=10).raise_for_status()
+    with httpx.Client(base_url=url, timeout=10) as c:
+        enroll(c, body).raise_for_status()
 
 
 def test_a_session_against_the_real_server(real: Run, real_server: str, tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from agent.contracts import DesiredState, ReportedState, UpdateState
+from tests.fixtures.enroll import enroll
 
 REF = "digits:1.0"
 
@@ -23,8 +24,7 @@ def server(mosquitto_settings: Any, start_app: Any, seed_bundles: Any) -> Any:
 
 def setup_rollout(c: Any, *device_ids: str, profile: str = "x86-64-avx2") -> None:
     for d in device_ids:
-        r = c.post(
-            "/api/v1/devices/register", json={"device_id": d, "profile": profile, "labels": {"site": "lab"}}
+        r = enroll(c, {"device_id": d, "profile": profile, "labels": {"site": "lab"}}
         )
         assert r.status_code == 200
     assert c.post("/api/v1/groups", json={"name": "lab", "selector": {"site": "lab"}}).status_code == 201
@@ -105,9 +105,7 @@ def test_later_device_gets_the_current_deployment_and_redeploy_bumps_generation(
     setup_rollout(c, "d1")
     first = deploy(c)
     # A device registering later with matching labels joins the running deployment.
-    c.post(
-        "/api/v1/devices/register",
-        json={"device_id": "late", "profile": "x86-64-avx512-vnni", "labels": {"site": "lab"}},
+    enroll(c, {"device_id": "late", "profile": "x86-64-avx512-vnni", "labels": {"site": "lab"}},
     )
     wait(lambda: "late" in device_states(c, first["id"]), what="late device joins")
     late = make_device("late", mosquitto_broker.host, mosquitto_broker.port)

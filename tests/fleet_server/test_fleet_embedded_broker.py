@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from agent.contracts import UpdateState
+from tests.fixtures.enroll import enroll
 
 REF = "digits:1.0"
 
@@ -17,8 +18,7 @@ def test_rollout_over_the_embedded_broker(
     seed_bundles(c)
     ep = fleet(c).mqtt
     assert (ep.kind, ep.protocol) == ("embedded", "3.1.1")
-    r = c.post(
-        "/api/v1/devices/register", json={"device_id": "d1", "profile": "x86-64-avx2", "labels": {"a": "1"}}
+    r = enroll(c, {"device_id": "d1", "profile": "x86-64-avx2", "labels": {"a": "1"}}
     )
     mqtt = r.json()["mqtt"]
     assert (mqtt["host"], mqtt["port"], mqtt["protocol"]) == ("127.0.0.1", ep.port, "3.1.1")
@@ -49,7 +49,7 @@ def test_auto_falls_back_to_the_embedded_broker(
     else:
         assert (ep.kind, ep.protocol) == ("embedded", "3.1.1")
         assert (
-            c.post("/api/v1/devices/register", json={"device_id": "x", "profile": "x86-64-avx2"}).json()[
+            enroll(c, {"device_id": "x", "profile": "x86-64-avx2"}).json()[
                 "mqtt"
             ]["protocol"]
             == "3.1.1"

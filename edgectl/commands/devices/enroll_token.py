@@ -46,12 +46,18 @@ def token_view(t: dict[str, Any]) -> RenderableType:
 
 def create(
     ctx: typer.Context,
-    group: Annotated[str, typer.Option("--group", "-g", help="The group enrolled devices join (must exist).")],
+    group: Annotated[
+        str, typer.Option("--group", "-g", help="The group enrolled devices join (must exist).")
+    ],
     labels: Annotated[
         list[str] | None,
-        typer.Option("--labels", "-l", metavar="KEY=VALUE", help="A label enrolled devices get (repeatable)."),
+        typer.Option(
+            "--labels", "-l", metavar="KEY=VALUE", help="A label enrolled devices get (repeatable)."
+        ),
     ] = None,
-    expires: Annotated[str, typer.Option("--expires", help="How long the token is good for: 30m, 1h, 7d.")] = "1h",
+    expires: Annotated[
+        str, typer.Option("--expires", help="How long the token is good for: 30m, 1h, 7d.")
+    ] = "1h",
     uses: Annotated[int, typer.Option("--uses", min=1, help="How many devices may enroll with it.")] = 1,
     output: Output = None,
 ) -> None:
