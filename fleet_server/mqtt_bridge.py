@@ -42,7 +42,7 @@ from agent.contracts import (
     server_subscriptions,
 )
 from fleet_server.db import Device, utcnow
-from fleet_server.inbound import RejectedMessage, bound_reported, check_status, read_json
+from fleet_server.inbound import OUT_OF_RANGE, RejectedMessage, bound_reported, check_status, read_json
 from fleet_server.limits import FIELD_LIMITS, MESSAGE_LIMITS, MessageLimits, clip
 from fleet_server.metrics import Metrics
 
@@ -275,6 +275,14 @@ class MqttBridge:
             if dev is None:
                 log.warning("reported state from unregistered device %s ignored", device_id)
                 return False
+            # Only the device's own identity can publish here (the broker's ACL); and no device
+            # applies a generation the server never sent it, so a higher one is refused rather
+            # than stored, where it would make every real report after it look stale.
+            if rs.generation > dev.desired_generation:
+                raise RejectedMessage(
+                    OUT_OF_RANGE,
+                    f"reported.generation {rs.generation} is ahead of the {dev.desired_generation} sent",
+                )
             # QoS 1 may deliver a duplicate late, after a newer report: keep the newest.
             if dev.reported is not None and rs.is_older_than(dev.reported):
                 log.debug("stale report from %s (generation %d) ignored", device_id, rs.generation)

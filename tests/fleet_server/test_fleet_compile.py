@@ -47,7 +47,9 @@ def test_compile_for_x86_reaches_ready_and_the_tar_downloads(
     c = start_app(settings)
     push(c, "1.0")
     for i, profile in enumerate(("x86-64-avx2", "x86-64-avx512-vnni")):  # one build serves both
-        enroll(c, {"device_id": f"d{i}", "profile": profile, "labels": {"site": "a"}},
+        enroll(
+            c,
+            {"device_id": f"d{i}", "profile": profile, "labels": {"site": "a"}},
         )
     c.post("/api/v1/groups", json={"name": "a", "selector": {"site": "a"}})
     c.post("/api/v1/groups", json={"name": "b", "devices": ["d1"]})
@@ -96,8 +98,7 @@ def test_failed_compile_fails_the_deployment_and_later_ones_get_422(
     bad = io.BytesIO()
     np.savez(bad, input=np.zeros((4, 3), np.float32))  # wrong shape for a (N, 1, 8, 8) input
     push(c, "bad", calibration=bad.getvalue())
-    enroll(c, {"device_id": "d1", "profile": "x86-64-avx2", "labels": {"s": "1"}}
-    )
+    enroll(c, {"device_id": "d1", "profile": "x86-64-avx2", "labels": {"s": "1"}})
     c.post("/api/v1/groups", json={"name": "g", "selector": {"s": "1"}})
     dep = c.post("/api/v1/deployments", json={"model": "digits:bad", "group": "g"}).json()
     d = wait(lambda: (x := c.get(f"/api/v1/deployments/{dep['id']}").json())["state"] == "FAILED" and x,

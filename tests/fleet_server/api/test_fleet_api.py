@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 
 from agent.identity import device_http_client
-
 from tests.fixtures.enroll import GROUP as ENROLL_GROUP
 from tests.fixtures.enroll import enroll, enroll_as_device, enroll_token
 

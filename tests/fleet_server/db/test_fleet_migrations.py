@@ -88,7 +88,9 @@ def test_db_upgrade_command(tmp_path: Path) -> None:
 def test_server_runs_on_postgresql(postgres_url: str, settings: Any, start_app: Any) -> None:
     c = start_app(settings.model_copy(update={"db": postgres_url}))
     assert (
-        enroll(c, {"device_id": "d1", "profile": "x86-64-avx2", "labels": {"s": "x"}},
+        enroll(
+            c,
+            {"device_id": "d1", "profile": "x86-64-avx2", "labels": {"s": "x"}},
         ).status_code
         == 200
     )
