@@ -142,6 +142,7 @@ class MosquittoBroker:
         self.endpoint = BrokerEndpoint(self._reach(), port, protocol, "mosquitto", tls is not None)
 
     def _reach(self) -> str:
+        """Where this server connects to it (loopback when it listens on every address)."""
         return LOOPBACK if self.host in ("0.0.0.0", "", "::") else self.host
 
     def start(self, attempts: int = 3) -> MosquittoBroker:

@@ -77,8 +77,12 @@ class Fleet:
     def mqtt_info(self) -> dict[str, Any]:
         """What a device needs to connect (the enrollment answer's ``mqtt``)."""
         ep = self.mqtt
+        host = None if ep is None else ep.host
+        if ep is not None and ep.kind == "mosquitto" and self.settings.host in ("0.0.0.0", "", "::"):
+            # every address: the public URL's host, or a wildcard (the agent then uses the server's)
+            host = self.identity.public_host or "0.0.0.0"
         return {
-            "host": None if ep is None else ep.host,
+            "host": host,
             "port": None if ep is None else ep.port,
             "protocol": self.settings.mqtt_protocol if ep is None else ep.protocol,
             "topic_root": TOPIC_ROOT,
@@ -114,7 +118,11 @@ class Fleet:
         files = self.identity.prepare()
         self.broker = start_broker(self.settings, files if self.settings.mqtt_tls else None)
         self.device_listener = DeviceListener(
-            self, self.settings.host, self.settings.device_port, self.identity.server_context()
+            self,
+            self.settings.host,
+            self.settings.device_port,
+            self.identity.server_context(),
+            advertise=self.identity.public_host,
         )
         self.device_listener.start()
         ep = self.broker.endpoint

@@ -114,13 +114,15 @@ def server_context(cert: str, key: str, ca: str) -> ssl.SSLContext:
 class DeviceListener:
     """The mTLS uvicorn server on ``host:port`` (0: a free one), on a daemon thread."""
 
-    def __init__(self, fleet: Any, host: str, port: int, context: ssl.SSLContext) -> None:
+    def __init__(
+        self, fleet: Any, host: str, port: int, context: ssl.SSLContext, advertise: str | None = None
+    ) -> None:
         from agent.serving.sockets import tcp_listener
 
         self._sock = tcp_listener(host, port)
         self._sock.listen(1024)
         self.port = int(self._sock.getsockname()[1])
-        shown = "127.0.0.1" if host in ("0.0.0.0", "") else host
+        shown = advertise or ("127.0.0.1" if host in ("0.0.0.0", "") else host)
         self.url = f"https://{shown}:{self.port}"
         config = uvicorn.Config(
             create_device_app(fleet),

@@ -4,9 +4,11 @@ context, and revocation (database, CRL file, broker reload, open connection drop
 from __future__ import annotations
 
 import logging
+import socket
 import ssl
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -29,10 +31,17 @@ class Identity:
 
     def prepare(self) -> TlsFiles:
         """Write the broker's TLS files (CRL from the database). Call after migrating."""
-        hosts = [] if self.settings.host in ("0.0.0.0", "", "::") else [self.settings.host]
+        hosts = [h for h in (self.settings.host, self.public_host, socket.gethostname()) if h]
+        hosts = [h for h in hosts if h not in ("0.0.0.0", "", "::")]
         with self._sessions() as s:
             revoked = revoked_serials(s)
         return write_tls_files(self.ca, self.files, hosts, revoked)
+
+    @property
+    def public_host(self) -> str | None:
+        """The host devices reach the server at, when ``--public-url`` says it."""
+        url = self.settings.public_url
+        return urlsplit(url).hostname if url else None
 
     def client_context(self) -> ssl.SSLContext:
         """TLS for the server's own MQTT client: the fleet CA, the ``fleet-server`` certificate."""
