@@ -168,6 +168,7 @@ def start_agent(
     timeout: float = 60.0,
     wait: bool = True,
     enroll_token: str | None = None,
+    extra: list[str] | None = None,
 ) -> Launched:
     """Start ``edge-agent`` for one simulated device, serving on a free loopback port.
     ``enroll_token``: needed the first time (the device has no identity in ``data_dir`` yet); it
@@ -188,6 +189,7 @@ def start_agent(
     ]
     for k, v in (labels or {}).items():
         args += ["--label", f"{k}={v}"]
+    args += extra or []
     env = {"EDGEFLEET_AGENT_ENROLL_TOKEN": enroll_token} if enroll_token else None
     agent = launch(device_id, "edge-agent", args, log_dir or data_dir / "logs", env=env)
     if wait:

@@ -117,7 +117,8 @@ class FleetCA:
             .issuer_name(self.cert.subject)
             .public_key(public_key)  # type: ignore[arg-type]
             .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=5))  # a device clock a little behind
+            # a device clock a little behind: back-dated 5 minutes, or 5% of a short lifetime
+            .not_valid_before(now - min(dt.timedelta(minutes=5), dt.timedelta(days=days) * 0.05))
             .not_valid_after(now + dt.timedelta(days=days))
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(

@@ -356,3 +356,48 @@ def wait_online(server: Server, device_id: str, timeout: float = 30.0, online: b
             return
         assert time.monotonic() < deadline, f"{device_id} never became online={online}: {r.text[:300]}"
         time.sleep(0.2)
+
+
+@pytest.mark.slow
+def test_a_running_agent_renews_its_certificate_and_reconnects_with_it(tmp_path: Path) -> None:
+    """Certificates of 20 s: the agent renews at 2/3 of that over mTLS (no token), and once the
+    first one has expired, a dropped MQTT connection comes back with the renewed one."""
+    if not Path(MOSQUITTO).exists() and not shutil.which("mosquitto"):
+        pytest.skip("mosquitto is not installed")
+    d = tmp_path / "server"
+    proc = start_server(d, broker="mosquitto", extra=["--grpc-port", "-1", "--cert-days", str(20 / 86400)])
+    s = Server(proc, d, httpx.Client(base_url=str(proc.ready["url"]), timeout=10))
+    data = tmp_path / "agent"
+    token = enroll_token(s.api)
+    agent = start_agent(
+        s.url, "renew-1", "x86-64-avx2", data, enroll_token=token, extra=["--renew-check-s", "1"]
+    )
+    log = data / "logs" / "renew-1.log"
+    try:
+        wait_online(s, "renew-1")
+        first = identity.certificate(data)
+        deadline = time.monotonic() + 30
+        while identity.certificate(data).serial_number == first.serial_number:
+            assert time.monotonic() < deadline, "the agent did not renew its certificate"
+            time.sleep(0.3)
+        renewed = identity.certificate(data)
+        assert (
+            int(s.api.get("/api/v1/devices/renew-1").json()["certificate"]["serial"], 16)
+            == renewed.serial_number
+        )
+        while dt.datetime.now(dt.UTC) < first.not_valid_after_utc + dt.timedelta(seconds=1):
+            time.sleep(0.2)
+        connects = log.read_text().count("MQTT connected")
+        takeover = link(s.mqtt_port, "renew-1", server_ctx(s))  # the broker drops the agent's connection
+        takeover.wait_for(lambda x: x.connected.is_set())
+        takeover.stop()
+        deadline = time.monotonic() + 20
+        while log.read_text().count("MQTT connected") <= connects:  # back, with the renewed certificate
+            assert time.monotonic() < deadline, log.read_text()[-2000:]
+            time.sleep(0.2)
+        wait_online(s, "renew-1")
+        assert "renewed the device certificate" in log.read_text()
+    finally:
+        agent.stop()
+        s.api.close()
+        proc.stop()
