@@ -16,6 +16,7 @@ FleetError
 ├── UnusableError         an upload or deployment that can't be used: not ONNX,
 │                         or a compile it needs has failed (names target+reason) (422)
 ├── StoreError            the artifact store failed: retry later                (503)
+├── BrokerUnavailableError no MQTT broker to hand a device yet: retry later     (503)
 └── ConfigError           settings that can't work; raised at start-up
 """
 
@@ -74,6 +75,10 @@ class UnusableError(FleetError):
 
 class StoreError(FleetError):
     code = "store_unavailable"
+
+
+class BrokerUnavailableError(FleetError):
+    code = "broker_unavailable"
 
 
 class ConfigError(FleetError):

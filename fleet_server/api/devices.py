@@ -15,6 +15,7 @@ from fleet_server.api.deps import get_fleet, require_operator, require_role
 from fleet_server.api.schemas import EnrollDevice, EnrollTokenBody
 from fleet_server.db import Device
 from fleet_server.devices import get_device
+from fleet_server.errors import BrokerUnavailableError
 from fleet_server.fleet import Fleet
 from fleet_server.groups import get_group, group_members
 from fleet_server.identity.enrollment import create_token, enroll
@@ -40,8 +41,11 @@ def create_enroll_token(body: EnrollTokenBody, fleet: Fleet = Depends(get_fleet)
 def enroll_device(body: EnrollDevice, fleet: Fleet = Depends(get_fleet)) -> dict[str, Any]:
     """Spend a use of the token, create or update the device in the token's group, and sign its
     CSR (CN = device id). 401 ``enroll_token_unknown``; 403 ``enroll_token_used`` or
-    ``enroll_token_expired``; 400 for an invalid id, CSR or an unknown profile."""
+    ``enroll_token_expired``; 400 for an invalid id, CSR or an unknown profile; 503 while the
+    server has no broker (nothing spent)."""
     req = body.contract()
+    if not fleet.mqtt_info()["port"]:  # before the token is spent: the agent asks again later
+        raise BrokerUnavailableError("the server has no MQTT broker yet; try again shortly")
     with fleet.sessions() as s:
         dev, issued = enroll(
             s,

@@ -31,7 +31,7 @@ DESCRIPTIONS = {
     409: "Conflicts with what exists",
     413: "Request body over the server's bound",
     422: "Valid, but unusable: a compile it needs failed, or an upload numpy can't read",
-    503: "The artifact store can't be reached",
+    503: "The artifact store can't be reached, or there is no MQTT broker yet",
 }
 
 # (method, path) → the statuses its domain errors give, beyond the generic ones above.
@@ -40,7 +40,7 @@ ROUTE_ERRORS: dict[tuple[str, str], tuple[int, ...]] = {
     ("get", "/api/v1/models/{name}/{version}"): (404,),
     ("post", "/api/v1/models/{name}/{version}/bundles"): (404,),
     ("get", "/api/v1/devices"): (404,),
-    ("post", "/api/v1/devices/enroll"): (401, 403),
+    ("post", "/api/v1/devices/enroll"): (401, 403, 503),
     ("post", "/api/v1/devices/enroll-tokens"): (404,),
     ("post", "/api/v1/devices/{device_id}/revoke"): (404,),
     ("get", "/api/v1/devices/{device_id}"): (404,),
