@@ -4,6 +4,7 @@ its errors and the error envelope, auth, OpenAPI, metrics and the dashboard."""
 from __future__ import annotations
 
 import io
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -356,3 +357,20 @@ class _with_token:
 
     def post(self, url: str, **kw: Any) -> Any:
         return self._c.post(url, headers=self._h, **kw)
+
+
+def test_enrollment_hands_out_the_tuf_root_when_the_fleet_has_one(client: Any, fleet: Any) -> None:
+    assert enroll(client, {"device_id": "t0", "profile": "x86-64-avx2"}).json()["tuf_root"] is None
+    root = {"signed": {"_type": "root", "version": 3}, "signatures": [{"keyid": "k", "sig": "s"}]}
+
+    class Repo:
+        def root_json(self) -> bytes:
+            return json.dumps(root).encode()
+
+    fleet(client).tuf = Repo()
+    try:
+        answer = enroll(client, {"device_id": "t1", "profile": "x86-64-avx2"}).json()
+    finally:
+        del fleet(client).tuf
+    assert answer["tuf_root"] == root
+    assert answer["mqtt"]["port"] > 0 and answer["ca_certificate"].startswith("-----BEGIN CERTIFICATE-----")
