@@ -65,7 +65,7 @@ class Settings(LayeredSettings):
     mqtt_keepalive: Integer = 30
     session_expiry_s: Integer = 3600
     token: str | None = None  # operator bearer token; None: no auth
-    public_url: str | None = None  # makes desired-state URLs absolute when set
+    public_url: str | None = None  # where devices reach the server (certificates, device_api)
     compile_workers: Integer = 1
     reconcile_interval_s: float = 2.0
     mosquitto_bin: str = MOSQUITTO_BIN
