@@ -163,6 +163,26 @@ def test_enrolment_with_an_unknown_used_or_expired_token_is_refused(server: Serv
     assert r.status_code == 400 and "reserved" in r.json()["error"]["message"]
 
 
+def test_a_token_is_spent_exactly_as_often_as_it_allows_under_a_race(server: Server) -> None:
+    token = enroll_token(server.api, uses=3)
+    codes: list[int] = []
+
+    def one(i: int) -> None:
+        with httpx.Client(base_url=server.url, timeout=30) as c:
+            codes.append(
+                enroll(c, {"device_id": f"race-{i}", "profile": "x86-64-avx2"}, token=token).status_code
+            )
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert sorted(codes) == [200] * 3 + [403] * 5
+    enrolled = [d for d in server.api.get("/api/v1/devices").json() if d["device_id"].startswith("race-")]
+    assert len(enrolled) == 3
+
+
 def test_a_device_publishing_on_another_devices_topic_is_not_delivered(
     server: Server, tmp_path: Path
 ) -> None:
