@@ -134,6 +134,13 @@ class AgentConfig(LayeredSettings):
     offload_url: HttpUrl | None = Field(
         None, description="cloud OIP v2 endpoint for overflow (default: the desired state's offload policy)"
     )
+    # device identity (agent.identity): the token is used once, while the device has no certificate
+    enroll_token: str | None = Field(
+        None, description="enrollment token (edgectl devices enroll-token create); needed until enrolled"
+    )
+    renew_check_s: Annotated[float, AfterValidator(_not_negative)] = Field(
+        600.0, description="how often to check whether the certificate is due for renewal (default 600)"
+    )
 
 
 def load_config(

@@ -17,7 +17,8 @@
     │   │                           load refused, self-test failed, disk full). Marked failed.
     │   └── Cancelled               a newer desired state arrived mid-download; nothing to report.
     ├── ConfigError                 abort at start-up: the message says which setting is wrong.
-    └── RegistrationError           abort: the fleet server refused the registration (4xx).
+    └── EnrollmentError             abort: the fleet server refused the enrollment (4xx), or the
+                                    device has no identity and no enrollment token.
 
 Foreign exceptions are translated once, at the seam that meets them: httpx errors in
 :mod:`agent.update.download`, python-tuf's in :mod:`agent.trust.errors`, tar and OS errors in
@@ -88,5 +89,5 @@ class ConfigError(AgentError):
     """A setting is missing or invalid. The message names the setting and where it came from."""
 
 
-class RegistrationError(AgentError):
-    """The fleet server answered the registration with a refusal (4xx)."""
+class EnrollmentError(AgentError):
+    """The fleet server refused the enrollment (4xx), or there is nothing to enroll with."""

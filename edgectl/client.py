@@ -187,6 +187,15 @@ class FleetClient:
     def get_device(self, device_id: str) -> dict[str, Any]:
         return self.request("GET", f"{API}/devices/{_seg(device_id)}")
 
+    def create_enroll_token(
+        self, group: str, labels: dict[str, str] | None = None, expires_in_s: float = 3600.0, uses: int = 1
+    ) -> dict[str, Any]:
+        body = {"group": group, "labels": labels or {}, "expires_in_s": expires_in_s, "uses": uses}
+        return self.request("POST", f"{API}/devices/enroll-tokens", json=body)
+
+    def revoke_device(self, device_id: str) -> dict[str, Any]:
+        return self.request("POST", f"{API}/devices/{_seg(device_id)}/revoke")
+
     def create_group(
         self,
         name: str,

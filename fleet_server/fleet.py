@@ -19,6 +19,8 @@ from fleet_server.broker import BrokerEndpoint, RunningBroker, start_broker
 from fleet_server.compile_jobs import CompileWorker
 from fleet_server.config import Settings
 from fleet_server.controller import RolloutController
+from fleet_server.identity.device_listener import DeviceListener
+from fleet_server.identity.service import Identity
 from fleet_server.metrics import Metrics
 from fleet_server.mqtt_bridge import MqttBridge
 from fleet_server.store import ArtifactStore, open_store
@@ -68,21 +70,34 @@ class Fleet:
         )
         self.broker: RunningBroker | None = None
         self.bridge: MqttBridge | None = None
+        # -- device identity (fleet_server.identity): the CA, broker TLS files, mTLS listener --
+        self.identity = Identity(settings, self.sessions)
+        self.device_listener: DeviceListener | None = None
 
     @property
     def mqtt(self) -> BrokerEndpoint | None:
         return None if self.broker is None else self.broker.endpoint
 
     def mqtt_info(self) -> dict[str, Any]:
-        """What a device needs to connect (the registration answer's ``mqtt``)."""
+        """What a device needs to connect (the enrollment answer's ``mqtt``)."""
         ep = self.mqtt
+        host = None if ep is None else ep.host
+        if ep is not None and ep.kind == "mosquitto" and self.settings.host in ("0.0.0.0", "", "::"):
+            # every address: the public URL's host, or a wildcard (the agent then uses the server's)
+            host = self.identity.public_host or "0.0.0.0"
         return {
-            "host": None if ep is None else ep.host,
+            "host": host,
             "port": None if ep is None else ep.port,
             "protocol": self.settings.mqtt_protocol if ep is None else ep.protocol,
             "topic_root": TOPIC_ROOT,
             "keepalive": self.settings.mqtt_keepalive,
+            "tls": bool(ep is not None and ep.tls),
         }
+
+    @property
+    def device_api_url(self) -> str | None:
+        """The mTLS device listener's base URL (downloads, renewal), once started."""
+        return None if self.device_listener is None else self.device_listener.url
 
     def make_bridge(self, ep: BrokerEndpoint) -> MqttBridge:
         """A bridge to ``ep`` with this server's client id (so it resumes the broker session)."""
@@ -96,6 +111,7 @@ class Fleet:
             session_expiry_s=self.settings.session_expiry_s,
             metrics=self.metrics,
             on_report=self.controller.on_report,
+            tls=self.identity.client_context() if ep.tls else None,
         )
 
     def start(self) -> None:
@@ -103,7 +119,17 @@ class Fleet:
         db.upgrade(self.engine)
         self.tuf.start()  # TUF: before the worker, which signs into it
         self.worker.start()
-        self.broker = start_broker(self.settings)
+        # -- device identity: TLS files first (the broker reads them), then the mTLS listener --
+        files = self.identity.prepare()
+        self.broker = start_broker(self.settings, files if self.settings.mqtt_tls else None)
+        self.device_listener = DeviceListener(
+            self,
+            self.settings.host,
+            self.settings.device_port,
+            self.identity.server_context(),
+            advertise=self.identity.public_host,
+        )
+        self.device_listener.start()
         ep = self.broker.endpoint
         self.bridge = self.make_bridge(ep)
         self.controller.publisher = self.bridge
@@ -123,6 +149,7 @@ class Fleet:
     def stop(self) -> None:
         """Stop everything started, in reverse order. Never raises."""
         for name, fn in (
+            ("device listener", self.device_listener.stop if self.device_listener else None),
             ("controller", self.controller.stop),
             ("bridge", self.bridge.stop if self.bridge else None),
             ("worker", self.worker.stop),

@@ -19,6 +19,7 @@ not cut every device off.
 from __future__ import annotations
 
 import logging
+import ssl
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -41,7 +42,7 @@ from agent.contracts import (
     server_subscriptions,
 )
 from fleet_server.db import Device, utcnow
-from fleet_server.inbound import RejectedMessage, bound_reported, check_status, read_json
+from fleet_server.inbound import OUT_OF_RANGE, RejectedMessage, bound_reported, check_status, read_json
 from fleet_server.limits import FIELD_LIMITS, MESSAGE_LIMITS, MessageLimits, clip
 from fleet_server.metrics import Metrics
 
@@ -81,6 +82,7 @@ class MqttBridge:
         metrics: Metrics | None = None,
         on_report: Callable[[str], None] | None = None,
         limits: MessageLimits = MESSAGE_LIMITS,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self._sessions = sessions
         self.host, self.port, self.protocol = host, port, protocol
@@ -107,6 +109,8 @@ class MqttBridge:
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
+        if tls is not None:  # the server's own identity (CN fleet-server), which the broker's ACL knows
+            self._client.tls_set_context(tls)
 
     @property
     def v5(self) -> bool:
@@ -271,6 +275,14 @@ class MqttBridge:
             if dev is None:
                 log.warning("reported state from unregistered device %s ignored", device_id)
                 return False
+            # Only the device's own identity can publish here (the broker's ACL); and no device
+            # applies a generation the server never sent it, so a higher one is refused rather
+            # than stored, where it would make every real report after it look stale.
+            if rs.generation > dev.desired_generation:
+                raise RejectedMessage(
+                    OUT_OF_RANGE,
+                    f"reported.generation {rs.generation} is ahead of the {dev.desired_generation} sent",
+                )
             # QoS 1 may deliver a duplicate late, after a newer report: keep the newest.
             if dev.reported is not None and rs.is_older_than(dev.reported):
                 log.debug("stale report from %s (generation %d) ignored", device_id, rs.generation)

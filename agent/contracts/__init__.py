@@ -29,7 +29,7 @@ from agent.contracts.manifest import (
     Validation,
 )
 from agent.contracts.policy import OffloadPolicy, ServingPolicy
-from agent.contracts.registration import MqttSettings, RegistrationRequest, RegistrationResponse
+from agent.contracts.registration import EnrollmentRequest, EnrollmentResponse, MqttSettings, RenewalResponse
 from agent.contracts.state import (
     DESIRED_SCHEMA,
     REPORTED_SCHEMA,
@@ -57,14 +57,15 @@ __all__ = [
     "DesiredModel",
     "DesiredState",
     "DeviceTopic",
+    "EnrollmentRequest",
+    "EnrollmentResponse",
     "ErrorCode",
     "FileEntry",
     "Latency",
     "Manifest",
     "MqttSettings",
     "OffloadPolicy",
-    "RegistrationRequest",
-    "RegistrationResponse",
+    "RenewalResponse",
     "ReportedError",
     "ReportedState",
     "SelfTest",

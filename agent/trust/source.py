@@ -119,6 +119,17 @@ class TufSource:
         if self._own_client:
             self._client.close()
 
+    def use(self, base_url: str, client: httpx.Client) -> None:
+        """Fetch metadata and bundles from ``base_url`` (the device listener) with ``client``
+        (the device's certificate; owned from now)."""
+        if self._own_client:
+            self._client.close()
+        self.server = base_url.rstrip("/") + "/"
+        self._client, self._own_client = client, True
+        self._partial.use(self.server, client)
+        self._partial._own_client = False  # closed here, once
+        self.fetcher = ResumableFetcher(client, self._partial)
+
     def done_path(self, model: DesiredModel) -> Path:
         return self.directory / f"{model.sha256}.tar"
 

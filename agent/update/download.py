@@ -86,6 +86,15 @@ class Downloader:
         if self._own_client:
             self._client.close()
 
+    # -- device identity: downloads go to the mTLS device listener once the device is enrolled --
+    def use(self, base_url: str, client: httpx.Client) -> None:
+        """Resolve relative URLs against ``base_url`` and fetch with ``client`` (owned from now)."""
+        if self._own_client:
+            self._client.close()
+        self.base_url = base_url.rstrip("/") + "/"
+        self._client = client
+        self._own_client = True
+
     def url_for(self, model: DesiredModel) -> str:
         return urljoin(self.base_url, model.url or f"artifacts/{model.target_path}")
 

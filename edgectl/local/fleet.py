@@ -55,14 +55,24 @@ class LocalFleet:
         self.server = start_server(self.run_dir / "server", broker=broker, keys_dir=self.keys_dir)
         return self.server.ready
 
+    def enroll_token(self, group: str, uses: int) -> str:
+        """A one-hour enrollment token for ``uses`` devices into the existing ``group``."""
+        from edgectl.client import FleetClient
+
+        with FleetClient(self.server_url) as api:
+            return str(api.create_enroll_token(group, uses=uses)["token"])
+
     def start_agents(
         self,
         plan: list[tuple[str, str]],
         labels: dict[str, str],
         on_ready: Callable[[str], None] = lambda _d: None,
         timeout: float = 90.0,
+        group: str | None = None,
     ) -> None:
-        """Start every agent at once, then wait for each; raises :class:`LaunchError`."""
+        """Start every agent at once, then wait for each; raises :class:`LaunchError`. With
+        ``group`` (which must exist), the agents enroll into it with one token made for them."""
+        token = self.enroll_token(group, len(plan)) if group is not None else None
         for device_id, profile in plan:
             self.profiles[device_id] = profile
             self.agents[device_id] = start_agent(
@@ -74,6 +84,7 @@ class LocalFleet:
                 log_dir=self.run_dir / "logs",
                 wait=False,
                 tuf_root=None if self.keys_dir is None else trust_root(self.keys_dir),
+                enroll_token=token,
             )
         for device_id, agent in self.agents.items():
             agent.wait_ready(timeout)

@@ -199,9 +199,12 @@ def start_agent(
     command: list[str] | None = None,
     extra: list[str] | None = None,
     tuf_root: Path | None = None,
+    enroll_token: str | None = None,
 ) -> Launched:
     """Start ``edge-agent`` for one simulated device, serving on a free loopback port.
-    ``command``: another ``edge-agent`` than this environment's (see :func:`launch`)."""
+    ``command``: another ``edge-agent`` than this environment's (see :func:`launch`).
+    ``enroll_token``: needed the first time (the device has no identity in ``data_dir`` yet); it
+    goes through the environment, not the command line other users could read."""
     args = [
         "--server",
         server_url,
@@ -221,7 +224,8 @@ def start_agent(
     if tuf_root is not None:
         args += ["--tuf-root", str(tuf_root)]
     args += extra or []
-    agent = launch(device_id, "edge-agent", args, log_dir or data_dir / "logs", command=command)
+    env = {"EDGEFLEET_AGENT_ENROLL_TOKEN": enroll_token} if enroll_token else None
+    agent = launch(device_id, "edge-agent", args, log_dir or data_dir / "logs", env=env, command=command)
     if wait:
         agent.wait_ready(timeout)
     return agent

@@ -1,9 +1,11 @@
-"""``GET /artifacts/{target_path}``: bundle downloads (open to devices), Range-aware.
+"""``GET /artifacts/{target_path}``: bundle downloads, Range-aware.
 
-The route needs no token, so it serves only what a device may fetch: the ``target_path`` of a
-``ready`` bundle, also at its TUF consistent-snapshot name ``{dir}/{sha256}.{file}`` (the sha256
-must be the bundle's). Everything else in the store (source models, calibration and validation data
-under ``{name}/{version}/source/``) answers 404, the same as a missing file.
+Devices download on the device listener (mTLS, :mod:`fleet_server.identity.device_listener`,
+``device_router``); on the operator API the same route needs the operator token (``router``).
+Either serves only what a device may fetch: the ``target_path`` of a ``ready`` bundle, also at its
+TUF consistent-snapshot name ``{dir}/{sha256}.{file}`` (the sha256 must be the bundle's).
+Everything else in the store (source models, calibration and validation data under
+``{name}/{version}/source/``) answers 404, the same as a missing file.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.responses import Response
 
-from fleet_server.api.deps import get_fleet
+from fleet_server.api.deps import get_fleet, require_operator
 from fleet_server.db import Bundle, ModelVersion
 from fleet_server.errors import NotFoundError
 from fleet_server.fleet import Fleet
@@ -24,7 +26,8 @@ from fleet_server.states import BundleStatus
 from fleet_server.store import check_key
 from fleet_server.store.dir_store import CONTENT_TYPE
 
-router = APIRouter(tags=["artifacts"])
+router = APIRouter(tags=["artifacts"], dependencies=[Depends(require_operator)])
+device_router = APIRouter(tags=["artifacts"])
 
 ServedCheck = Callable[..., bool]  # (target path[, sha256]) -> whether a ready bundle has it
 _HASH_PREFIX = re.compile(r"([0-9a-f]{64})\.(.+)")
@@ -72,17 +75,6 @@ def ready_bundles(fleet: Fleet = Depends(get_fleet)) -> ServedCheck:
     return check
 
 
-@router.head("/artifacts/{target_path:path}", include_in_schema=False)
-@router.get(
-    "/artifacts/{target_path:path}",
-    summary="Download a bundle",
-    response_class=Response,
-    responses={
-        200: {"description": "The bundle's tar", "content": {CONTENT_TYPE: {}}},
-        206: {"description": "The requested range of it", "content": {CONTENT_TYPE: {}}},
-        307: {"description": "S3 store: a presigned URL to fetch it from"},
-    },
-)
 def download(
     target_path: str,
     request: Request,
@@ -97,3 +89,19 @@ def download(
     if not (served(key) if sha256 is None else served(key, sha256)):
         raise NotFoundError(f"no artifact {target_path!r}")
     return fleet.store.download_response(key, request)
+
+
+for _r in (router, device_router):
+    _r.add_api_route("/artifacts/{target_path:path}", download, methods=["HEAD"], include_in_schema=False)
+    _r.add_api_route(
+        "/artifacts/{target_path:path}",
+        download,
+        methods=["GET"],
+        summary="Download a bundle",
+        response_class=Response,
+        responses={
+            200: {"description": "The bundle's tar", "content": {CONTENT_TYPE: {}}},
+            206: {"description": "The requested range of it", "content": {CONTENT_TYPE: {}}},
+            307: {"description": "S3 store: a presigned URL to fetch it from"},
+        },
+    )

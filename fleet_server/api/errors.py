@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from fleet_server.errors import (
+    BrokerUnavailableError,
     ConfigError,
     ConflictError,
     FleetError,
@@ -37,6 +38,7 @@ STATUS: dict[type[FleetError], int] = {
     ConflictError: 409,
     UnusableError: 422,
     StoreError: 503,
+    BrokerUnavailableError: 503,
     ConfigError: 500,
 }
 

@@ -45,6 +45,11 @@ def metadata(name: str, request: Request, fleet: Fleet = Depends(get_fleet)) -> 
     return resp
 
 
+# The device listener (mTLS) serves the same metadata: devices fetch everything there.
+device_router = APIRouter(tags=["tuf"])
+device_router.add_api_route("/tuf/{name}", metadata, methods=["GET", "HEAD"], include_in_schema=False)
+
+
 @router.post(
     "/api/v1/tuf/refresh",
     summary="Reload TUF keys and re-sign",

@@ -139,6 +139,10 @@ class Device(Base):
     telemetry_at: Mapped[datetime | None] = mapped_column()
     registered_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    # identity (fleet_server.identity): the current certificate, and when it was revoked
+    cert_serial: Mapped[str | None] = mapped_column(String(40))
+    cert_not_after: Mapped[datetime | None] = mapped_column()
+    revoked_at: Mapped[datetime | None] = mapped_column()
 
 
 class Group(Base):
@@ -264,3 +268,29 @@ class AuditEntry(Base):
     target: Mapped[str | None] = mapped_column(String(300))
     client: Mapped[str | None] = mapped_column(String(64))
     status: Mapped[int] = mapped_column(Integer)
+class EnrollmentToken(Base):
+    """A token a device enrolls with: only its sha256 is kept. It puts the device in ``group_name``
+    with ``labels`` added, ``uses_left`` more times, until ``expires_at``."""
+
+    __tablename__ = "enrollment_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    group_name: Mapped[str] = mapped_column(String(128))
+    labels: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    uses_left: Mapped[int] = mapped_column(Integer)
+    expires_at: Mapped[datetime] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class DeviceCertificate(Base):
+    """Every client certificate the fleet CA issued to a device (hex serial), so a revocation
+    lists them all in the CRL while they are valid."""
+
+    __tablename__ = "device_certificates"
+
+    serial: Mapped[str] = mapped_column(String(40), primary_key=True)
+    device_id: Mapped[str] = mapped_column(String(128), index=True)
+    not_after: Mapped[datetime] = mapped_column()
+    issued_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column()

@@ -1,4 +1,4 @@
-"""Helpers for the agent tests: real bundles and a real HTTP artifact/registration server
+"""Helpers for the agent tests: real bundles and a real HTTP artifact/enrollment server
 (Mosquitto comes from ``tests.fixtures.mosquitto``). Nothing is faked: the agent talks to them
 over sockets as it would in the field.
 
@@ -198,17 +198,22 @@ class ServerBehaviour:
     fails_left: int = 0  # ... this many times
     append_bytes: bytes = b""  # send these after the file (more than declared)
     mqtt: dict[str, Any] = field(default_factory=dict)
-    register_status: int = 200
+    register_status: int = 200  # the enrollment's answer status
+    tuf_root: dict[str, Any] | None = None  # sent as the enrollment answer's tuf_root
 
 
 class ArtifactServer:
     """Serves ``files`` (path under /artifacts/ → bytes) with Range support, redirects
-    ``/redirect/<path>`` to ``/artifacts/<path>``, answers device registration, and serves the
-    TUF metadata of the bundles added (``/tuf/``; ``root_path`` is the root to trust)."""
+    ``/redirect/<path>`` to ``/artifacts/<path>``, serves the TUF metadata of the bundles added
+    (``/tuf/``; ``root_path`` is the root to trust), and answers device enrollment: the CSR is
+    signed by a real fleet CA (:class:`~fleet_server.identity.ca.FleetCA`, in a temp dir), the
+    broker is ``behaviour.mqtt`` (plain MQTT unless it says ``tls``), downloads stay on this
+    server."""
 
     roots: dict[str, Path] = {}  # server URL -> its TUF root, for AgentProcess
 
     def __init__(self, port: int = 0) -> None:
+        from fleet_server.identity.ca import FleetCA
         from fleet_server.store import DirStore
         from fleet_server.trust import TufRepository, init_keys, load_online_keys
 
@@ -223,7 +228,9 @@ class ArtifactServer:
         self.files: dict[str, bytes] = {}
         self.behaviour = ServerBehaviour()
         self.requests: list[dict[str, Any]] = []
-        self.registrations: list[dict[str, Any]] = []
+        self.registrations: list[dict[str, Any]] = []  # every enrollment request's body
+        self._ca_dir = tempfile.TemporaryDirectory(prefix="testkit-ca-")
+        self.ca = FleetCA.load_or_create(Path(self._ca_dir.name))
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -235,16 +242,23 @@ class ArtifactServer:
             def do_POST(self) -> None:
                 length = int(self.headers.get("content-length", 0))
                 body = json.loads(self.rfile.read(length) or b"{}")
-                if self.path != "/api/v1/devices/register":
+                if self.path != "/api/v1/devices/enroll":
                     return self._send(404, b'{"error": {"code": "not_found", "message": "no route"}}')
                 outer.registrations.append(body)
                 b = outer.behaviour
                 if b.register_status != 200:
                     msg = {"error": {"code": "bad_profile", "message": "unknown profile"}}
                     return self._send(b.register_status, json.dumps(msg).encode())
+                from fleet_server.identity.ca import read_csr
+
+                issued = outer.ca.issue_client(read_csr(body["csr"]), body["device_id"], 30)
                 answer = {
                     "device": {"device_id": body.get("device_id")},
+                    "certificate": issued.pem.decode(),
+                    "ca_certificate": outer.ca.cert_pem.decode(),
                     "mqtt": b.mqtt,
+                    "device_api": None,
+                    "tuf_root": b.tuf_root,
                     "server_time": time.time(),
                 }
                 self._send(200, json.dumps(answer).encode())
@@ -348,6 +362,7 @@ class ArtifactServer:
         self._httpd.server_close()
         ArtifactServer.roots.pop(self.url, None)
         shutil.rmtree(self._tmp, ignore_errors=True)
+        self._ca_dir.cleanup()
 
 
 # -- an in-process agent core: reconciler + registry, reports recorded ----------------------
@@ -452,6 +467,7 @@ class AgentProcess:
         *extra: str,
         module: str = "agent",
         env: dict[str, str] | None = None,
+        enroll_token: str | None = "testkit-token",
     ) -> None:
         import os
         import subprocess
@@ -479,9 +495,9 @@ class AgentProcess:
         root = ArtifactServer.roots.get(server_url)
         if root is not None and "--tuf-root" not in extra:
             cmd += ["--tuf-root", str(root)]
-        self.proc = subprocess.Popen(
-            cmd, stdout=subprocess.PIPE, stderr=self._stderr, env=None if env is None else os.environ | env
-        )
+        # -- device identity: the token (used while the device has no identity) goes by environment
+        env = (env or {}) | ({"EDGEFLEET_AGENT_ENROLL_TOKEN": enroll_token} if enroll_token else {})
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self._stderr, env=os.environ | env)
         self.ready: dict[str, Any] = {}
 
     def wait_ready(self, timeout: float = 60.0) -> dict[str, Any]:

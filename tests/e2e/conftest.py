@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from edgectl.local.launcher import Launched, start_agent, start_server, throwaway_keys, trust_root
+from tests.e2e.e2e_kit import enroll_token
 
 
 @pytest.fixture
@@ -61,6 +62,7 @@ class Fleet:
         return str(self.server.ready["url"])
 
     def add_agent(self, device_id: str, profile: str, labels: dict[str, str]) -> Launched:
+        # -- device identity: every agent enrolls with a token of its own (one use) --
         agent = start_agent(
             self.url,
             device_id,
@@ -69,6 +71,7 @@ class Fleet:
             labels=labels,
             log_dir=self.root / "logs",
             tuf_root=trust_root(self.keys_dir),
+            enroll_token=enroll_token(self.url),
         )
         self.agents[device_id] = agent
         return agent
@@ -80,6 +83,18 @@ class Fleet:
         return "\n".join(a.log_tail(30) for a in [self.server, *self.agents.values()])
 
 
+def fleet_tls(mosquitto_broker: Any, server_dir: Path) -> None:
+    """Run ``mosquitto_broker`` with the configuration fleet-server writes for its own Mosquitto
+    (mTLS, ACL, CRL), from the CA the server will find in ``server_dir``."""
+    from fleet_server.identity.broker_files import TlsFiles, write_tls_files
+    from fleet_server.identity.ca import FleetCA
+
+    ca = FleetCA.load_or_create(server_dir / "identity")
+    files = write_tls_files(ca, TlsFiles(server_dir / "mosquitto" / "tls"), [], [])
+    mosquitto_broker.use_fleet_tls(files)
+    mosquitto_broker.restart()
+
+
 @pytest.fixture
 def make_fleet(tmp_path: Path, mosquitto_broker: Any) -> Iterator[Any]:
     fleets: list[Fleet] = []
@@ -87,6 +102,7 @@ def make_fleet(tmp_path: Path, mosquitto_broker: Any) -> Iterator[Any]:
     def make(backend: Backend | None = None) -> Fleet:
         b = backend or Backend("sqlite+dir")
         keys = throwaway_keys(tmp_path / "keys")
+        fleet_tls(mosquitto_broker, tmp_path / "server")  # device identity: mTLS + ACLs on
         server = start_server(
             tmp_path / "server",
             keys_dir=keys,

@@ -21,8 +21,8 @@ def test_the_route_table_names_operations_that_exist(doc: dict[str, Any]) -> Non
 
 def test_errors_are_declared_in_the_envelope_and_fastapis_422_is_gone(doc: dict[str, Any]) -> None:
     assert "HTTPValidationError" not in doc["components"]["schemas"]
-    register = doc["paths"]["/api/v1/devices/register"]["post"]["responses"]
-    assert {"400", "413"} <= set(register) and "401" not in register and "422" not in register
+    register = doc["paths"]["/api/v1/devices/enroll"]["post"]["responses"]
+    assert {"400", "401", "403", "413"} <= set(register) and "422" not in register
     ref = register["400"]["content"]["application/json"]["schema"]["$ref"]
     assert ref == "#/components/schemas/Error"
     deploy = doc["paths"]["/api/v1/deployments"]["post"]["responses"]
