@@ -141,9 +141,15 @@ def test_deploy_update_and_refuse_a_broken_bundle(
         for b in bundles:
             corrupt(fleet, backend, b["target_path"])
         code, dep = deploy(url, "3")
-        assert code == 1 and dep["state"] == "FAILED", dep
+        # The first refusal halts the rollout (no failure is allowed by default) and every device
+        # it touched is told digits:2 again; those that refused v3 themselves stay FAILED.
+        assert code == 1 and dep["state"] == "ROLLED_BACK", dep
+        assert "gate failed in wave 1 of 1" in dep["error"], dep["error"]
         for d in dep["devices"]:
-            assert d["state"] == "FAILED" and d["error"]["code"] == "HASH_MISMATCH", d
+            assert d["state"] in ("FAILED", "ROLLED_BACK"), d
+            if d["state"] == "FAILED":
+                assert d["error"]["code"] == "HASH_MISMATCH", d
+        assert any(d["state"] == "FAILED" for d in dep["devices"])
         check_serving(fleet, "2", x, ref)
     except BaseException:
         print(fleet.logs())
