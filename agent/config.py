@@ -131,6 +131,15 @@ class AgentConfig(LayeredSettings):
     offload_url: HttpUrl | None = Field(
         None, description="cloud OIP v2 endpoint for overflow (default: the desired state's offload policy)"
     )
+    telemetry_interval: Annotated[float, AfterValidator(_not_negative)] = Field(
+        5.0, description="seconds between telemetry messages (default 5; 0: no telemetry)"
+    )
+    telemetry_buffer_messages: Annotated[Integer, AfterValidator(_at_least_1)] = Field(
+        720, description="telemetry messages kept on disk while offline, oldest dropped first (default 720)"
+    )
+    telemetry_buffer_bytes: Annotated[Integer, AfterValidator(_at_least_1)] = Field(
+        1024 * 1024, description="bytes of telemetry kept on disk while offline (default 1 MiB)"
+    )
 
 
 def load_config(
