@@ -34,7 +34,9 @@ class TelemetrySink:
         self.messages: list[Telemetry] = []
         self._lock = threading.Lock()
         self.client = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id=f"sink-{time.monotonic_ns()}", protocol=MQTTProtocolVersion.MQTTv5
+            CallbackAPIVersion.VERSION2,
+            client_id=f"sink-{time.monotonic_ns()}",
+            protocol=MQTTProtocolVersion.MQTTv5,
         )
         self.client.on_connect = lambda c, *_: c.subscribe(device_topic(DEVICE, "telemetry"), qos=1)
         self.client.on_message = self._on_message
@@ -59,7 +61,9 @@ class TelemetrySink:
 
 
 @pytest.fixture
-def fleet(artifact_server: ArtifactServer, mosquitto_broker: Any, bundles: dict[str, BuiltBundle]) -> ArtifactServer:
+def fleet(
+    artifact_server: ArtifactServer, mosquitto_broker: Any, bundles: dict[str, BuiltBundle]
+) -> ArtifactServer:
     artifact_server.behaviour.mqtt = {
         "host": mosquitto_broker.host,
         "port": mosquitto_broker.port,
@@ -99,7 +103,9 @@ def agent(
         proc.wait_ready()
         obs.publish(device_topic(DEVICE, "desired"), desired_state(DEVICE, 1, bundles["1"].model).to_json())
         obs.wait_for(
-            lambda o: [r for r in o.payloads("reported") if r["generation"] == 1 and r["state"] == "COMMITTED"]
+            lambda o: [
+                r for r in o.payloads("reported") if r["generation"] == 1 and r["state"] == "COMMITTED"
+            ]
         )
         yield proc
     finally:
@@ -147,7 +153,9 @@ def test_telemetry_has_latency_percentiles_and_class_counts(
     assert with_latency
     for m in with_latency:
         lat = m.latency
-        assert lat is not None and lat.p50_ms is not None and lat.p95_ms is not None and lat.p99_ms is not None
+        assert (
+            lat is not None and lat.p50_ms is not None and lat.p95_ms is not None and lat.p99_ms is not None
+        )
         assert 0 < lat.p50_ms <= lat.p95_ms <= lat.p99_ms < 10_000
         assert m.throughput_rps is not None and m.throughput_rps > 0
         assert m.offload_ratio == 0.0 and m.queue_depth == 0
@@ -198,5 +206,3 @@ def test_telemetry_buffered_while_the_broker_is_down_arrives_minus_what_was_drop
     seqs = [m.seq for m in sink.of() if m.seq is not None]
     assert seqs == sorted(seqs) or len(set(seqs)) < len(seqs)  # a QoS 1 duplicate may repeat one
     assert json.loads(sink.of()[-1].to_json())["schema"] == "edgefleet.telemetry/1"
-
-
