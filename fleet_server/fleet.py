@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import socket
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import Engine
@@ -22,6 +23,7 @@ from fleet_server.controller import RolloutController
 from fleet_server.metrics import Metrics
 from fleet_server.mqtt_bridge import MqttBridge
 from fleet_server.store import ArtifactStore, open_store
+from fleet_server.telemetry import TelemetryIngest, TelemetryJobs
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +64,13 @@ class Fleet:
             public_url=settings.public_url,
             interval=settings.reconcile_interval_s,
         )
+        self.telemetry = TelemetryIngest(self.sessions, self.metrics)
+        self.telemetry_jobs = TelemetryJobs(
+            self.sessions,
+            raw_keep=timedelta(hours=settings.telemetry_raw_retention_h),
+            rollup_keep=timedelta(days=settings.telemetry_rollup_retention_d),
+            interval_s=settings.telemetry_rollup_interval_s,
+        )
         self.broker: RunningBroker | None = None
         self.bridge: MqttBridge | None = None
 
@@ -92,11 +101,14 @@ class Fleet:
             session_expiry_s=self.settings.session_expiry_s,
             metrics=self.metrics,
             on_report=self.controller.wake,
+            telemetry=self.telemetry,
         )
 
     def start(self) -> None:
         """Migrate, then start worker, broker, bridge and controller. Raises :class:`ConfigError`."""
         db.upgrade(self.engine)
+        self.telemetry.start()
+        self.telemetry_jobs.start()
         self.worker.start()
         self.broker = start_broker(self.settings)
         ep = self.broker.endpoint
@@ -120,6 +132,8 @@ class Fleet:
         for name, fn in (
             ("controller", self.controller.stop),
             ("bridge", self.bridge.stop if self.bridge else None),
+            ("telemetry writer", self.telemetry.stop),
+            ("telemetry jobs", self.telemetry_jobs.stop),
             ("worker", self.worker.stop),
             ("broker", self.broker.stop if self.broker else None),
             ("database", self.engine.dispose),

@@ -14,6 +14,7 @@ from fleet_server.api import (
     health,
     metrics,
     models,
+    telemetry,
     tokens,
 )
 from fleet_server.api.audit_log import AuditLog
@@ -23,7 +24,19 @@ from fleet_server.api.openapi import install_openapi
 from fleet_server.api.routes import api_routes
 from fleet_server.limits import FIELD_LIMITS, MESSAGE_LIMITS
 
-ROUTERS = (health, models, devices, groups, deployments, tokens, audit, artifacts, dashboard, metrics)
+ROUTERS = (
+    health,
+    models,
+    telemetry,
+    devices,
+    groups,
+    deployments,
+    tokens,
+    audit,
+    artifacts,
+    dashboard,
+    metrics,
+)
 
 
 def install(app: FastAPI) -> None:

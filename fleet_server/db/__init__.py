@@ -16,6 +16,9 @@ from fleet_server.db.models import (
     GroupMember,
     ModelVersion,
     OperatorToken,
+    TelemetryRollup,
+    TelemetryRollupState,
+    TelemetryRow,
     utcnow,
 )
 
@@ -33,6 +36,9 @@ __all__ = [
     "GroupMember",
     "ModelVersion",
     "OperatorToken",
+    "TelemetryRollup",
+    "TelemetryRollupState",
+    "TelemetryRow",
     "current_revision",
     "make_engine",
     "make_read_sessions",
