@@ -52,8 +52,12 @@ def test_bridge_stores_contract_telemetry_and_serves_it(
     )
     d2.publish("telemetry", window("d2", "m:1", now, requests=30, errors=3, classes={"1": 27}).to_json())
     # Breaks the contract (more errors than requests): refused and counted, nothing stored.
-    d2.publish("telemetry", json.dumps({"schema": "edgefleet.telemetry/1", "device_id": "d2", "requests": 1,
-                                        "errors": 2}).encode())  # fmt: skip
+    d2.publish(
+        "telemetry",
+        json.dumps(
+            {"schema": "edgefleet.telemetry/1", "device_id": "d2", "requests": 1, "errors": 2}
+        ).encode(),
+    )
     # From a device that never registered: not stored.
     make_device("ghost", mosquitto_broker.host, mosquitto_broker.port).publish(
         "telemetry", window("ghost", "m:1", now, requests=5).to_json()
@@ -142,16 +146,36 @@ def store(sessions: sessionmaker[Session], *msgs: Telemetry, at: datetime = T0) 
 def test_model_figures_sum_weight_and_filter(sessions: sessionmaker[Session]) -> None:
     store(
         sessions,
-        window("d0", "m:1", T0, requests=10, errors=2, latency=Latency(1, 10, 20), offload_ratio=0.5,
-               classes={"0": 8}),
-        window("d1", "m:1", T0, requests=30, latency=Latency(1, 2, 3), offload_ratio=0.0, classes={"0": 10, "1": 20}),
+        window(
+            "d0",
+            "m:1",
+            T0,
+            requests=10,
+            errors=2,
+            latency=Latency(1, 10, 20),
+            offload_ratio=0.5,
+            classes={"0": 8},
+        ),
+        window(
+            "d1",
+            "m:1",
+            T0,
+            requests=30,
+            latency=Latency(1, 2, 3),
+            offload_ratio=0.0,
+            classes={"0": 10, "1": 20},
+        ),
         window("d2", "m:1", T0, requests=5, errors=5),
         window("d1", "m:2", T0, requests=100, latency=Latency(1, 99, 99)),  # another version
         window("d0", "m:1", T0 - timedelta(hours=1), requests=1000, errors=1000),  # before since
-        window("d3", "r:1", T0, requests=4, outputs={"y": OutputStats(count=10, mean=1.0, std=0, min=1, max=1)}),
-        window("d3", "r:1", T0, requests=4, outputs={"y": OutputStats(count=30, mean=3.0, std=0, min=3, max=3)}),
+        window(
+            "d3", "r:1", T0, requests=4, outputs={"y": OutputStats(count=10, mean=1.0, std=0, min=1, max=1)}
+        ),
+        window(
+            "d3", "r:1", T0, requests=4, outputs={"y": OutputStats(count=30, mean=3.0, std=0, min=3, max=3)}
+        ),
         at=T0,
-    )  # fmt: skip
+    )
     since = T0 - timedelta(minutes=5)
     with sessions() as s:
         f = model_figures(s, ["d0", "d1", "d2"], "m:1", since)
@@ -180,12 +204,21 @@ def test_rollups_merge_by_adding_and_retention_prunes(sessions: sessionmaker[Ses
     jobs = TelemetryJobs(sessions, raw_keep=timedelta(hours=24), rollup_keep=timedelta(days=30), lag_s=5)
     store(
         sessions,
-        window("d0", "m:1", T0 + timedelta(seconds=10), requests=10, latency=Latency(1, 4, 5), classes={"0": 10}),
-        window("d0", "m:1", T0 + timedelta(seconds=40), requests=30, errors=3, latency=Latency(1, 8, 9),
-               classes={"0": 7, "2": 20}),
+        window(
+            "d0", "m:1", T0 + timedelta(seconds=10), requests=10, latency=Latency(1, 4, 5), classes={"0": 10}
+        ),
+        window(
+            "d0",
+            "m:1",
+            T0 + timedelta(seconds=40),
+            requests=30,
+            errors=3,
+            latency=Latency(1, 8, 9),
+            classes={"0": 7, "2": 20},
+        ),
         window("d1", "m:1", T0 + timedelta(seconds=70), requests=5),  # the next minute
         at=T0 + timedelta(seconds=80),
-    )  # fmt: skip
+    )
     assert jobs.run_once(T0 + timedelta(seconds=82)) == (0, 0, 0)  # received under the lag ago
     assert jobs.run_once(T0 + timedelta(seconds=90))[0] == 3
     assert jobs.run_once(T0 + timedelta(seconds=91))[0] == 0  # nothing is summed twice
