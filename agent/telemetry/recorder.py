@@ -83,8 +83,11 @@ def _class_counts(arr: np.ndarray) -> list[int] | None:
     if arr.ndim != 2 or arr.shape[1] < 2 or arr.shape[0] == 0 or arr.dtype.kind not in "fiu":
         return None
     picked = np.argmax(arr[:SAMPLE_ROWS], axis=1)
-    if picked.shape[0] == 1:
-        return [int(picked[0]), 1]
+    if picked.shape[0] <= 32:  # cheaper in Python than np.unique's sort for a few rows
+        out_small: list[int] = []
+        for v in picked.tolist():
+            out_small += (v, 1)
+        return out_small
     values, counts = np.unique(picked, return_counts=True)
     out: list[int] = []
     for v, n in zip(values.tolist(), counts.tolist(), strict=True):
