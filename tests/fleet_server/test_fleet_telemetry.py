@@ -124,9 +124,14 @@ def test_telemetry_routes_need_a_viewer(settings: Any, start_app: Any) -> None:
 # -- storage, rollups and figures over a real (SQLite) database --------------------------------
 
 
-@pytest.fixture
-def sessions(tmp_path: Path) -> Iterator[sessionmaker[Session]]:
-    engine = db.make_engine(f"sqlite:///{tmp_path / 'fleet.db'}")
+@pytest.fixture(params=["sqlite", "postgresql"])
+def sessions(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sessionmaker[Session]]:
+    """A migrated database with devices d0..d3: SQLite, and PostgreSQL (a fresh database)."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'fleet.db'}"
+    else:
+        url = request.getfixturevalue("postgres_url")
+    engine = db.make_engine(url)
     db.upgrade(engine)
     made = db.make_sessions(engine)
     with made.begin() as s:
@@ -194,6 +199,8 @@ def test_model_figures_sum_weight_and_filter(sessions: sessionmaker[Session]) ->
         empty = model_figures(s, [], "m:1", since)
         assert empty.requests == 0 and empty.error_rate is None
         assert model_figures(s, ["d3"], "r:1", since).output_means == {"y": pytest.approx(2.5)}
+        if s.get_bind().dialect.name != "sqlite":
+            return
         q = select(TelemetryRow.requests).where(TelemetryRow.model == "m:1", TelemetryRow.ts >= since)
         sql = str(q.compile(s.get_bind(), compile_kwargs={"literal_binds": True}))
         plan = " ".join(str(r) for r in s.connection().exec_driver_sql("EXPLAIN QUERY PLAN " + sql))
