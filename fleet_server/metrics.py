@@ -90,7 +90,8 @@ class Metrics:
         # Telemetry ingest (fleet_server.telemetry).
         self.telemetry_messages = Counter(
             "edgefleet_telemetry_messages",
-            "Telemetry messages by outcome (stored, unknown_device, dropped from a full ingest queue, error)",
+            "Telemetry messages by outcome "
+            "(stored, unknown_device, duplicate, dropped from a full ingest queue, error)",
             ["outcome"],
             registry=self.registry,
         )

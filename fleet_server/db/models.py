@@ -262,6 +262,9 @@ class TelemetryRow(Base):
         Index("ix_telemetry_model_ts", "model", "ts"),
         Index("ix_telemetry_device_ts", "device_id", "ts"),
         Index("ix_telemetry_ts", "ts"),
+        # A QoS 1 redelivery (or a replay after an unacknowledged send) is the same window again:
+        # stored once. A message without a seq is never taken for a duplicate (NULLs differ).
+        UniqueConstraint("device_id", "seq", "ts", name="uq_telemetry_device_seq_ts"),
     )
 
     id: Mapped[int] = mapped_column(_ROW_ID, primary_key=True, autoincrement=True)

@@ -5,7 +5,9 @@ batches.
 must never wait on the database); the writer takes up to ``batch`` messages at a time, every
 ``flush_s`` at most, and stores them in one short transaction: one multi-row insert into
 ``telemetry`` and one update of each device's latest telemetry. Messages from unregistered
-devices are not stored. A full queue drops its oldest message, counted as ``dropped``.
+devices are not stored; a window stored before (same device, ``seq`` and ``ts``: a QoS 1
+redelivery, or a replay after a lost acknowledgement) is skipped. A full queue drops its oldest
+message, counted as ``dropped``.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Insert, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
 from agent.contracts import Telemetry
@@ -68,6 +71,31 @@ def row_values(r: Received) -> dict[str, Any]:
         "classes": t.classes,
         "outputs": None if t.outputs is None else {k: v.to_dict() for k, v in t.outputs.items()},
     }
+
+
+def _unique(items: list[Received]) -> list[Received]:
+    """``items`` without repeats of one (device, seq, ts) window within the batch (a QoS 1
+    redelivery); repeats across batches are skipped by the insert (the unique constraint)."""
+    seen: set[tuple[str, int, float]] = set()
+    out = []
+    for r in items:
+        t = r.message
+        if t.seq is not None:
+            key = (r.device_id, t.seq, t.ts)
+            if key in seen:
+                continue
+            seen.add(key)
+        out.append(r)
+    return out
+
+
+def _insert_new(dialect: str) -> Insert:
+    """A multi-row insert that skips windows already stored (the unique device, seq, ts)."""
+    if dialect == "sqlite":
+        return sqlite.insert(TelemetryRow).on_conflict_do_nothing()
+    if dialect == "postgresql":
+        return postgresql.insert(TelemetryRow).on_conflict_do_nothing()
+    return insert(TelemetryRow)
 
 
 class TelemetryIngest:
@@ -165,13 +193,11 @@ class TelemetryIngest:
         ids = {r.device_id for r in items}
         with self._sessions.begin() as s:
             known = set(s.scalars(select(Device.device_id).where(Device.device_id.in_(ids))))
-            rows = [row_values(r) for r in items if r.device_id in known]
-            if rows:
-                s.execute(insert(TelemetryRow), rows)
-                latest: dict[str, Received] = {}
-                for r in items:
-                    if r.device_id in known:
-                        latest[r.device_id] = r
+            mine = [r for r in items if r.device_id in known]
+            keep = _unique(mine)
+            if keep:
+                s.execute(_insert_new(s.get_bind().dialect.name), [row_values(r) for r in keep])
+                latest = {r.device_id: r for r in keep}
                 s.execute(
                     update(Device),
                     [
@@ -180,17 +206,18 @@ class TelemetryIngest:
                     ],
                 )
         m = self._metrics
-        m.telemetry_messages.labels("stored").inc(len(rows))
-        if len(rows) < len(items):
-            m.telemetry_messages.labels("unknown_device").inc(len(items) - len(rows))
-        for r in items:
-            if r.device_id in known:
-                t = r.message
-                if t.dropped:
-                    m.telemetry_device_dropped.inc(t.dropped)
-                if t.model and t.requests:
-                    model = m.model_label(t.model)
-                    m.model_requests.labels(model).inc(t.requests)
-                    if t.errors:
-                        m.model_errors.labels(model).inc(t.errors)
-        return len(rows)
+        m.telemetry_messages.labels("stored").inc(len(keep))
+        if len(mine) < len(items):
+            m.telemetry_messages.labels("unknown_device").inc(len(items) - len(mine))
+        if len(keep) < len(mine):
+            m.telemetry_messages.labels("duplicate").inc(len(mine) - len(keep))
+        for r in keep:
+            t = r.message
+            if t.dropped:
+                m.telemetry_device_dropped.inc(t.dropped)
+            if t.model and t.requests:
+                model = m.model_label(t.model)
+                m.model_requests.labels(model).inc(t.requests)
+                if t.errors:
+                    m.model_errors.labels(model).inc(t.errors)
+        return len(keep)

@@ -44,6 +44,7 @@ def upgrade() -> None:
         sa.Column("classes", sa.JSON(none_as_null=True), nullable=True),
         sa.Column("outputs", sa.JSON(none_as_null=True), nullable=True),
         sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("device_id", "seq", "ts", name="uq_telemetry_device_seq_ts"),
     )
     op.create_index("ix_telemetry_model_ts", "telemetry", ["model", "ts"], unique=False)
     op.create_index("ix_telemetry_device_ts", "telemetry", ["device_id", "ts"], unique=False)
