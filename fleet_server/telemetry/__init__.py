@@ -9,7 +9,7 @@ The message is :class:`agent.contracts.Telemetry`; the tables are
 :class:`~fleet_server.db.TelemetryRow`, :class:`~fleet_server.db.TelemetryRollup`.
 """
 
-from fleet_server.telemetry.figures import ModelFigures, model_figures, rollup_figures
+from fleet_server.telemetry.figures import ModelFigures, figures_since, model_figures, rollup_figures
 from fleet_server.telemetry.ingest import TelemetryIngest
 from fleet_server.telemetry.jobs import TelemetryJobs
 from fleet_server.telemetry.rollup import prune, roll_up
@@ -18,6 +18,7 @@ __all__ = [
     "ModelFigures",
     "TelemetryIngest",
     "TelemetryJobs",
+    "figures_since",
     "model_figures",
     "prune",
     "roll_up",

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, case, func, select
@@ -165,6 +165,16 @@ def model_figures(
                 if isinstance(st, dict) and st.get("mean") is not None and st.get("count"):
                     acc.add_output(name, float(st["count"]), float(st["mean"]) * float(st["count"]))
     return acc.figures()
+
+
+def figures_since(
+    session: Session, device_ids: Collection[str], model_ref: str, since_s: float
+) -> ModelFigures | None:
+    """:func:`model_figures` since the Unix time ``since_s``, ``None`` when no window was stored:
+    the shape of the rollout controller's quality source (``QualitySource``: session, device
+    ids, model ref, since in epoch seconds)."""
+    figures = model_figures(session, device_ids, model_ref, datetime.fromtimestamp(since_s, UTC))
+    return figures if figures.windows else None
 
 
 def rollup_figures(

@@ -17,7 +17,13 @@ from agent.contracts import Latency, OutputStats, Telemetry
 from fleet_server import db
 from fleet_server.db import Device, TelemetryRollup, TelemetryRow
 from fleet_server.metrics import Metrics
-from fleet_server.telemetry import TelemetryIngest, TelemetryJobs, model_figures, rollup_figures
+from fleet_server.telemetry import (
+    TelemetryIngest,
+    TelemetryJobs,
+    figures_since,
+    model_figures,
+    rollup_figures,
+)
 
 T0 = datetime(2026, 12, 1, 12, 0, 0, tzinfo=UTC)
 
@@ -199,6 +205,8 @@ def test_model_figures_sum_weight_and_filter(sessions: sessionmaker[Session]) ->
         empty = model_figures(s, [], "m:1", since)
         assert empty.requests == 0 and empty.error_rate is None
         assert model_figures(s, ["d3"], "r:1", since).output_means == {"y": pytest.approx(2.5)}
+        assert figures_since(s, ["d0", "d1", "d2"], "m:1", since.timestamp()) == f
+        assert figures_since(s, ["d0"], "m:9", since.timestamp()) is None  # no window at all
         if s.get_bind().dialect.name != "sqlite":
             return
         q = select(TelemetryRow.requests).where(TelemetryRow.model == "m:1", TelemetryRow.ts >= since)
