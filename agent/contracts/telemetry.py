@@ -25,8 +25,8 @@ each.
   a count; what was lost, so the server knows.
 
 Bounds (:meth:`Telemetry.check`) keep a message well under the server's telemetry payload bound
-(:class:`fleet_server.limits.MessageLimits`, 64 KiB): 256 classes of ≤ 16-char keys and 16
-outputs of ≤ 128-char names is under 10 KiB.
+(:class:`fleet_server.limits.MessageLimits`, 64 KiB): at every bound at once (256 classes of
+16-char keys, 16 outputs of 128-char names, the largest counts) a message is under 16 KiB.
 """
 
 from __future__ import annotations

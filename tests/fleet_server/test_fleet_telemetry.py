@@ -283,3 +283,24 @@ def test_a_redelivered_window_is_stored_once(sessions: sessionmaker[Session]) ->
     ingest.write_pending()
     with sessions() as s:
         assert model_figures(s, ["d0"], "m:1", T0 - timedelta(minutes=1)).requests == 9
+
+
+def test_the_largest_message_the_contract_allows_fits_the_servers_bound() -> None:
+    from agent.contracts.telemetry import MAX_CLASSES, MAX_COUNT, MAX_OUTPUTS
+    from fleet_server.limits import MESSAGE_LIMITS
+
+    big = 1.2345678901234567e300
+    t = Telemetry(
+        device_id="d" * 128,
+        model="m" * 300,
+        requests=MAX_COUNT,
+        errors=MAX_COUNT,
+        latency=Latency(big, big, big),
+        classes={f"{i:016d}": MAX_COUNT for i in range(MAX_CLASSES)},
+        outputs={f"{i:0128d}": OutputStats(MAX_COUNT, big, big, -big, big) for i in range(MAX_OUTPUTS)},
+        seq=MAX_COUNT,
+        dropped=MAX_COUNT,
+    )
+    payload = t.to_json()
+    assert len(payload) < 16 * 1024 < MESSAGE_LIMITS.telemetry_bytes
+    assert Telemetry.from_json(payload) == t
