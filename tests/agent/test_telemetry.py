@@ -195,3 +195,29 @@ def test_contract_bounds(extra: dict[str, object], message: str) -> None:
 def test_contract_reads_an_older_message() -> None:
     t = Telemetry.from_dict({"schema": "edgefleet.telemetry/1", "device_id": "d", "requests": 3})
     assert t.classes is None and t.outputs is None and t.dropped == 0 and t.seq is None
+
+
+def test_interval_0_turns_telemetry_off_and_a_negative_one_is_refused(tmp_path: Path) -> None:
+    from agent.config import load_config
+    from agent.daemon import Agent
+    from agent.errors import ConfigError
+    from device_profiles import load_profile
+
+    base = {
+        "server": "http://127.0.0.1:9",
+        "device_id": "d",
+        "profile": "x86-64-avx2",
+        "data_dir": str(tmp_path),
+    }
+    with pytest.raises(ConfigError, match=r"telemetry.interval.*must not be negative"):
+        load_config(base | {"telemetry_interval": "-1"}, {})
+    assert load_config(base, {}).telemetry_interval == 5.0
+    off = Agent(
+        load_config(base | {"telemetry_interval": "0", "grpc_port": "-1"}, {}), load_profile("x86-64-avx2")
+    )
+    try:
+        off.start()
+        assert off.telemetry is None and off.service.telemetry is None and off.publisher is None
+        assert not (tmp_path / "telemetry").exists()
+    finally:
+        off.stop()
