@@ -141,6 +141,15 @@ class AgentConfig(LayeredSettings):
     renew_check_s: Annotated[float, AfterValidator(_not_negative)] = Field(
         600.0, description="how often to check whether the certificate is due for renewal (default 600)"
     )
+    telemetry_interval: Annotated[float, AfterValidator(_not_negative)] = Field(
+        5.0, description="seconds between telemetry messages (default 5; 0: no telemetry)"
+    )
+    telemetry_buffer_messages: Annotated[Integer, AfterValidator(_at_least_1)] = Field(
+        720, description="telemetry messages kept on disk while offline, oldest dropped first (default 720)"
+    )
+    telemetry_buffer_bytes: Annotated[Integer, AfterValidator(_at_least_1)] = Field(
+        1024 * 1024, description="bytes of telemetry kept on disk while offline (default 1 MiB)"
+    )
 
 
 def load_config(

@@ -39,6 +39,7 @@ from agent.serving import InferenceServer, InferenceService, Metrics, ModelRegis
 from agent.serving.grpc import GrpcServer
 from agent.serving.offload import Offloader
 from agent.trust import TufSource, install_root
+from agent.telemetry import TelemetryBuffer, TelemetryPublisher, TelemetryRecorder
 from agent.update import clean_stop
 from agent.update.reconciler import Reconciler
 from agent.update.worker import UpdateWorker
@@ -57,12 +58,16 @@ class Agent:
         self.registry = ModelRegistry()
         self.metrics = Metrics()
         setup = tuning.resolve(config, profile)
+        self.telemetry = TelemetryRecorder() if config.telemetry_interval > 0 else None
         self.service = InferenceService(
             self.registry,
             self.metrics,
             scheduling=setup.scheduling,
             offloader=None if setup.offload is None else Offloader(setup.offload),
+            telemetry=self.telemetry,
         )
+        self.metrics.watch_service(self.service.queue_depths, self.service.model_refs)
+        self.publisher: TelemetryPublisher | None = None
         self._policy_generation = -1
         self.server = InferenceServer(create_app(self.service), config.host, config.port)
         self.grpc = None if config.grpc_port < 0 else GrpcServer(self.service, config.host, config.grpc_port)
@@ -98,6 +103,21 @@ class Agent:
         self._install_tuf_root()
         self.reconciler.clean_stop = clean_stop.take(self.config.data_dir, self.reconciler.journal.writes)
         self.reconciler.restore()
+        if self.telemetry is not None:
+            self.publisher = TelemetryPublisher(
+                self.config.device_id,
+                self.telemetry,
+                TelemetryBuffer(
+                    self.config.data_dir / "telemetry",
+                    max_messages=self.config.telemetry_buffer_messages,
+                    max_bytes=self.config.telemetry_buffer_bytes,
+                ),
+                self._send_telemetry,
+                interval=self.config.telemetry_interval,
+                active_models=lambda: [f"{n}:{v}" for n, v in self.service.model_refs()],
+                queue_depths=self.service.queue_depths,
+                metrics=self.metrics,
+            )
         url = self.server.start()
         self.inference_url = self.config.advertise_url or url
         self.reconciler.inference_url = self.inference_url
@@ -107,6 +127,8 @@ class Agent:
         print(json.dumps(ready), file=self._stdout, flush=True)
         self.worker.start()
         self._link.start()
+        if self.publisher is not None:
+            self.publisher.start()
         return self.inference_url
 
     def _install_tuf_root(self) -> None:
@@ -127,6 +149,8 @@ class Agent:
         # If the step still running writes the journal after this, the counts differ at the next
         # start and it is treated as a crash (the safe side).
         clean_stop.mark(self.config.data_dir, self.reconciler.journal.writes)
+        if self.publisher is not None:
+            self.publisher.stop()  # its last window goes out (or to the buffer) before the link closes
         with self._mqtt_lock:
             mqtt, self.mqtt = self.mqtt, None
         if mqtt is not None:
@@ -158,6 +182,11 @@ class Agent:
             mqtt = self.mqtt
         if mqtt is not None:
             mqtt.publish_reported(state)
+
+    def _send_telemetry(self, payload: bytes) -> bool:
+        with self._mqtt_lock:
+            mqtt = self.mqtt
+        return mqtt is not None and mqtt.publish_telemetry(payload)
 
     # -- device identity (agent.identity, agent.registration, agent.renewal) ---------------------
 

@@ -154,6 +154,21 @@ class AgentMqtt:
             if self._client.is_connected():
                 self._client.publish(self.topics["reported"], state.to_json(), qos=1)
 
+    def publish_telemetry(self, payload: bytes, timeout: float = 5.0) -> bool:
+        """Publish one telemetry message (QoS 1) and wait for the broker's acknowledgement.
+        Returns false when not connected or unacknowledged within ``timeout`` (the caller keeps
+        the message; a late acknowledgement then means a harmless duplicate)."""
+        if not self.is_up():
+            return False
+        info = self._client.publish(self.topics["telemetry"], payload, qos=1)
+        if info.rc != mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS:
+            return False
+        try:
+            info.wait_for_publish(timeout)
+        except (RuntimeError, ValueError):
+            return False
+        return info.is_published()
+
     def stop(self, timeout: float = 5.0) -> None:
         """Say offline (retained), disconnect cleanly and stop the network thread."""
         with self._loop_lock:

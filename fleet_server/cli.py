@@ -97,6 +97,12 @@ def serve(
         None, help="URL devices reach the server at [EDGEFLEET_PUBLIC_URL]"
     ),
     compile_workers: int | None = typer.Option(None, help="parallel compiles [EDGEFLEET_COMPILE_WORKERS; 1]"),
+    telemetry_raw_retention_h: float | None = typer.Option(
+        None, help="hours raw telemetry is kept [EDGEFLEET_TELEMETRY_RAW_RETENTION_H; 24]"
+    ),
+    telemetry_rollup_retention_d: float | None = typer.Option(
+        None, help="days one-minute telemetry rollups are kept [EDGEFLEET_TELEMETRY_ROLLUP_RETENTION_D; 30]"
+    ),
     log_level: str | None = typer.Option(None, help="debug | info | warning [EDGEFLEET_LOG_LEVEL; info]"),
     keys_dir: Path | None = typer.Option(
         None, help="TUF server keys, DIR/server of `edgectl keys init --dir DIR` [EDGEFLEET_KEYS_DIR]"

@@ -68,6 +68,9 @@ class Settings(LayeredSettings):
     public_url: str | None = None  # makes desired-state URLs absolute when set
     compile_workers: Integer = 1
     reconcile_interval_s: float = 2.0
+    telemetry_raw_retention_h: float = 24.0  # raw telemetry windows kept this long
+    telemetry_rollup_retention_d: float = 30.0  # one-minute rollups kept this long
+    telemetry_rollup_interval_s: float = 60.0  # how often windows are rolled up and pruned; 0: never
     mosquitto_bin: str = MOSQUITTO_BIN
     log_level: str = "info"
     # TUF (fleet_server/trust): the server key directory `edgectl keys init` made (DIR/server).
@@ -165,6 +168,13 @@ def check_settings(s: Settings) -> Settings:
         raise ConfigError(f"--cert-days: {s.cert_days}; more than 0, at most 3650")
     if not 0 <= s.device_port <= 65535:
         raise ConfigError(f"--device-port: {s.device_port} is not a TCP port (0: a free one)")
+    for flag, value in (
+        ("telemetry-raw-retention-h", s.telemetry_raw_retention_h),
+        ("telemetry-rollup-retention-d", s.telemetry_rollup_retention_d),
+        ("telemetry-rollup-interval-s", s.telemetry_rollup_interval_s),
+    ):
+        if value < 0:
+            raise ConfigError(f"--{flag}: must not be negative")
     if s.compile_workers < 1:
         raise ConfigError("--compile-workers: needs at least 1")
     spec = s.broker_spec

@@ -7,6 +7,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import socket
+from datetime import timedelta
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Engine
@@ -25,6 +27,8 @@ from fleet_server.metrics import Metrics
 from fleet_server.mqtt_bridge import MqttBridge
 from fleet_server.store import ArtifactStore, open_store
 from fleet_server.trust import TrustService, tuf_service
+from fleet_server.rollout.gates import Quality
+from fleet_server.telemetry import TelemetryIngest, TelemetryJobs, figures_since
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +71,14 @@ class Fleet:
             compiler=self.worker,
             public_url=settings.public_url,
             interval=settings.reconcile_interval_s,
+            quality=rollout_quality,  # the quality gates read the stored telemetry
+        )
+        self.telemetry = TelemetryIngest(self.sessions, self.metrics)
+        self.telemetry_jobs = TelemetryJobs(
+            self.sessions,
+            raw_keep=timedelta(hours=settings.telemetry_raw_retention_h),
+            rollup_keep=timedelta(days=settings.telemetry_rollup_retention_d),
+            interval_s=settings.telemetry_rollup_interval_s,
         )
         self.broker: RunningBroker | None = None
         self.bridge: MqttBridge | None = None
@@ -112,12 +124,15 @@ class Fleet:
             metrics=self.metrics,
             on_report=self.controller.on_report,
             tls=self.identity.client_context() if ep.tls else None,
+            telemetry=self.telemetry,
         )
 
     def start(self) -> None:
         """Migrate, then start worker, broker, bridge and controller. Raises :class:`ConfigError`."""
         db.upgrade(self.engine)
         self.tuf.start()  # TUF: before the worker, which signs into it
+        self.telemetry.start()
+        self.telemetry_jobs.start()
         self.worker.start()
         # -- device identity: TLS files first (the broker reads them), then the mTLS listener --
         files = self.identity.prepare()
@@ -152,6 +167,8 @@ class Fleet:
             ("device listener", self.device_listener.stop if self.device_listener else None),
             ("controller", self.controller.stop),
             ("bridge", self.bridge.stop if self.bridge else None),
+            ("telemetry writer", self.telemetry.stop),
+            ("telemetry jobs", self.telemetry_jobs.stop),
             ("worker", self.worker.stop),
             ("tuf", self.tuf.stop),
             ("broker", self.broker.stop if self.broker else None),
@@ -163,3 +180,12 @@ class Fleet:
                 fn()
             except Exception:
                 log.exception("stopping the %s failed", name)
+
+
+def rollout_quality(session: Any, device_ids: Sequence[str], model_ref: str, since: float) -> Quality | None:
+    """The rollout gates' telemetry source: the stored windows of ``model_ref`` on ``device_ids``
+    since ``since`` (epoch s), as the gates' figures; ``None`` when none was stored."""
+    f = figures_since(session, device_ids, model_ref, since)
+    if f is None:
+        return None
+    return Quality(f.requests, f.errors, f.p95_ms, f.offload_ratio, dict(f.class_counts))

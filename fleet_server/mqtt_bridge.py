@@ -37,6 +37,7 @@ from agent.contracts import (
     DeviceTopic,
     ReportedState,
     Status,
+    Telemetry,
     UpdateState,
     device_topic,
     server_subscriptions,
@@ -45,6 +46,7 @@ from fleet_server.db import Device, utcnow
 from fleet_server.inbound import OUT_OF_RANGE, RejectedMessage, bound_reported, check_status, read_json
 from fleet_server.limits import FIELD_LIMITS, MESSAGE_LIMITS, MessageLimits, clip
 from fleet_server.metrics import Metrics
+from fleet_server.telemetry.ingest import TelemetryIngest
 
 log = logging.getLogger(__name__)
 
@@ -83,8 +85,10 @@ class MqttBridge:
         on_report: Callable[[str], None] | None = None,
         limits: MessageLimits = MESSAGE_LIMITS,
         tls: ssl.SSLContext | None = None,
+        telemetry: TelemetryIngest | None = None,
     ) -> None:
         self._sessions = sessions
+        self._telemetry_ingest = telemetry
         self.host, self.port, self.protocol = host, port, protocol
         self._keepalive = keepalive
         self._session_expiry_s = session_expiry_s
@@ -326,10 +330,19 @@ class MqttBridge:
         return True
 
     def _telemetry(self, device_id: str, data: Any) -> bool:
-        # Telemetry is stored as sent (any object, bounded by its payload bound), so a newer
-        # agent's figures show up before the server knows them.
+        """A message with the telemetry ``schema`` is read as :class:`Telemetry` (refused when it
+        breaks the contract) and handed to the ingest, which stores it in the ``telemetry`` table
+        in batches. One without a schema (older agents, free-form figures) is kept as sent on the
+        device row only, bounded by its payload bound."""
         if not isinstance(data, dict):
             raise ContractError("telemetry: expected an object")
+        if "schema" in data:
+            t = Telemetry.from_dict(data, "telemetry")
+            if t.device_id != device_id:
+                raise ContractError(f"telemetry.device_id {t.device_id!r} does not match the topic")
+            if self._telemetry_ingest is not None:
+                self._telemetry_ingest.submit(device_id, t, data)
+                return True
         with self._sessions.begin() as s:
             dev = s.get(Device, device_id)
             if dev is None:

@@ -42,7 +42,7 @@ from agent.contracts.state import (
     Status,
     UpdateState,
 )
-from agent.contracts.telemetry import TELEMETRY_SCHEMA, Latency, Telemetry
+from agent.contracts.telemetry import TELEMETRY_SCHEMA, Latency, OutputStats, Telemetry
 from agent.contracts.topics import TOPIC_ROOT, DeviceTopic, device_topic, server_subscriptions
 
 __all__ = [
@@ -65,6 +65,7 @@ __all__ = [
     "Manifest",
     "MqttSettings",
     "OffloadPolicy",
+    "OutputStats",
     "RenewalResponse",
     "ReportedError",
     "ReportedState",

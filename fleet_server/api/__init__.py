@@ -14,6 +14,7 @@ from fleet_server.api import (
     health,
     metrics,
     models,
+    telemetry,
     tokens,
     tuf,
 )
@@ -24,7 +25,20 @@ from fleet_server.api.openapi import install_openapi
 from fleet_server.api.routes import api_routes
 from fleet_server.limits import FIELD_LIMITS, MESSAGE_LIMITS
 
-ROUTERS = (health, models, devices, groups, deployments, tokens, audit, artifacts, tuf, dashboard, metrics)
+ROUTERS = (
+    health,
+    models,
+    telemetry,
+    devices,
+    groups,
+    deployments,
+    tokens,
+    audit,
+    artifacts,
+    tuf,
+    dashboard,
+    metrics,
+)
 
 
 def install(app: FastAPI) -> None:

@@ -50,6 +50,8 @@ ROUTE_ERRORS: dict[tuple[str, str], tuple[int, ...]] = {
     ("post", "/api/v1/devices/enroll-tokens"): (404,),
     ("post", "/api/v1/devices/{device_id}/revoke"): (404,),
     ("get", "/api/v1/devices/{device_id}"): (404,),
+    ("get", "/api/v1/devices/{device_id}/telemetry"): (404,),
+    ("get", "/api/v1/telemetry/summary"): (404,),
     ("post", "/api/v1/groups"): (409,),
     ("get", "/api/v1/groups/{name}"): (404,),
     ("patch", "/api/v1/groups/{name}"): (404,),

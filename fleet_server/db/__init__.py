@@ -18,6 +18,9 @@ from fleet_server.db.models import (
     GroupMember,
     ModelVersion,
     OperatorToken,
+    TelemetryRollup,
+    TelemetryRollupState,
+    TelemetryRow,
     utcnow,
 )
 
@@ -37,6 +40,9 @@ __all__ = [
     "GroupMember",
     "ModelVersion",
     "OperatorToken",
+    "TelemetryRollup",
+    "TelemetryRollupState",
+    "TelemetryRow",
     "current_revision",
     "make_engine",
     "make_read_sessions",
