@@ -38,8 +38,8 @@ from agent.renewal import Renewer
 from agent.serving import InferenceServer, InferenceService, Metrics, ModelRegistry, create_app, tuning
 from agent.serving.grpc import GrpcServer
 from agent.serving.offload import Offloader
-from agent.trust import TufSource, install_root
 from agent.telemetry import TelemetryBuffer, TelemetryPublisher, TelemetryRecorder
+from agent.trust import TufSource, install_root
 from agent.update import clean_stop
 from agent.update.reconciler import Reconciler
 from agent.update.worker import UpdateWorker

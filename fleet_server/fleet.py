@@ -7,8 +7,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import socket
-from datetime import timedelta
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import Engine
@@ -25,10 +25,10 @@ from fleet_server.identity.device_listener import DeviceListener
 from fleet_server.identity.service import Identity
 from fleet_server.metrics import Metrics
 from fleet_server.mqtt_bridge import MqttBridge
-from fleet_server.store import ArtifactStore, open_store
-from fleet_server.trust import TrustService, tuf_service
 from fleet_server.rollout.gates import Quality
+from fleet_server.store import ArtifactStore, open_store
 from fleet_server.telemetry import TelemetryIngest, TelemetryJobs, figures_since
+from fleet_server.trust import TrustService, tuf_service
 
 log = logging.getLogger(__name__)
 

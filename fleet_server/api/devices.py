@@ -7,11 +7,11 @@ import json
 import time
 from typing import Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from sqlalchemy import select
 
 from fleet_server.api import views
-from fleet_server.api.deps import get_fleet, require_role
+from fleet_server.api.deps import get_fleet, note_actor, require_role
 from fleet_server.api.schemas import EnrollDevice, EnrollTokenBody
 from fleet_server.db import Device
 from fleet_server.devices import get_device
@@ -38,12 +38,13 @@ def create_enroll_token(body: EnrollTokenBody, fleet: Fleet = Depends(get_fleet)
 
 
 @router.post("/enroll", summary="Enroll a device with a token and a CSR")
-def enroll_device(body: EnrollDevice, fleet: Fleet = Depends(get_fleet)) -> dict[str, Any]:
+def enroll_device(body: EnrollDevice, request: Request, fleet: Fleet = Depends(get_fleet)) -> dict[str, Any]:
     """Spend a use of the token, create or update the device in the token's group, and sign its
     CSR (CN = device id). 401 ``enroll_token_unknown``; 403 ``enroll_token_used`` or
     ``enroll_token_expired``; 400 for an invalid id, CSR or an unknown profile; 503 while the
     server has no broker (nothing spent)."""
     req = body.contract()
+    note_actor(request, req.device_id, "device")  # the audit log names the enrolling device
     if not fleet.mqtt_info()["port"]:  # before the token is spent: the agent asks again later
         raise BrokerUnavailableError("the server has no MQTT broker yet; try again shortly")
     with fleet.sessions() as s:

@@ -24,6 +24,7 @@ from fleet_server.telemetry import (
     model_figures,
     rollup_figures,
 )
+from tests.fixtures.enroll import enroll
 
 T0 = datetime(2026, 12, 1, 12, 0, 0, tzinfo=UTC)
 
@@ -40,7 +41,7 @@ def test_bridge_stores_contract_telemetry_and_serves_it(
 ) -> None:
     c = start_app(mosquitto_settings)
     for d in ("d1", "d2"):
-        r = c.post("/api/v1/devices/register", json={"device_id": d, "profile": "x86-64-avx2", "labels": {}})
+        r = enroll(c, {"device_id": d, "profile": "x86-64-avx2", "labels": {}})
         assert r.status_code == 200, r.text
     r = c.post("/api/v1/groups", json={"name": "lab", "devices": ["d1"]})
     assert r.status_code in (200, 201), r.text

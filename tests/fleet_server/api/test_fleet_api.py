@@ -358,18 +358,8 @@ class _with_token:
         return self._c.post(url, headers=self._h, **kw)
 
 
-def test_enrollment_hands_out_the_tuf_root_when_the_fleet_has_one(client: Any, fleet: Any) -> None:
-    assert enroll(client, {"device_id": "t0", "profile": "x86-64-avx2"}).json()["tuf_root"] is None
-    root = {"signed": {"_type": "root", "version": 3}, "signatures": [{"keyid": "k", "sig": "s"}]}
-
-    class Repo:
-        def root_json(self) -> bytes:
-            return json.dumps(root).encode()
-
-    fleet(client).tuf = Repo()
-    try:
-        answer = enroll(client, {"device_id": "t1", "profile": "x86-64-avx2"}).json()
-    finally:
-        del fleet(client).tuf
-    assert answer["tuf_root"] == root
+def test_enrollment_hands_out_the_fleets_tuf_root(client: Any, fleet: Any) -> None:
+    answer = enroll(client, {"device_id": "t1", "profile": "x86-64-avx2"}).json()
+    assert answer["tuf_root"] == json.loads(fleet(client).tuf.root_json())
+    assert answer["tuf_root"]["signed"]["_type"] == "root"
     assert answer["mqtt"]["port"] > 0 and answer["ca_certificate"].startswith("-----BEGIN CERTIFICATE-----")
