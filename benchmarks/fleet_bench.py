@@ -188,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "fleet_bench.json")
     p.add_argument("--timeout", type=float, default=900.0, help="give up on one deployment after this")
     p.add_argument("--poll", type=float, default=0.25, help="seconds between deployment polls")
-    p.add_argument("--settle", type=float, default=2.0, help="seconds between registration and deploy")
+    p.add_argument("--settle", type=float, default=2.0, help="seconds between enrollment and deploy")
     p.add_argument(
         "--health-window", type=float, default=0.0, help="post-switch health window of the rollout (s)"
     )
