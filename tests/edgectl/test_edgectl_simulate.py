@@ -238,6 +238,12 @@ def test_a_token_with_too_few_uses_is_refused_with_the_server_words(
     assert "refused the enrollment" in r.stderr
 
 
+def test_a_group_that_does_not_exist_is_named(edgectl: Run, server: str) -> None:
+    r = edgectl("simulate", "-n", "2", "-s", server, "--group", "no-such-group", "--duration", "0")
+    assert r.exit_code == 1
+    assert "no-such-group" in r.stderr and r.stdout == ""
+
+
 def test_help_explains(edgectl: Run) -> None:
     r = edgectl("simulate", "--help")
     assert r.exit_code == 0
