@@ -2,7 +2,7 @@
 
 For each size N: a fresh fleet server (``edgectl.local.launcher.start_server``, with its own
 Mosquitto child and SQLite) and N simulated devices (:mod:`edgectl.simulate`, one process, the
-real registration and report sequence) in one group. The digits example is pushed and compiled
+real enrollment, mTLS and report sequence) in one group. The digits example is pushed and compiled
 ahead (so compile time is not measured), then one deployment goes to the whole group in one
 wave (with ``--health-window`` seconds of post-switch health window, 0 by default, where the
 server takes rollout options) and we measure:
@@ -113,25 +113,28 @@ def run_size(n: int, work: Path, args: argparse.Namespace) -> dict[str, Any]:
     server: Launched = start_server(work / "server", broker="mosquitto", timeout=120)
     url = str(server.ready["url"])
     api = FleetClient(url)
-    sim = Simulator(
-        SimConfig(
-            url,
-            devices=n,
-            profiles=(PROFILE,),
-            labels={"fleet": GROUP},
-            prefix="bench",
-            telemetry_interval=args.telemetry_interval,
-            step_delay=(args.step_min, args.step_max),
-        ),
-        Faults(seed=args.seed),
-    )
+    sim: Simulator | None = None
     try:
+        api.create_group(GROUP, [], {"fleet": GROUP})  # first: the devices enroll into it
+        token = str(api.create_enroll_token(GROUP, uses=n)["token"])
+        sim = Simulator(
+            SimConfig(
+                url,
+                token,
+                devices=n,
+                profiles=(PROFILE,),
+                labels={"fleet": GROUP},
+                prefix="bench",
+                telemetry_interval=args.telemetry_interval,
+                step_delay=(args.step_min, args.step_max),
+            ),
+            Faults(seed=args.seed),
+        )
         compile_ahead(api)
         t0 = time.monotonic()
         sim.start(timeout=max(120.0, n / 5))
         register_s = time.monotonic() - t0
-        api.create_group(GROUP, [], {"fleet": GROUP})
-        time.sleep(args.settle)  # let the server finish what registration woke
+        time.sleep(args.settle)  # let the server finish what enrollment woke
         pid = server.proc.pid
         cpu0, reports0 = cpu_seconds(pid), sim.counts["reports"]
         created = time.monotonic()
@@ -173,7 +176,8 @@ def run_size(n: int, work: Path, args: argparse.Namespace) -> dict[str, Any]:
                 result["succeeded_after_last_report_s"] = round(wall(seen["updated_at"]) - last_final_wall, 3)
         return result
     finally:
-        sim.stop()
+        if sim is not None:
+            sim.stop()
         api.close()
         server.stop()
 
@@ -184,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "fleet_bench.json")
     p.add_argument("--timeout", type=float, default=900.0, help="give up on one deployment after this")
     p.add_argument("--poll", type=float, default=0.25, help="seconds between deployment polls")
-    p.add_argument("--settle", type=float, default=2.0, help="seconds between registration and deploy")
+    p.add_argument("--settle", type=float, default=2.0, help="seconds between enrollment and deploy")
     p.add_argument(
         "--health-window", type=float, default=0.0, help="post-switch health window of the rollout (s)"
     )

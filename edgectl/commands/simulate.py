@@ -1,5 +1,6 @@
 import signal
 import time
+from dataclasses import replace
 from typing import Annotated, Any
 
 import typer
@@ -43,6 +44,23 @@ def simulate(
     labels: Annotated[
         list[str] | None,
         typer.Option("--labels", "--label", "-l", help="Labels for every device: KEY=VALUE (repeatable)."),
+    ] = None,
+    enroll_token: Annotated[
+        str | None,
+        typer.Option(
+            "--enroll-token",
+            help="The enrollment token every device enrolls with (at least --devices uses left).",
+            show_default="one made for --group",
+        ),
+    ] = None,
+    group: Annotated[
+        str | None,
+        typer.Option(
+            "--group",
+            "-g",
+            help="Without --enroll-token: make a one-hour token with --devices uses for this "
+            "existing group (admin operator token).",
+        ),
     ] = None,
     prefix: Annotated[str, typer.Option(help="Device ids are PREFIX-1, PREFIX-2, …")] = "sim",
     fail_rate: Annotated[
@@ -93,7 +111,7 @@ def simulate(
     offline_share: Annotated[
         float,
         typer.Option(
-            min=0, max=1, help="Share of devices that register, then never connect.", rich_help_panel=FAULTS
+            min=0, max=1, help="Share of devices that enroll, then never connect.", rich_help_panel=FAULTS
         ),
     ] = 0.0,
     unresponsive_share: Annotated[
@@ -122,17 +140,21 @@ def simulate(
 ) -> None:
     """Run N simulated devices in this process against a fleet server, over its real MQTT broker.
 
-    Each device registers like an edge agent, connects with its last will, reports every update
+    Each device enrolls like an edge agent (its own key, a CSR, the certificate the fleet CA
+    signs; with --enroll-token, or a token made here for --group), connects to the broker over
+    mTLS with its last will, reports every update
     with the agent's own sequence (DOWNLOADING, VERIFYING, INSTALLING, LOADING, SELF_TEST,
     COMMITTED, or a failure with a real error code) and sends telemetry. The fault options make
     some of them fail, slow down, predict differently or fall silent; --seed makes the choice
-    repeatable. Bundles are not downloaded unless --fetch. Stops at --duration or Ctrl-C, then
+    repeatable. Bundles are not downloaded unless --fetch (from the device listener, with the
+    device certificate; TUF metadata is not checked). Stops at --duration or Ctrl-C, then
     prints where every device stands (-o json for scripts).
 
     Example
 
-        edgectl simulate --devices 100 --server http://127.0.0.1:8080 --labels site=sim
-        edgectl simulate -n 50 --labels site=sim --fail-rate 0.1 --latency-regression 1.5 --seed 7
+        edgectl groups create sim
+        edgectl simulate --devices 100 --server http://127.0.0.1:8080 --group sim --labels site=sim
+        edgectl simulate -n 50 --enroll-token <token> --fail-rate 0.1 --latency-regression 1.5 --seed 7
     """
     from edgectl.client import FleetClient
     from edgectl.simulate import Faults, SimConfig, Simulator, SimulatorError
@@ -143,6 +165,13 @@ def simulate(
     url = server or app.config.server
     profiles = tuple(profile or ("x86-64-avx2",))
     _check_profiles(profiles)
+    if not enroll_token and not group:
+        raise typer.BadParameter(
+            "simulated devices enroll with a token: give --enroll-token TOKEN (one with at least "
+            f"{devices} uses, from 'edgectl devices enroll-token create --group G --uses {devices}'), "
+            "or --group G to have one made for that group",
+            param_hint="--enroll-token / --group",
+        )
     try:
         faults = Faults(
             fail_rate=fail_rate,
@@ -157,6 +186,7 @@ def simulate(
         )
         config = SimConfig(
             url,
+            enroll_token,
             devices=devices,
             profiles=profiles,
             labels=_labels(labels or []),
@@ -167,14 +197,18 @@ def simulate(
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
 
-    with FleetClient(url) as probe:
-        probe.health()  # ServerUnreachable says how to start or point at it
+    with FleetClient(url, app.config.token) as api:
+        api.health()  # ServerUnreachable says how to start or point at it
+        if not enroll_token:
+            assert group is not None
+            made = api.create_enroll_token(group, uses=devices)
+            config = replace(config, enroll_token=str(made["token"]))
     sim = Simulator(config, faults)
     start = time.monotonic()
     try:
-        with term.status(f"registering and connecting {devices} simulated devices…"):
+        with term.status(f"enrolling and connecting {devices} simulated devices…"):
             sim.start(timeout=max(60.0, devices / 20))
-        term.success(f"{devices} simulated devices registered with {url}")
+        term.success(f"{devices} simulated devices enrolled with {url}")
         _run(app, sim, duration, start, simulation)
         summary: dict[str, Any] = sim.summary()
         timeline = sim.timeline()

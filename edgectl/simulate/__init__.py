@@ -14,16 +14,16 @@ device's MQTT client, so a device costs a client and a socket rather than a proc
 """
 
 from edgectl.simulate.faults import FAIL_AT, Faults
-from edgectl.simulate.registrar import Credentials, Registrar, RegistrationFailed, RestRegistrar
+from edgectl.simulate.registrar import Credentials, EnrollRegistrar, Registrar, RegistrationFailed
 from edgectl.simulate.simulator import SimConfig, Simulator, SimulatorError, device_ids
 
 __all__ = [
     "FAIL_AT",
     "Credentials",
+    "EnrollRegistrar",
     "Faults",
     "Registrar",
     "RegistrationFailed",
-    "RestRegistrar",
     "SimConfig",
     "Simulator",
     "SimulatorError",

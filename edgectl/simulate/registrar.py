@@ -1,13 +1,15 @@
 """How a simulated device joins the fleet: one small seam, so the way in can change alone.
 
 :class:`Registrar` is the whole interface: given who the device is, return what it needs to
-speak MQTT (:class:`Credentials`). :class:`RestRegistrar` does what the agent does today,
-``POST /api/v1/devices/register`` through :func:`agent.registration.register`. Enrolment with a
-one-time token and a client certificate fits behind the same method: make the key and CSR, post
-them with the token, and return the broker settings with an ``ssl.SSLContext`` that carries the
-certificate (the MQTT side already applies ``Credentials.tls``).
+speak MQTT and download (:class:`Credentials`). :class:`EnrollRegistrar` does what the agent
+does: make the device key and a CSR (:func:`agent.identity.make_csr`), post them with an
+enrollment token through :func:`agent.registration.enroll` (the agent's retry rule), keep the
+answer with :func:`agent.identity.store_enrollment`, and hand back the broker settings with an
+``ssl.SSLContext`` that carries the device certificate. The MQTT side applies ``Credentials.tls``;
+``--fetch`` downloads go to ``Credentials.http_base`` (the device listener) with that same
+certificate.
 
-Calls come from several threads at once (the simulator registers devices in parallel), so an
+Calls come from several threads at once (the simulator enrolls devices in parallel), so an
 implementation must be thread-safe.
 """
 
@@ -16,10 +18,10 @@ from __future__ import annotations
 import ssl
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
-from agent.backoff import Backoff
-from agent.contracts.registration import MqttSettings, RegistrationRequest
+from agent.contracts.registration import MqttSettings
 
 
 class RegistrationFailed(RuntimeError):
@@ -30,11 +32,13 @@ class RegistrationFailed(RuntimeError):
 class Credentials:
     """What a device connects with: the broker, and TLS (mTLS with its own certificate) or
     ``None`` for a plain listener. ``http_base`` is where it downloads from (``None``: the server
-    URL)."""
+    URL); ``identity_dir`` the device's data directory (its key and certificate, for
+    :func:`agent.identity.device_http_client`), ``None`` for a device without one."""
 
     mqtt: MqttSettings
     tls: ssl.SSLContext | None = None
     http_base: str | None = None
+    identity_dir: Path | None = None
 
 
 class Registrar(Protocol):
@@ -47,40 +51,58 @@ class Registrar(Protocol):
     def close(self) -> None: ...
 
 
-class RestRegistrar:
-    """``POST /api/v1/devices/register`` with the agent's own client code and its retry rule
-    (transport errors and 5xx retried with backoff, a 4xx refusal final). ``stop`` ends the
-    retries early."""
+class EnrollRegistrar:
+    """Enrollment with ``token`` (it must have a use left for every device), as the agent does
+    it: each device's key, certificate and enrollment answer under ``work_dir/<device id>``.
+    Transport errors and 5xx are retried with the agent's backoff, a 4xx refusal is final;
+    ``stop`` ends the retries early."""
 
     def __init__(
-        self, server_url: str, *, stop: threading.Event | None = None, timeout: float = 30.0
+        self,
+        server_url: str,
+        token: str,
+        work_dir: Path,
+        *,
+        stop: threading.Event | None = None,
+        timeout: float = 30.0,
     ) -> None:
         import httpx
 
         self.server_url = server_url
+        self.token = token
+        self.work_dir = work_dir
         self._stop = stop or threading.Event()
         self._http = httpx.Client(timeout=httpx.Timeout(timeout, connect=10.0), follow_redirects=True)
 
     def register(
         self, device_id: str, profile: str, labels: dict[str, str], facts: dict[str, Any]
     ) -> Credentials:
-        from agent.errors import RegistrationError
-        from agent.registration import register
+        from agent import identity
+        from agent.contracts.registration import EnrollmentRequest
+        from agent.errors import EnrollmentError
+        from agent.registration import enroll
 
-        body = RegistrationRequest(device_id=device_id, profile=profile, labels=labels, facts=facts)
+        data_dir = self.work_dir / device_id  # one directory per device: no two threads share one
         try:
-            answer = register(
-                self.server_url,
-                body,
-                client=self._http,
-                backoff=Backoff(initial=0.5, maximum=10.0),
-                stop=self._stop,
+            body = EnrollmentRequest(
+                token=self.token,
+                device_id=device_id,
+                profile=profile,
+                csr=identity.make_csr(data_dir, device_id),
+                labels=labels,
+                facts=facts,
             )
-        except RegistrationError as exc:
+            answer = enroll(self.server_url, body, client=self._http, stop=self._stop)
+            if answer is None:
+                raise RegistrationFailed(f"{device_id}: stopped before the server answered")
+            enrolled = identity.store_enrollment(data_dir, answer)
+            tls = identity.tls_context(data_dir) if enrolled.mqtt.tls else None
+        except EnrollmentError as exc:
             raise RegistrationFailed(f"{device_id}: {exc}") from exc
-        if answer is None:
-            raise RegistrationFailed(f"{device_id}: stopped before the server answered")
-        return Credentials(mqtt=answer.mqtt)
+        except (OSError, ValueError) as exc:
+            why = f"{device_id}: could not keep its identity in {data_dir}: {exc}"
+            raise RegistrationFailed(why) from exc
+        return Credentials(mqtt=enrolled.mqtt, tls=tls, http_base=enrolled.device_api, identity_dir=data_dir)
 
     def close(self) -> None:
         self._http.close()

@@ -2,19 +2,21 @@
 
 ::
 
-    sim = Simulator(SimConfig(server_url, devices=20, labels={"site": "sim"}), Faults(fail_rate=0.1))
+    sim = Simulator(SimConfig(server_url, token, devices=20, labels={"site": "sim"}), Faults(fail_rate=0.1))
     sim.start()                   # registered and connected (offline ones only registered)
     ...                           # deploy to their group through the API
     sim.wait_final(generation=1)  # or poll sim.summary()
     sim.stop()
 
-Devices register in parallel through a :class:`~edgectl.simulate.registrar.Registrar` (a few
-threads, since the call blocks), then every MQTT client runs on one
-:class:`~edgectl.simulate.netloop.NetLoop` thread; connects are paced so the broker does not see
-thousands at once. Faults can be changed while running (:meth:`Simulator.set_faults`): they
-apply to the next update and telemetry window. Per-device timestamps (desired received, final
-report sent) are monotonic seconds of this process; :attr:`Simulator.wall_offset` turns them
-into wall-clock time.
+Devices enroll in parallel through a :class:`~edgectl.simulate.registrar.Registrar` (a few
+threads, since the call blocks; by default an
+:class:`~edgectl.simulate.registrar.EnrollRegistrar` with ``SimConfig.enroll_token``, each
+device's key and certificate in a work directory the simulator removes at stop), then every
+MQTT client runs on one :class:`~edgectl.simulate.netloop.NetLoop` thread; connects are paced
+so the broker does not see thousands at once. Faults can be changed while running
+(:meth:`Simulator.set_faults`): they apply to the next update and telemetry window. Per-device
+timestamps (desired received, final report sent) are monotonic seconds of this process;
+:attr:`Simulator.wall_offset` turns them into wall-clock time.
 """
 
 from __future__ import annotations
@@ -25,12 +27,15 @@ import hashlib
 import logging
 import random
 import resource
+import shutil
+import tempfile
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin
 
@@ -38,7 +43,7 @@ from agent.contracts.state import DesiredModel, ErrorCode
 from edgectl.simulate.device import SimDevice
 from edgectl.simulate.faults import Faults
 from edgectl.simulate.netloop import NetLoop
-from edgectl.simulate.registrar import Credentials, Registrar, RegistrationFailed, RestRegistrar
+from edgectl.simulate.registrar import Credentials, EnrollRegistrar, Registrar, RegistrationFailed
 
 log = logging.getLogger(__name__)
 
@@ -53,10 +58,13 @@ class SimulatorError(RuntimeError):
 class SimConfig:
     """``profiles`` are cycled through the devices; ids are ``{prefix}-{n}``. ``step_delay`` is
     the range of the random pause between two reports of an update; ``fetch`` downloads each
-    bundle for real (and checks its size and sha256) instead of skipping the bytes.
-    ``connect_rate`` paces first connects (per second)."""
+    bundle for real from the device listener, with the device certificate (and checks its size
+    and sha256; TUF metadata is not checked) instead of skipping the bytes. ``connect_rate``
+    paces first connects (per second). ``enroll_token`` is what the devices enroll with (it needs
+    a use for each of them); only a simulator given its own registrar goes without one."""
 
     server_url: str
+    enroll_token: str | None = None
     devices: int = 10
     profiles: tuple[str, ...] = ("x86-64-avx2",)
     labels: Mapping[str, str] = field(default_factory=dict)
@@ -106,7 +114,15 @@ class Simulator:
         self.config = config
         self.faults = faults or Faults()
         self._stop_registering = threading.Event()
-        self.registrar: Registrar = registrar or RestRegistrar(config.server_url, stop=self._stop_registering)
+        self.work_dir: Path | None = None  # made (and removed at stop) for the default registrar
+        if registrar is None:
+            if not config.enroll_token:
+                raise ValueError("simulated devices need an enrollment token (SimConfig.enroll_token)")
+            self.work_dir = Path(tempfile.mkdtemp(prefix="edgectl-simulate-"))
+            registrar = EnrollRegistrar(
+                config.server_url, config.enroll_token, self.work_dir, stop=self._stop_registering
+            )
+        self.registrar: Registrar = registrar
         self.loop = NetLoop(clock)
         self.rng = random.Random(self.faults.seed)
         self.counts: Counter[str] = Counter()
@@ -114,6 +130,8 @@ class Simulator:
         self._final = threading.Condition()
         self._fetcher: ThreadPoolExecutor | None = None
         self._http: Any = None
+        self._device_http: dict[str, Any] = {}
+        self._http_lock = threading.Lock()
         self.devices: dict[str, SimDevice] = {}
         for i, device_id in enumerate(device_ids(config.devices, config.prefix)):
             mode = (
@@ -189,9 +207,15 @@ class Simulator:
             self.loop.stop()
         if self._fetcher is not None:
             self._fetcher.shutdown(wait=False, cancel_futures=True)
-        if self._http is not None:
-            self._http.close()
+        with self._http_lock:
+            clients = [c for c in (self._http, *self._device_http.values()) if c is not None]
+            self._http, self._device_http = None, {}
+        for c in clients:
+            c.close()
         self.registrar.close()
+        if self.work_dir is not None:
+            shutil.rmtree(self.work_dir, ignore_errors=True)
+            self.work_dir = None
 
     def _close_all(self) -> None:
         for d in self.devices.values():
@@ -279,27 +303,48 @@ class Simulator:
         self, dev: SimDevice, model: DesiredModel, done: Callable[[ErrorCode | None, str], None]
     ) -> None:
         """Download ``model`` on a worker thread; ``done(code, detail)`` runs on the loop thread
-        (``code`` ``None`` when the size and sha256 are the declared ones)."""
+        (``code`` ``None`` when the size and sha256 are the declared ones). A device with an
+        identity downloads from its ``http_base`` (the device listener) with its certificate."""
         if self._fetcher is None:
-            import httpx
-
             self._fetcher = ThreadPoolExecutor(4, thread_name_prefix="simulate-fetch")
-            self._http = httpx.Client(timeout=httpx.Timeout(60.0, connect=10.0), follow_redirects=True)
-        base = (dev.creds.http_base if dev.creds else None) or self.config.server_url
+        creds = dev.creds
+        base = (creds.http_base if creds else None) or self.config.server_url
         url = urljoin(base.rstrip("/") + "/", model.url)
 
         def run() -> None:
-            code, detail = self._download(url, model)
+            try:
+                code, detail = self._download(self._client_for(creds), url, model)
+            except (OSError, ValueError) as exc:  # the device's certificate files
+                code, detail = ErrorCode.DOWNLOAD_FAILED, f"GET {url}: {type(exc).__name__}: {exc}"
             self.loop.call_soon_threadsafe(lambda: done(code, detail))
 
         self._fetcher.submit(run)
 
-    def _download(self, url: str, model: DesiredModel) -> tuple[ErrorCode | None, str]:
+    def _client_for(self, creds: Credentials | None) -> Any:
+        """The device's own mTLS client (made once), or a plain one for a device without identity."""
+        import httpx
+
+        from agent import identity
+
+        timeout = httpx.Timeout(60.0, connect=10.0)
+        with self._http_lock:
+            if creds is None or creds.identity_dir is None:
+                if self._http is None:
+                    self._http = httpx.Client(timeout=timeout, follow_redirects=True)
+                return self._http
+            key = str(creds.identity_dir)
+            client = self._device_http.get(key)
+            if client is None:
+                client = identity.device_http_client(creds.identity_dir, timeout=timeout, context=creds.tls)
+                self._device_http[key] = client
+            return client
+
+    def _download(self, http: Any, url: str, model: DesiredModel) -> tuple[ErrorCode | None, str]:
         import httpx
 
         h, size = hashlib.sha256(), 0
         try:
-            with self._http.stream("GET", url) as resp:
+            with http.stream("GET", url) as resp:
                 if resp.status_code != 200:
                     return ErrorCode.DOWNLOAD_FAILED, f"GET {url}: HTTP {resp.status_code}"
                 for chunk in resp.iter_bytes(1 << 16):

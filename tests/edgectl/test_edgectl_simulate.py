@@ -1,13 +1,16 @@
-"""``edgectl simulate`` and :mod:`edgectl.simulate` against a real fleet-server process and a
-real Mosquitto: simulated devices register over REST, take deployments over MQTT, and what they
-send is what the server records."""
+"""``edgectl simulate`` and :mod:`edgectl.simulate` against a real fleet-server process and its
+own Mosquitto (mTLS, per-device ACLs): simulated devices enroll with a token and a CSR, connect
+with their certificates, take deployments over MQTT, and what they send is what the server
+records."""
 
 from __future__ import annotations
 
 import json
 import shutil
+import ssl
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +21,7 @@ from agent.contracts.state import ErrorCode
 from edgectl.client import FleetClient
 from edgectl.simulate import Faults, SimConfig, Simulator, SimulatorError, device_ids
 from tests.edgectl.simulate.sim_kit import Wire
-from tests.fixtures.mosquitto import MOSQUITTO, MosquittoBroker
+from tests.fixtures.mosquitto import MOSQUITTO
 from tests.polling import wait_until
 
 Run = Callable[..., Result]
@@ -29,23 +32,31 @@ SEQUENCE = ["DOWNLOADING", "VERIFYING", "INSTALLING", "LOADING", "SELF_TEST", "C
 pytest.importorskip("fleet_server.app", reason="the fleet server needs the server extra")
 
 
-@pytest.fixture(scope="module")
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MosquittoBroker]:
-    binary = MOSQUITTO if Path(MOSQUITTO).exists() else shutil.which("mosquitto")
-    if not binary:
-        pytest.skip("mosquitto is not installed (apt-get install mosquitto)")
-    b = MosquittoBroker(binary, tmp_path_factory.mktemp("mosquitto"))
-    b.start()
-    yield b
-    b.stop()
+@dataclass(frozen=True)
+class Server:
+    url: str
+    ready: dict[str, Any]
+    dir: Path
+
+    def wire_tls(self) -> ssl.SSLContext:
+        """The fleet server's own MQTT identity (the only one the ACL lets read device topics)."""
+        tls = self.dir / "mosquitto" / "tls"
+        ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(tls / "ca.crt"))
+        ctx.load_cert_chain(str(tls / "fleet-server.crt"), str(tls / "fleet-server.key"))
+        return ctx
 
 
 @pytest.fixture(scope="module")
-def server(broker: MosquittoBroker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A fleet server with digits:1 pushed and compiled for x86 ahead, so deployments start at once."""
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A fleet server with its own Mosquitto (mTLS) and digits:1 pushed and compiled for x86
+    ahead, so deployments start at once."""
     from edgectl.local.launcher import start_server
 
-    proc = start_server(tmp_path_factory.mktemp("fleet"), broker=broker.url)
+    if not Path(MOSQUITTO).exists() and not shutil.which("mosquitto"):
+        pytest.skip("mosquitto is not installed (apt-get install mosquitto)")
+    d = tmp_path_factory.mktemp("fleet") / "server"
+    proc = start_server(d, broker="mosquitto", extra=["--grpc-port", "-1"])
+    assert proc.ready["mqtt"]["tls"] is True
     url = str(proc.ready["url"])
     try:
         with FleetClient(url) as api:
@@ -59,9 +70,14 @@ def server(broker: MosquittoBroker, tmp_path_factory: pytest.TempPathFactory) ->
                 interval=0.5,
                 what="the x86 bundle",
             )
-        yield url
+        yield Server(url, dict(proc.ready), d)
     finally:
         proc.stop()
+
+
+@pytest.fixture(scope="module")
+def server(fleet: Server) -> str:
+    return fleet.url
 
 
 @pytest.fixture
@@ -71,21 +87,29 @@ def api(server: str) -> Iterator[FleetClient]:
 
 
 @pytest.fixture
-def wire(broker: MosquittoBroker) -> Iterator[Wire]:
-    w = Wire(broker.host, broker.port)
+def wire(fleet: Server) -> Iterator[Wire]:
+    w = Wire("127.0.0.1", int(fleet.ready["mqtt"]["port"]), tls=fleet.wire_tls())
     yield w
     w.close()
 
 
+def _token(api: FleetClient, group: str, uses: int) -> str:
+    """An enrollment token for ``group`` (made first if missing, with a selector no simulated
+    device matches: its members are the devices its tokens enrolled)."""
+    if group not in {g["name"] for g in api.list_groups()}:
+        api.create_group(group, [], {"enrolled-into": group})
+    return str(api.create_enroll_token(group, uses=uses)["token"])
+
+
 def _sim(server: str, n: int, group: str, faults: Faults | None = None, **config: Any) -> Simulator:
-    cfg = SimConfig(
-        server, devices=n, prefix=group, labels={"sim": group}, **({"telemetry_interval": 0.5} | config)
-    )
+    with FleetClient(server) as api:
+        token = _token(api, group, n)
+    options = {"telemetry_interval": 0.5} | config
+    cfg = SimConfig(server, token, devices=n, prefix=group, labels={"sim": group}, **options)
     return Simulator(cfg, faults)
 
 
 def _deploy(api: FleetClient, group: str) -> str:
-    api.create_group(group, [], {"sim": group})
     return str(api.create_deployment("digits:1", group)["id"])
 
 
@@ -111,8 +135,13 @@ def test_twenty_devices_roll_out_to_succeeded_and_their_telemetry_reaches_the_se
 ) -> None:
     sim = _sim(server, 20, "good")
     with sim:
-        registered = {d["device_id"] for d in api.list_devices() if d["device_id"].startswith("good-")}
-        assert registered == set(sim.devices)
+        work = sim.work_dir
+        assert work is not None
+        assert {d["device_id"] for d in api.list_devices(group="good")} == set(sim.devices)
+        for dev in sim.devices.values():  # each with its own key and certificate, over mTLS
+            assert dev.creds is not None and dev.creds.tls is not None and dev.creds.mqtt.tls
+            assert dev.creds.identity_dir == work / dev.device_id
+            assert (work / dev.device_id / "identity" / "device.crt").exists()
         dep = _state(api, _deploy(api, "good"), "SUCCEEDED")
         assert {d["device_id"] for d in dep["devices"]} == set(sim.devices)
         assert sim.finals() == dict.fromkeys(sim.devices, "COMMITTED")
@@ -127,6 +156,7 @@ def test_twenty_devices_roll_out_to_succeeded_and_their_telemetry_reaches_the_se
         assert shown["device_id"] == "good-01" and shown["latency"]["p95_ms"] > 0
         assert sum(shown["classes"].values()) == shown["requests"] - shown["errors"]
         assert api.get_device("good-01")["active"] == "digits:1"
+    assert not work.exists()  # the devices' keys go with the simulator
 
 
 def test_with_fail_rate_one_every_device_reports_a_real_error_code(
@@ -150,7 +180,7 @@ def test_with_fail_rate_one_every_device_reports_a_real_error_code(
             assert api.get_device(d)["active"] is None
 
 
-def test_offline_devices_register_but_never_report(server: str, api: FleetClient, wire: Wire) -> None:
+def test_offline_devices_enroll_but_never_report(server: str, api: FleetClient, wire: Wire) -> None:
     ids = device_ids(8, "gone")
     seed = next(
         s for s in range(100) if 0 < sum(Faults(offline_share=0.4, seed=s).offline(d) for d in ids) < 8
@@ -163,15 +193,17 @@ def test_offline_devices_register_but_never_report(server: str, api: FleetClient
         time.sleep(0.5)
         assert set(sim.finals()) == set(ids) - set(offline)
         for d in offline:
-            dev = api.get_device(d)  # registered, then silent
+            dev = api.get_device(d)  # enrolled, then silent
             assert dev["reported_generation"] is None and dev["telemetry"] is None
             assert wire.of("reported", d) == [] and wire.of("status", d) == []
         assert api.get_deployment(dep_id)["state"] == "RUNNING"  # waiting on the silent ones
 
 
 def test_the_command_runs_a_fleet_for_its_duration(edgectl: Run, server: str, api: FleetClient) -> None:
+    api.create_group("cli", [], {"enrolled-into": "cli"})  # --group: the command makes a token for 3
     r = edgectl(
-        "simulate", "--devices", "3", "--server", server, "--prefix", "cli", "--labels", "site=cli,kind=sim",
+        "simulate", "--devices", "3", "--server", server, "--group", "cli", "--prefix", "cli",
+        "--labels", "site=cli,kind=sim",
         "--duration", "1.5", "--telemetry-interval", "0.5", "--seed", "2", "-o", "json",
     )  # fmt: skip
     assert r.exit_code == 0, r.output
@@ -181,16 +213,35 @@ def test_the_command_runs_a_fleet_for_its_duration(edgectl: Run, server: str, ap
     assert out["messages"]["telemetry"] >= 3
     dev = api.get_device("cli-02")
     assert dev["labels"] == {"site": "cli", "kind": "sim"} and dev["profile"] == PROFILE
+    assert {d["device_id"] for d in api.list_devices(group="cli")} == {"cli-01", "cli-02", "cli-03"}
     wait_until(lambda: api.get_device("cli-02")["online"] is False, what="offline after the stop")
 
 
-def test_the_table_says_where_the_devices_stand(edgectl: Run, server: str) -> None:
+def test_the_table_says_where_the_devices_stand(edgectl: Run, server: str, api: FleetClient) -> None:
+    token = _token(api, "tbl", 2)
     r = edgectl(
-        "simulate", "-n", "2", "-s", server, "--prefix", "tbl", "--duration", "0.3", "--offline-share", "1"
-    )
+        "simulate", "-n", "2", "-s", server, "--enroll-token", token, "--prefix", "tbl", "--duration", "0.3",
+        "--offline-share", "1",
+    )  # fmt: skip
     assert r.exit_code == 0, r.output
     assert "2 simulated devices (2 offline), 0 connected" in r.stdout
-    assert "2 simulated devices registered" in r.stderr
+    assert "2 simulated devices enrolled" in r.stderr
+    assert {d["device_id"] for d in api.list_devices(group="tbl")} == {"tbl-01", "tbl-02"}
+
+
+def test_a_token_with_too_few_uses_is_refused_with_the_server_words(
+    edgectl: Run, server: str, api: FleetClient
+) -> None:
+    token = _token(api, "few", 1)
+    r = edgectl("simulate", "-n", "2", "-s", server, "--enroll-token", token, "--prefix", "few")
+    assert r.exit_code == 1
+    assert "refused the enrollment" in r.stderr
+
+
+def test_a_group_that_does_not_exist_is_named(edgectl: Run, server: str) -> None:
+    r = edgectl("simulate", "-n", "2", "-s", server, "--group", "no-such-group", "--duration", "0")
+    assert r.exit_code == 1
+    assert "no-such-group" in r.stderr and r.stdout == ""
 
 
 def test_help_explains(edgectl: Run) -> None:
@@ -203,6 +254,8 @@ def test_help_explains(edgectl: Run) -> None:
         "--latency-regression",
         "DOWNLOADING",
         "--seed",
+        "--enroll-token",
+        "--group",
     ):
         assert text in r.stdout
 
@@ -216,30 +269,47 @@ def test_help_explains(edgectl: Run) -> None:
         (["--devices", "2", "--labels", "nolabel"], "'nolabel' is not KEY=VALUE"),
         (["--devices", "2", "--profile", "no-such-board"], "no-such-board"),
         (["--devices", "2", "--fail-code", "BOGUS"], "--fail-code"),
+        (["--devices", "2"], "give --enroll-token TOKEN"),
     ],
 )
 def test_bad_arguments_exit_2_with_a_clear_message(edgectl: Run, args: list[str], message: str) -> None:
-    r = edgectl("simulate", "--server", "http://127.0.0.1:1", *args)
+    group = [] if args == ["--devices", "2"] else ["--group", "g"]  # that one lacks a token
+    r = edgectl("simulate", "--server", "http://127.0.0.1:1", *group, *args)
     assert r.exit_code == 2
     assert message in r.stderr
 
 
 def test_an_unreachable_server_is_named(edgectl: Run, free_url: str) -> None:
-    r = edgectl("simulate", "--devices", "1", "--server", free_url)
+    r = edgectl("simulate", "--devices", "1", "--server", free_url, "--group", "g")
     assert r.exit_code == 1
     assert "cannot reach the fleet server" in r.stderr and r.stdout == ""
 
 
-def test_with_fetch_devices_download_the_real_bundle(server: str, api: FleetClient) -> None:
-    sim = _sim(server, 2, "fetch", fetch=True, telemetry_interval=0)
+def test_with_fetch_devices_download_the_real_bundle_from_the_device_listener(
+    fleet: Server, api: FleetClient
+) -> None:
+    sim = _sim(fleet.url, 2, "fetch", fetch=True, telemetry_interval=0)
     with sim:
+        device_api = str(fleet.ready["device_api"])
+        assert device_api.startswith("https://")
+        assert {d.creds.http_base for d in sim.devices.values() if d.creds} == {device_api}
         _state(api, _deploy(api, "fetch"), "SUCCEEDED")
         assert sim.counts["downloads"] == 2  # each device fetched it and the sha256 matched
         assert sim.finals() == dict.fromkeys(sim.devices, "COMMITTED")
 
 
-def test_a_refused_registration_stops_the_simulator_with_the_server_words(server: str) -> None:
-    sim = Simulator(SimConfig(server, devices=2, prefix="nope", profiles=("no-such-board",)))
-    with pytest.raises(SimulatorError, match="refused the registration: HTTP 400"):
+def test_a_refused_enrollment_stops_the_simulator_with_the_server_words(
+    server: str, api: FleetClient
+) -> None:
+    token = _token(api, "nope", 2)
+    sim = Simulator(SimConfig(server, token, devices=2, prefix="nope", profiles=("no-such-board",)))
+    work = sim.work_dir
+    assert work is not None and work.exists()
+    with pytest.raises(SimulatorError, match=r"refused the enrollment: HTTP 4\d\d"):
         sim.start(timeout=20)
-    assert not sim.started
+    assert not sim.started and not work.exists()
+
+
+def test_without_a_token_the_simulator_says_what_it_needs(server: str) -> None:
+    with pytest.raises(ValueError, match="enrollment token"):
+        Simulator(SimConfig(server, devices=1))

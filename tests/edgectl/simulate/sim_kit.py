@@ -3,6 +3,7 @@ that reads every device message off the broker and parses it with its contract."
 
 from __future__ import annotations
 
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -39,9 +40,10 @@ class BrokerOnly:
 
 class Wire:
     """Every message under ``edgefleet/v1/devices/#``, parsed by its contract (a payload that
-    does not parse fails the test when it is read)."""
+    does not parse fails the test when it is read). ``tls``: a client context for an mTLS broker
+    (the fleet server's own identity reads every device's topics)."""
 
-    def __init__(self, host: str, port: int) -> None:
+    def __init__(self, host: str, port: int, tls: ssl.SSLContext | None = None) -> None:
         self.messages: list[tuple[str, str, bytes]] = []  # (device id, kind, payload)
         self._cond = threading.Condition()
         self._client = mqtt.Client(
@@ -49,6 +51,8 @@ class Wire:
             client_id=f"wire-{time.monotonic_ns()}",
             protocol=MQTTProtocolVersion.MQTTv5,
         )
+        if tls is not None:
+            self._client.tls_set_context(tls)
         self._client.on_message = self._on_message
         subscribed = threading.Event()
         self._client.on_subscribe = lambda *_a: subscribed.set()
