@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from pydantic import PositiveFloat
 from pydantic_settings import SettingsConfigDict
 
 from agent.layered_settings import Integer, LayeredSettings, SettingsError, TcpPort, load
@@ -67,6 +68,7 @@ class Settings(LayeredSettings):
     public_url: str | None = None  # makes desired-state URLs absolute when set
     compile_workers: Integer = 1
     reconcile_interval_s: float = 2.0
+    events_heartbeat_s: PositiveFloat = 15.0  # a quiet event stream still sends this often
     mosquitto_bin: str = MOSQUITTO_BIN
     log_level: str = "info"
 

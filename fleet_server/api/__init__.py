@@ -10,6 +10,8 @@ from fleet_server.api import (
     dashboard,
     deployments,
     devices,
+    events,
+    fleet_summary,
     groups,
     health,
     metrics,
@@ -23,7 +25,20 @@ from fleet_server.api.openapi import install_openapi
 from fleet_server.api.routes import api_routes
 from fleet_server.limits import FIELD_LIMITS, MESSAGE_LIMITS
 
-ROUTERS = (health, models, devices, groups, deployments, tokens, audit, artifacts, dashboard, metrics)
+ROUTERS = (
+    health,
+    models,
+    devices,
+    fleet_summary,
+    groups,
+    deployments,
+    events,
+    tokens,
+    audit,
+    artifacts,
+    dashboard,
+    metrics,
+)
 
 
 def install(app: FastAPI) -> None:

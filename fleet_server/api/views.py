@@ -99,7 +99,17 @@ def device_summary(d: Device) -> dict[str, Any]:
         "reported_generation": d.reported_generation,
         "error": reported_error(d.error),
         "inference_url": d.inference_url,
+        "latency_p95_ms": latency_p95_ms(d.telemetry),
+        "telemetry_at": iso(d.telemetry_at),
     }
+
+
+def latency_p95_ms(telemetry: Any) -> float | None:
+    """The p95 latency of a device's last telemetry (``latency.p95_ms``), ``None`` without one.
+    Telemetry is stored as sent, so anything else there is ignored."""
+    latency = telemetry.get("latency") if isinstance(telemetry, dict) else None
+    p95 = latency.get("p95_ms") if isinstance(latency, dict) else None
+    return float(p95) if isinstance(p95, int | float) and not isinstance(p95, bool) else None
 
 
 def device_detail(d: Device) -> dict[str, Any]:
