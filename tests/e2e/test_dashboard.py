@@ -179,7 +179,7 @@ def test_dashboard_watches_a_live_rollout(
         # The gates against their thresholds: the install gate, and the quality gates asked for.
         assert "≤ 25.0%" in browser.evaluate(text_of(card + " [data-gate=failure_rate]"))
         assert "≤ 5.0%" in browser.evaluate(text_of(card + " [data-gate=error_rate]"))
-        assert "≤ 1.50×" in browser.evaluate(text_of(card + " [data-gate=p95_regression]"))
+        assert "≤ 1.50\u00d7" in browser.evaluate(text_of(card + " [data-gate=p95_regression]"))
         assert "off" in browser.evaluate(text_of(card + " [data-gate=prediction_psi]"))
         browser.screenshot(tmp_path / "wave-1.png")
         canary = [d for d in devices if d.told.is_set()]
@@ -215,7 +215,8 @@ def test_dashboard_watches_a_live_rollout(
             f"{text_of('#spread')}.includes('digits:7') && {text_of('#spread')}.includes('4 (4 on)')"
         )
         browser.wait_for(
-            f"document.querySelectorAll('#devices tr').length === 4 && {text_of('#devices')}.split('{REF}').length === 5"
+            "document.querySelectorAll('#devices tr').length === 4"
+            f" && {text_of('#devices')}.split('{REF}').length === 5"
         )
         assert "7.0 ms" in browser.evaluate(text_of("#devices"))  # cam-04's p95
         browser.screenshot(tmp_path / "succeeded.png")
