@@ -17,7 +17,9 @@ TOP = 20  # the largest buckets by name; the rest are summed under ``other``
 def _spread(session: Session, column: Any, key: str) -> tuple[list[dict[str, Any]], dict[str, int]]:
     online = func.sum(case((Device.online.is_(True), 1), else_=0))
     rows = session.execute(
-        select(column, func.count(), online).group_by(column).order_by(func.count().desc(), column)
+        select(column, func.count(), online)
+        .group_by(column)
+        .order_by(func.count().desc(), column.is_(None), column)  # ties: by name, none last
     ).all()
     buckets = [{key: name, "devices": int(n), "online": int(on or 0)} for name, n, on in rows]
     rest = buckets[TOP:]
@@ -28,7 +30,8 @@ def _spread(session: Session, column: Any, key: str) -> tuple[list[dict[str, Any
 def fleet_summary(session: Session) -> dict[str, Any]:
     """``{devices, online, models: [{model, devices, online}], profiles: [{profile, devices,
     online}], other_models, other_profiles}``: ``model`` is the active ``name:version`` (``None``
-    for a device that runs none yet); the largest :data:`TOP` buckets, biggest first, and the
+    for a device that runs none yet); the largest :data:`TOP` buckets, biggest first (ties by
+    name, ``None`` last), and the
     rest counted under ``other_*`` (``{buckets, devices}``)."""
     total, online = session.execute(
         select(func.count(), func.sum(case((Device.online.is_(True), 1), else_=0))).select_from(Device)
