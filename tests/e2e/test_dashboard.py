@@ -182,6 +182,18 @@ def test_dashboard_watches_a_live_rollout(
         assert "≤ 1.50\u00d7" in browser.evaluate(text_of(card + " [data-gate=p95_regression]"))
         assert "off" in browser.evaluate(text_of(card + " [data-gate=prediction_psi]"))
         browser.screenshot(tmp_path / "wave-1.png")
+        # The page's buttons act with the token from its form: pause, then resume.
+        for act, state in (("pause", "PAUSED"), ("resume", "RUNNING")):
+            browser.evaluate(f"document.querySelector('{card} button[data-act={act}]').click(); true")
+            browser.wait_for(f"document.querySelector('{card}').dataset.state === '{state}'", what=state)
+        audit = httpx.get(f"{url}/api/v1/audit", headers=AUTH).json()
+        acts = [
+            (e["action"], e["actor"], e["status"]) for e in audit if e["path"].endswith(("/pause", "/resume"))
+        ]
+        assert sorted(acts) == [
+            ("deployments.pause", "bootstrap", 200),
+            ("deployments.resume", "bootstrap", 200),
+        ]
         canary = [d for d in devices if d.told.is_set()]
         assert len(canary) == 1, [d.device_id for d in canary]
         canary[0].release.set()

@@ -94,3 +94,32 @@ def test_devices_page_search_and_total(client: Any) -> None:
         "cam-03",
     ]
     assert json.loads(r.text)[0]["latency_p95_ms"] is None
+
+
+def test_at_1200_devices_what_the_dashboard_reads_stays_small(client: Any) -> None:
+    from fleet_server.db import Device
+
+    with client.app.state.fleet.sessions() as s:
+        s.add_all(
+            Device(
+                device_id=f"dev-{i:05d}",
+                profile="x86-64-avx2",
+                target="onnx-x86",
+                active="digits:6" if i % 3 == 0 else "digits:7",
+                online=i % 2 == 0,
+            )
+            for i in range(1200)
+        )
+        s.commit()
+    page = client.get("/api/v1/devices?limit=100&offset=1100")
+    assert page.headers["X-Total-Count"] == "1200" and len(page.json()) == 100
+    assert page.json()[-1]["device_id"] == "dev-01199"
+    assert len(page.content) < 60_000
+    summary = client.get("/api/v1/fleet/summary")
+    assert summary.json()["models"] == [
+        {"model": "digits:7", "devices": 800, "online": 400},
+        {"model": "digits:6", "devices": 400, "online": 200},
+    ]
+    assert len(summary.content) < 1000
+    # The event stream's first event carries aggregates only, however many devices there are.
+    assert len(client.app.state.live.snapshot()) < 1000
