@@ -128,8 +128,27 @@ class AgentConfig(LayeredSettings):
     latency_budget_ms: Annotated[float, AfterValidator(_not_negative)] | None = Field(
         None, description="latency budget per request (default: the desired state's, else the profile's)"
     )
+    tuf_root: Annotated[Path, AfterValidator(Path.expanduser)] | None = Field(
+        None, description="TUF root metadata to trust, copied to <data-dir>/trust/root.json if none is there"
+    )
     offload_url: HttpUrl | None = Field(
         None, description="cloud OIP v2 endpoint for overflow (default: the desired state's offload policy)"
+    )
+    # device identity (agent.identity): the token is used once, while the device has no certificate
+    enroll_token: str | None = Field(
+        None, description="enrollment token (edgectl devices enroll-token create); needed until enrolled"
+    )
+    renew_check_s: Annotated[float, AfterValidator(_not_negative)] = Field(
+        600.0, description="how often to check whether the certificate is due for renewal (default 600)"
+    )
+    telemetry_interval: Annotated[float, AfterValidator(_not_negative)] = Field(
+        5.0, description="seconds between telemetry messages (default 5; 0: no telemetry)"
+    )
+    telemetry_buffer_messages: Annotated[Integer, AfterValidator(_at_least_1)] = Field(
+        720, description="telemetry messages kept on disk while offline, oldest dropped first (default 720)"
+    )
+    telemetry_buffer_bytes: Annotated[Integer, AfterValidator(_at_least_1)] = Field(
+        1024 * 1024, description="bytes of telemetry kept on disk while offline (default 1 MiB)"
     )
 
 

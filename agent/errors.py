@@ -7,6 +7,9 @@
     │   ├── ArtifactError           reject: the bytes are wrong (size, hash, signature, bundle,
     │   │                           incompatible target). The generation is marked failed and never
     │   │                           retried; only a new generation can fix it.
+    │   ├── MetadataError           retry: the TUF metadata could not be verified (bad signature,
+    │   │                           rollback, expired, no trust root yet). The device keeps serving
+    │   │                           and tries again later; the generation is not marked failed.
     │   ├── TransportError          retry: network or server trouble. Retried with backoff; when the
     │   │                           retries run out it is reported, but the generation is not marked
     │   │                           failed, so a later delivery tries again (the download resumes).
@@ -14,10 +17,12 @@
     │   │                           load refused, self-test failed, disk full). Marked failed.
     │   └── Cancelled               a newer desired state arrived mid-download; nothing to report.
     ├── ConfigError                 abort at start-up: the message says which setting is wrong.
-    └── RegistrationError           abort: the fleet server refused the registration (4xx).
+    └── EnrollmentError             abort: the fleet server refused the enrollment (4xx), or the
+                                    device has no identity and no enrollment token.
 
 Foreign exceptions are translated once, at the seam that meets them: httpx errors in
-:mod:`agent.update.download`, tar and OS errors in :mod:`agent.update.slots`, and the runtimes'
+:mod:`agent.update.download`, python-tuf's in :mod:`agent.trust.errors`, tar and OS errors in
+:mod:`agent.update.slots`, and the runtimes'
 :class:`~agent.runtimes.base.RuntimeUnavailable` / :class:`~agent.runtimes.base.RuntimeLoadError`
 in :mod:`agent.update.reconciler`.
 """
@@ -54,6 +59,13 @@ class ArtifactError(UpdateError):
     code = ErrorCode.BUNDLE_INVALID
 
 
+class MetadataError(UpdateError):
+    """The signed metadata was refused or could not be refreshed. Retry later; keep serving."""
+
+    code = ErrorCode.SIGNATURE_INVALID
+    retryable = True
+
+
 class TransportError(UpdateError):
     """The download could not complete (connection, timeout, 5xx). Retry later; it resumes."""
 
@@ -77,5 +89,5 @@ class ConfigError(AgentError):
     """A setting is missing or invalid. The message names the setting and where it came from."""
 
 
-class RegistrationError(AgentError):
-    """The fleet server answered the registration with a refusal (4xx)."""
+class EnrollmentError(AgentError):
+    """The fleet server refused the enrollment (4xx), or there is nothing to enroll with."""

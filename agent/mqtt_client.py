@@ -1,6 +1,8 @@
 """The agent's MQTT link (paho-mqtt 2.x): desired state in, reported state and online status out.
 
-- Client id = device id, persistent session (MQTT 5 ``clean_start=False`` with a session expiry,
+- Client id = device id; with ``tls`` (the device's certificate, :mod:`agent.identity`) the
+  broker knows the device by its certificate and its ACL admits only the device's own topics.
+- Persistent session (MQTT 5 ``clean_start=False`` with a session expiry,
   or MQTT 3.1.1 ``clean_session=False``), so QoS 1 desired states queued while the device was
   away are delivered when it returns.
 - Last will: ``Status(online=False)``, retained, QoS 1, on ``.../status``; on every connect the
@@ -22,6 +24,7 @@
 from __future__ import annotations
 
 import logging
+import ssl
 import threading
 from collections.abc import Callable
 
@@ -32,10 +35,10 @@ from paho.mqtt.properties import Properties
 
 from agent.connection_count import ConnectionCounter
 from agent.contracts.errors import ContractError
+from agent.contracts.registration import MqttSettings
 from agent.contracts.state import DesiredState, ReportedState, Status
 from agent.contracts.topics import device_topic
 from agent.inbound import InboundLimits, MessageRefused, Quarantine, digest
-from agent.registration import MqttSettings
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +61,7 @@ class AgentMqtt:
         on_refused: Callable[[str, str], None] | None = None,
         on_loop_restart: Callable[[], None] | None = None,
         watchdog_interval: float = 5.0,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.device_id = device_id
         self.settings = settings
@@ -97,6 +101,8 @@ class AgentMqtt:
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
         c.on_message = self._on_message
+        if tls is not None:  # mTLS: the broker takes the certificate's CN (the device id) as username
+            c.tls_set_context(tls)
 
     def _arm_will(self) -> None:
         """Number the next connection and set its last will (paho sends the will with every
@@ -147,6 +153,21 @@ class AgentMqtt:
             self._latest = state
             if self._client.is_connected():
                 self._client.publish(self.topics["reported"], state.to_json(), qos=1)
+
+    def publish_telemetry(self, payload: bytes, timeout: float = 5.0) -> bool:
+        """Publish one telemetry message (QoS 1) and wait for the broker's acknowledgement.
+        Returns false when not connected or unacknowledged within ``timeout`` (the caller keeps
+        the message; a late acknowledgement then means a harmless duplicate)."""
+        if not self.is_up():
+            return False
+        info = self._client.publish(self.topics["telemetry"], payload, qos=1)
+        if info.rc != mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS:
+            return False
+        try:
+            info.wait_for_publish(timeout)
+        except (RuntimeError, ValueError):
+            return False
+        return info.is_published()
 
     def stop(self, timeout: float = 5.0) -> None:
         """Say offline (retained), disconnect cleanly and stop the network thread."""

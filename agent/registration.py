@@ -1,7 +1,9 @@
-"""Registration with the fleet server: ``POST /api/v1/devices/register`` (docs/api.md).
+"""Enrollment with the fleet server, ``POST /api/v1/devices/enroll`` (docs/api.md), and
+certificate renewal on the device listener, ``POST /api/v1/device/renew`` (mTLS).
 
-Retried with backoff until the server answers; the answer carries the MQTT settings. A refusal
-(4xx) is final: it is raised as :class:`~agent.errors.RegistrationError` with the server's words.
+Enrollment is retried with backoff until the server answers; a refusal (4xx: unknown, used or
+expired token, bad profile) is final and raised as :class:`~agent.errors.EnrollmentError` with the
+server's words. The answer's broker host, when missing or a wildcard, is the server's host.
 """
 
 from __future__ import annotations
@@ -16,24 +18,25 @@ import httpx
 
 from agent.backoff import Backoff
 from agent.contracts.errors import ContractError
-from agent.contracts.registration import MqttSettings, RegistrationRequest, RegistrationResponse
-from agent.errors import RegistrationError
+from agent.contracts.registration import EnrollmentRequest, EnrollmentResponse, MqttSettings, RenewalResponse
+from agent.errors import EnrollmentError
 
 log = logging.getLogger(__name__)
 
-PATH = "/api/v1/devices/register"
+PATH = "/api/v1/devices/enroll"
+RENEW_PATH = "/api/v1/device/renew"
 
 
 def mqtt_settings(data: Any, server_url: str) -> MqttSettings:
     """Read the answer's ``mqtt`` object; a missing or wildcard host means the fleet server's host.
 
-    Raises :class:`RegistrationError` for settings this agent can't use (no port included)."""
+    Raises :class:`EnrollmentError` for settings this agent can't use (no port included)."""
     try:
         settings = MqttSettings.from_dict(data, "mqtt")
     except ContractError as exc:
-        raise RegistrationError(f"registration answer: bad mqtt settings {data!r}: {exc}") from exc
+        raise EnrollmentError(f"enrollment answer: bad mqtt settings {data!r}: {exc}") from exc
     if not settings.port:
-        raise RegistrationError(f"registration answer: bad mqtt settings {data!r}: no port")
+        raise EnrollmentError(f"enrollment answer: bad mqtt settings {data!r}: no port")
     return _with_host(settings, server_url)
 
 
@@ -43,18 +46,18 @@ def _with_host(settings: MqttSettings, server_url: str) -> MqttSettings:
     return settings
 
 
-def register(
+def enroll(
     server_url: str,
-    body: RegistrationRequest,
+    body: EnrollmentRequest,
     *,
     client: httpx.Client | None = None,
     backoff: Backoff | None = None,
     stop: threading.Event | None = None,
-) -> RegistrationResponse | None:
-    """Register until the server answers. Returns ``None`` if ``stop`` is set first, else the
+) -> EnrollmentResponse | None:
+    """Enroll until the server answers. Returns ``None`` if ``stop`` is set first, else the
     answer with the broker's host filled in (:func:`mqtt_settings`' rule) and its port known.
 
-    Raises :class:`RegistrationError` when the server refuses (4xx) or answers nonsense.
+    Raises :class:`EnrollmentError` when the server refuses (4xx) or answers nonsense.
     """
     backoff = backoff or Backoff(initial=1.0, maximum=60.0)
     stop = stop or threading.Event()
@@ -70,16 +73,16 @@ def register(
                 problem = f"{type(exc).__name__}: {exc}"
             else:
                 if resp.is_success:
-                    reg = _parse(resp, server_url)
-                    if reg is not None:
-                        return reg
+                    answer = _parse(resp, server_url)
+                    if answer is not None:
+                        return answer
                     problem = "the server has no MQTT broker yet"
                 else:
-                    _check_refusal(resp)
+                    _check_refusal(resp, "enrollment")
                     problem = f"HTTP {resp.status_code}"
             delay = backoff.delay(attempt)
             attempt += 1
-            log.warning("registration at %s failed (%s); retrying in %.1fs", url, problem, delay)
+            log.warning("enrollment at %s failed (%s); retrying in %.1fs", url, problem, delay)
             stop.wait(delay)
         return None
     finally:
@@ -87,23 +90,38 @@ def register(
             http.close()
 
 
-def _check_refusal(resp: httpx.Response) -> None:
-    """Raise RegistrationError for a final refusal (4xx other than timeout / rate limit)."""
+def renew(client: httpx.Client, device_api: str, csr: str) -> RenewalResponse:
+    """One renewal request on the device listener with the current certificate (``client`` from
+    :func:`agent.identity.device_http_client`). Raises :class:`EnrollmentError` for a refusal
+    (revoked: only a new token helps), ``httpx.TransportError`` or ``httpx.HTTPStatusError``
+    (5xx) to retry later."""
+    resp = client.post(device_api.rstrip("/") + RENEW_PATH, json={"csr": csr})
+    if not resp.is_success:
+        _check_refusal(resp, "renewal")
+        resp.raise_for_status()
+    try:
+        return RenewalResponse.from_dict(resp.json())
+    except (ValueError, ContractError) as exc:
+        raise EnrollmentError(f"renewal answer: {exc}") from exc
+
+
+def _check_refusal(resp: httpx.Response, what: str) -> None:
+    """Raise EnrollmentError for a final refusal (4xx other than timeout / rate limit)."""
     if 400 <= resp.status_code < 500 and resp.status_code not in (408, 429):
         why = f"HTTP {resp.status_code}: {_error_text(resp)}"
-        raise RegistrationError(f"the fleet server refused the registration: {why}")
+        raise EnrollmentError(f"the fleet server refused the {what}: {why}")
 
 
-def _parse(resp: httpx.Response, server_url: str) -> RegistrationResponse | None:
-    """The registration, or ``None`` when the server has no broker to offer yet (retry)."""
+def _parse(resp: httpx.Response, server_url: str) -> EnrollmentResponse | None:
+    """The enrollment, or ``None`` when the server has no broker to offer yet (retry)."""
     try:
         data = resp.json()
     except ValueError as exc:
-        raise RegistrationError(f"registration answer is not JSON: {exc}") from exc
+        raise EnrollmentError(f"enrollment answer is not JSON: {exc}") from exc
     try:
-        answer = RegistrationResponse.from_dict(data)
+        answer = EnrollmentResponse.from_dict(data)
     except ContractError as exc:
-        raise RegistrationError(f"{exc} (in {str(data)[:200]})") from exc
+        raise EnrollmentError(f"{exc} (in {str(data)[:200]})") from exc
     if not answer.mqtt.port:
         return None
     return replace(answer, mqtt=_with_host(answer.mqtt, server_url))

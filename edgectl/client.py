@@ -187,6 +187,15 @@ class FleetClient:
     def get_device(self, device_id: str) -> dict[str, Any]:
         return self.request("GET", f"{API}/devices/{_seg(device_id)}")
 
+    def create_enroll_token(
+        self, group: str, labels: dict[str, str] | None = None, expires_in_s: float = 3600.0, uses: int = 1
+    ) -> dict[str, Any]:
+        body = {"group": group, "labels": labels or {}, "expires_in_s": expires_in_s, "uses": uses}
+        return self.request("POST", f"{API}/devices/enroll-tokens", json=body)
+
+    def revoke_device(self, device_id: str) -> dict[str, Any]:
+        return self.request("POST", f"{API}/devices/{_seg(device_id)}/revoke")
+
     def create_group(
         self,
         name: str,
@@ -210,12 +219,22 @@ class FleetClient:
     def list_groups(self) -> list[dict[str, Any]]:
         return self.request("GET", f"{API}/groups")
 
-    def create_deployment(self, model: str, group: str) -> dict[str, Any]:
-        body = {"model": model, "group": group}
+    def create_deployment(
+        self, model: str, group: str, rollout: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Deploy ``model`` to ``group``; ``rollout``: the rollout spec (``None``: the server's defaults)."""
+        body: dict[str, Any] = {"model": model, "group": group}
+        if rollout:
+            body["rollout"] = rollout
         return self.request("POST", f"{API}/deployments", json=body)
 
-    def list_deployments(self) -> list[dict[str, Any]]:
-        return self.request("GET", f"{API}/deployments")
+    def list_deployments(self, limit: int | None = None) -> list[dict[str, Any]]:
+        params = {"limit": limit} if limit else None
+        return self.request("GET", f"{API}/deployments", params=params)
+
+    def act_on_deployment(self, deployment_id: str, action: str) -> dict[str, Any]:
+        """``pause``, ``resume``, ``abort`` or ``rollback`` a rollout."""
+        return self.request("POST", f"{API}/deployments/{_seg(deployment_id)}/{_seg(action)}")
 
     def get_deployment(self, deployment_id: str) -> dict[str, Any]:
         return self.request("GET", f"{API}/deployments/{_seg(deployment_id)}")

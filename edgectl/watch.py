@@ -1,9 +1,9 @@
 """Watching a deployment until it is decided: when to stop, and what went wrong (pure, plus one
 polling loop over injected ``fetch``/``clock``/``sleep`` so it runs without a server or a clock).
 
-The verdict is the server's: only ``SUCCEEDED`` is success. The watcher stops early as soon as a
-compile or a device has FAILED, since the operator's next step (read the error) doesn't depend on
-the rest of the fleet.
+The verdict is the server's: only ``SUCCEEDED`` is success. A device failing does not end the
+watch by itself (the rollout's gate may tolerate it); the watch ends when the server has decided:
+SUCCEEDED, ROLLED_BACK, FAILED (a compile), SUPERSEDED, or HALTED without a roll-back to wait for.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 Deployment = dict[str, Any]
-FINAL_STATES = frozenset({"SUCCEEDED", "FAILED", "SUPERSEDED"})
+FINAL_STATES = frozenset({"SUCCEEDED", "FAILED", "SUPERSEDED", "ROLLED_BACK"})
 
 
 def failures(dep: Deployment) -> list[str]:
@@ -23,7 +23,7 @@ def failures(dep: Deployment) -> list[str]:
         if str(c.get("status", "")).lower() == "failed":
             lines.append(f"compile {c.get('target')}/{c.get('precision')}: {c.get('error') or 'failed'}")
     for d in dep.get("devices") or []:
-        if d.get("state") == "FAILED":
+        if d.get("state") in ("FAILED", "TIMED_OUT"):
             err = d.get("error") or {}
             reason = (
                 f"{err.get('code')}: {err.get('message')}"
@@ -48,8 +48,12 @@ def failure_summary(dep: Deployment) -> str:
 
 
 def is_settled(dep: Deployment) -> bool:
-    """Whether watching can stop: the server decided, or something already failed."""
-    return dep.get("state") in FINAL_STATES or bool(failures(dep))
+    """Whether watching can stop: the server decided (a halt that rolls back is decided once the
+    roll-back ended)."""
+    state = dep.get("state")
+    rolling_back = bool((dep.get("rollout") or {}).get("rollback"))
+    compile_failed = any(str(c.get("status", "")).lower() == "failed" for c in dep.get("compile") or [])
+    return state in FINAL_STATES or (state == "HALTED" and not rolling_back) or compile_failed
 
 
 @dataclass(frozen=True)

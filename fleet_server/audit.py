@@ -42,7 +42,7 @@ def action_name(method: str, template: str | None) -> str:
     """A short name for ``method`` on the route ``template`` (``/api/v1/groups/{name}``):
     the literal segments after ``/api/v1/`` joined by dots, then the verb of the method
     (``groups.update``). A route that ends in a literal below its collection names its own action
-    (``POST /api/v1/devices/register`` → ``devices.register``). Without a route (no route
+    (``POST /api/v1/devices/enroll`` → ``devices.enroll``). Without a route (no route
     matched) the name is ``unrouted``."""
     if template is None or not template.startswith(API_PREFIX):
         return "unrouted"

@@ -2,7 +2,8 @@
 
 When the server is ready it prints one JSON line to stdout and nothing else goes there::
 
-    {"event": "ready", "url": "http://127.0.0.1:PORT", "mqtt": {"host", "port", "protocol"},
+    {"event": "ready", "url": "http://127.0.0.1:PORT", "device_api": "https://127.0.0.1:PORT",
+     "mqtt": {"host", "port", "protocol", "tls"},
      "dashboard": "http://127.0.0.1:PORT/dashboard", "grpc": "127.0.0.1:PORT" (or null)}
 
 ``grpc`` is the cloud inference endpoint's gRPC address (the same models as ``/v2`` over HTTP).
@@ -99,7 +100,36 @@ def serve(
     events_heartbeat_s: float | None = typer.Option(
         None, help="seconds between heartbeats on a quiet event stream [EDGEFLEET_EVENTS_HEARTBEAT_S; 15]"
     ),
+    telemetry_raw_retention_h: float | None = typer.Option(
+        None, help="hours raw telemetry is kept [EDGEFLEET_TELEMETRY_RAW_RETENTION_H; 24]"
+    ),
+    telemetry_rollup_retention_d: float | None = typer.Option(
+        None, help="days one-minute telemetry rollups are kept [EDGEFLEET_TELEMETRY_ROLLUP_RETENTION_D; 30]"
+    ),
     log_level: str | None = typer.Option(None, help="debug | info | warning [EDGEFLEET_LOG_LEVEL; info]"),
+    keys_dir: Path | None = typer.Option(
+        None, help="TUF server keys, DIR/server of `edgectl keys init --dir DIR` [EDGEFLEET_KEYS_DIR]"
+    ),
+    tuf_timestamp_expiry_s: float | None = typer.Option(
+        None, help="TUF timestamp validity in seconds [EDGEFLEET_TUF_TIMESTAMP_EXPIRY_S; 86400]"
+    ),
+    tuf_refresh_interval_s: float | None = typer.Option(
+        None, help="seconds between TUF re-signing passes [EDGEFLEET_TUF_REFRESH_INTERVAL_S; 60]"
+    ),
+    identity_dir: Path | None = typer.Option(
+        None, help="fleet CA directory (ca.key, ca.crt; made if absent) [EDGEFLEET_IDENTITY_DIR]"
+    ),
+    cert_days: float | None = typer.Option(
+        None, help="device certificate lifetime in days; renewed at 2/3 [EDGEFLEET_CERT_DAYS; 30]"
+    ),
+    device_port: int | None = typer.Option(
+        None, help="mTLS device listener port (downloads, renewal); 0 a free one [EDGEFLEET_DEVICE_PORT; 0]"
+    ),
+    mqtt_tls: bool | None = typer.Option(
+        None,
+        "--mqtt-tls/--no-mqtt-tls",
+        help="mTLS + per-device ACLs on the Mosquitto it starts [EDGEFLEET_MQTT_TLS; on]",
+    ),
 ) -> None:
     """Run the server (REST API, broker, rollout controller, compile workers)."""
     flags = {k: v for k, v in locals().items() if v is not None}
@@ -129,6 +159,7 @@ def serve(
         line = {
             "event": "ready",
             "url": url,
+            "device_api": fleet.device_api_url,
             "mqtt": fleet.mqtt.to_dict() if fleet.mqtt else None,
             "dashboard": f"{url}/dashboard",
             "grpc": fastapi_app.state.grpc_address,

@@ -45,6 +45,7 @@ class CompileRequest:
         self.target = bundle.target
         self.precision = bundle.precision
         self.profile = bundle.profile
+        self.settings_key = bundle.settings_key
         self.name = mv.name
         self.version = mv.version
         self.source_key = mv.source_key
@@ -58,6 +59,9 @@ class CompileFailed(Exception):
 
 
 CompileFn = Callable[[Path, str, Path, dict[str, Any], Callable[[str], None]], None]
+# Signs a stored bundle tar into the TUF repository: (target path, tar, model, version, target,
+# build key). Called before the bundle turns ready, so no desired state names an unsigned one.
+SignFn = Callable[[str, Path, str, str, str, str], None]
 
 
 def run_compiler(
@@ -90,6 +94,7 @@ class CompileWorker:
         metrics: Metrics | None = None,
         on_done: Callable[[int], None] | None = None,
         compile_fn: CompileFn = run_compiler,
+        sign: SignFn | None = None,
     ) -> None:
         self._sessions = sessions
         self._store = store
@@ -98,6 +103,7 @@ class CompileWorker:
         self._metrics = metrics
         self._on_done = on_done
         self._compile_fn = compile_fn
+        self._sign = sign
         self._queue: queue.Queue[int | None] = queue.Queue()
         self._inflight: set[int] = set()
         self._lock = threading.Lock()
@@ -244,6 +250,8 @@ class CompileWorker:
         sha = sha256_of(tar)
         target_path = bundle_target_path(req.name, req.version, req.target, req.precision, sha)
         info = self._store.put_file(target_path, tar)
+        if self._sign is not None:
+            self._sign(target_path, tar, req.name, req.version, req.target, req.settings_key)
         return {"target_path": target_path, "size": info.size, "sha256": sha, "manifest": manifest}
 
     def _finish(

@@ -32,6 +32,7 @@ class BrokerSpec:
     kind: str
     host: str | None = None
     port: int | None = None
+    tls: bool = False  # external only: mqtts://, the server connects with its fleet-server certificate
 
 
 @dataclass(frozen=True)
@@ -69,12 +70,28 @@ class Settings(LayeredSettings):
     compile_workers: Integer = 1
     reconcile_interval_s: float = 2.0
     events_heartbeat_s: PositiveFloat = 15.0  # a quiet event stream still sends this often
+    telemetry_raw_retention_h: float = 24.0  # raw telemetry windows kept this long
+    telemetry_rollup_retention_d: float = 30.0  # one-minute rollups kept this long
+    telemetry_rollup_interval_s: float = 60.0  # how often windows are rolled up and pruned; 0: never
     mosquitto_bin: str = MOSQUITTO_BIN
     log_level: str = "info"
+    # TUF (fleet_server/trust): the server key directory `edgectl keys init` made (DIR/server).
+    keys_dir: Path | None = None
+    tuf_timestamp_expiry_s: float = 86400.0  # timestamp metadata validity; re-signed at half
+    tuf_refresh_interval_s: float = 60.0  # how often the refresher looks at keys and expiries
+    # device identity (fleet_server.identity)
+    identity_dir: Path | None = None  # the fleet CA (ca.key, ca.crt); None: <data_dir>/identity
+    cert_days: float = 30.0  # lifetime of a device's client certificate; agents renew at 2/3 of it
+    device_port: Integer = 0  # the mTLS device listener (downloads, renewal); 0: a free port
+    mqtt_tls: bool = True  # mTLS + ACLs on the broker the server starts (off: anonymous, loopback)
 
     @property
     def database_url(self) -> str:
         return self.db or f"sqlite:///{self.data_dir.resolve() / 'fleet.db'}"
+
+    @property
+    def ca_dir(self) -> Path:
+        return self.identity_dir or self.data_dir / "identity"
 
     @property
     def cloud_grpc_port(self) -> int | None:
@@ -93,13 +110,18 @@ class Settings(LayeredSettings):
 
 
 def parse_broker(spec: str) -> BrokerSpec:
-    """``auto``/``embedded``/``mosquitto``, or ``mqtt://host:port`` for a broker run elsewhere."""
+    """``auto``/``embedded``/``mosquitto``, or ``mqtt://host:port`` (``mqtts://`` with mTLS) for a
+    broker run elsewhere."""
     if spec in BROKER_KINDS:
         return BrokerSpec(spec)
     parts = urlsplit(spec)
     if parts.scheme == "mqtt" and parts.hostname:
         return BrokerSpec("external", parts.hostname, parts.port or 1883)
-    raise ConfigError(f"--broker: {spec!r} is not one of {', '.join(BROKER_KINDS)} or mqtt://host:port")
+    if parts.scheme == "mqtts" and parts.hostname:  # mTLS with the fleet's files (docs/identity.md)
+        return BrokerSpec("external", parts.hostname, parts.port or 8883, tls=True)
+    raise ConfigError(
+        f"--broker: {spec!r} is not one of {', '.join(BROKER_KINDS)}, mqtt://host:port or mqtts://host:port"
+    )
 
 
 def parse_store(spec: str, data_dir: Path) -> StoreSpec:
@@ -140,6 +162,21 @@ def check_settings(s: Settings) -> Settings:
         raise ConfigError(f"--mqtt-protocol: {s.mqtt_protocol!r} is not one of {', '.join(PROTOCOLS)}")
     if s.grpc_port is not None and not -1 <= s.grpc_port <= 65535:
         raise ConfigError(f"--grpc-port: {s.grpc_port} is not a TCP port (0: a free one, -1: no gRPC)")
+    if s.tuf_timestamp_expiry_s < 60 or s.tuf_refresh_interval_s <= 0:
+        raise ConfigError("--tuf-timestamp-expiry-s needs at least 60, --tuf-refresh-interval-s more than 0")
+    if s.tuf_refresh_interval_s * 2 >= s.tuf_timestamp_expiry_s:
+        raise ConfigError("--tuf-refresh-interval-s must be under half of --tuf-timestamp-expiry-s")
+    if not 0 < s.cert_days <= 3650:
+        raise ConfigError(f"--cert-days: {s.cert_days}; more than 0, at most 3650")
+    if not 0 <= s.device_port <= 65535:
+        raise ConfigError(f"--device-port: {s.device_port} is not a TCP port (0: a free one)")
+    for flag, value in (
+        ("telemetry-raw-retention-h", s.telemetry_raw_retention_h),
+        ("telemetry-rollup-retention-d", s.telemetry_rollup_retention_d),
+        ("telemetry-rollup-interval-s", s.telemetry_rollup_interval_s),
+    ):
+        if value < 0:
+            raise ConfigError(f"--{flag}: must not be negative")
     if s.compile_workers < 1:
         raise ConfigError("--compile-workers: needs at least 1")
     spec = s.broker_spec

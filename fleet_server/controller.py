@@ -142,8 +142,9 @@ class RolloutController:
                 log.exception("rollout decision failed; retrying in %.1fs", self._interval)
 
     def artifact_url(self, target_path: str) -> str:
-        path = f"/artifacts/{target_path}"
-        return f"{self._public_url}{path}" if self._public_url else path
+        # -- device identity: always relative; an enrolled device resolves it against the mTLS
+        # device listener it was given (the operator listener's /artifacts wants the operator token)
+        return f"/artifacts/{target_path}"
 
     # -- passes ------------------------------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""Device registration and lookup."""
+"""Device records (created or updated at enrollment, :mod:`fleet_server.identity.enrollment`) and lookup."""
 
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ def get_device(session: Session, device_id: str) -> Device:
     return dev
 
 
-def register_device(
+def upsert_device(
     session: Session,
     profiles: Mapping[str, DeviceProfile],
     device_id: str,
@@ -52,8 +52,8 @@ def register_device(
     labels: Mapping[str, str],
     facts: Mapping[str, Any],
 ) -> Device:
-    """Create the device, or update its profile, labels and facts (idempotent), and commit.
-    Raises :class:`InvalidRequestError` for an id unusable as a topic level, an unknown profile,
+    """Create the device, or update its profile, labels and facts, in ``session`` (the caller
+    commits). Raises :class:`InvalidRequestError` for an id unusable as a topic level, an unknown profile,
     or labels or facts over their bounds (:class:`~fleet_server.limits.FieldLimits`)."""
     try:
         check_device_id(device_id)
@@ -76,5 +76,4 @@ def register_device(
     if isinstance(url, str) and url and len(url) <= FIELD_LIMITS.url_chars:  # else it fits no column
         dev.inference_url = url
     dev.last_seen = utcnow()
-    session.commit()
     return dev

@@ -27,10 +27,12 @@ class MessageLimits:
 
     A reported state is a few hundred bytes (ids, two refs, an error message the agent keeps
     short, a progress map of a few counters); a status under 200; a telemetry window a few
-    hundred. 64 KiB leaves two orders of magnitude for growth (per-model telemetry, a long
-    error) and still caps what one message costs to parse and store; 4 KiB for the status, whose
-    fields are fixed. The deepest contract nests four levels (telemetry → latency); 32 leaves
-    room for free-form telemetry while keeping the parser's recursion far from Python's limit.
+    hundred, and under 16 KiB at the bounds of its contract (256 class counts, 16 output
+    statistics: :mod:`agent.contracts.telemetry`). 64 KiB leaves room for growth (a long error)
+    and still caps what one message costs to parse and store; 4 KiB for the status, whose
+    fields are fixed. The deepest contract nests four levels (telemetry → outputs → one
+    output's statistics); 32 leaves room for free-form telemetry while keeping the parser's
+    recursion far from Python's limit.
     """
 
     reported_bytes: int = 64 * 1024

@@ -5,6 +5,7 @@ scrape time by a collector, never kept in step by hand."""
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -17,6 +18,11 @@ from fleet_server.db import Deployment, Device
 from fleet_server.states import DeploymentState
 
 log = logging.getLogger(__name__)
+
+# Distinct model label values on the per-model telemetry counters: a device names its model, so
+# an unbounded set would let devices grow the scrape without end. Past the bound: "_other".
+MAX_MODEL_LABELS = 256
+OTHER_MODEL = "_other"
 
 
 class _FleetCollector(Collector):
@@ -81,6 +87,53 @@ class Metrics:
         self.mqtt_connected = Counter(
             "edgefleet_mqtt_connects", "Successful (re)connections to the broker", registry=self.registry
         )
+        # Telemetry ingest (fleet_server.telemetry).
+        self.telemetry_messages = Counter(
+            "edgefleet_telemetry_messages",
+            "Telemetry messages by outcome "
+            "(stored, unknown_device, duplicate, dropped from a full ingest queue, error)",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.telemetry_device_dropped = Counter(
+            "edgefleet_telemetry_device_dropped",
+            "Telemetry messages devices report having dropped from their offline buffers",
+            registry=self.registry,
+        )
+        self.model_requests = Counter(
+            "edgefleet_model_requests",
+            "Inference requests devices reported, by model (name:version)",
+            ["model"],
+            registry=self.registry,
+        )
+        self.model_errors = Counter(
+            "edgefleet_model_errors",
+            "Failed inference requests devices reported, by model (name:version)",
+            ["model"],
+            registry=self.registry,
+        )
+        self._models: set[str] = set()
+        self._models_lock = threading.Lock()
+
+    def model_label(self, model: str) -> str:
+        """``model`` as a label value, or ``_other`` once :data:`MAX_MODEL_LABELS` are in use."""
+        with self._models_lock:
+            if model in self._models:
+                return model
+            if len(self._models) >= MAX_MODEL_LABELS:
+                return OTHER_MODEL
+            self._models.add(model)
+            return model
 
     def watch_db(self, sessions: sessionmaker[Session]) -> None:
+        """Register the gauges read from the database at scrape time: the fleet's (devices,
+        deployments) and the per-model telemetry aggregates (:mod:`fleet_server.telemetry.gauges`).
+        Other parts add their own collectors with :meth:`register`."""
+        from fleet_server.telemetry.gauges import TelemetryCollector
+
         self.registry.register(_FleetCollector(sessions))
+        self.registry.register(TelemetryCollector(sessions))
+
+    def register(self, collector: Collector) -> None:
+        """Add a collector (e.g. the rollout controller's per-rollout figures) to this registry."""
+        self.registry.register(collector)

@@ -19,6 +19,7 @@ not cut every device off.
 from __future__ import annotations
 
 import logging
+import ssl
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -36,14 +37,16 @@ from agent.contracts import (
     DeviceTopic,
     ReportedState,
     Status,
+    Telemetry,
     UpdateState,
     device_topic,
     server_subscriptions,
 )
 from fleet_server.db import Device, utcnow
-from fleet_server.inbound import RejectedMessage, bound_reported, check_status, read_json
+from fleet_server.inbound import OUT_OF_RANGE, RejectedMessage, bound_reported, check_status, read_json
 from fleet_server.limits import FIELD_LIMITS, MESSAGE_LIMITS, MessageLimits, clip
 from fleet_server.metrics import Metrics
+from fleet_server.telemetry.ingest import TelemetryIngest
 
 log = logging.getLogger(__name__)
 
@@ -81,8 +84,11 @@ class MqttBridge:
         metrics: Metrics | None = None,
         on_report: Callable[[str], None] | None = None,
         limits: MessageLimits = MESSAGE_LIMITS,
+        tls: ssl.SSLContext | None = None,
+        telemetry: TelemetryIngest | None = None,
     ) -> None:
         self._sessions = sessions
+        self._telemetry_ingest = telemetry
         self.host, self.port, self.protocol = host, port, protocol
         self._keepalive = keepalive
         self._session_expiry_s = session_expiry_s
@@ -107,6 +113,8 @@ class MqttBridge:
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
+        if tls is not None:  # the server's own identity (CN fleet-server), which the broker's ACL knows
+            self._client.tls_set_context(tls)
 
     @property
     def v5(self) -> bool:
@@ -271,6 +279,14 @@ class MqttBridge:
             if dev is None:
                 log.warning("reported state from unregistered device %s ignored", device_id)
                 return False
+            # Only the device's own identity can publish here (the broker's ACL); and no device
+            # applies a generation the server never sent it, so a higher one is refused rather
+            # than stored, where it would make every real report after it look stale.
+            if rs.generation > dev.desired_generation:
+                raise RejectedMessage(
+                    OUT_OF_RANGE,
+                    f"reported.generation {rs.generation} is ahead of the {dev.desired_generation} sent",
+                )
             # QoS 1 may deliver a duplicate late, after a newer report: keep the newest.
             if dev.reported is not None and rs.is_older_than(dev.reported):
                 log.debug("stale report from %s (generation %d) ignored", device_id, rs.generation)
@@ -314,10 +330,19 @@ class MqttBridge:
         return True
 
     def _telemetry(self, device_id: str, data: Any) -> bool:
-        # Telemetry is stored as sent (any object, bounded by its payload bound), so a newer
-        # agent's figures show up before the server knows them.
+        """A message with the telemetry ``schema`` is read as :class:`Telemetry` (refused when it
+        breaks the contract) and handed to the ingest, which stores it in the ``telemetry`` table
+        in batches. One without a schema (older agents, free-form figures) is kept as sent on the
+        device row only, bounded by its payload bound."""
         if not isinstance(data, dict):
             raise ContractError("telemetry: expected an object")
+        if "schema" in data:
+            t = Telemetry.from_dict(data, "telemetry")
+            if t.device_id != device_id:
+                raise ContractError(f"telemetry.device_id {t.device_id!r} does not match the topic")
+            if self._telemetry_ingest is not None:
+                self._telemetry_ingest.submit(device_id, t, data)
+                return True
         with self._sessions.begin() as s:
             dev = s.get(Device, device_id)
             if dev is None:

@@ -29,7 +29,7 @@ from agent.contracts.manifest import (
     Validation,
 )
 from agent.contracts.policy import OffloadPolicy, ServingPolicy
-from agent.contracts.registration import MqttSettings, RegistrationRequest, RegistrationResponse
+from agent.contracts.registration import EnrollmentRequest, EnrollmentResponse, MqttSettings, RenewalResponse
 from agent.contracts.state import (
     DESIRED_SCHEMA,
     REPORTED_SCHEMA,
@@ -42,7 +42,7 @@ from agent.contracts.state import (
     Status,
     UpdateState,
 )
-from agent.contracts.telemetry import TELEMETRY_SCHEMA, Latency, Telemetry
+from agent.contracts.telemetry import TELEMETRY_SCHEMA, Latency, OutputStats, Telemetry
 from agent.contracts.topics import TOPIC_ROOT, DeviceTopic, device_topic, server_subscriptions
 
 __all__ = [
@@ -57,14 +57,16 @@ __all__ = [
     "DesiredModel",
     "DesiredState",
     "DeviceTopic",
+    "EnrollmentRequest",
+    "EnrollmentResponse",
     "ErrorCode",
     "FileEntry",
     "Latency",
     "Manifest",
     "MqttSettings",
     "OffloadPolicy",
-    "RegistrationRequest",
-    "RegistrationResponse",
+    "OutputStats",
+    "RenewalResponse",
     "ReportedError",
     "ReportedState",
     "SelfTest",

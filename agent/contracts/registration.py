@@ -1,8 +1,9 @@
-"""Registration (device → server, ``POST /api/v1/devices/register``) and the server's answer.
+"""Enrollment (device → server, ``POST /api/v1/devices/enroll``) and the server's answer.
 
-The device sends who it is (:class:`RegistrationRequest`); the server answers with the device as
-it recorded it and the broker to use (:class:`RegistrationResponse`). The fleet server's request
-schema for its OpenAPI document is checked against :class:`RegistrationRequest` by a test.
+The device sends who it is, the enrollment token it was given and a CSR for the key it made
+(:class:`EnrollmentRequest`); the server answers with its certificate, the fleet CA, the broker to
+use and the TUF root (:class:`EnrollmentResponse`). The fleet server's request schema for its
+OpenAPI document is checked against :class:`EnrollmentRequest` by a test.
 """
 
 from __future__ import annotations
@@ -18,14 +19,17 @@ MQTT_PROTOCOLS = ("5", "3.1.1")
 
 
 @dataclass(frozen=True)
-class RegistrationRequest(Contract):
+class EnrollmentRequest(Contract):
     """``facts`` are what the agent found out about the device (arch, os, python, cpu_count,
-    memory_mb, runtimes ``{name: version|null}``, agent_version, inference_url)."""
+    memory_mb, runtimes ``{name: version|null}``, agent_version, inference_url); ``csr`` is a PEM
+    certificate signing request for the key the device made (the key never leaves it)."""
 
-    WHERE: ClassVar[str] = "registration"
+    WHERE: ClassVar[str] = "enrollment"
 
+    token: str
     device_id: str
     profile: str
+    csr: str
     labels: dict[str, str] = field(default_factory=dict)
     facts: dict[str, Any] = field(default_factory=dict)
 
@@ -41,6 +45,7 @@ class MqttSettings(Contract):
     protocol: str = "5"
     keepalive: int = 60
     topic_root: str = TOPIC_ROOT
+    tls: bool = False  # mTLS with the device's certificate (the fleet's Mosquitto always says true)
 
     def check(self, where: str) -> None:
         if self.protocol not in MQTT_PROTOCOLS:
@@ -54,12 +59,30 @@ class MqttSettings(Contract):
 
 
 @dataclass(frozen=True)
-class RegistrationResponse(Contract):
-    """``device`` is the server's view of the device; ``server_time`` its clock (seconds since
-    the epoch) when it answered."""
+class EnrollmentResponse(Contract):
+    """``certificate`` (PEM, CN = device id) and ``ca_certificate`` (the fleet CA); ``device_api``
+    the mTLS base URL for downloads and renewal (``None``: the server URL); ``tuf_root`` the TUF
+    root metadata to trust (``None`` when the server has no TUF repository); ``device`` the
+    server's view of the device; ``server_time`` its clock (seconds since the epoch)."""
 
-    WHERE: ClassVar[str] = "registration answer"
+    WHERE: ClassVar[str] = "enrollment answer"
 
+    certificate: str
+    ca_certificate: str
     mqtt: MqttSettings
+    device_api: str | None = None
+    tuf_root: dict[str, Any] | None = None
     device: dict[str, Any] = field(default_factory=dict)
+    server_time: float | None = None
+
+
+@dataclass(frozen=True)
+class RenewalResponse(Contract):
+    """The answer to ``POST /api/v1/device/renew`` on the device listener (mTLS)."""
+
+    WHERE: ClassVar[str] = "renewal answer"
+
+    certificate: str
+    ca_certificate: str
+    not_after: str = ""
     server_time: float | None = None

@@ -21,6 +21,9 @@ REPORTED_SCHEMA = "edgefleet.reported/1"
 STATUS_SCHEMA = "edgefleet.status/1"
 # The model key a device serves while it serves one model.
 DEFAULT_MODEL_KEY = "default"
+# Generations fit the server's integer columns (fleet_server/limits.py DB_INT_MAX): a larger one
+# can only be forged, and taken in it would lock the device out of every real rollout.
+GENERATION_MAX = 2**31 - 1
 
 
 class UpdateState(StrEnum):
@@ -42,7 +45,13 @@ class ErrorCode(StrEnum):
     DOWNLOAD_FAILED = "DOWNLOAD_FAILED"  # network or server; retried with backoff first
     SIZE_MISMATCH = "SIZE_MISMATCH"  # more or fewer bytes than the desired state declared
     HASH_MISMATCH = "HASH_MISMATCH"  # the bytes are not the ones the server declared
-    SIGNATURE_INVALID = "SIGNATURE_INVALID"  # the trust chain refused the bundle
+    SIGNATURE_INVALID = "SIGNATURE_INVALID"  # the trust chain refused the bundle or its metadata
+    ROLLBACK_ATTEMPT = "ROLLBACK_ATTEMPT"  # TUF metadata older than what the device trusts
+    METADATA_EXPIRED = "METADATA_EXPIRED"  # TUF metadata past its expiry (frozen repository)
+    TARGET_MISMATCH = "TARGET_MISMATCH"  # desired state, TUF target and manifest disagree
+    LENGTH_EXCEEDED = "LENGTH_EXCEEDED"  # more bytes than the declared length (endless data)
+    UNKNOWN_TARGET = "UNKNOWN_TARGET"  # the desired state names no signed target
+    TRUST_ROOT_MISSING = "TRUST_ROOT_MISSING"  # no TUF root yet (enrol, or --tuf-root)
     BUNDLE_INVALID = "BUNDLE_INVALID"  # not a bundle, or its manifest and files disagree
     INCOMPATIBLE = "INCOMPATIBLE"  # target/runtime the device can't run
     RUNTIME_UNAVAILABLE = "RUNTIME_UNAVAILABLE"  # the runtime isn't installed on the device
@@ -65,8 +74,8 @@ class DesiredModel(Contract):
     version: str
     target: str
     precision: str
-    target_path: str  # the bundle's path in the artifact store (and, later, the TUF target path)
-    url: str  # where to download it; relative URLs resolve against the server URL
+    target_path: str  # the bundle's TUF target path (also its path in the artifact store)
+    url: str  # informational: agents download from their configured server only (TUF target path)
     size: int
     sha256: str
     key: str = DEFAULT_MODEL_KEY
@@ -101,6 +110,8 @@ class DesiredState(Contract):
     issued_at: float = 0.0
 
     def check(self, where: str) -> None:
+        if not 0 <= self.generation <= GENERATION_MAX:
+            raise ContractError(f"{where}.generation: {self.generation} is outside 0..{GENERATION_MAX}")
         keys = [m.key for m in self.models]
         if len(set(keys)) != len(keys):
             raise ContractError(f"{where}.models: a model key is named twice")

@@ -3,7 +3,11 @@ several agents in one process — as in tests — don't collide)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 # Edge models answer in milliseconds; the buckets resolve 0.5 ms to 2.5 s.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -57,5 +61,52 @@ class Metrics:
             registry=self.registry,
         )
 
+        # Telemetry over MQTT (agent.telemetry): what was sent, kept offline, replayed or lost.
+        self.telemetry_messages = Counter(
+            "edgefleet_agent_telemetry_messages",
+            "Telemetry messages by outcome (sent, buffered while offline, replayed from the buffer).",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.telemetry_dropped = Counter(
+            "edgefleet_agent_telemetry_dropped",
+            "Telemetry messages lost: dropped from the full offline buffer (oldest first) or unwritable.",
+            registry=self.registry,
+        )
+        self.telemetry_buffered = Gauge(
+            "edgefleet_agent_telemetry_buffered",
+            "Telemetry messages waiting in the offline buffer.",
+            registry=self.registry,
+        )
+
+    def watch_service(
+        self, queue_depths: Callable[[], dict[str, int]], models: Callable[[], list[tuple[str, str]]]
+    ) -> None:
+        """Expose, read at scrape time, each served model's queue depth
+        (``edgefleet_agent_queue_depth{model="name:version"}``) and which models serve
+        (``edgefleet_agent_model_info{model, version} 1``)."""
+        self.registry.register(_ServiceCollector(queue_depths, models))
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _ServiceCollector(Collector):
+    def __init__(
+        self, queue_depths: Callable[[], dict[str, int]], models: Callable[[], list[tuple[str, str]]]
+    ) -> None:
+        self._depths, self._models = queue_depths, models
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        depth = GaugeMetricFamily(
+            "edgefleet_agent_queue_depth", "Requests waiting in a model's queue.", labels=["model"]
+        )
+        info = GaugeMetricFamily(
+            "edgefleet_agent_model_info", "1 for each model the agent serves.", labels=["model", "version"]
+        )
+        for ref, n in sorted(self._depths().items()):
+            depth.add_metric([ref], n)
+        for name, version in sorted(self._models()):
+            info.add_metric([name, version], 1)
+        yield depth
+        yield info

@@ -101,6 +101,10 @@ class ModelScheduler:
         with self._cond:
             return len(self._queue) >= self.settings.queue_limit
 
+    def depth(self) -> int:
+        """Requests waiting in the queue now (a read of a deque's length: no lock needed)."""
+        return len(self._queue)
+
     def service_time(self) -> float:
         """Recent run time of one request, seconds (0 before the first run)."""
         per_row = self.policy.time_per_row()

@@ -32,6 +32,7 @@ from agent.serving.models import LoadedModel, ModelRegistry
 from agent.serving.offload import CloudError, Offloader, OffloadSettings, Route
 from agent.serving.oip import oip_datatype
 from agent.serving.scheduler import ModelScheduler, SchedulerSettings
+from agent.telemetry.recorder import TelemetryRecorder
 
 log = logging.getLogger(__name__)
 
@@ -87,11 +88,13 @@ class InferenceService:
         scheduling: SchedulerSettings | None = None,
         offloader: Offloader | None = None,
         name: str = SERVER_NAME,
+        telemetry: TelemetryRecorder | None = None,
     ) -> None:
         self.registry = registry
         self.metrics = metrics or Metrics()
         self.scheduling = scheduling or SchedulerSettings()
         self.offloader = offloader
+        self.telemetry = telemetry
         self.name = name
         self.version = __version__
         self.extensions = EXTENSIONS
@@ -158,8 +161,12 @@ class InferenceService:
         :class:`~agent.serving.errors.DeadlineExceeded`.
         """
         outcome = "error"
+        ref: str | None = None
+        result: InferResult | None = None
+        start = time.perf_counter()
         try:
             with self.registry.use(name, version or None) as model:
+                ref = model.ref
                 check_inputs(model.manifest.inputs, inputs)
                 wanted = check_outputs(model.manifest.outputs, outputs)
                 result = await self._route(model, inputs, timeout)
@@ -171,6 +178,15 @@ class InferenceService:
             raise
         finally:
             self.metrics.requests.labels(name if self.known(name) else "_unknown", outcome).inc()
+            rec = self.telemetry
+            # Only a served model's requests count (an unknown name would grow the window);
+            # refused inputs count as errors of the model they were sent to.
+            if rec is not None and ref is not None:
+                if result is None:
+                    rec.record(ref, False)
+                else:
+                    took = time.perf_counter() - start
+                    rec.record(ref, True, took, result.served_by == CLOUD, result.outputs)
 
     def infer_blocking(
         self,
@@ -214,6 +230,15 @@ class InferenceService:
         self.metrics.latency.labels(model.name, model.version).observe(time.perf_counter() - start)
         self.metrics.served.labels(LOCAL).inc()
         return InferResult(model.name, model.version, local, LOCAL)
+
+    def queue_depths(self) -> dict[str, int]:
+        """Requests waiting per served model (``name:version``), for telemetry and ``/metrics``."""
+        with self._lock:
+            return {m.ref: s.depth() for m, s in self._schedulers.items()}
+
+    def model_refs(self) -> list[tuple[str, str]]:
+        """(name, version) of every model served now."""
+        return [(m.name, m.version) for m in self.registry.models()]
 
     def scheduler(self, model: LoadedModel) -> ModelScheduler:
         """The model's scheduler, made on first use. Its worker thread ends when idle, so an unloaded

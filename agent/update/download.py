@@ -4,9 +4,10 @@ The bytes go to ``<dir>/<sha256>.part``; a retry or a restarted agent continues 
 ``Range: bytes=N-`` from the part file's size (a server that ignores the range and answers 200
 starts the file over). Redirects are followed, so an artifact store that answers with a presigned
 S3 URL works. The declared size is a hard bound: a server that sends more is cut off with
-``SIZE_MISMATCH``. A complete file whose sha256 differs from the declared one is
-``HASH_MISMATCH`` — except that a file stitched together from a resumed download is first fetched
-once more from scratch, since a power cut can leave garbage at the end of a part file.
+``LENGTH_EXCEEDED`` (a smaller size announced up front is ``SIZE_MISMATCH``). A complete file
+whose sha256 differs from the declared one is ``HASH_MISMATCH`` — except that a file stitched
+together from a resumed download is first fetched once more from scratch, since a power cut can
+leave garbage at the end of a part file.
 
 httpx's exceptions are translated here, once: transport trouble, redirect loops, undecodable
 bodies and HTTP errors are retried with backoff and end as :class:`~agent.errors.TransportError`
@@ -85,6 +86,15 @@ class Downloader:
         if self._own_client:
             self._client.close()
 
+    # -- device identity: downloads go to the mTLS device listener once the device is enrolled --
+    def use(self, base_url: str, client: httpx.Client) -> None:
+        """Resolve relative URLs against ``base_url`` and fetch with ``client`` (owned from now)."""
+        if self._own_client:
+            self._client.close()
+        self.base_url = base_url.rstrip("/") + "/"
+        self._client = client
+        self._own_client = True
+
     def url_for(self, model: DesiredModel) -> str:
         return urljoin(self.base_url, model.url or f"artifacts/{model.target_path}")
 
@@ -101,6 +111,10 @@ class Downloader:
     def discard(self, model: DesiredModel) -> None:
         for p in (self.part_path(model), self.done_path(model)):
             p.unlink(missing_ok=True)
+
+    def check_bundle(self, model: DesiredModel, bundle_dir: Path) -> None:
+        """Unsigned downloads carry nothing to check an unpacked bundle against (the TUF source,
+        :class:`agent.trust.TufSource`, checks its manifest against the signed target)."""
 
     def cleanup(self, keep: set[str] | frozenset[str] = frozenset()) -> None:
         """Delete downloads whose sha256 is not in ``keep``."""
@@ -208,7 +222,7 @@ class Downloader:
                     if length is not None and "content-encoding" not in resp.headers and length != size:
                         raise ArtifactError(
                             f"{model.ref}: server offers {length} bytes, the desired state declares {size}",
-                            ErrorCode.SIZE_MISMATCH,
+                            ErrorCode.LENGTH_EXCEEDED if length > size else ErrorCode.SIZE_MISMATCH,
                         )
                 resumed = offset > 0
                 offset = self._write(resp, part, mode, offset, model, progress, cancel)
@@ -247,7 +261,7 @@ class Downloader:
                         part.unlink(missing_ok=True)
                         raise ArtifactError(
                             f"{model.ref}: server sent more than the declared {model.size} bytes",
-                            ErrorCode.SIZE_MISMATCH,
+                            ErrorCode.LENGTH_EXCEEDED,
                         )
                     fh.write(chunk)
                     offset += len(chunk)

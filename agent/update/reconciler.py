@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from agent.contracts.manifest import Manifest
 from agent.contracts.state import (
@@ -38,7 +38,7 @@ from agent.facts import runtime_problems
 from agent.runtimes.base import RuntimeAdapter, RuntimeLoadError, RuntimeUnavailable
 from agent.runtimes.registry import load_bundle
 from agent.serving.models import LoadedModel, ModelRegistry
-from agent.update.download import Downloader
+from agent.update.download import Downloader, Progress
 from agent.update.journal import InstalledModel, Journal, JournalStore
 from agent.update.machine import (
     MAX_RESUMES,
@@ -56,6 +56,20 @@ from agent.update.slots import Installed, SlotStore
 from agent.update.verify import Sha256Verifier, Verifier
 
 log = logging.getLogger(__name__)
+
+class BundleSource(Protocol):
+    """Where bundles come from: :class:`~agent.update.download.Downloader` (plain, for tests of
+    the update machinery) or :class:`agent.trust.TufSource` (signed; what the daemon uses)."""
+
+    def fetch(
+        self, model: DesiredModel, progress: Progress | None = None, cancel: threading.Event | None = None
+    ) -> Path: ...
+    def done_path(self, model: DesiredModel) -> Path: ...
+    def partial_size(self, model: DesiredModel) -> int: ...
+    def discard(self, model: DesiredModel) -> None: ...
+    def cleanup(self, keep: set[str] | frozenset[str] = frozenset()) -> None: ...
+    def check_bundle(self, model: DesiredModel, bundle_dir: Path) -> None: ...
+
 
 ReportFn = Callable[[ReportedState], None]
 Loader = Callable[..., RuntimeAdapter]
@@ -92,7 +106,7 @@ class Reconciler:
         runtime: str,
         data_dir: Path,
         registry: ModelRegistry,
-        downloader: Downloader,
+        downloader: Downloader | BundleSource,
         report: ReportFn,
         verifier: Verifier | None = None,
         runtimes: Callable[[], Mapping[str, str | None]] = runtime_problems,
@@ -337,6 +351,7 @@ class Reconciler:
             self._event(Event.VERIFIED, target_slot=slot, previous=keep_previous)
             installed = self.slots.install(path, slot)
             self._check_manifest(installed.manifest, model)
+            self.downloader.check_bundle(model, installed.bundle_dir)
 
             self._event(Event.INSTALLED)
             adapter = self._load(installed)
@@ -411,11 +426,10 @@ class Reconciler:
                 ErrorCode.INCOMPATIBLE,
             )
         if manifest.name and (manifest.name, manifest.version) != (model.name, model.version):
-            log.warning(
-                "bundle manifest names %s:%s, the desired state %s",
-                manifest.name,
-                manifest.version,
-                model.ref,
+            raise ArtifactError(
+                f"the bundle's manifest names {manifest.name}:{manifest.version}, "
+                f"the desired state {model.ref}",
+                ErrorCode.TARGET_MISMATCH,
             )
 
     def _load(self, installed: Installed) -> RuntimeAdapter:

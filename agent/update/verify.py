@@ -2,8 +2,10 @@
 
 A :class:`Verifier` takes the downloaded file and the desired model that named it, and raises
 :class:`~agent.errors.ArtifactError` when the file must be refused. The default checks the size
-and sha256 the desired state declared; the TUF-based verifier (``agent/trust/``) will add the
-signed-metadata checks behind the same one-method interface.
+and sha256 the desired state declared. The signed-metadata checks happen before this, in the
+bundle source (:class:`agent.trust.TufSource`: the desired state's size and sha256 must be the
+signed target's, and the download is verified against it), and after unpacking
+(``check_bundle``: the manifest against the target's custom fields).
 """
 
 from __future__ import annotations

@@ -97,12 +97,13 @@ def quickstart(
             f"fleet server {fleet.server_url} (MQTT {mqtt.get('host')}:{mqtt.get('port')}, "
             f"protocol {mqtt.get('protocol')})"
         )
-        with term.status(f"starting {devices} devices…") as update:
-            fleet.start_agents(plan, LABELS, on_ready=lambda d: update(f"{d} is up"))
+        api = FleetClient(fleet.server_url)
+        api.create_group(GROUP, [], dict(LABELS))  # first: the devices enroll into it
+        with term.status(f"starting and enrolling {devices} devices…") as update:
+            fleet.start_agents(plan, LABELS, on_ready=lambda d: update(f"{d} is up"), group=GROUP)
         for device_id, prof in plan:
             term.info(f"  {device_id:<8} {prof:<20} serving on {fleet.inference_url(device_id)}")
 
-        api = FleetClient(fleet.server_url)
         with term.transfer("pushing digits_cnn.onnx") as progress:
             api.push_model(
                 model_file,
@@ -112,7 +113,6 @@ def quickstart(
                 validation=examples / "heldout.npz",
                 progress=progress,
             )
-        api.create_group(GROUP, [], dict(LABELS))
         dep = api.create_deployment(f"{MODEL_NAME}:{MODEL_VERSION}", GROUP)
         term.info(f"deploying {MODEL_NAME}:{MODEL_VERSION} to group {GROUP} (compiles per target first)…")
         start = time.monotonic()

@@ -13,7 +13,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgectl.local.launcher import Launched, LaunchError, start_agent, start_server
+from edgectl.local.launcher import (
+    Launched,
+    LaunchError,
+    start_agent,
+    start_server,
+    throwaway_keys,
+    trust_root,
+)
 
 # x86 and ARM mixed, so a small fleet already needs two compile targets.
 DEFAULT_PROFILES = ("x86-64-avx2", "raspberry-pi-5", "x86-64-avx512-vnni", "raspberry-pi-4")
@@ -36,6 +43,7 @@ class LocalFleet:
     server: Launched | None = None
     agents: dict[str, Launched] = field(default_factory=dict)
     profiles: dict[str, str] = field(default_factory=dict)
+    keys_dir: Path | None = None  # throw-away TUF keys, made by start_server
 
     @property
     def server_url(self) -> str:
@@ -43,8 +51,16 @@ class LocalFleet:
         return str(self.server.ready["url"])
 
     def start_server(self, broker: str = "auto") -> dict[str, Any]:
-        self.server = start_server(self.run_dir / "server", broker=broker)
+        self.keys_dir = throwaway_keys(self.run_dir / "keys")  # TUF keys for this run only
+        self.server = start_server(self.run_dir / "server", broker=broker, keys_dir=self.keys_dir)
         return self.server.ready
+
+    def enroll_token(self, group: str, uses: int) -> str:
+        """A one-hour enrollment token for ``uses`` devices into the existing ``group``."""
+        from edgectl.client import FleetClient
+
+        with FleetClient(self.server_url) as api:
+            return str(api.create_enroll_token(group, uses=uses)["token"])
 
     def start_agents(
         self,
@@ -52,8 +68,11 @@ class LocalFleet:
         labels: dict[str, str],
         on_ready: Callable[[str], None] = lambda _d: None,
         timeout: float = 90.0,
+        group: str | None = None,
     ) -> None:
-        """Start every agent at once, then wait for each; raises :class:`LaunchError`."""
+        """Start every agent at once, then wait for each; raises :class:`LaunchError`. With
+        ``group`` (which must exist), the agents enroll into it with one token made for them."""
+        token = self.enroll_token(group, len(plan)) if group is not None else None
         for device_id, profile in plan:
             self.profiles[device_id] = profile
             self.agents[device_id] = start_agent(
@@ -64,6 +83,8 @@ class LocalFleet:
                 labels=labels,
                 log_dir=self.run_dir / "logs",
                 wait=False,
+                tuf_root=None if self.keys_dir is None else trust_root(self.keys_dir),
+                enroll_token=token,
             )
         for device_id, agent in self.agents.items():
             agent.wait_ready(timeout)

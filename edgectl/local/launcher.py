@@ -137,9 +137,26 @@ def launch(
     return Launched(name=name, proc=proc, log_path=log_path, _log=log)
 
 
+def throwaway_keys(directory: Path) -> Path:
+    """TUF keys for a local fleet (``edgectl keys init`` in ``directory``, once, one root key):
+    returns the server part. Throw-away: for a real fleet make keys with ``edgectl keys init``."""
+    server = directory / "server"
+    if not (server / "root.json").exists():
+        from fleet_server.trust import init_keys
+
+        init_keys(directory, root_keys=1, root_threshold=1)
+    return server
+
+
+def trust_root(server_keys: Path) -> Path:
+    """The root metadata devices trust, in a server key directory."""
+    return server_keys / "root.json"
+
+
 def start_server(
     data_dir: Path,
     *,
+    keys_dir: Path | None = None,
     broker: str = "auto",
     db: str | None = None,
     store: str | None = None,
@@ -148,8 +165,13 @@ def start_server(
     extra: list[str] | None = None,
     timeout: float = 60.0,
 ) -> Launched:
-    """Start ``fleet-server serve`` on a free loopback port and wait until it is ready."""
+    """Start ``fleet-server serve`` on a free loopback port and wait until it is ready.
+    ``keys_dir``: the TUF server keys; throw-away ones beside ``data_dir`` when not given
+    (:func:`throwaway_keys`, in ``<data_dir>-keys``)."""
+    if keys_dir is None:
+        keys_dir = throwaway_keys(data_dir.parent / f"{data_dir.name}-keys")
     args = ["serve", "--host", "127.0.0.1", "--port", "0", "--data-dir", str(data_dir), "--broker", broker]
+    args += ["--keys-dir", str(keys_dir)]
     if db:
         args += ["--db", db]
     if store:
@@ -176,9 +198,13 @@ def start_agent(
     wait: bool = True,
     command: list[str] | None = None,
     extra: list[str] | None = None,
+    tuf_root: Path | None = None,
+    enroll_token: str | None = None,
 ) -> Launched:
     """Start ``edge-agent`` for one simulated device, serving on a free loopback port.
-    ``command``: another ``edge-agent`` than this environment's (see :func:`launch`)."""
+    ``command``: another ``edge-agent`` than this environment's (see :func:`launch`).
+    ``enroll_token``: needed the first time (the device has no identity in ``data_dir`` yet); it
+    goes through the environment, not the command line other users could read."""
     args = [
         "--server",
         server_url,
@@ -195,8 +221,11 @@ def start_agent(
     ]
     for k, v in (labels or {}).items():
         args += ["--label", f"{k}={v}"]
+    if tuf_root is not None:
+        args += ["--tuf-root", str(tuf_root)]
     args += extra or []
-    agent = launch(device_id, "edge-agent", args, log_dir or data_dir / "logs", command=command)
+    env = {"EDGEFLEET_AGENT_ENROLL_TOKEN": enroll_token} if enroll_token else None
+    agent = launch(device_id, "edge-agent", args, log_dir or data_dir / "logs", env=env, command=command)
     if wait:
         agent.wait_ready(timeout)
     return agent

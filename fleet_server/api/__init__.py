@@ -16,7 +16,9 @@ from fleet_server.api import (
     health,
     metrics,
     models,
+    telemetry,
     tokens,
+    tuf,
 )
 from fleet_server.api.audit_log import AuditLog
 from fleet_server.api.body_limit import BodyLimit
@@ -28,6 +30,7 @@ from fleet_server.limits import FIELD_LIMITS, MESSAGE_LIMITS
 ROUTERS = (
     health,
     models,
+    telemetry,
     devices,
     fleet_summary,
     groups,
@@ -36,6 +39,7 @@ ROUTERS = (
     tokens,
     audit,
     artifacts,
+    tuf,
     dashboard,
     metrics,
 )

@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from fleet_server.errors import (
+    BrokerUnavailableError,
     BusyError,
     ConfigError,
     ConflictError,
@@ -39,6 +40,7 @@ STATUS: dict[type[FleetError], int] = {
     UnusableError: 422,
     BusyError: 429,
     StoreError: 503,
+    BrokerUnavailableError: 503,
     ConfigError: 500,
 }
 

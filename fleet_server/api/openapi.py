@@ -28,15 +28,17 @@ from fleet_server.api.routes import api_routes, calls
 
 DESCRIPTIONS = {
     400: "Invalid request: a parameter or body field is malformed or out of its bounds",
-    401: "Missing, unknown, revoked or expired bearer token (when the server has tokens)",
-    403: "The token's role is below the one this operation needs",
+    401: "Missing, unknown, revoked or expired bearer token (when the server has tokens), or an "
+    "unknown enrollment token",
+    403: "The token's role is below the one this operation needs, an enrollment token used up or "
+    "expired, or a revoked device",
     404: "Unknown model, device, group, deployment, profile or artifact",
     409: "Conflicts with what exists",
     413: "Request body over the server's bound",
     422: "Valid, but unusable: a compile it needs failed, an upload numpy can't read, or an action "
     "the deployment's state does not allow",
     429: "Too many open event streams, on the server or from this client: close one or retry later",
-    503: "The artifact store can't be reached",
+    503: "The artifact store can't be reached, or there is no MQTT broker yet",
 }
 
 # (method, path) → the statuses its domain errors give, beyond the generic ones above.
@@ -45,7 +47,12 @@ ROUTE_ERRORS: dict[tuple[str, str], tuple[int, ...]] = {
     ("get", "/api/v1/models/{name}/{version}"): (404,),
     ("post", "/api/v1/models/{name}/{version}/bundles"): (404,),
     ("get", "/api/v1/devices"): (404,),
+    ("post", "/api/v1/devices/enroll"): (401, 403, 503),
+    ("post", "/api/v1/devices/enroll-tokens"): (404,),
+    ("post", "/api/v1/devices/{device_id}/revoke"): (404,),
     ("get", "/api/v1/devices/{device_id}"): (404,),
+    ("get", "/api/v1/devices/{device_id}/telemetry"): (404,),
+    ("get", "/api/v1/telemetry/summary"): (404,),
     ("post", "/api/v1/groups"): (409,),
     ("get", "/api/v1/groups/{name}"): (404,),
     ("patch", "/api/v1/groups/{name}"): (404,),
@@ -59,6 +66,7 @@ ROUTE_ERRORS: dict[tuple[str, str], tuple[int, ...]] = {
     ("get", "/artifacts/{target_path}"): (404, 503),
     ("post", "/api/v1/tokens"): (409,),
     ("delete", "/api/v1/tokens/{name}"): (404,),
+    ("get", "/tuf/{name}"): (404, 503),
 }
 
 ERROR_SCHEMA: dict[str, Any] = {

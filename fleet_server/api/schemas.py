@@ -1,7 +1,7 @@
 """Request bodies (answers are plain JSON built in :mod:`fleet_server.api.views`).
 
-A body that is a wire contract (registration) is read by the contract itself
-(:class:`~agent.contracts.registration.RegistrationRequest`): the pydantic model only describes it
+A body that is a wire contract (enrollment) is read by the contract itself
+(:class:`~agent.contracts.registration.EnrollmentRequest`): the pydantic model only describes it
 for the OpenAPI document, and a test holds its fields to the contract's.
 """
 
@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from agent.contracts import ContractError, RegistrationRequest
+from agent.contracts import ContractError, EnrollmentRequest
 from agent.contracts.policy import ServingPolicy
 from fleet_server.errors import InvalidRequestError
 from fleet_server.limits import FIELD_LIMITS
@@ -19,13 +19,15 @@ from fleet_server.rollout.policy import GroupOffload
 from fleet_server.rollout.spec import RolloutSpec
 
 
-class RegisterDevice(BaseModel):
-    """:class:`RegistrationRequest` as FastAPI sees it; the contract decides what is valid."""
+class EnrollDevice(BaseModel):
+    """:class:`EnrollmentRequest` as FastAPI sees it; the contract decides what is valid."""
 
     model_config = ConfigDict(extra="ignore")
 
+    token: str = Field(description="an enrollment token (edgectl devices enroll-token create)")
     device_id: str = Field(examples=["pi-kitchen-01"])
     profile: str = Field(examples=["raspberry-pi-5"])
+    csr: str = Field(description="PEM certificate signing request for the key made on the device")
     labels: dict[str, str] = Field(default_factory=dict, examples=[{"site": "lab"}])
     facts: dict[str, Any] = Field(
         default_factory=dict,
@@ -37,12 +39,25 @@ class RegisterDevice(BaseModel):
     @classmethod
     def _by_the_contract(cls, data: Any) -> Any:
         try:
-            return RegistrationRequest.from_dict(data).to_dict()
+            return EnrollmentRequest.from_dict(data).to_dict()
         except ContractError as exc:
             raise ValueError(str(exc)) from exc
 
-    def contract(self) -> RegistrationRequest:
-        return RegistrationRequest(self.device_id, self.profile, dict(self.labels), dict(self.facts))
+    def contract(self) -> EnrollmentRequest:
+        return EnrollmentRequest(
+            self.token, self.device_id, self.profile, self.csr, dict(self.labels), dict(self.facts)
+        )
+
+
+class EnrollTokenBody(BaseModel):
+    """A new enrollment token: the group its devices join, labels they get, uses and lifetime."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    group: str = Field(examples=["kitchen"])
+    labels: dict[str, str] = Field(default_factory=dict, examples=[{"site": "lab"}])
+    expires_in_s: float = Field(3600.0, description="seconds until the token expires (default one hour)")
+    uses: int = Field(1, description="how many devices may enroll with it (default 1)")
 
 
 P = TypeVar("P", ServingPolicy, GroupOffload)

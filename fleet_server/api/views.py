@@ -93,7 +93,8 @@ def device_summary(d: Device) -> dict[str, Any]:
         "labels": d.labels or {},
         "online": d.online,
         "last_seen": iso(d.last_seen),
-        "state": d.state,
+        "state": "REVOKED" if d.revoked_at is not None else d.state,
+        "revoked_at": iso(d.revoked_at),
         "active": d.active,
         "desired_generation": d.desired_generation,
         "reported_generation": d.reported_generation,
@@ -120,6 +121,7 @@ def device_detail(d: Device) -> dict[str, Any]:
         "telemetry": d.telemetry,
         "telemetry_at": iso(d.telemetry_at),
         "registered_at": iso(d.registered_at),
+        "certificate": {"serial": d.cert_serial, "not_after": iso(d.cert_not_after)},
     }
 
 

@@ -13,10 +13,12 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
@@ -139,6 +141,10 @@ class Device(Base):
     telemetry_at: Mapped[datetime | None] = mapped_column()
     registered_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    # identity (fleet_server.identity): the current certificate, and when it was revoked
+    cert_serial: Mapped[str | None] = mapped_column(String(40))
+    cert_not_after: Mapped[datetime | None] = mapped_column()
+    revoked_at: Mapped[datetime | None] = mapped_column()
 
 
 class Group(Base):
@@ -264,3 +270,119 @@ class AuditEntry(Base):
     target: Mapped[str | None] = mapped_column(String(300))
     client: Mapped[str | None] = mapped_column(String(64))
     status: Mapped[int] = mapped_column(Integer)
+class EnrollmentToken(Base):
+    """A token a device enrolls with: only its sha256 is kept. It puts the device in ``group_name``
+    with ``labels`` added, ``uses_left`` more times, until ``expires_at``."""
+
+    __tablename__ = "enrollment_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    group_name: Mapped[str] = mapped_column(String(128))
+    labels: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    uses_left: Mapped[int] = mapped_column(Integer)
+    expires_at: Mapped[datetime] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class DeviceCertificate(Base):
+    """Every client certificate the fleet CA issued to a device (hex serial), so a revocation
+    lists them all in the CRL while they are valid."""
+
+    __tablename__ = "device_certificates"
+
+    serial: Mapped[str] = mapped_column(String(40), primary_key=True)
+    device_id: Mapped[str] = mapped_column(String(128), index=True)
+    not_after: Mapped[datetime] = mapped_column()
+    issued_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column()
+
+
+# SQLite makes only an INTEGER PRIMARY KEY an alias of its rowid (autoincrementing); PostgreSQL
+# gets a 64-bit key, since telemetry rows come by the million.
+_ROW_ID = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class TelemetryRow(Base):
+    """One telemetry window of one device and model, as received (:class:`agent.contracts.Telemetry`),
+    kept for the raw retention (:mod:`fleet_server.telemetry`). ``ts`` is the window's end by the
+    device's clock (the receipt time when that is unusable); ``received_at`` is when the server took
+    it. ``model`` is ``""`` for a window without one."""
+
+    __tablename__ = "telemetry"
+    __table_args__ = (
+        Index("ix_telemetry_model_ts", "model", "ts"),
+        Index("ix_telemetry_device_ts", "device_id", "ts"),
+        Index("ix_telemetry_ts", "ts"),
+        # A QoS 1 redelivery (or a replay after an unacknowledged send) is the same window again:
+        # stored once. A message without a seq is never taken for a duplicate (NULLs differ).
+        UniqueConstraint("device_id", "seq", "ts", name="uq_telemetry_device_seq_ts"),
+    )
+
+    id: Mapped[int] = mapped_column(_ROW_ID, primary_key=True, autoincrement=True)
+    device_id: Mapped[str] = mapped_column(String(128))
+    model: Mapped[str] = mapped_column(String(300), default="")
+    ts: Mapped[datetime] = mapped_column()
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    seq: Mapped[int | None] = mapped_column(BigInteger)
+    window_s: Mapped[float] = mapped_column(Float, default=0.0)
+    requests: Mapped[int] = mapped_column(BigInteger, default=0)
+    errors: Mapped[int] = mapped_column(BigInteger, default=0)
+    throughput_rps: Mapped[float | None] = mapped_column(Float)
+    p50_ms: Mapped[float | None] = mapped_column(Float)
+    p95_ms: Mapped[float | None] = mapped_column(Float)
+    p99_ms: Mapped[float | None] = mapped_column(Float)
+    queue_depth: Mapped[int | None] = mapped_column(BigInteger)
+    offload_ratio: Mapped[float | None] = mapped_column(Float)
+    cpu_percent: Mapped[float | None] = mapped_column(Float)
+    memory_mb: Mapped[float | None] = mapped_column(Float)
+    temperature_c: Mapped[float | None] = mapped_column(Float)
+    dropped: Mapped[int] = mapped_column(BigInteger, default=0)
+    classes: Mapped[dict[str, Any] | None] = mapped_column()
+    outputs: Mapped[dict[str, Any] | None] = mapped_column()
+
+
+class TelemetryRollup(Base):
+    """One minute of one device and model's telemetry, summed so rollups merge by adding:
+    latency and offload figures are weighted by the answered requests of the windows that had
+    them (``*_sum`` / ``*_weight``); outputs keep ``{name: {count, sum, squares, min, max}}``."""
+
+    __tablename__ = "telemetry_rollups"
+    __table_args__ = (
+        UniqueConstraint("device_id", "model", "bucket", name="uq_telemetry_rollups_key"),
+        Index("ix_telemetry_rollups_model_bucket", "model", "bucket"),
+        Index("ix_telemetry_rollups_bucket", "bucket"),
+    )
+
+    id: Mapped[int] = mapped_column(_ROW_ID, primary_key=True, autoincrement=True)
+    device_id: Mapped[str] = mapped_column(String(128))
+    model: Mapped[str] = mapped_column(String(300), default="")
+    bucket: Mapped[datetime] = mapped_column()
+    windows: Mapped[int] = mapped_column(BigInteger, default=0)
+    requests: Mapped[int] = mapped_column(BigInteger, default=0)
+    errors: Mapped[int] = mapped_column(BigInteger, default=0)
+    latency_weight: Mapped[int] = mapped_column(BigInteger, default=0)
+    p50_sum: Mapped[float] = mapped_column(Float, default=0.0)
+    p95_sum: Mapped[float] = mapped_column(Float, default=0.0)
+    p99_sum: Mapped[float] = mapped_column(Float, default=0.0)
+    p95_max: Mapped[float | None] = mapped_column(Float)
+    offload_weight: Mapped[int] = mapped_column(BigInteger, default=0)
+    offload_sum: Mapped[float] = mapped_column(Float, default=0.0)
+    cpu_sum: Mapped[float] = mapped_column(Float, default=0.0)
+    cpu_n: Mapped[int] = mapped_column(Integer, default=0)
+    memory_max: Mapped[float | None] = mapped_column(Float)
+    temperature_max: Mapped[float | None] = mapped_column(Float)
+    dropped: Mapped[int] = mapped_column(BigInteger, default=0)
+    classes: Mapped[dict[str, Any] | None] = mapped_column()
+    outputs: Mapped[dict[str, Any] | None] = mapped_column()
+
+
+class TelemetryRollupState(Base):
+    """Where the rollup job stands: the highest raw telemetry id it has summed (one row, ``name``
+    ``"rollup"``); a job on any replica locks it for its pass."""
+
+    __tablename__ = "telemetry_rollup_state"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    last_id: Mapped[int] = mapped_column(BigInteger, default=0)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)

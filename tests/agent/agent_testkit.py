@@ -1,6 +1,12 @@
-"""Helpers for the agent tests: real bundles and a real HTTP artifact/registration server
+"""Helpers for the agent tests: real bundles and a real HTTP artifact/enrollment server
 (Mosquitto comes from ``tests.fixtures.mosquitto``). Nothing is faked: the agent talks to them
-over sockets as it would in the field."""
+over sockets as it would in the field.
+
+The artifact server is a TUF repository too (the fleet server's own
+:class:`~fleet_server.trust.TufRepository` over a directory store, with keys of its own): every
+bundle :meth:`ArtifactServer.add` serves is signed in as a target, metadata is served under
+``/tuf/`` and targets at their consistent-snapshot names. :class:`AgentProcess` passes the
+server's root (``--tuf-root``) to agents it starts against it."""
 
 from __future__ import annotations
 
@@ -11,6 +17,7 @@ import re
 import shutil
 import socket
 import tarfile
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -191,18 +198,39 @@ class ServerBehaviour:
     fails_left: int = 0  # ... this many times
     append_bytes: bytes = b""  # send these after the file (more than declared)
     mqtt: dict[str, Any] = field(default_factory=dict)
-    register_status: int = 200
+    register_status: int = 200  # the enrollment's answer status
+    tuf_root: dict[str, Any] | None = None  # sent as the enrollment answer's tuf_root
 
 
 class ArtifactServer:
     """Serves ``files`` (path under /artifacts/ → bytes) with Range support, redirects
-    ``/redirect/<path>`` to ``/artifacts/<path>``, and answers device registration."""
+    ``/redirect/<path>`` to ``/artifacts/<path>``, serves the TUF metadata of the bundles added
+    (``/tuf/``; ``root_path`` is the root to trust), and answers device enrollment: the CSR is
+    signed by a real fleet CA (:class:`~fleet_server.identity.ca.FleetCA`, in a temp dir), the
+    broker is ``behaviour.mqtt`` (plain MQTT unless it says ``tls``), downloads stay on this
+    server."""
+
+    roots: dict[str, Path] = {}  # server URL -> its TUF root, for AgentProcess
 
     def __init__(self, port: int = 0) -> None:
+        from fleet_server.identity.ca import FleetCA
+        from fleet_server.store import DirStore
+        from fleet_server.trust import TufRepository, init_keys, load_online_keys
+
+        self._tmp = Path(tempfile.mkdtemp(prefix="artifact-server-"))
+        init_keys(self._tmp / "keys")
+        self.keys_dir = self._tmp / "keys"
+        self.tuf_store = DirStore(self._tmp / "store")
+        keys = load_online_keys(self.keys_dir / "server")
+        self.tuf = TufRepository(self.tuf_store, keys, self._tmp / "work")
+        self.tuf.open()
+        self.root_path = self.keys_dir / "server" / "root.json"
         self.files: dict[str, bytes] = {}
         self.behaviour = ServerBehaviour()
         self.requests: list[dict[str, Any]] = []
-        self.registrations: list[dict[str, Any]] = []
+        self.registrations: list[dict[str, Any]] = []  # every enrollment request's body
+        self._ca_dir = tempfile.TemporaryDirectory(prefix="testkit-ca-")
+        self.ca = FleetCA.load_or_create(Path(self._ca_dir.name))
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -214,16 +242,23 @@ class ArtifactServer:
             def do_POST(self) -> None:
                 length = int(self.headers.get("content-length", 0))
                 body = json.loads(self.rfile.read(length) or b"{}")
-                if self.path != "/api/v1/devices/register":
+                if self.path != "/api/v1/devices/enroll":
                     return self._send(404, b'{"error": {"code": "not_found", "message": "no route"}}')
                 outer.registrations.append(body)
                 b = outer.behaviour
                 if b.register_status != 200:
                     msg = {"error": {"code": "bad_profile", "message": "unknown profile"}}
                     return self._send(b.register_status, json.dumps(msg).encode())
+                from fleet_server.identity.ca import read_csr
+
+                issued = outer.ca.issue_client(read_csr(body["csr"]), body["device_id"], 30)
                 answer = {
                     "device": {"device_id": body.get("device_id")},
+                    "certificate": issued.pem.decode(),
+                    "ca_certificate": outer.ca.cert_pem.decode(),
                     "mqtt": b.mqtt,
+                    "device_api": None,
+                    "tuf_root": b.tuf_root,
                     "server_time": time.time(),
                 }
                 self._send(200, json.dumps(answer).encode())
@@ -237,10 +272,21 @@ class ArtifactServer:
                     self.send_header("Content-Length", "0")
                     self.end_headers()
                     return
+                if self.path.startswith("/tuf/"):
+                    name = self.path.removeprefix("/tuf/")
+                    if not outer.tuf_store.exists(f"tuf/{name}"):
+                        return self._send(404, b"not found")
+                    with outer.tuf_store.open(f"tuf/{name}") as fh:
+                        return self._send(200, fh.read())
                 if b.fails_left > 0 and b.fail_status:
                     b.fails_left -= 1
                     return self._send(b.fail_status, b"busy")
-                data = outer.files.get(self.path.removeprefix("/artifacts/"))
+                path = self.path.removeprefix("/artifacts/")
+                head, sep, base = path.rpartition("/")
+                m = re.fullmatch(r"[0-9a-f]{64}\.(.+)", base)
+                if m is not None and path not in outer.files:
+                    path = f"{head}{sep}{m.group(1)}"  # the TUF consistent-snapshot name
+                data = outer.files.get(path)
                 if data is None:
                     return self._send(404, b"not found")
                 start, status = 0, 200
@@ -290,10 +336,22 @@ class ArtifactServer:
         self._httpd = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self._httpd.daemon_threads = True
         self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}"
+        ArtifactServer.roots[self.url] = self.root_path
         self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,), daemon=True)
 
-    def add(self, model: DesiredModel, tar: Path) -> None:
+    def add(self, model: DesiredModel, tar: Path, *, sign: bool = True) -> None:
+        """Serve ``tar`` at ``model.target_path`` and (``sign``) sign it in as a TUF target with
+        the fields the fleet server gives one."""
         self.files[model.target_path] = tar.read_bytes()
+        if sign:
+            self.sign(model.target_path, tar, model.name, model.version, model.target, model.precision)
+
+    def sign(self, path: str, tar: Path, name: str, version: str, target: str, build_key: str) -> None:
+        from fleet_server.trust.repository import new_target_from_tar
+        from fleet_server.trust.service import bundle_custom
+
+        custom = bundle_custom(name, version, target, build_key)
+        self.tuf.add_targets([new_target_from_tar(path, tar, custom)])
 
     def start(self) -> ArtifactServer:
         self._thread.start()
@@ -302,6 +360,9 @@ class ArtifactServer:
     def stop(self) -> None:
         self._httpd.shutdown()
         self._httpd.server_close()
+        ArtifactServer.roots.pop(self.url, None)
+        shutil.rmtree(self._tmp, ignore_errors=True)
+        self._ca_dir.cleanup()
 
 
 # -- an in-process agent core: reconciler + registry, reports recorded ----------------------
@@ -406,6 +467,7 @@ class AgentProcess:
         *extra: str,
         module: str = "agent",
         env: dict[str, str] | None = None,
+        enroll_token: str | None = "testkit-token",
     ) -> None:
         import os
         import subprocess
@@ -430,9 +492,12 @@ class AgentProcess:
             "DEBUG",
             *extra,
         ]
-        self.proc = subprocess.Popen(
-            cmd, stdout=subprocess.PIPE, stderr=self._stderr, env=None if env is None else os.environ | env
-        )
+        root = ArtifactServer.roots.get(server_url)
+        if root is not None and "--tuf-root" not in extra:
+            cmd += ["--tuf-root", str(root)]
+        # -- device identity: the token (used while the device has no identity) goes by environment
+        env = (env or {}) | ({"EDGEFLEET_AGENT_ENROLL_TOKEN": enroll_token} if enroll_token else {})
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self._stderr, env=os.environ | env)
         self.ready: dict[str, Any] = {}
 
     def wait_ready(self, timeout: float = 60.0) -> dict[str, Any]:

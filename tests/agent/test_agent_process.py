@@ -146,7 +146,7 @@ def test_kill_9_while_downloading_then_restart_resumes_and_serves(
     first.kill()
     # The broker saw the connection drop: the last will says offline.
     observer.wait_for(lambda o: [s for s in o.payloads("status") if not s["online"]])
-    part = data / "downloads" / f"{slow_bundle.model.sha256}.part"
+    part = data / "downloads" / "partial" / f"{slow_bundle.model.sha256}.part"  # TufSource keeps parts there
     assert 0 < part.stat().st_size < slow_bundle.model.size
 
     fleet.behaviour.throttle_s = 0.0
@@ -159,7 +159,8 @@ def test_kill_9_while_downloading_then_restart_resumes_and_serves(
         version, y = infer(second.url)
         assert version == "3"
         np.testing.assert_allclose(y, ort_run(slow_bundle.onnx, {"input": X})["logits"], rtol=1e-5)
-        ranges = [r["range"] for r in fleet.requests if slow_bundle.model.target_path in r["path"]]
+        # The TUF consistent-snapshot name carries the sha256.
+        ranges = [r["range"] for r in fleet.requests if slow_bundle.model.sha256 in r["path"]]
         assert ranges[0] is None and ranges[-1] is not None and ranges[-1].startswith("bytes=")
     finally:
         assert second.terminate() == 0

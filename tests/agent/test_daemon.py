@@ -17,8 +17,15 @@ from tests.agent.agent_testkit import ArtifactServer
 
 
 def config(tmp_path: Path, server: str, port: int = 0) -> AgentConfig:
+    """An agent's settings against ``server``; the test artifact server's TUF root when it is one."""
     return AgentConfig(
-        server=server, device_id="dev-9", profile="x86-64-avx2", data_dir=tmp_path / "data", port=port
+        server=server,
+        device_id="dev-9",
+        profile="x86-64-avx2",
+        data_dir=tmp_path / "data",
+        port=port,
+        tuf_root=ArtifactServer.roots.get(server),
+        enroll_token="testkit-token",  # the test kit's server signs any CSR
     )
 
 
@@ -48,3 +55,17 @@ def test_a_port_in_use_fails_with_exit_1(tmp_path: Path, caplog: pytest.LogCaptu
         code = run_agent(config(tmp_path, "http://127.0.0.1:9", port), load_profile("x86-64-avx2"))
     assert code == 1
     assert "cannot start" in caplog.text and str(port) in caplog.text
+
+
+def test_without_an_identity_or_a_token_the_agent_says_how_to_enroll(
+    tmp_path: Path, artifact_server: ArtifactServer
+) -> None:
+    cfg = config(tmp_path, artifact_server.url).model_copy(update={"enroll_token": None})
+    agent = Agent(cfg, load_profile("x86-64-avx2"), stdout=io.StringIO())
+    try:
+        agent.start()
+        assert agent.stopping.wait(10)
+        assert agent.error is not None and "--enroll-token" in str(agent.error)
+        assert artifact_server.registrations == []  # nothing was sent
+    finally:
+        agent.stop()

@@ -44,7 +44,12 @@ def test_the_cli_flag_reaches_the_setting(monkeypatch: pytest.MonkeyPatch) -> No
 def config(tmp_path: Path, server: str, grpc_port: int) -> AgentConfig:
     data = tmp_path / "data"
     return AgentConfig(
-        server=server, device_id="dev-9", profile="x86-64-avx2", data_dir=data, grpc_port=grpc_port
+        server=server,
+        device_id="dev-9",
+        profile="x86-64-avx2",
+        data_dir=data,
+        grpc_port=grpc_port,
+        enroll_token="testkit-token",
     )
 
 

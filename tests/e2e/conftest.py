@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from edgectl.local.launcher import Launched, start_agent, start_server
+from edgectl.local.launcher import Launched, start_agent, start_server, throwaway_keys, trust_root
+from tests.e2e.e2e_kit import enroll_token
 
 
 @pytest.fixture
@@ -53,6 +54,7 @@ def backend(request: pytest.FixtureRequest) -> Backend:
 class Fleet:
     root: Path
     server: Launched
+    keys_dir: Path
     agents: dict[str, Launched] = field(default_factory=dict)
 
     @property
@@ -60,8 +62,16 @@ class Fleet:
         return str(self.server.ready["url"])
 
     def add_agent(self, device_id: str, profile: str, labels: dict[str, str]) -> Launched:
+        # -- device identity: every agent enrolls with a token of its own (one use) --
         agent = start_agent(
-            self.url, device_id, profile, self.root / device_id, labels=labels, log_dir=self.root / "logs"
+            self.url,
+            device_id,
+            profile,
+            self.root / device_id,
+            labels=labels,
+            log_dir=self.root / "logs",
+            tuf_root=trust_root(self.keys_dir),
+            enroll_token=enroll_token(self.url),
         )
         self.agents[device_id] = agent
         return agent
@@ -73,20 +83,35 @@ class Fleet:
         return "\n".join(a.log_tail(30) for a in [self.server, *self.agents.values()])
 
 
+def fleet_tls(mosquitto_broker: Any, server_dir: Path) -> None:
+    """Run ``mosquitto_broker`` with the configuration fleet-server writes for its own Mosquitto
+    (mTLS, ACL, CRL), from the CA the server will find in ``server_dir``."""
+    from fleet_server.identity.broker_files import TlsFiles, write_tls_files
+    from fleet_server.identity.ca import FleetCA
+
+    ca = FleetCA.load_or_create(server_dir / "identity")
+    files = write_tls_files(ca, TlsFiles(server_dir / "mosquitto" / "tls"), [], [])
+    mosquitto_broker.use_fleet_tls(files)
+    mosquitto_broker.restart()
+
+
 @pytest.fixture
 def make_fleet(tmp_path: Path, mosquitto_broker: Any) -> Iterator[Any]:
     fleets: list[Fleet] = []
 
     def make(backend: Backend | None = None) -> Fleet:
         b = backend or Backend("sqlite+dir")
+        keys = throwaway_keys(tmp_path / "keys")
+        fleet_tls(mosquitto_broker, tmp_path / "server")  # device identity: mTLS + ACLs on
         server = start_server(
             tmp_path / "server",
+            keys_dir=keys,
             broker=mosquitto_broker.url,
             db=b.db,
             store=b.store,
             s3_endpoint=b.s3_endpoint,
         )
-        fleet = Fleet(tmp_path, server)
+        fleet = Fleet(tmp_path, server, keys)
         fleets.append(fleet)
         return fleet
 

@@ -37,6 +37,21 @@ def api(server: str, path: str) -> Any:
     return r.json()
 
 
+# -- device identity: devices enroll with a token (the unauthenticated registration is gone) --
+
+ENROLL_GROUP = "enrolled"  # the group the e2e devices enroll into (deployments select by label)
+
+
+def enroll_token(server: str, group: str = ENROLL_GROUP) -> str:
+    """A one-use enrollment token for ``group`` (made first if missing)."""
+    with httpx.Client(base_url=server, timeout=10) as c:
+        if c.get(f"/api/v1/groups/{group}").status_code == 404:
+            c.post("/api/v1/groups", json={"name": group}).raise_for_status()
+        r = c.post("/api/v1/devices/enroll-tokens", json={"group": group, "uses": 1})
+        r.raise_for_status()
+        return str(r.json()["token"])
+
+
 def variant(src: Path, dest: Path, factor: float) -> Path:
     """A new model version with different bytes and the same predictions: the last layer's
     weights and bias scaled by a positive ``factor`` (arg-max is scale-invariant)."""

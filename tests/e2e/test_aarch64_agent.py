@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from edgectl.local.launcher import Launched, start_agent
+from edgectl.local.launcher import Launched, start_agent, trust_root
 from tests.e2e.e2e_kit import DIGITS, ROOT, api, edgectl, fp32_top1, ok, triton_top1
 from tests.polling import wait_until
 from tests.wheel_kit import SERVER_ONLY, build_wheel
@@ -122,10 +122,16 @@ def arm64_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Arm64Root]:
         )
 
 
-def start_arm_agent(root: Arm64Root, venv: str, server_url: str, device_id: str, log_dir: Path) -> Launched:
-    """``edge-agent`` from ``/opt/<venv>`` inside the root, as an emulated aarch64 process."""
+def start_arm_agent(
+    root: Arm64Root, venv: str, server_url: str, device_id: str, log_dir: Path, tuf_root: Path
+) -> Launched:
+    """``edge-agent`` from ``/opt/<venv>`` inside the root, as an emulated aarch64 process,
+    trusting the fleet's TUF root (copied into the root's file system)."""
     data_dir = f"/var/lib/edgefleet-test/{device_id}"
     shutil.rmtree(root.path / data_dir.lstrip("/"), ignore_errors=True)
+    inside_root = f"/var/lib/edgefleet-test/{device_id}.root.json"
+    (root.path / inside_root.lstrip("/")).parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(tuf_root, root.path / inside_root.lstrip("/"))
     command = ["chroot", str(root.path), "/usr/bin/env", "-i", *root.env(), f"/opt/{venv}/bin/edge-agent"]
     # Imports and the runtime probe are slow under emulation: give it minutes to come up.
     agent = start_agent(
@@ -138,6 +144,7 @@ def start_arm_agent(root: Arm64Root, venv: str, server_url: str, device_id: str,
         timeout=600,
         command=command,
         extra=["--grpc-port", "-1"],
+        tuf_root=Path(inside_root),
     )
     return agent
 
@@ -165,7 +172,9 @@ def test_aarch64_agents_install_and_serve_a_tflite_bundle(
     agents = {}
     try:
         for device_id, venv in devices.items():
-            agents[device_id] = start_arm_agent(arm64_root, venv, url, device_id, tmp_path / "logs")
+            agents[device_id] = start_arm_agent(
+                arm64_root, venv, url, device_id, tmp_path / "logs", trust_root(fleet.keys_dir)
+            )
         for device_id in devices:
             # The ready line comes before registration; the device appears once it registered.
             wait_until(

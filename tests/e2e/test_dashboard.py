@@ -22,6 +22,7 @@ from agent.contracts import DesiredState, Latency, ReportedState, Status, Teleme
 from edgectl.local.launcher import Launched, start_server
 from tests.e2e.browser import Browser
 from tests.e2e.e2e_kit import DIGITS, ROOT
+from tests.fixtures.enroll import enroll, enroll_token
 from tests.polling import wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
@@ -96,7 +97,7 @@ def browser(tmp_path: Path) -> Iterator[Browser]:
 
 
 def prepare(url: str) -> None:
-    """The model compiled for the devices' profile, the devices registered, their group."""
+    """The model compiled for the devices' profile, their group, the devices enrolled in it."""
     with open(DIGITS / "digits_cnn.onnx", "rb") as model, open(DIGITS / "calibration.npz", "rb") as cal:
         r = httpx.post(
             f"{url}/api/v1/models",
@@ -108,14 +109,13 @@ def prepare(url: str) -> None:
     assert r.status_code == 201, r.text
     r = httpx.post(f"{url}/api/v1/models/digits/7/bundles", json={"profiles": [PROFILE]}, headers=AUTH)
     assert r.status_code == 202, r.text
-    for d in DEVICES:
-        r = httpx.post(
-            f"{url}/api/v1/devices/register",
-            json={"device_id": d, "profile": PROFILE, "labels": {"site": "dash"}},
-        )
-        assert r.status_code == 200, r.text
     r = httpx.post(f"{url}/api/v1/groups", json={"name": "lobby", "selector": {"site": "dash"}}, headers=AUTH)
     assert r.status_code == 201, r.text
+    with httpx.Client(base_url=url, headers=AUTH, timeout=10) as admin:
+        token = enroll_token(admin, group="lobby", uses=len(DEVICES))
+        for d in DEVICES:
+            r = enroll(admin, {"device_id": d, "profile": PROFILE, "labels": {"site": "dash"}}, token=token)
+            assert r.status_code == 200, r.text
 
     def compiled() -> bool:
         bundles = httpx.get(f"{url}/api/v1/models/digits/7", headers=AUTH).json()["bundles"]

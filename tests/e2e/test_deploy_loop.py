@@ -77,6 +77,19 @@ def check_serving(fleet: Any, version: str, x: np.ndarray, ref: np.ndarray) -> N
             assert agreement >= MIN_AGREEMENT, f"{device_id}: top-1 agreement with FP32 {agreement:.4f}"
 
 
+def check_telemetry(url: str, model: str, requests: int) -> None:
+    """The agents' telemetry (published every 5 s) reached the server: the group's summary counts
+    the requests just made, with latency and predicted classes."""
+
+    def counted() -> dict[str, Any] | None:
+        f = api(url, f"/api/v1/telemetry/summary?model={model}&group=cams")["figures"]
+        return f if f["requests"] >= requests and f["devices"] == len(DEVICES) else None
+
+    f = wait_until(counted, timeout=30, what=f"telemetry of {model} from every device", interval=0.5)
+    assert f["error_rate"] == 0.0 and f["p95_ms"] and f["p95_ms"] > 0, f
+    assert sum(f["class_counts"].values()) > 0 and all(k.isdigit() for k in f["class_counts"]), f
+
+
 def corrupt(fleet: Any, backend: Any, target_path: str) -> None:
     """Flip bytes of a stored bundle tar in place (same size): bit rot in the artifact store."""
     if backend.bucket:
@@ -114,6 +127,7 @@ def test_deploy_update_and_refuse_a_broken_bundle(
         assert {d["device_id"]: d["state"] for d in dep["devices"]} == dict.fromkeys(DEVICES, "HEALTHY")
         assert {c["target"] for c in dep["compile"]} == {"onnx-x86", "tflite-arm"}
         check_serving(fleet, "1", x, ref)
+        check_telemetry(url, "digits:1", requests=2 * len(DEVICES))
 
         # v2 replaces v1.
         push(url, variant(DIGITS / "digits_cnn.onnx", tmp_path / "v2.onnx", 1.5), "2")
@@ -141,9 +155,15 @@ def test_deploy_update_and_refuse_a_broken_bundle(
         for b in bundles:
             corrupt(fleet, backend, b["target_path"])
         code, dep = deploy(url, "3")
-        assert code == 1 and dep["state"] == "FAILED", dep
+        # The first refusal halts the rollout (no failure is allowed by default) and every device
+        # it touched is told digits:2 again; those that refused v3 themselves stay FAILED.
+        assert code == 1 and dep["state"] == "ROLLED_BACK", dep
+        assert "gate failed in wave 1 of 1" in dep["error"], dep["error"]
         for d in dep["devices"]:
-            assert d["state"] == "FAILED" and d["error"]["code"] == "HASH_MISMATCH", d
+            assert d["state"] in ("FAILED", "ROLLED_BACK"), d
+            if d["state"] == "FAILED":
+                assert d["error"]["code"] == "HASH_MISMATCH", d
+        assert any(d["state"] == "FAILED" for d in dep["devices"])
         check_serving(fleet, "2", x, ref)
     except BaseException:
         print(fleet.logs())

@@ -48,7 +48,7 @@ def test_deploy_without_wait_returns_the_accepted_deployment(api: Run, lab: Any)
     result = api("deploy", "digits:1", "--group", "lab")
     assert result.exit_code == 0, result.output
     assert "deployment 1: digits:1 → group lab (PENDING)" in result.stderr
-    assert "edgectl deployments status 1" in result.stderr
+    assert "edgectl rollouts status 1 --watch" in result.stderr
 
     as_json = api("deploy", "digits:1", "-g", "lab", "-o", "json")
     assert as_json.exit_code == 0
@@ -81,22 +81,35 @@ def test_deploy_wait_json_prints_only_the_final_deployment(api: Run, lab: Any) -
     assert result.stderr == ""
 
 
-def test_deploy_wait_stops_at_the_first_failed_device_and_summarises(api: Run, lab: Any) -> None:
+def test_deploy_wait_follows_a_halt_to_its_roll_back_and_summarises(api: Run, lab: Any) -> None:
+    """A failed device is the gate's to judge: the watch goes on until the server decides, here
+    through HALTED (rolling back) to ROLLED_BACK."""
     bad = {"code": "SELF_TEST_FAILED", "message": "outputs differ from the bundle's expected outputs"}
+    rolling = {"rollback": True, "wave": 1, "waves": 2, "wave_counts": [{"FAILED": 1, "NOTIFIED": 1}]}
     lab.script(
         "1",
         {"state": "RUNNING", "devices": devices("DOWNLOADING", "DOWNLOADING")},
         {"state": "RUNNING", "devices": devices("FAILED", "INSTALLING", error=bad)},
-        {"state": "FAILED", "devices": devices("FAILED", "HEALTHY", error=bad)},
+        {
+            "state": "HALTED",
+            "error": "gate failed",
+            "rollout": rolling,
+            "devices": devices("FAILED", "NOTIFIED", error=bad),
+        },
+        {
+            "state": "ROLLED_BACK",
+            "error": "gate failed in wave 1 of 2: 1 failed",
+            "devices": devices("FAILED", "ROLLED_BACK", error=bad),
+        },
     )
     result = api("deploy", "digits:1", "--group", "lab", "--wait", *FAST, "-o", "json")
     assert result.exit_code == 1
-    assert json.loads(result.stdout)["state"] == "RUNNING"  # stopped as soon as one device failed
+    assert json.loads(result.stdout)["state"] == "ROLLED_BACK"
     assert (
         "device nuc-1: SELF_TEST_FAILED: outputs differ from the bundle's expected outputs" in result.stderr
     )
     assert result.stderr.strip().splitlines()[-1] == (
-        "error: deployment 1 RUNNING: 1 device(s) FAILED (1 INSTALLING, 1 FAILED)"
+        "error: deployment 1 ROLLED_BACK: gate failed in wave 1 of 2: 1 failed (1 FAILED, 1 ROLLED_BACK)"
     )
 
 
@@ -158,5 +171,5 @@ def test_ctrl_c_while_waiting_says_the_rollout_goes_on(
     result = api("deploy", "digits:1", "--group", "lab", "--wait")
     assert result.exit_code == 130
     assert result.stderr.strip().splitlines()[-1] == (
-        "error: stopped watching; deployment 1 goes on (edgectl deployments status 1)"
+        "error: stopped watching; deployment 1 goes on (edgectl rollouts status 1 --watch)"
     )

@@ -35,7 +35,11 @@ def real_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     from fleet_server.config import Settings
 
     data = tmp_path_factory.mktemp("fleet")
-    app = create_app(Settings(data_dir=data, port=0, broker="embedded", compile_workers=1))
+    from tests.fixtures.tuf_keys import server_keys
+
+    app = create_app(
+        Settings(data_dir=data, port=0, broker="embedded", compile_workers=1, keys_dir=server_keys())
+    )
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
@@ -57,11 +61,15 @@ def real(edgectl: Run, real_server: str) -> Run:
     return lambda *args, **kw: edgectl("--server", real_server, *args, **kw)
 
 
-def register(url: str, device_id: str, labels: dict[str, str]) -> None:
+def register(url: str, device_id: str, labels: dict[str, str], token: str) -> None:
+    """Enroll as the agent does, with a token ``edgectl devices enroll-token create`` made."""
     import httpx
 
+    from tests.fixtures.enroll import enroll
+
     body = {"device_id": device_id, "profile": "x86-64-avx2", "labels": labels, "facts": {"arch": "x86_64"}}
-    httpx.post(f"{url}/api/v1/devices/register", json=body, timeout=10).raise_for_status()
+    with httpx.Client(base_url=url, timeout=10) as c:
+        enroll(c, body, token=token).raise_for_status()
 
 
 def test_a_session_against_the_real_server(real: Run, real_server: str, tmp_path: Path) -> None:
@@ -96,10 +104,32 @@ def test_a_session_against_the_real_server(real: Run, real_server: str, tmp_path
     assert refused.stdout == "" and len(refused.stderr.strip().splitlines()) == 1
     assert "HTTP 422" in refused.stderr
 
-    register(real_server, "nuc-1", {"site": "lab"})
+    assert real("groups", "create", "enrolled", "-o", "json").exit_code == 0
+    made = real(
+        "devices",
+        "enroll-token",
+        "create",
+        "--group",
+        "enrolled",
+        "--labels",
+        "rack=3",
+        "--expires",
+        "10m",
+        "-o",
+        "json",
+    )
+    assert made.exit_code == 0, made.output
+    token = json.loads(made.stdout)
+    assert token["uses"] == 1 and token["group"] == "enrolled" and token["token"].startswith("eft_")
+    assert (
+        real("devices", "enroll-token", "create", "--group", "enrolled", "--expires", "soon").exit_code != 0
+    )
+    register(real_server, "nuc-1", {"site": "lab"}, token["token"])
     created = real("groups", "create", "lab", "--selector", "site=lab", "-o", "json")
     assert created.exit_code == 0, created.output
-    assert json.loads(real("groups", "ls", "-o", "json").stdout)[0]["name"] == "lab"
+    assert [g["name"] for g in json.loads(real("groups", "ls", "-o", "json").stdout)] == ["enrolled", "lab"]
+    shown = json.loads(real("devices", "show", "nuc-1", "-o", "json").stdout)
+    assert shown["labels"] == {"site": "lab", "rack": "3"}  # the token's labels added
     devices = json.loads(real("devices", "ls", "--group", "lab", "-o", "json").stdout)
     assert [d["device_id"] for d in devices] == ["nuc-1"]
     assert "nuc-1" in real("devices", "ls").stdout
@@ -110,8 +140,10 @@ def test_a_session_against_the_real_server(real: Run, real_server: str, tmp_path
     dep_id = json.loads(deployed.stdout)["id"]
     # The deployment is recorded at once; the controller's next pass (woken by it) adds its devices.
     status = wait_until(
-        lambda: (s := json.loads(real("deployments", "status", str(dep_id), "-o", "json").stdout))["devices"]
-        and s,
+        lambda: (
+            (s := json.loads(real("deployments", "status", str(dep_id), "-o", "json").stdout))["devices"]
+            and s
+        ),
         what="the deployment's devices",
     )
     assert status["model"] == "digits:1" and [d["device_id"] for d in status["devices"]] == ["nuc-1"]
@@ -121,6 +153,12 @@ def test_a_session_against_the_real_server(real: Run, real_server: str, tmp_path
     waited = real("deploy", "digits:1", "--group", "lab", "--wait", "--timeout", "1", "--interval", "0.2")
     assert waited.exit_code == 3, waited.output
     assert "not decided after 1s" in waited.stderr
+
+    revoked = real("devices", "revoke", "nuc-1", "-o", "json")
+    assert revoked.exit_code == 0, revoked.output
+    assert json.loads(revoked.stdout)["state"] == "REVOKED"
+    assert "REVOKED" in real("devices", "ls").stdout
+    assert real("devices", "revoke", "ghost").exit_code == 1
 
 
 def test_real_server_errors_are_one_line(real: Run) -> None:

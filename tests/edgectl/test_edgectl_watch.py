@@ -19,11 +19,16 @@ def dep(state: str, *device_states: str, compile_status: str = "ready") -> dict[
     }
 
 
-def test_settled_when_the_server_decides_or_something_failed() -> None:
+def test_settled_when_the_server_decides_or_a_compile_failed() -> None:
     assert not is_settled(dep("RUNNING", "HEALTHY", "DOWNLOADING"))
     assert is_settled(dep("SUCCEEDED", "HEALTHY"))
     assert is_settled(dep("SUPERSEDED", "DOWNLOADING"))
-    assert is_settled(dep("RUNNING", "FAILED", "DOWNLOADING"))
+    assert is_settled(dep("ROLLED_BACK", "ROLLED_BACK", "FAILED"))
+    # A failed device alone is the gate's to judge, not the watcher's.
+    assert not is_settled(dep("RUNNING", "FAILED", "DOWNLOADING"))
+    # Halted: decided, unless a roll-back is still under way.
+    assert is_settled(dep("HALTED", "FAILED"))
+    assert not is_settled({**dep("HALTED", "FAILED", "NOTIFIED"), "rollout": {"rollback": True}})
     assert is_settled(dep("COMPILING", compile_status="failed"))
     # Every device healthy is not yet success: the server's SUCCEEDED is the verdict.
     assert not is_settled(dep("RUNNING", "HEALTHY", "HEALTHY"))

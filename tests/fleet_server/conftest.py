@@ -23,6 +23,7 @@ from fleet_server.bundle_tar import bundle_target_path, sha256_of, write_bundle_
 from fleet_server.config import Settings
 from fleet_server.db import Bundle
 from fleet_server.fleet import Fleet
+from tests.fixtures.tuf_keys import server_keys
 from tests.polling import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -46,6 +47,7 @@ def settings(tmp_path: Path) -> Settings:
         mqtt_protocol="3.1.1",
         reconcile_interval_s=0.2,
         mqtt_client_id=f"fleet-server-test-{tmp_path.name}",
+        keys_dir=server_keys(),
     )
 
 

@@ -12,7 +12,7 @@ def test_action_names() -> None:
     assert action_name("PATCH", "/api/v1/groups/{name}") == "groups.update"
     assert action_name("DELETE", "/api/v1/tokens/{name}") == "tokens.delete"
     assert action_name("PUT", "/api/v1/keys/{role}") == "keys.replace"
-    assert action_name("POST", "/api/v1/devices/register") == "devices.register"
+    assert action_name("POST", "/api/v1/devices/enroll") == "devices.enroll"
     assert action_name("POST", "/api/v1/models/{name}/{version}/bundles") == "models.bundles"
     assert action_name("POST", "/api/v1/deployments/{deployment_id}/pause") == "deployments.pause"
     assert action_name("POST", None) == "unrouted"

@@ -10,6 +10,8 @@ from typing import Any
 import pytest
 
 from agent.contracts import DesiredState, ReportedState, UpdateState
+from fleet_server.db import Device
+from tests.fixtures.enroll import enroll
 
 REF = "digits:1.0"
 
@@ -23,9 +25,7 @@ def server(mosquitto_settings: Any, start_app: Any, seed_bundles: Any) -> Any:
 
 def setup_rollout(c: Any, *device_ids: str, profile: str = "x86-64-avx2") -> None:
     for d in device_ids:
-        r = c.post(
-            "/api/v1/devices/register", json={"device_id": d, "profile": profile, "labels": {"site": "lab"}}
-        )
+        r = enroll(c, {"device_id": d, "profile": profile, "labels": {"site": "lab"}})
         assert r.status_code == 200
     assert c.post("/api/v1/groups", json={"name": "lab", "selector": {"site": "lab"}}).status_code == 201
 
@@ -116,9 +116,9 @@ def test_later_device_gets_the_current_deployment_and_redeploy_bumps_generation(
     setup_rollout(c, "d1")
     first = deploy(c)
     # A device registering later with matching labels joins the running deployment.
-    c.post(
-        "/api/v1/devices/register",
-        json={"device_id": "late", "profile": "x86-64-avx512-vnni", "labels": {"site": "lab"}},
+    enroll(
+        c,
+        {"device_id": "late", "profile": "x86-64-avx512-vnni", "labels": {"site": "lab"}},
     )
     wait(lambda: "late" in device_states(c, first["id"]), what="late device joins")
     late = make_device("late", mosquitto_broker.host, mosquitto_broker.port)
@@ -277,13 +277,16 @@ def test_an_older_generation_is_never_published_after_a_newer_one(
 
 
 def test_reports_are_ordered_by_seq_not_by_the_device_clock(
-    server: Any, mosquitto_broker: Any, make_device: Any, wait: Any
+    server: Any, mosquitto_broker: Any, make_device: Any, wait: Any, fleet: Any
 ) -> None:
     """A board without a real-time clock reboots mid-update and its clock runs behind: its newer
     reports carry older timestamps but a higher seq, and they are recorded. A late duplicate with a
     lower seq is dropped although its timestamp is newer."""
     c = server
     setup_rollout(c, "d1")
+    with fleet(c).sessions() as s:  # as if generation 1 had been sent (a report can't be ahead of it)
+        s.get(Device, "d1").desired_generation = 1
+        s.commit()
     dev = make_device("d1", mosquitto_broker.host, mosquitto_broker.port)
 
     def report(state: UpdateState, seq: int, ts: float, active: str | None = None) -> None:
@@ -320,3 +323,22 @@ def test_on_reconnect_devices_in_the_middle_of_an_update_get_their_desired_state
     dev.report(first["generation"], UpdateState.COMMITTED, active=REF)
     wait(lambda: c.get("/api/v1/devices/d1").json()["state"] == "COMMITTED", what="committed")
     assert fleet(c).bridge.republish_behind() == 0  # a final report: nothing owed
+
+
+def test_a_report_ahead_of_the_generation_sent_is_refused(
+    server: Any, mosquitto_broker: Any, make_device: Any, wait: Any
+) -> None:
+    """A device can't claim a generation the server never sent it: stored, it would make every
+    real report after it look stale (the forged 1,000,000 that froze the server's view)."""
+    c = server
+    setup_rollout(c, "d1")
+    dev = make_device("d1", mosquitto_broker.host, mosquitto_broker.port)
+    ahead = ReportedState(device_id="d1", generation=1_000_000, state=UpdateState.COMMITTED, seq=5)
+    dev.publish("reported", ahead.to_json())
+    dev.publish(
+        "reported", ReportedState(device_id="d1", generation=0, state=UpdateState.IDLE, seq=6).to_json()
+    )
+    wait(lambda: c.get("/api/v1/devices/d1").json()["state"] == "IDLE", what="the real report")
+    d = c.get("/api/v1/devices/d1").json()
+    assert d["reported_generation"] == 0
+    assert 'reason="out_of_range"' in c.get("/metrics").text

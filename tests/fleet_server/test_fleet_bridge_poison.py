@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from agent.contracts import ReportedState, Status, UpdateState
+from tests.fixtures.enroll import enroll
 
 REPORTED = {"schema": "edgefleet.reported/1", "device_id": "d1", "state": "IDLE"}
 STATUS = {"schema": "edgefleet.status/1", "device_id": "d1", "online": True}
@@ -46,7 +47,7 @@ for _kind in ("reported", "status", "telemetry"):  # the same poisons on every d
 @pytest.fixture
 def server(mosquitto_settings: Any, start_app: Any) -> Any:
     c = start_app(mosquitto_settings)
-    r = c.post("/api/v1/devices/register", json={"device_id": "d1", "profile": "x86-64-avx2"})
+    r = enroll(c, {"device_id": "d1", "profile": "x86-64-avx2"})
     assert r.status_code == 200
     return c
 

@@ -16,6 +16,8 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.fixtures.tuf_keys import server_keys
+
 pytestmark = pytest.mark.e2e
 
 
@@ -27,7 +29,7 @@ def start(tmp_path: Path, *flags: str) -> tuple[subprocess.Popen[str], dict[str,
     argv = [sys.executable, "-c", "from fleet_server.cli import run; run()", "--port", "0"]
     with open(tmp_path / "stderr.log", "w") as err:  # the child keeps its own copy of the fd
         proc = subprocess.Popen(
-            [*argv, "--data-dir", str(tmp_path / "data"), *flags],
+            [*argv, "--data-dir", str(tmp_path / "data"), "--keys-dir", str(server_keys()), *flags],
             stdout=subprocess.PIPE,
             stderr=err,
             text=True,
@@ -102,7 +104,8 @@ from pathlib import Path
 from fastapi.testclient import TestClient
 from fleet_server.app import create_app
 from fleet_server.config import Settings
-s = Settings(port=0, data_dir=Path({str(tmp_path)!r}), broker="embedded", mqtt_protocol="3.1.1")
+s = Settings(port=0, data_dir=Path({str(tmp_path)!r}), broker="embedded", mqtt_protocol="3.1.1",
+             keys_dir=Path({str(server_keys())!r}))
 with TestClient(create_app(s)) as c:
     assert c.get("/healthz").status_code == 200
 heavy = [m for m in ("onnxruntime", "tensorflow", "onnx", "compilers.pipeline", "torch") if m in sys.modules]

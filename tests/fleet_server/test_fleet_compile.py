@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 import pytest
 
+from tests.fixtures.enroll import enroll
+
 pytest.importorskip("onnxruntime", reason="the onnx-x86 compiler needs onnxruntime")
 pytest.importorskip("compilers.pipeline", reason="the compilers are not available")
 
@@ -45,9 +47,9 @@ def test_compile_for_x86_reaches_ready_and_the_tar_downloads(
     c = start_app(settings)
     push(c, "1.0")
     for i, profile in enumerate(("x86-64-avx2", "x86-64-avx512-vnni")):  # one build serves both
-        c.post(
-            "/api/v1/devices/register",
-            json={"device_id": f"d{i}", "profile": profile, "labels": {"site": "a"}},
+        enroll(
+            c,
+            {"device_id": f"d{i}", "profile": profile, "labels": {"site": "a"}},
         )
     c.post("/api/v1/groups", json={"name": "a", "selector": {"site": "a"}})
     c.post("/api/v1/groups", json={"name": "b", "devices": ["d1"]})
@@ -96,9 +98,7 @@ def test_failed_compile_fails_the_deployment_and_later_ones_get_422(
     bad = io.BytesIO()
     np.savez(bad, input=np.zeros((4, 3), np.float32))  # wrong shape for a (N, 1, 8, 8) input
     push(c, "bad", calibration=bad.getvalue())
-    c.post(
-        "/api/v1/devices/register", json={"device_id": "d1", "profile": "x86-64-avx2", "labels": {"s": "1"}}
-    )
+    enroll(c, {"device_id": "d1", "profile": "x86-64-avx2", "labels": {"s": "1"}})
     c.post("/api/v1/groups", json={"name": "g", "selector": {"s": "1"}})
     dep = c.post("/api/v1/deployments", json={"model": "digits:bad", "group": "g"}).json()
     d = wait(lambda: (x := c.get(f"/api/v1/deployments/{dep['id']}").json())["state"] == "FAILED" and x,
@@ -135,7 +135,7 @@ def test_a_failed_compile_is_retried_by_compile_ahead_and_then_deploys(
         b = ensure_bundle(s, mv.id, build_key(load_profile("x86-64-avx2")), "x86-64-avx2")
         b.status, b.error = "failed", "onnx-x86: could not read digits/5/source/model.onnx (timeout)"
         s.commit()
-    c.post("/api/v1/devices/register", json={"device_id": "r1", "profile": "x86-64-avx2"})
+    enroll(c, {"device_id": "r1", "profile": "x86-64-avx2"})
     c.post("/api/v1/groups", json={"name": "g", "devices": ["r1"]})
     with fl.sessions() as s:  # a deployment made before the compile failed
         s.add(Deployment(model_version_id=mv.id, group_name="g", state="COMPILING"))
@@ -183,7 +183,7 @@ def test_compile_ahead_builds_once_per_build_key_and_a_deployment_reuses_it(
 
     b = wait(done, timeout=240, interval=0.5, what="compile ahead")
     assert b["status"] == "ready", b["error"]
-    c.post("/api/v1/devices/register", json={"device_id": "ahead-1", "profile": "x86-64-avx2"})
+    enroll(c, {"device_id": "ahead-1", "profile": "x86-64-avx2"})
     c.post("/api/v1/groups", json={"name": "g", "devices": ["ahead-1"]})
     dep = taken_up(c, wait, c.post("/api/v1/deployments", json={"model": "digits:3", "group": "g"}).json())
     assert dep["compile"][0]["status"] == "ready" and dep["state"] == "RUNNING"

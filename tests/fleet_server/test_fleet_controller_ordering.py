@@ -9,6 +9,7 @@ from typing import Any
 
 from agent.contracts import DesiredState
 from fleet_server.deployments import create_deployment
+from tests.fixtures.enroll import enroll
 
 
 class SlowFirstPublisher:
@@ -38,7 +39,7 @@ def test_the_last_published_generation_is_the_newest_when_passes_race(
     seed_bundles(c, version="1.0")
     seed_bundles(c, version="2.0")
     for device_id in ("d1", "d2"):
-        r = c.post("/api/v1/devices/register", json={"device_id": device_id, "profile": "x86-64-avx2"})
+        r = enroll(c, {"device_id": device_id, "profile": "x86-64-avx2"})
         assert r.status_code == 200, r.text
     assert c.post("/api/v1/groups", json={"name": "g", "devices": ["d1", "d2"]}).status_code == 201
     fl = fleet(c)

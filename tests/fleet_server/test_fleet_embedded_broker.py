@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from agent.contracts import UpdateState
+from tests.fixtures.enroll import enroll
 
 REF = "digits:1.0"
 
@@ -17,9 +18,7 @@ def test_rollout_over_the_embedded_broker(
     seed_bundles(c)
     ep = fleet(c).mqtt
     assert (ep.kind, ep.protocol) == ("embedded", "3.1.1")
-    r = c.post(
-        "/api/v1/devices/register", json={"device_id": "d1", "profile": "x86-64-avx2", "labels": {"a": "1"}}
-    )
+    r = enroll(c, {"device_id": "d1", "profile": "x86-64-avx2", "labels": {"a": "1"}})
     mqtt = r.json()["mqtt"]
     assert (mqtt["host"], mqtt["port"], mqtt["protocol"]) == ("127.0.0.1", ep.port, "3.1.1")
     c.post("/api/v1/groups", json={"name": "g", "selector": {"a": "1"}})
@@ -48,12 +47,7 @@ def test_auto_falls_back_to_the_embedded_broker(
         assert ep.protocol == "5"
     else:
         assert (ep.kind, ep.protocol) == ("embedded", "3.1.1")
-        assert (
-            c.post("/api/v1/devices/register", json={"device_id": "x", "profile": "x86-64-avx2"}).json()[
-                "mqtt"
-            ]["protocol"]
-            == "3.1.1"
-        )
+        assert enroll(c, {"device_id": "x", "profile": "x86-64-avx2"}).json()["mqtt"]["protocol"] == "3.1.1"
 
 
 def test_auto_starts_mosquitto_as_a_child_when_present(
@@ -70,9 +64,8 @@ def test_auto_starts_mosquitto_as_a_child_when_present(
     ep = fl.mqtt
     assert (ep.kind, ep.host, ep.protocol) == ("mosquitto", "127.0.0.1", "5") and ep.port != 1883
     assert fl.bridge.connected.is_set()
-    assert (
-        (fl.settings.data_dir / "mosquitto" / "mosquitto.conf")
-        .read_text()
-        .startswith(f"listener {ep.port} 127.0.0.1")
-    )
-    make_device("probe", ep.host, ep.port)  # a device can connect
+    conf = (fl.settings.data_dir / "mosquitto" / "mosquitto.conf").read_text().splitlines()
+    # mTLS with ACLs, one listener, no anonymous one (tests/fleet_server/test_fleet_identity.py connects)
+    assert f"listener {ep.port} 127.0.0.1" in conf and "require_certificate true" in conf
+    assert "allow_anonymous false" in conf and sum(x.startswith("listener") for x in conf) == 1
+    assert ep.tls

@@ -8,43 +8,48 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from agent.contracts import ContractError, RegistrationRequest, RegistrationResponse
-from fleet_server.api.schemas import RegisterDevice
+from agent.contracts import ContractError, EnrollmentRequest, EnrollmentResponse
+from fleet_server.api.schemas import EnrollDevice
+from tests.fixtures.enroll import csr_pem, enroll
 
+T = {"token": "eft_x", "csr": "-----BEGIN CERTIFICATE REQUEST-----"}
 PAYLOADS: list[Any] = [
-    {"device_id": "pi-1", "profile": "raspberry-pi-5"},
+    {"device_id": "pi-1", "profile": "raspberry-pi-5", **T},
     {
         "device_id": "pi-1",
         "profile": "raspberry-pi-5",
         "labels": {"site": "lab"},
         "facts": {"arch": "aarch64"},
+        **T,
     },
-    {"device_id": "pi-1", "profile": "raspberry-pi-5", "labels": None, "extra": 1},
-    {"device_id": "pi-1"},
-    {"device_id": 7, "profile": "raspberry-pi-5"},
-    {"device_id": "pi-1", "profile": "raspberry-pi-5", "labels": {"site": 3}},
-    {"device_id": "pi-1", "profile": "raspberry-pi-5", "facts": []},
-    {"device_id": None, "profile": "raspberry-pi-5"},
+    {"device_id": "pi-1", "profile": "raspberry-pi-5", "labels": None, "extra": 1, **T},
+    {"device_id": "pi-1", **T},
+    {"device_id": "pi-1", "profile": "raspberry-pi-5"},
+    {"device_id": "pi-1", "profile": "raspberry-pi-5", "token": 5, "csr": "x"},
+    {"device_id": 7, "profile": "raspberry-pi-5", **T},
+    {"device_id": "pi-1", "profile": "raspberry-pi-5", "labels": {"site": 3}, **T},
+    {"device_id": "pi-1", "profile": "raspberry-pi-5", "facts": [], **T},
+    {"device_id": None, "profile": "raspberry-pi-5", **T},
     ["pi-1", "raspberry-pi-5"],
 ]
 
 
-def contract_accepts(payload: Any) -> RegistrationRequest | None:
+def contract_accepts(payload: Any) -> EnrollmentRequest | None:
     try:
-        return RegistrationRequest.from_dict(payload)
+        return EnrollmentRequest.from_dict(payload)
     except ContractError:
         return None
 
 
-def schema_accepts(payload: Any) -> RegistrationRequest | None:
+def schema_accepts(payload: Any) -> EnrollmentRequest | None:
     try:
-        return RegisterDevice.model_validate(payload).contract()
+        return EnrollDevice.model_validate(payload).contract()
     except ValidationError:
         return None
 
 
 @pytest.mark.parametrize("payload", PAYLOADS)
-def test_the_registration_schema_accepts_and_refuses_what_the_contract_does(payload: Any) -> None:
+def test_the_enrollment_schema_accepts_and_refuses_what_the_contract_does(payload: Any) -> None:
     assert schema_accepts(payload) == contract_accepts(payload)
 
 
@@ -55,15 +60,21 @@ def test_some_payloads_are_refused_and_some_accepted() -> None:
 
 
 def test_the_schema_has_the_contracts_fields() -> None:
-    assert list(RegisterDevice.model_fields) == [f.name for f in dataclasses.fields(RegistrationRequest)]
+    assert list(EnrollDevice.model_fields) == [f.name for f in dataclasses.fields(EnrollmentRequest)]
 
 
-def test_the_servers_registration_answer_reads_as_the_contract(settings: Any, start_app: Any) -> None:
+def test_the_servers_enrollment_answer_reads_as_the_contract(settings: Any, start_app: Any) -> None:
     client = start_app(settings)
-    body = RegistrationRequest("pi-1", "raspberry-pi-5", {"site": "lab"})
-    r = client.post("/api/v1/devices/register", json=body.to_dict())
+    body = {
+        "device_id": "pi-1",
+        "profile": "raspberry-pi-5",
+        "labels": {"site": "lab"},
+        "csr": csr_pem("pi-1"),
+    }
+    r = enroll(client, body)
     assert r.status_code == 200
-    answer = RegistrationResponse.from_dict(r.json())
+    answer = EnrollmentResponse.from_dict(r.json())
     assert answer.device["device_id"] == "pi-1" and answer.mqtt.port > 0
-    refused = client.post("/api/v1/devices/register", json={**body.to_dict(), "labels": {"site": 3}})
-    assert refused.status_code == 400 and "registration.labels.site: expected str" in refused.text
+    assert "BEGIN CERTIFICATE" in answer.certificate and answer.device_api.startswith("https://")
+    refused = enroll(client, {**body, "labels": {"site": 3}})
+    assert refused.status_code == 400 and "enrollment.labels.site: expected str" in refused.text

@@ -11,11 +11,12 @@ from agent.contracts import (
     ContractError,
     DesiredModel,
     DesiredState,
+    EnrollmentRequest,
+    EnrollmentResponse,
     Latency,
     Manifest,
     OffloadPolicy,
-    RegistrationRequest,
-    RegistrationResponse,
+    RenewalResponse,
     ReportedError,
     ReportedState,
     ServingPolicy,
@@ -52,8 +53,17 @@ def model(**kw: Any) -> DesiredModel:
         Status("dev-1", True, 5.0, connection=3),
         Status("dev-1", False, 5.0),
         Telemetry("dev-1", 9.0, 10.0, "m:1", 100, 2, 10.0, Latency(1.0, 2.0, 3.0), 4, 0.1, 50.0, 512.0, 61.0),
-        RegistrationRequest("dev-1", "x86-64-avx2", {"site": "lab"}, {"arch": "x86_64"}),
-        RegistrationResponse(MqttSettings("b", 1883, "3.1.1", 30), {"device_id": "dev-1"}, 12.5),
+        EnrollmentRequest("tok", "dev-1", "x86-64-avx2", "CSR", {"site": "lab"}, {"arch": "x86_64"}),
+        EnrollmentResponse(
+            "CERT",
+            "CA",
+            MqttSettings("b", 8883, "3.1.1", 30, tls=True),
+            "https://f:1",
+            {"signed": {}},
+            {},
+            12.5,
+        ),
+        RenewalResponse("CERT", "CA", "2027-01-01T00:00:00+00:00", 12.5),
     ],
 )
 def test_every_message_reads_back_what_it_wrote(message: Any) -> None:
@@ -107,8 +117,10 @@ def test_enums_nested_contracts_and_dict_values_are_checked() -> None:
         ReportedState.from_dict({**raw, "error": {"code": "X"}})
     with pytest.raises(ContractError, match=r"^reported\.progress\.bytes: expected int, got str$"):
         ReportedState.from_dict({**raw, "progress": {"bytes": "many"}})
-    with pytest.raises(ContractError, match=r"^registration\.labels\.site: expected str, got int$"):
-        RegistrationRequest.from_dict({"device_id": "d", "profile": "p", "labels": {"site": 1}})
+    with pytest.raises(ContractError, match=r"^enrollment\.labels\.site: expected str, got int$"):
+        EnrollmentRequest.from_dict(
+            {"token": "t", "device_id": "d", "profile": "p", "csr": "c", "labels": {"site": 1}}
+        )
     with pytest.raises(ContractError, match=r"^telemetry\.errors: 3 errors in 2 requests$"):
         Telemetry.from_dict({"schema": "edgefleet.telemetry/1", "device_id": "d", "requests": 2, "errors": 3})
 
@@ -133,3 +145,14 @@ def test_a_desired_model_names_its_model_key_and_keys_are_unique() -> None:
         DesiredState.from_dict(payload)
     two = DesiredState("dev-1", 1, (model(), model(version="2", key="detector")))
     assert DesiredState.from_json(two.to_json()) == two
+
+
+@pytest.mark.parametrize("generation", [-1, 2**31, 1_000_000_000_000, 2**70])
+def test_a_generation_outside_the_servers_columns_is_refused(generation: int) -> None:
+    """A forged generation of 10^12 or 2^70 would lock the device out of every real rollout."""
+    payload = json.loads(DesiredState(device_id="d", generation=1).to_json())
+    payload["generation"] = generation
+    with pytest.raises(ContractError, match="generation"):
+        DesiredState.from_json(json.dumps(payload).encode())
+    payload["generation"] = 2**31 - 1
+    assert DesiredState.from_json(json.dumps(payload).encode()).generation == 2**31 - 1

@@ -23,7 +23,7 @@ from agent.serving.scheduler import SchedulerSettings
 from tests.agent.agent_testkit import BuiltBundle
 from tests.agent.serving.serving_models import Wrapped
 
-SERVICE_TIME = 0.02
+SERVICE_TIME = 0.015
 BUDGET = 0.05
 
 
@@ -88,8 +88,9 @@ def test_saturated_device_sends_the_overflow_to_the_cloud_and_takes_it_back(
             assert service.infer_blocking("linear", None, {"input": X}).served_by == "local"
         results = asyncio.run(_burst(service, 16))
         where = [getattr(r, "served_by", r) for r in results]
-        # Two fit the budget at once (20 ms each, 50 ms budget); more as the queue drains while
-        # the burst is being decided, so only bounds that hold on a loaded machine are checked.
+        # Two fit the budget at once (15 ms each; a 50 ms budget with 0.8 headroom admits 40 ms);
+        # more as the queue drains while the burst is being decided, so only bounds that hold on a
+        # loaded machine are checked.
         assert where.count("cloud") >= 6, where
         assert where.count("local") >= 2, where
         assert where.count("cloud") + where.count("local") == 16, where

@@ -118,7 +118,7 @@ def test_an_unreachable_server_is_a_transport_error(tmp_path: Path, big: BuiltBu
         d.fetch(big.model)
 
 
-def test_more_bytes_than_declared_is_size_mismatch(
+def test_more_bytes_than_declared_is_length_exceeded(
     artifact_server: ArtifactServer, tmp_path: Path, big: BuiltBundle
 ) -> None:
     artifact_server.add(big.model, big.tar)
@@ -126,18 +126,18 @@ def test_more_bytes_than_declared_is_size_mismatch(
     d = downloader(artifact_server, tmp_path)
     with pytest.raises(ArtifactError) as exc:
         d.fetch(big.model)
-    assert exc.value.code is ErrorCode.SIZE_MISMATCH
+    assert exc.value.code is ErrorCode.LENGTH_EXCEEDED
     assert not d.part_path(big.model).exists()
 
 
-def test_a_file_of_another_size_is_size_mismatch(
+def test_a_file_longer_than_declared_is_refused_from_the_headers(
     artifact_server: ArtifactServer, tmp_path: Path, big: BuiltBundle
 ) -> None:
     smaller = replace(big.model, size=big.model.size - 512)
     artifact_server.add(smaller, big.tar)
     with pytest.raises(ArtifactError, match="declares") as exc:
         downloader(artifact_server, tmp_path).fetch(smaller)
-    assert exc.value.code is ErrorCode.SIZE_MISMATCH
+    assert exc.value.code is ErrorCode.LENGTH_EXCEEDED
     assert len(artifact_server.requests) == 1  # refused from the headers, not retried
 
 

@@ -4,14 +4,19 @@ its errors and the error envelope, auth, OpenAPI, metrics and the dashboard."""
 from __future__ import annotations
 
 import io
+import json
 import re
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import pytest
 
+from agent.identity import device_http_client
 from fleet_server.states import DeviceRolloutState
+from tests.fixtures.enroll import GROUP as ENROLL_GROUP
+from tests.fixtures.enroll import enroll, enroll_as_device, enroll_token
 
 ROOT = Path(__file__).resolve().parents[3]
 ONNX = ROOT / "examples" / "digits" / "digits_cnn.onnx"
@@ -35,9 +40,9 @@ def push(
 
 def register(client: Any, device_id: str, profile: str = "x86-64-avx2", **labels: str) -> Any:
     facts = {"arch": "x86_64", "inference_url": f"http://{device_id}:8000"}
-    return client.post(
-        "/api/v1/devices/register",
-        json={"device_id": device_id, "profile": profile, "labels": labels, "facts": facts},
+    return enroll(
+        client,
+        {"device_id": device_id, "profile": profile, "labels": labels, "facts": facts},
     )
 
 
@@ -62,7 +67,9 @@ def test_healthz_openapi_and_docs(client: Any) -> None:
     for path in (
         "/api/v1/models",
         "/api/v1/models/{name}/{version}",
-        "/api/v1/devices/register",
+        "/api/v1/devices/enroll",
+        "/api/v1/devices/enroll-tokens",
+        "/api/v1/devices/{device_id}/revoke",
         "/api/v1/devices",
         "/api/v1/devices/{device_id}",
         "/api/v1/groups",
@@ -141,7 +148,7 @@ def test_devices_errors(client: Any) -> None:
     assert "x86-64-avx2" in error_of(r)["message"]  # lists the known ones
     r = register(client, "bad/id")
     assert r.status_code == 400 and "device id" in error_of(r)["message"]
-    r = client.post("/api/v1/devices/register", json={"profile": "x86-64-avx2"})
+    r = enroll(client, {"profile": "x86-64-avx2"})
     assert r.status_code == 400 and "device_id" in error_of(r)["message"]
     r = client.get("/api/v1/devices/ghost")
     assert r.status_code == 404 and error_of(r)["message"] == "unknown device 'ghost'"
@@ -161,7 +168,7 @@ def test_groups_create_list_get_and_members(client: Any) -> None:
     register(client, "later")  # named in the group before it registered
     g = client.get("/api/v1/groups/lab").json()
     assert g["members"] == ["a", "b", "later"] and g["selector"] == {"site": "lab"}
-    assert [x["name"] for x in client.get("/api/v1/groups").json()] == ["lab"]
+    assert [x["name"] for x in client.get("/api/v1/groups").json()] == [ENROLL_GROUP, "lab"]
     assert [d["device_id"] for d in client.get("/api/v1/devices?group=lab").json()] == ["a", "b", "later"]
     r = client.get("/api/v1/groups/none")
     assert r.status_code == 404 and error_of(r)["message"] == "unknown group 'none'"
@@ -251,8 +258,12 @@ def test_token_guards_operator_calls_only(settings: Any, start_app: Any) -> None
     assert r.status_code == 401 and error_of(r)["code"] == "unauthorized"
     assert c.get("/api/v1/devices", headers={"Authorization": "Bearer wrong"}).status_code == 401
     assert c.get("/api/v1/devices", headers={"Authorization": "Bearer s3cret"}).status_code == 200
-    assert register(c, "d1").status_code == 200  # devices register without the operator token
-    assert c.get("/artifacts/x/y.tar").status_code == 404  # downloads are open (404: no such file)
+    # an enrollment token is the device's credential, not the operator token
+    token = enroll_token(c_auth := _with_token(c, "s3cret"))
+    assert enroll(c, {"device_id": "d1", "profile": "x86-64-avx2"}, token=token).status_code == 200
+    assert c.post("/api/v1/devices/enroll-tokens", json={"group": "enrolled"}).status_code == 401
+    assert c.get("/artifacts/x/y.tar").status_code == 401  # devices download on the mTLS listener
+    assert c_auth.get("/artifacts/x/y.tar").status_code == 404
     assert c.get("/healthz").status_code == 200 and c.get("/metrics").status_code == 200
 
 
@@ -262,10 +273,11 @@ def test_artifacts_errors(client: Any) -> None:
     assert client.get("/artifacts/a/%2E%2E/b").status_code in (400, 404)
 
 
-def test_artifacts_serve_only_ready_bundles_even_without_a_token(
-    settings: Any, start_app: Any, seed_bundles: Any, fleet: Any
+def test_artifacts_serve_only_ready_bundles_even_to_an_enrolled_device(
+    settings: Any, start_app: Any, seed_bundles: Any, fleet: Any, tmp_path: Path
 ) -> None:
-    """The open download route must not hand out source models or calibration/validation data."""
+    """The device download route (mTLS, the device's certificate) must not hand out source models
+    or calibration/validation data; without a certificate it answers nothing at all."""
     c = start_app(settings.model_copy(update={"token": "s3cret"}))
     c.headers["Authorization"] = "Bearer s3cret"  # operator calls to set things up
     cal, val = io.BytesIO(), io.BytesIO()
@@ -274,24 +286,30 @@ def test_artifacts_serve_only_ready_bundles_even_without_a_token(
     r = push(c, calibration=("cal.npz", cal.getvalue()), validation=("val.npz", val.getvalue()))
     assert r.status_code == 201, r.text
     bundles = seed_bundles(c)  # same bytes again: the stored version, plus ready bundles
-    del c.headers["Authorization"]  # from here on, a device: no token
     tar = next(b for (target, _), b in bundles.items() if target == "onnx-x86")["target_path"]
-
+    token = enroll_token(c)
+    del c.headers["Authorization"]  # from here on, a device: no operator token
+    assert c.get(f"/artifacts/{tar}").status_code == 401  # not on the operator API without one
+    enrolled = enroll_as_device(c, tmp_path / "dev", "d1", token=token)
+    assert enrolled.device_api == fleet(c).device_api_url
+    with pytest.raises(httpx.TransportError):  # no client certificate: the TLS handshake fails
+        httpx.get(f"{enrolled.device_api}/artifacts/{tar}", verify=str(tmp_path / "dev/identity/ca.crt"))
+    device = device_http_client(tmp_path / "dev", base_url=enrolled.device_api)
     store = fleet(c).store
     for key in ("digits/1.0/source/model.onnx", "digits/1.0/source/calibration.npz",
                 "digits/1.0/source/validation.npz"):  # fmt: skip
         assert store.exists(key), key  # it is there: the route refuses it, not the store
-        assert c.head(f"/artifacts/{key}").status_code == 404, key
-        r = c.get(f"/artifacts/{key}")
+        assert device.head(f"/artifacts/{key}").status_code == 404, key
+        r = device.get(f"/artifacts/{key}")
         # the answer a missing file gets: nothing tells that the key exists
         assert r.status_code == 404
         assert error_of(r) == {"code": "not_found", "message": f"no artifact {key!r}"}
 
-    full = c.get(f"/artifacts/{tar}")
+    full = device.get(f"/artifacts/{tar}")
     assert full.status_code == 200 and len(full.content) == bundles[("onnx-x86", "int8")]["size"]
-    part = c.get(f"/artifacts/{tar}", headers={"Range": "bytes=100-"})
+    part = device.get(f"/artifacts/{tar}", headers={"Range": "bytes=100-"})
     assert part.status_code == 206 and part.content == full.content[100:]
-    assert c.head(f"/artifacts/{tar}").status_code == 200
+    assert device.head(f"/artifacts/{tar}").status_code == 200
 
     # A bundle that is not ready (yet, or any more) is not served either, though its tar exists.
     from sqlalchemy import select
@@ -302,7 +320,8 @@ def test_artifacts_serve_only_ready_bundles_even_without_a_token(
         row = s.scalars(select(Bundle).where(Bundle.target_path == tar)).one()
         row.status = "failed"
         s.commit()
-    assert store.exists(tar) and c.get(f"/artifacts/{tar}").status_code == 404
+    assert store.exists(tar) and device.get(f"/artifacts/{tar}").status_code == 404
+    device.close()
 
 
 def test_unknown_route_uses_the_error_envelope(client: Any) -> None:
@@ -324,3 +343,23 @@ def test_metrics_and_dashboard(client: Any) -> None:
     # self-contained: no external scripts, styles or fonts
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", html)
     assert "<script src" not in html and "@import" not in html
+
+
+class _with_token:
+    """``client`` with the operator's bearer token on every call."""
+
+    def __init__(self, client: Any, token: str) -> None:
+        self._c, self._h = client, {"Authorization": f"Bearer {token}"}
+
+    def get(self, url: str, **kw: Any) -> Any:
+        return self._c.get(url, headers=self._h, **kw)
+
+    def post(self, url: str, **kw: Any) -> Any:
+        return self._c.post(url, headers=self._h, **kw)
+
+
+def test_enrollment_hands_out_the_fleets_tuf_root(client: Any, fleet: Any) -> None:
+    answer = enroll(client, {"device_id": "t1", "profile": "x86-64-avx2"}).json()
+    assert answer["tuf_root"] == json.loads(fleet(client).tuf.root_json())
+    assert answer["tuf_root"]["signed"]["_type"] == "root"
+    assert answer["mqtt"]["port"] > 0 and answer["ca_certificate"].startswith("-----BEGIN CERTIFICATE-----")

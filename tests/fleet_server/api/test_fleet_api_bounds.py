@@ -13,6 +13,7 @@ from sqlalchemy import select
 
 from fleet_server.db import Bundle, ModelVersion
 from fleet_server.limits import FIELD_LIMITS
+from tests.fixtures.enroll import enroll
 
 
 @pytest.fixture
@@ -21,12 +22,12 @@ def client(settings: Any, start_app: Any) -> Any:
 
 
 def register(client: Any, **body: Any) -> Any:
-    return client.post("/api/v1/devices/register", json={"device_id": "d1", "profile": "x86-64-avx2"} | body)
+    return enroll(client, {"device_id": "d1", "profile": "x86-64-avx2"} | body)
 
 
 def test_a_json_body_over_the_bound_is_413_with_or_without_a_length(client: Any) -> None:
     big = json.dumps({"device_id": "d1", "profile": "x86-64-avx2", "facts": {"x": "y" * 3_000_000}})
-    r = client.post("/api/v1/devices/register", content=big, headers={"content-type": "application/json"})
+    r = client.post("/api/v1/devices/enroll", content=big, headers={"content-type": "application/json"})
     assert r.status_code == 413 and r.json()["error"]["code"] == "too_large"
 
     def chunks() -> Iterator[bytes]:  # no Content-Length: the bound holds on what arrives
@@ -43,7 +44,7 @@ def test_a_deeply_nested_body_is_400_not_500(client: Any) -> None:
     nested = (
         '{"device_id": "d1", "profile": "x86-64-avx2", "facts": {"a": ' + "[" * 50_000 + "]" * 50_000 + "}}"
     )
-    r = client.post("/api/v1/devices/register", content=nested, headers={"content-type": "application/json"})
+    r = client.post("/api/v1/devices/enroll", content=nested, headers={"content-type": "application/json"})
     assert r.status_code == 400 and "nested" in r.json()["error"]["message"]
 
 

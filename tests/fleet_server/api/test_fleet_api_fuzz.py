@@ -27,6 +27,7 @@ from schemathesis.specs.openapi.checks import (
 
 from fleet_server.app import create_app
 from fleet_server.config import Settings
+from tests.fixtures.tuf_keys import server_keys
 
 pytestmark = [pytest.mark.slow, pytest.mark.fuzz]
 
@@ -50,6 +51,7 @@ def api_schema(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
             mqtt_protocol="3.1.1",
             reconcile_interval_s=0.5,
             mqtt_client_id=f"fleet-server-fuzz-{data.parent.name}",
+            keys_dir=server_keys(),
         )
     )
     yield schemathesis.openapi.from_asgi("/openapi.json", app)  # starts the app's lifespan once

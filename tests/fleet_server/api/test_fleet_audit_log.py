@@ -12,6 +12,7 @@ from sqlalchemy import delete, select, text, update
 from sqlalchemy.exc import DBAPIError
 
 from fleet_server.db import AppendOnlyError, AuditEntry
+from tests.fixtures.enroll import enroll
 
 BOOT = "boot-s3cret"
 
@@ -105,18 +106,24 @@ def test_refusals_before_any_route_are_recorded(client: Any) -> None:
     )
     assert r.status_code == 400
     assert client.post("/api/v1/nowhere", json={}).status_code == 404
-    facts = {"arch": "x86_64"}
-    r = client.post(
-        "/api/v1/devices/register", json={"device_id": "d1", "profile": "x86-64-avx2", "facts": facts}
+    assert client.post("/api/v1/groups", json={"name": "enrolled"}, headers=bearer(BOOT)).status_code == 201
+    token = client.post(
+        "/api/v1/devices/enroll-tokens", json={"group": "enrolled"}, headers=bearer(BOOT)
+    ).json()["token"]
+    r = enroll(
+        client, {"device_id": "d1", "profile": "x86-64-avx2", "facts": {"arch": "x86_64"}}, token=token
     )
-    assert r.status_code == 200
+    assert r.status_code == 200, r.text
     got = [(e["actor"], e["action"], e["target"], e["status"]) for e in reversed(entries(client))]
     assert got == [
         ("bootstrap", "groups.create", None, 413),
         ("bootstrap", "groups.create", None, 400),
         ("anonymous", "unrouted", None, 404),
-        ("anonymous", "devices.register", "d1", 200),
+        ("bootstrap", "groups.create", "enrolled", 201),
+        ("bootstrap", "devices.enroll-tokens", None, 201),
+        ("d1", "devices.enroll", "d1", 200),
     ]
+    assert token not in str(entries(client))  # no secret lands in the log
 
 
 def test_the_log_pages_newest_first(client: Any) -> None:

@@ -15,7 +15,10 @@ import httpx
 import pytest
 
 from edgectl.local.launcher import Launched, start_server
+from tests.fixtures.enroll import enroll, enroll_token
 from tests.polling import wait_until
+
+pytestmark = [pytest.mark.slow]  # real fleet-server processes
 
 ROOT = Path(__file__).resolve().parents[3]
 TOKEN = "ev-s3cret"
@@ -78,8 +81,9 @@ def test_events_arrive_as_the_fleet_and_deployments_change(server: Launched) -> 
         # A quiet stream still sends heartbeats.
         assert ev.until(lambda n, _d: n == "heartbeat")[1]["streams"] == 1
 
-        reg = {"device_id": "cam-1", "profile": "x86-64-avx2", "labels": {"site": "ev"}}
-        assert httpx.post(f"{url}/api/v1/devices/register", json=reg).status_code == 200
+        with httpx.Client(base_url=url, headers=AUTH, timeout=10) as admin:
+            body = {"device_id": "cam-1", "profile": "x86-64-avx2", "labels": {"site": "ev"}}
+            assert enroll(admin, body, token=enroll_token(admin, group="ev")).status_code == 200
         _, fleet = ev.until(lambda n, d: n == "fleet" and d["devices"] == 1)
         assert fleet["models"] == [{"model": None, "devices": 1, "online": 0}]
         assert fleet["profiles"] == [{"profile": "x86-64-avx2", "devices": 1, "online": 0}]
@@ -92,8 +96,6 @@ def test_events_arrive_as_the_fleet_and_deployments_change(server: Launched) -> 
                 headers=AUTH,
             )
         assert r2.status_code == 201, r2.text
-        group = {"name": "ev", "selector": {"site": "ev"}}
-        assert httpx.post(f"{url}/api/v1/groups", json=group, headers=AUTH).status_code == 201
         body = {"model": "digits:1", "group": "ev", "rollout": {"waves": [{"count": 1}, {"percent": 100}]}}
         created = httpx.post(f"{url}/api/v1/deployments", json=body, headers=AUTH).json()
         _, dep = ev.until(lambda n, d: n == "deployment" and d["id"] == created["id"])

@@ -7,6 +7,8 @@ from typing import Any
 
 import pytest
 
+from tests.fixtures.enroll import enroll
+
 
 @pytest.fixture
 def client(settings: Any, start_app: Any) -> Any:
@@ -14,7 +16,7 @@ def client(settings: Any, start_app: Any) -> Any:
 
 
 def register(client: Any, device_id: str, profile: str = "x86-64-avx2") -> None:
-    r = client.post("/api/v1/devices/register", json={"device_id": device_id, "profile": profile})
+    r = enroll(client, {"device_id": device_id, "profile": profile})
     assert r.status_code == 200, r.text
 
 

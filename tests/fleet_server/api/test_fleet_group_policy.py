@@ -7,6 +7,8 @@ from typing import Any
 
 import pytest
 
+from tests.fixtures.enroll import enroll
+
 PUBLIC = "http://fleet.test:8080"
 
 
@@ -17,7 +19,7 @@ def client(settings: Any, start_app: Any) -> Any:
 
 def register(client: Any, device_id: str, **labels: str) -> None:
     body = {"device_id": device_id, "profile": "x86-64-avx2", "labels": labels, "facts": {}}
-    assert client.post("/api/v1/devices/register", json=body).status_code == 200
+    assert enroll(client, body).status_code == 200
 
 
 def desired(client: Any, device_id: str) -> Any:

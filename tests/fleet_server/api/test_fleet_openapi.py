@@ -21,8 +21,8 @@ def test_the_route_table_names_operations_that_exist(doc: dict[str, Any]) -> Non
 
 def test_errors_are_declared_in_the_envelope_and_fastapis_422_is_gone(doc: dict[str, Any]) -> None:
     assert "HTTPValidationError" not in doc["components"]["schemas"]
-    register = doc["paths"]["/api/v1/devices/register"]["post"]["responses"]
-    assert {"400", "413"} <= set(register) and "401" not in register and "422" not in register
+    register = doc["paths"]["/api/v1/devices/enroll"]["post"]["responses"]
+    assert {"400", "401", "403", "413"} <= set(register) and "422" not in register
     ref = register["400"]["content"]["application/json"]["schema"]["$ref"]
     assert ref == "#/components/schemas/Error"
     deploy = doc["paths"]["/api/v1/deployments"]["post"]["responses"]
@@ -41,4 +41,4 @@ def test_403_is_declared_where_a_role_above_viewer_is_needed(doc: dict[str, Any]
     for path in ("/api/v1/devices", "/api/v1/groups", "/api/v1/deployments/{deployment_id}"):
         responses = paths[path]["get"]["responses"]
         assert "401" in responses and "403" not in responses, path  # any known token is a viewer
-    assert "403" not in paths["/api/v1/devices/register"]["post"]["responses"]
+    assert "/api/v1/devices/register" not in paths  # devices enroll with a token instead

@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 
+from tests.fixtures.enroll import enroll
+
 ROOT = Path(__file__).resolve().parents[3]
 ONNX = ROOT / "examples" / "digits" / "digits_cnn.onnx"
 BOOT = "boot-s3cret"
@@ -165,14 +167,18 @@ def test_secrets_are_stored_hashed_only(client: Any, fleet: Any) -> None:
     assert client.get("/api/v1/devices", headers=bearer(secret)).status_code == 200  # and it works
 
 
-def test_the_bootstrap_token_is_an_admin_and_devices_need_no_token(client: Any) -> None:
+def test_the_bootstrap_token_is_an_admin_and_devices_enroll_without_one(client: Any) -> None:
     assert client.get("/api/v1/tokens", headers=bearer(BOOT)).status_code == 200
-    facts = {"arch": "x86_64"}
-    r = client.post(
-        "/api/v1/devices/register", json={"device_id": "d1", "profile": "x86-64-avx2", "facts": facts}
+    assert client.post("/api/v1/groups", json={"name": "enrolled"}, headers=bearer(BOOT)).status_code == 201
+    made = client.post(
+        "/api/v1/devices/enroll-tokens", json={"group": "enrolled", "uses": 1}, headers=bearer(BOOT)
     )
-    assert r.status_code == 200
-    assert client.get("/artifacts/x/y/z.tar").status_code == 404  # open, and nothing there
+    assert made.status_code == 201, made.text
+    body = {"device_id": "d1", "profile": "x86-64-avx2", "facts": {"arch": "x86_64"}}
+    r = enroll(client, body, token=made.json()["token"])  # no operator token: the enrollment one
+    assert r.status_code == 200, r.text
+    # downloads on this listener need the operator token; devices use their mTLS listener
+    assert client.get("/artifacts/x/y/z.tar").status_code == 401
 
 
 def test_a_server_without_tokens_is_open_until_the_first_is_made(settings: Any, start_app: Any) -> None:

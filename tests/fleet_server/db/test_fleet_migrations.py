@@ -26,6 +26,7 @@ from fleet_server.db import (
     upgrade,
 )
 from fleet_server.db.migrate import MIGRATIONS, alembic_config
+from tests.fixtures.enroll import enroll
 
 TABLES = {
     "model_versions",
@@ -105,9 +106,9 @@ def test_db_upgrade_command(tmp_path: Path) -> None:
 def test_server_runs_on_postgresql(postgres_url: str, settings: Any, start_app: Any) -> None:
     c = start_app(settings.model_copy(update={"db": postgres_url}))
     assert (
-        c.post(
-            "/api/v1/devices/register",
-            json={"device_id": "d1", "profile": "x86-64-avx2", "labels": {"s": "x"}},
+        enroll(
+            c,
+            {"device_id": "d1", "profile": "x86-64-avx2", "labels": {"s": "x"}},
         ).status_code
         == 200
     )
