@@ -125,3 +125,10 @@ def test_at_1200_devices_what_the_dashboard_reads_stays_small(client: Any) -> No
     assert len(summary.content) < 1000
     # The event stream's first event carries aggregates only, however many devices there are.
     assert len(client.app.state.live.snapshot()) < 1000
+    # edgectl pages through them all.
+    from edgectl.client import FleetClient
+
+    edge = FleetClient("http://testserver", transport=client._transport)
+    edge.DEVICE_PAGE = 500
+    ids = [d["device_id"] for d in edge.list_devices()]
+    assert len(ids) == 1200 == len(set(ids)) and ids == sorted(ids)
