@@ -3,6 +3,7 @@ reported states appear as they go on the wire."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -144,7 +145,8 @@ def rollout_view(dep: Deployment) -> dict[str, Any]:
     spec = dep.spec or RolloutSpec()
     waves = {int(w): dict(c) for w, c in (dep.counts or {}).items()}
     return {
-        "spec": {**RolloutSpec().to_dict(), **spec.to_dict(), "waves": [str(w) for w in spec.waves]},
+        # Every field, defaults included (to_dict leaves defaults out), so readers need not know them.
+        "spec": {**dataclasses.asdict(spec), "waves": [str(w) for w in spec.waves]},
         "wave": (dep.wave if dep.wave is not None else -1) + 1,
         "waves": dep.waves or 0,
         "wave_counts": [waves.get(i, {}) for i in range(dep.waves or 0)],

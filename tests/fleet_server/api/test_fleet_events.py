@@ -100,7 +100,9 @@ def test_events_arrive_as_the_fleet_and_deployments_change(server: Launched) -> 
         created = httpx.post(f"{url}/api/v1/deployments", json=body, headers=AUTH).json()
         _, dep = ev.until(lambda n, d: n == "deployment" and d["id"] == created["id"])
         assert dep["model"] == "digits:1" and dep["group"] == "ev"
-        assert dep["rollout"]["spec"]["waves"] == ["1", "100%"]
+        spec = dep["rollout"]["spec"]
+        assert spec["waves"] == ["1", "100%"]
+        assert spec["max_failure_rate"] == 0.0 and spec["gates"]["min_requests"] == 20  # defaults too
         # It moves on (compiling, then waiting for its device); every move is an event, no repeats.
         _, moved = ev.until(lambda n, d: n == "deployment" and d["state"] != dep["state"])
         assert moved["id"] == created["id"]
