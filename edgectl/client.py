@@ -180,9 +180,21 @@ class FleetClient:
         body = {"profiles": profiles}
         return self.request("POST", f"{API}/models/{_seg(name)}/{_seg(version)}/bundles", json=body)
 
+    DEVICE_PAGE = 1000  # the server's default page; a full page means there may be more
+
     def list_devices(self, group: str | None = None) -> list[dict[str, Any]]:
-        params = {"group": group} if group else None
-        return self.request("GET", f"{API}/devices", params=params)
+        """Every device (or every member of ``group``), page by page."""
+        out: list[dict[str, Any]] = []
+        while True:
+            params: dict[str, Any] = {"limit": self.DEVICE_PAGE, "offset": len(out)}
+            if group:
+                params["group"] = group
+            page = self.request("GET", f"{API}/devices", params=params)
+            if page and out and page[0].get("device_id") == out[0].get("device_id"):
+                return out  # a server from before paging answers everything every time
+            out.extend(page)
+            if len(page) != self.DEVICE_PAGE:
+                return out
 
     def get_device(self, device_id: str) -> dict[str, Any]:
         return self.request("GET", f"{API}/devices/{_seg(device_id)}")

@@ -14,9 +14,11 @@ from agent.serving.app import add_oip_routes
 from agent.serving.grpc import GrpcServer
 from agent.serving.models import ModelRegistry
 from fleet_server import __version__, api
+from fleet_server.api import views
 from fleet_server.cloud import CloudInferenceService, CloudModels
 from fleet_server.config import Settings
 from fleet_server.fleet import Fleet
+from fleet_server.live import FeedLimits, LiveFeed
 
 
 def create_app(settings: Settings, fleet: Fleet | None = None) -> FastAPI:
@@ -40,6 +42,7 @@ def create_app(settings: Settings, fleet: Fleet | None = None) -> FastAPI:
         try:
             yield
         finally:
+            _app.state.live.stop()
             if grpc is not None:
                 grpc.stop()
             _app.state.cloud.close()
@@ -53,6 +56,11 @@ def create_app(settings: Settings, fleet: Fleet | None = None) -> FastAPI:
     )
     app.state.fleet = fleet
     app.state.grpc_address = None
+    app.state.live = LiveFeed(
+        fleet.read_sessions,
+        views.deployment_summary,
+        FeedLimits(heartbeat_s=settings.events_heartbeat_s),
+    )
     api.install(app)
     cloud = cloud_service(fleet)
     app.state.cloud = cloud

@@ -97,6 +97,9 @@ def serve(
         None, help="URL devices reach the server at [EDGEFLEET_PUBLIC_URL]"
     ),
     compile_workers: int | None = typer.Option(None, help="parallel compiles [EDGEFLEET_COMPILE_WORKERS; 1]"),
+    events_heartbeat_s: float | None = typer.Option(
+        None, help="seconds between heartbeats on a quiet event stream [EDGEFLEET_EVENTS_HEARTBEAT_S; 15]"
+    ),
     telemetry_raw_retention_h: float | None = typer.Option(
         None, help="hours raw telemetry is kept [EDGEFLEET_TELEMETRY_RAW_RETENTION_H; 24]"
     ),
@@ -170,6 +173,12 @@ def serve(
             await super().startup(sockets=sockets)
             if self.started and not self.should_exit:
                 ready()
+
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            # Event streams never end by themselves: end them first, or they hold the stop
+            # for the whole graceful timeout.
+            fastapi_app.state.live.stop()
+            await super().shutdown(sockets=sockets)
 
     config = uvicorn.Config(
         fastapi_app, log_config=None, access_log=False, lifespan="on", timeout_graceful_shutdown=5

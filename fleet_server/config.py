@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from pydantic import PositiveFloat
 from pydantic_settings import SettingsConfigDict
 
 from agent.layered_settings import Integer, LayeredSettings, SettingsError, TcpPort, load
@@ -68,6 +69,7 @@ class Settings(LayeredSettings):
     public_url: str | None = None  # makes desired-state URLs absolute when set
     compile_workers: Integer = 1
     reconcile_interval_s: float = 2.0
+    events_heartbeat_s: PositiveFloat = 15.0  # a quiet event stream still sends this often
     telemetry_raw_retention_h: float = 24.0  # raw telemetry windows kept this long
     telemetry_rollup_retention_d: float = 30.0  # one-minute rollups kept this long
     telemetry_rollup_interval_s: float = 60.0  # how often windows are rolled up and pruned; 0: never

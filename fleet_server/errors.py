@@ -15,6 +15,7 @@ FleetError
 ├── ConflictError         exists already with other content                     (409)
 ├── UnusableError         an upload or deployment that can't be used: not ONNX,
 │                         or a compile it needs has failed (names target+reason) (422)
+├── BusyError             a bound on open streams is reached: retry later       (429)
 ├── StoreError            the artifact store failed: retry later                (503)
 ├── BrokerUnavailableError no MQTT broker to hand a device yet: retry later     (503)
 └── ConfigError           settings that can't work; raised at start-up
@@ -71,6 +72,10 @@ class ConflictError(FleetError):
 
 class UnusableError(FleetError):
     code = "unusable"
+
+
+class BusyError(FleetError):
+    code = "busy"
 
 
 class StoreError(FleetError):

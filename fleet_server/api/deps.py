@@ -17,7 +17,7 @@ from __future__ import annotations
 import hmac
 from collections.abc import Callable
 
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from fleet_server.errors import ForbiddenError, UnauthorizedError
@@ -72,15 +72,18 @@ def note_actor(request: Request, name: str, role: str | None) -> None:
     setattr(request.state, ACTOR_KEY, (name, role))
 
 
-def operator_of(request: Request) -> Operator:
-    """:func:`identify` for ``request``, noting who it is (or who was refused) for the audit log."""
+def operator_of(request: Request, authorization: str | None = None) -> Operator:
+    """:func:`identify` for ``request`` (or for ``authorization`` in its place), noting who it is
+    (or who was refused) for the audit log."""
+    if authorization is None:
+        authorization = request.headers.get("authorization", "")
     try:
-        op = identify(get_fleet(request), request.headers.get("authorization", ""))
+        op = identify(get_fleet(request), authorization)
     except TokenRefused as exc:
         note_actor(request, exc.operator.name, exc.operator.role)
         raise
     except UnauthorizedError:
-        has_token = bearer_of(request.headers.get("authorization", "")) is not None
+        has_token = bearer_of(authorization) is not None
         note_actor(request, UNKNOWN if has_token else ANONYMOUS.name, None)
         raise
     note_actor(request, op.name, op.role)
@@ -106,6 +109,29 @@ def require_role(role: str) -> RoleCheck:
 
     check.required_role = role  # type: ignore[attr-defined]  # read by the OpenAPI document
     check.__name__ = f"require_{role}"
+    return check
+
+
+def require_role_or_query_token(role: str) -> RoleCheck:
+    """:func:`require_role`, also taking the token as ``?token=`` when no ``Authorization``
+    header comes: for the event stream only, since a browser's EventSource can't send headers.
+    The token is checked the same way; the header wins when both come."""
+    if role not in ROLES:
+        raise ValueError(f"unknown role {role!r}; one of {', '.join(ROLES)}")
+
+    def check(
+        request: Request,
+        _declared: HTTPAuthorizationCredentials | None = Depends(BEARER),
+        token: str | None = Query(None, max_length=512, description="the bearer token, for EventSource"),
+    ) -> Operator:
+        header = request.headers.get("authorization", "")
+        op = operator_of(request, header if header or not token else f"Bearer {token}")
+        if not allows(op.role, role):
+            raise ForbiddenError(f"token {op.name!r} has the role {op.role}; this needs {role} or higher")
+        return op
+
+    check.required_role = role  # type: ignore[attr-defined]  # read by the OpenAPI document
+    check.__name__ = f"require_{role}_or_query_token"
     return check
 
 

@@ -7,8 +7,8 @@ import json
 import time
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
-from sqlalchemy import select
+from fastapi import APIRouter, Depends, Query, Request, Response
+from sqlalchemy import func, or_, select
 
 from fleet_server.api import views
 from fleet_server.api.deps import get_fleet, note_actor, require_role
@@ -98,12 +98,39 @@ def revoke_device(device_id: str, fleet: Fleet = Depends(get_fleet)) -> dict[str
 
 
 @router.get("", summary="List devices", dependencies=[Depends(require_role("viewer"))])
-def list_devices(group: str | None = None, fleet: Fleet = Depends(get_fleet)) -> list[dict[str, Any]]:
-    """All devices, or the members of ``?group=`` (404 for an unknown group)."""
+def list_devices(
+    response: Response,
+    group: str | None = None,
+    q: str | None = Query(None, max_length=128, description="only ids, profiles or models containing this"),
+    limit: int = Query(1000, ge=1, le=10000, description="at most this many, by device id"),
+    offset: int = Query(0, ge=0, description="skip this many (paging)"),
+    fleet: Fleet = Depends(get_fleet),
+) -> list[dict[str, Any]]:
+    """A page of the devices, or of the members of ``?group=`` (404 for an unknown group), by
+    id; ``X-Total-Count`` says how many match."""
     with fleet.read_sessions() as s:
         if group is not None:
-            return [views.device_summary(d) for d in group_members(s, get_group(s, group))]
-        return [views.device_summary(d) for d in s.scalars(select(Device).order_by(Device.device_id))]
+            found = [d for d in group_members(s, get_group(s, group)) if q is None or _matches(d, q)]
+            response.headers["X-Total-Count"] = str(len(found))
+            return [views.device_summary(d) for d in found[offset : offset + limit]]
+        base = select(Device)
+        if q:
+            base = base.where(
+                or_(
+                    Device.device_id.icontains(q, autoescape=True),
+                    Device.profile.icontains(q, autoescape=True),
+                    Device.active.icontains(q, autoescape=True),
+                )
+            )
+        total = s.scalar(select(func.count()).select_from(base.subquery())) or 0
+        response.headers["X-Total-Count"] = str(total)
+        page = s.scalars(base.order_by(Device.device_id).offset(offset).limit(limit))
+        return [views.device_summary(d) for d in page]
+
+
+def _matches(d: Device, q: str) -> bool:
+    q = q.lower()
+    return any(q in (v or "").lower() for v in (d.device_id, d.profile, d.active))
 
 
 @router.get(

@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from fleet_server.errors import (
     BrokerUnavailableError,
+    BusyError,
     ConfigError,
     ConflictError,
     FleetError,
@@ -37,6 +38,7 @@ STATUS: dict[type[FleetError], int] = {
     NotFoundError: 404,
     ConflictError: 409,
     UnusableError: 422,
+    BusyError: 429,
     StoreError: 503,
     BrokerUnavailableError: 503,
     ConfigError: 500,
@@ -62,6 +64,8 @@ async def _fleet_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, FleetError)
     status = status_of(exc)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    if status == 429:
+        headers = {"Retry-After": "5"}
     if status >= 500:
         log.error("%s: %s", type(exc).__name__, exc.message)
     return JSONResponse(error_body(exc.code, exc.message), status_code=status, headers=headers)

@@ -37,6 +37,7 @@ DESCRIPTIONS = {
     413: "Request body over the server's bound",
     422: "Valid, but unusable: a compile it needs failed, an upload numpy can't read, or an action "
     "the deployment's state does not allow",
+    429: "Too many open event streams, on the server or from this client: close one or retry later",
     503: "The artifact store can't be reached, or there is no MQTT broker yet",
 }
 
@@ -61,6 +62,7 @@ ROUTE_ERRORS: dict[tuple[str, str], tuple[int, ...]] = {
     ("post", "/api/v1/deployments/{deployment_id}/resume"): (404, 422),
     ("post", "/api/v1/deployments/{deployment_id}/abort"): (404, 422),
     ("post", "/api/v1/deployments/{deployment_id}/rollback"): (404, 422),
+    ("get", "/api/v1/events"): (429,),
     ("get", "/artifacts/{target_path}"): (404, 503),
     ("post", "/api/v1/tokens"): (409,),
     ("delete", "/api/v1/tokens/{name}"): (404,),

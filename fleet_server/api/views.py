@@ -3,6 +3,7 @@ reported states appear as they go on the wire."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -100,7 +101,17 @@ def device_summary(d: Device) -> dict[str, Any]:
         "reported_generation": d.reported_generation,
         "error": reported_error(d.error),
         "inference_url": d.inference_url,
+        "latency_p95_ms": latency_p95_ms(d.telemetry),
+        "telemetry_at": iso(d.telemetry_at),
     }
+
+
+def latency_p95_ms(telemetry: Any) -> float | None:
+    """The p95 latency of a device's last telemetry (``latency.p95_ms``), ``None`` without one.
+    Telemetry is stored as sent, so anything else there is ignored."""
+    latency = telemetry.get("latency") if isinstance(telemetry, dict) else None
+    p95 = latency.get("p95_ms") if isinstance(latency, dict) else None
+    return float(p95) if isinstance(p95, int | float) and not isinstance(p95, bool) else None
 
 
 def device_detail(d: Device) -> dict[str, Any]:
@@ -134,7 +145,8 @@ def rollout_view(dep: Deployment) -> dict[str, Any]:
     spec = dep.spec or RolloutSpec()
     waves = {int(w): dict(c) for w, c in (dep.counts or {}).items()}
     return {
-        "spec": {**RolloutSpec().to_dict(), **spec.to_dict(), "waves": [str(w) for w in spec.waves]},
+        # Every field, defaults included (to_dict leaves defaults out), so readers need not know them.
+        "spec": {**dataclasses.asdict(spec), "waves": [str(w) for w in spec.waves]},
         "wave": (dep.wave if dep.wave is not None else -1) + 1,
         "waves": dep.waves or 0,
         "wave_counts": [waves.get(i, {}) for i in range(dep.waves or 0)],

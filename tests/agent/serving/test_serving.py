@@ -418,4 +418,3 @@ def test_listening_socket_is_tcp_with_nodelay(server: InferenceServer) -> None:
     assert server.socket is not None
     assert server.socket.proto == socket.IPPROTO_TCP
     assert server.socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
-

@@ -35,6 +35,7 @@ EXAMPLES = int(os.environ.get("EDGEFLEET_FUZZ_EXAMPLES", "25"))
 # CI runs the same examples every time (a failure there is reproducible); set
 # EDGEFLEET_FUZZ_RANDOM=1 to explore new ones.
 RANDOM = os.environ.get("EDGEFLEET_FUZZ_RANDOM")
+STREAMS = {"/api/v1/events"}
 CHECKS = [status_code_conformance, content_type_conformance, response_schema_conformance]
 
 
@@ -61,6 +62,9 @@ def test_every_operation_answers_as_its_document_says(api_schema: Any) -> None:
     # schemathesis' own pytest plugin does not load with this pytest; hypothesis drives it directly.
     operations = [result.ok() for result in api_schema.get_all_operations()]
     assert len(operations) >= 15  # the whole document, not a part that happened to load
+    # The event stream never ends by itself, so a call to it would not return; its answers are
+    # tested against a real server (test_fleet_events.py).
+    operations = [op for op in operations if op.path not in STREAMS]
     failures: list[str] = []
     for operation in operations:
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
