@@ -382,11 +382,14 @@ class Reconciler:
         j = self._journal
         log.error("update of generation %d failed: %s: %s", j.generation, exc.code, exc.message)
         err = ReportedError(str(exc.code), exc.message)
-        if not exc.retryable and j.desired is not None:
-            self.downloader.discard(j.desired)
+        # The download is discarded only once the failure is in the journal (the roll back does
+        # it for later steps): a kill between the two would otherwise leave a journal that
+        # resumes an update whose bundle is gone, reported as a download failure and retried.
         if j.state is S.DOWNLOADING:
             failed = j.failed_generations if exc.retryable else j.failed(j.generation)
             self._event(Event.FAILED, error=err, failed_generations=failed)
+            if not exc.retryable and j.desired is not None:
+                self.downloader.discard(j.desired)
             return Outcome.RETRY if exc.retryable else Outcome.FAILED
         self._event(Event.FAILED, error=err)
         return self._finish_rollback(exc.retryable)
