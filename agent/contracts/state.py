@@ -49,6 +49,7 @@ class ErrorCode(StrEnum):
     LOAD_FAILED = "LOAD_FAILED"  # the runtime refused the model
     SELF_TEST_FAILED = "SELF_TEST_FAILED"  # outputs differ from the bundle's expected outputs
     DISK_FULL = "DISK_FULL"
+    STORAGE_FAILED = "STORAGE_FAILED"  # the data directory can't be written (read-only, I/O error)
     INTERNAL = "INTERNAL"
 
 

@@ -85,7 +85,7 @@ def _save(self: JournalStore, journal: Journal) -> Journal:
 
 
 durable.os = _Os()  # type: ignore[assignment]
-durable.fsync_dir = _fsync_dir  # type: ignore[assignment]
+durable.fsync_dir = _fsync_dir
 JournalStore.save = _save  # type: ignore[method-assign]
 
 if __name__ == "__main__":
