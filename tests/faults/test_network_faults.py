@@ -94,8 +94,9 @@ def test_latency_on_both_links_every_report_arrives(
     assert done["state"] == "COMMITTED" and serves_complete(agent.url, bundles) == "2"
     assert observer.reported_states(2) == STEPS  # every state, in order
     assert agent.terminate() == 0
+    lost = lost_steps(observer, 2)
     fault_log("network", "latency 150 ms each way, broker and server", ended=done["state"],
-              seconds_to_terminal=round(took, 2), messages_lost=lost_steps(observer, 2), recovered=True)  # fmt: skip
+              seconds_to_terminal=round(took, 2), messages_lost=lost, recovered=True)  # fmt: skip
 
 
 def test_broker_partition_mid_update_nothing_is_lost(
