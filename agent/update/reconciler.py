@@ -26,12 +26,14 @@ from typing import Any
 from agent.contracts.manifest import Manifest
 from agent.contracts.state import (
     DEFAULT_MODEL_KEY,
+    ERROR_MESSAGE_MAX,
     DesiredModel,
     DesiredState,
     ErrorCode,
     ReportedError,
     ReportedState,
     UpdateState,
+    truncate,
 )
 from agent.errors import ArtifactError, Cancelled, DeviceError, StorageError, TransportError, UpdateError
 from agent.facts import runtime_problems
@@ -68,6 +70,14 @@ _CRASH_CODES = {
     S.LOADING: ErrorCode.LOAD_FAILED,
     S.SELF_TEST: ErrorCode.SELF_TEST_FAILED,
 }
+
+
+def _bounded(error: ReportedError | None) -> ReportedError | None:
+    """``error`` with its message cut to what the server stores whole (a runtime library's
+    message can be a page of text)."""
+    if error is None or len(error.message) <= ERROR_MESSAGE_MAX:
+        return error
+    return ReportedError(error.code, truncate(error.message))
 
 
 class Outcome(StrEnum):
@@ -147,7 +157,7 @@ class Reconciler:
             state=j.state,
             active=None if j.active is None else j.active.ref,
             previous=None if j.previous is None else j.previous.ref,
-            error=j.error,
+            error=_bounded(j.error),
             progress=progress,
             inference_url=self.inference_url,
             seq=j.writes,
@@ -274,7 +284,7 @@ class Reconciler:
             self.reported(),
             generation=generation,
             state=S.IDLE,
-            error=ReportedError(str(exc.code), str(exc)),
+            error=_bounded(ReportedError(str(exc.code), str(exc))),
             progress=None,
         )
         try:
