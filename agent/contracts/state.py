@@ -155,7 +155,9 @@ class ReportedState(Contract):
     trusting the device's clock (``ts``); a re-sent report keeps its ``seq``. ``recovery`` says
     how the update came back from an agent that stopped in the middle of it (``resumed after a
     crash at LOADING (1 of 2)``, or the roll back once the crash-loop bound is reached); ``None``
-    when it ran through (and from agents that predate the field).
+    when it ran through (and from agents that predate the field). ``refused`` counts the MQTT
+    messages the agent refused since it started, by reason (``too_large``, ``too_deep``,
+    ``malformed``, ``handler_error``, ``quarantined``); ``None`` when it refused none.
     """
 
     WHERE: ClassVar[str] = "reported"
@@ -172,6 +174,7 @@ class ReportedState(Contract):
     ts: float = field(default_factory=time.time, metadata={"missing": 0.0})
     seq: int | None = None
     recovery: str | None = None
+    refused: dict[str, int] | None = None
 
     def is_older_than(self, other: ReportedState) -> bool:
         """Whether this report is a stale one next to ``other`` (pure): an older generation, or
