@@ -98,14 +98,12 @@ def desired_dict(generation: int, size: int = 10) -> dict[str, Any]:
     }
 
 
-@pytest.mark.parametrize(
-    ("generation", "size"), [(2**31, 10), (2**63, 10), (-1, 10), (1, 2**53), (1, 2**70)]
-)
+@pytest.mark.parametrize(("generation", "size"), [(2**31, 10), (2**63, 10), (-1, 10), (1, 2**53), (1, 2**70)])
 def test_a_desired_state_past_the_servers_bounds_is_refused(generation: int, size: int) -> None:
     """The server stores generations as 32-bit integers and sizes for a JSON reader: an agent
     that took a larger generation would report one the server refuses and ignore every real one
     after it."""
-    with pytest.raises(ContractError, match="outside 0.."):
+    with pytest.raises(ContractError, match=r"outside 0\.\."):
         DesiredState.from_json(json.dumps(desired_dict(generation, size)).encode())
 
 
