@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import time
 from pathlib import Path
 from typing import Any
@@ -69,3 +70,21 @@ def wait_file(path: Path, size: int, timeout: float = 30.0) -> int:
             return n
         time.sleep(0.005)
     raise AssertionError(f"{path} never reached {size} bytes")
+
+
+def random_json(rng: random.Random, depth: int = 0) -> Any:
+    """A random JSON value with the awkward cases over-represented (huge and negative numbers,
+    extreme floats, escapes and NUL in strings), nesting at most five deep."""
+    kind = rng.randrange(8 if depth < 4 else 5)
+    if kind == 0:
+        return rng.choice([None, True, False])
+    if kind == 1:
+        return rng.choice([0, -1, 2**31, 2**63, 2**200, rng.randrange(-(10**6), 10**6)])
+    if kind == 2:
+        return rng.choice([0.5, -1e308, 1e308, 1e-320])
+    if kind in (3, 4):
+        return "".join(rng.choice('abcFP32INT8[]{}"\\é\x00') for _ in range(rng.randrange(12)))
+    if kind == 5:
+        return [random_json(rng, depth + 1) for _ in range(rng.randrange(4))]
+    return {rng.choice(["name", "shape", "datatype", "data", "parameters", "x"]): random_json(rng, depth + 1)
+            for _ in range(rng.randrange(4))}  # fmt: skip

@@ -28,7 +28,7 @@ import pytest
 
 from agent.contracts.topics import device_topic
 from tests.agent.agent_testkit import AgentProcess, ArtifactServer, BuiltBundle, Observer, desired_state
-from tests.faults.faultkit import X, serves_complete, wait_terminal
+from tests.faults.faultkit import X, random_json, serves_complete, wait_terminal
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow, pytest.mark.e2e]
 DEVICE = "edge-hostile-1"
@@ -110,22 +110,6 @@ def test_contract_breaking_desired_states_are_refused_and_the_next_good_one_appl
     assert counts == {"malformed": len(hostile) - 2}, counts
     fault_log("hostile-desired", "contract-breaking desired states", cases=len(hostile),
               refused=counts, recovered=True)  # fmt: skip
-
-
-def random_json(rng: random.Random, depth: int = 0) -> Any:
-    kind = rng.randrange(8 if depth < 4 else 5)
-    if kind == 0:
-        return rng.choice([None, True, False])
-    if kind == 1:
-        return rng.choice([0, -1, 2**31, 2**63, 2**200, rng.randrange(-(10**6), 10**6)])
-    if kind == 2:
-        return rng.choice([0.5, -1e308, 1e308, 1e-320])
-    if kind in (3, 4):
-        return "".join(rng.choice('abcFP32INT8[]{}"\\é\x00') for _ in range(rng.randrange(12)))
-    if kind == 5:
-        return [random_json(rng, depth + 1) for _ in range(rng.randrange(4))]
-    return {rng.choice(["name", "shape", "datatype", "data", "parameters", "x"]): random_json(rng, depth + 1)
-            for _ in range(rng.randrange(4))}  # fmt: skip
 
 
 def json_cases(rng: random.Random, n: int) -> Iterator[bytes]:
