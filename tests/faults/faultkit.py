@@ -11,7 +11,8 @@ from typing import Any
 import httpx
 import numpy as np
 
-from tests.agent.agent_testkit import BuiltBundle, Observer, ort_run
+from agent.contracts.state import DesiredModel
+from tests.agent.agent_testkit import ArtifactServer, BuiltBundle, Observer, ort_run
 
 X = np.random.default_rng(11).standard_normal((2, 4)).astype(np.float32)
 TERMINAL = ("COMMITTED", "IDLE")
@@ -62,14 +63,22 @@ def stale_temps(data: Path) -> list[str]:
     return sorted(p.name for p in data.rglob("*.tmp"))
 
 
-def wait_file(path: Path, size: int, timeout: float = 30.0) -> int:
-    """Wait until ``path`` holds at least ``size`` bytes; returns its size."""
+def part_file(data: Path, sha256: str) -> Path:
+    """The part file of the download of bundle ``sha256``: ``<sha256>.part`` anywhere under the
+    data directory's ``downloads`` (the downloader's layout is its own business)."""
+    found = sorted((data / "downloads").rglob(f"{sha256}.part"))
+    return found[0] if found else data / "downloads" / f"{sha256}.part"
+
+
+def wait_part(data: Path, sha256: str, size: int, timeout: float = 30.0) -> Path:
+    """Wait until the part file of ``sha256`` holds at least ``size`` bytes; returns its path."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if path.exists() and (n := path.stat().st_size) >= size:
-            return n
+        path = part_file(data, sha256)
+        if path.exists() and path.stat().st_size >= size:
+            return path
         time.sleep(0.005)
-    raise AssertionError(f"{path} never reached {size} bytes")
+    raise AssertionError(f"no part file of {sha256} under {data} reached {size} bytes")
 
 
 def random_json(rng: random.Random, depth: int = 0) -> Any:
@@ -88,3 +97,10 @@ def random_json(rng: random.Random, depth: int = 0) -> Any:
         return [random_json(rng, depth + 1) for _ in range(rng.randrange(4))]
     return {rng.choice(["name", "shape", "datatype", "data", "parameters", "x"]): random_json(rng, depth + 1)
             for _ in range(rng.randrange(4))}  # fmt: skip
+
+
+def requests_for(server: ArtifactServer, model: DesiredModel, since: int = 0) -> list[dict[str, Any]]:
+    """The server's requests for ``model``'s bundle (by its file name, which a TUF repository
+    prefixes with the hash in its consistent-snapshot path)."""
+    name = model.target_path.rsplit("/", 1)[-1]
+    return [r for r in server.requests[since:] if r["path"].endswith(name)]

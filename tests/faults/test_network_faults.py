@@ -18,7 +18,7 @@ from agent.contracts.topics import device_topic
 from tests.agent.agent_testkit import AgentProcess, ArtifactServer, BuiltBundle, Observer, desired_state
 from tests.faults.conftest import mqtt_settings
 from tests.faults.fault_proxy import FaultProxy
-from tests.faults.faultkit import reported, serves_complete, wait_file, wait_terminal
+from tests.faults.faultkit import reported, requests_for, serves_complete, wait_part, wait_terminal
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow, pytest.mark.e2e]
 DEVICE = "edge-net-1"
@@ -53,7 +53,11 @@ def start_agent(
 ) -> AgentProcess:
     """An agent serving v1, whose broker link and server URL may go through proxies."""
     fleet.behaviour.mqtt = mqtt_settings(broker.host, broker_port or broker.port)
-    agent = spawn(tmp_path / "data", server_url or fleet.url, DEVICE)
+    # A kit that signs its bundles with TUF hands the agent the root by the server's own URL;
+    # through a proxy the URL differs, so the root is named here.
+    root = getattr(ArtifactServer, "roots", {}).get(fleet.url)
+    extra = ("--tuf-root", str(root)) if root is not None and server_url else ()
+    agent = spawn(tmp_path / "data", server_url or fleet.url, DEVICE, *extra)
     agent.wait_ready()
     observer.publish(DESIRED, desired_state(DEVICE, 1, bundles["1"].model).to_json())
     assert wait_terminal(observer, 1, UPDATE_TIMEOUT)["state"] == "COMMITTED"
@@ -115,9 +119,7 @@ def test_broker_partition_mid_update_nothing_is_lost(
     slow(fleet, slow_bundle)
     started = time.monotonic()
     observer.publish(DESIRED, desired_state(DEVICE, 2, slow_bundle.model).to_json())
-    wait_file(
-        tmp_path / "data" / "downloads" / f"{slow_bundle.model.sha256}.part", slow_bundle.model.size // 3
-    )
+    wait_part(tmp_path / "data", slow_bundle.model.sha256, slow_bundle.model.size // 3)
     broker.partition()  # the update goes on while the device can't report
     time.sleep(4)
     broker.heal()
@@ -198,9 +200,7 @@ def test_artifact_link_fault_mid_download_resumes_by_range(
     slow(fleet, slow_bundle)
     started = time.monotonic()
     observer.publish(DESIRED, desired_state(DEVICE, 2, slow_bundle.model).to_json())
-    wait_file(
-        tmp_path / "data" / "downloads" / f"{slow_bundle.model.sha256}.part", slow_bundle.model.size // 3
-    )
+    wait_part(tmp_path / "data", slow_bundle.model.sha256, slow_bundle.model.size // 3)
     getattr(server, fault)()
     time.sleep(3)
     server.heal()
@@ -208,7 +208,7 @@ def test_artifact_link_fault_mid_download_resumes_by_range(
     done = wait_terminal(observer, 2, UPDATE_TIMEOUT)
     took = time.monotonic() - started
     assert done["state"] == "COMMITTED" and serves_complete(agent.url, {**bundles, "3": slow_bundle}) == "3"
-    ranges = [r["range"] for r in fleet.requests if slow_bundle.model.target_path in r["path"]]
+    ranges = [r["range"] for r in requests_for(fleet, slow_bundle.model)]
     assert ranges[0] is None and ranges[-1] is not None and ranges[-1].startswith("bytes=")
     assert agent.terminate() == 0
     fault_log("network", f"artifact link {fault} 3 s mid-download", ended=done["state"],

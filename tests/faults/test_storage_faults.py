@@ -15,7 +15,7 @@ import pytest
 
 from agent.contracts.topics import device_topic
 from tests.agent.agent_testkit import AgentProcess, ArtifactServer, BuiltBundle, Observer, desired_state
-from tests.faults.faultkit import serves_complete, wait_file, wait_terminal
+from tests.faults.faultkit import requests_for, serves_complete, wait_part, wait_terminal
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow, pytest.mark.e2e]
 DEVICE = "edge-disk-1"
@@ -100,7 +100,7 @@ def test_no_room_for_the_download_is_disk_full_and_the_old_model_serves(
     assert done["state"] == "IDLE" and done["error"]["code"] == "DISK_FULL", done
     assert done["active"] == "linear:1"
     assert serves_complete(agent.url, bundles) == "1"
-    assert not [r for r in fleet.requests if slow_bundle.model.target_path in r["path"]]  # refused first
+    assert not requests_for(fleet, slow_bundle.model)  # refused before a byte was fetched
     assert agent.terminate() == 0
     fault_log("disk", "no room before the download", error=done["error"]["code"], serving="1", recovered=True)
 
@@ -119,7 +119,7 @@ def test_disk_filling_up_mid_download_is_disk_full_and_the_next_update_succeeds(
     fleet.add(slow_bundle.model, slow_bundle.tar)
     fleet.behaviour.chunk, fleet.behaviour.throttle_s = 16 << 10, 0.02
     observer.publish(DESIRED, desired_state(DEVICE, 2, slow_bundle.model).to_json())
-    wait_file(m.path / "downloads" / f"{slow_bundle.model.sha256}.part", slow_bundle.model.size // 3)
+    wait_part(m.path, slow_bundle.model.sha256, slow_bundle.model.size // 3)
     filler = m.fill()  # something else on the device took all the room
     done = wait_terminal(observer, 2)
     assert done["state"] == "IDLE" and done["error"]["code"] == "DISK_FULL", done
