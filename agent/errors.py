@@ -16,6 +16,9 @@
     │   ├── DeviceError             report: this device could not run the bundle (runtime missing,
     │   │                           load refused, self-test failed, disk full). Marked failed.
     │   └── Cancelled               a newer desired state arrived mid-download; nothing to report.
+    ├── StorageError                report, retry: the journal can't be written (disk full,
+    │                               read-only, I/O error). The update can't go on nor be recorded;
+    │                               the failure is reported unrecorded and tried again later.
     ├── ConfigError                 abort at start-up: the message says which setting is wrong.
     └── EnrollmentError             abort: the fleet server refused the enrollment (4xx), or the
                                     device has no identity and no enrollment token.
@@ -28,6 +31,8 @@ in :mod:`agent.update.reconciler`.
 """
 
 from __future__ import annotations
+
+import errno
 
 from agent.contracts.state import ErrorCode
 
@@ -83,6 +88,20 @@ class Cancelled(UpdateError):
     """A newer desired state replaced the one being downloaded."""
 
     retryable = True
+
+
+class StorageError(AgentError):
+    """The data directory refused a journal write (``code``: ``DISK_FULL`` or ``STORAGE_FAILED``).
+    Not an :class:`UpdateError`: nothing can be recorded, so nothing is rolled back either."""
+
+    def __init__(self, message: str, code: ErrorCode) -> None:
+        super().__init__(message)
+        self.code = code
+
+    @classmethod
+    def from_os_error(cls, exc: OSError, what: str) -> StorageError:
+        code = ErrorCode.DISK_FULL if exc.errno == errno.ENOSPC else ErrorCode.STORAGE_FAILED
+        return cls(f"cannot write {what}: {exc.strerror or exc}", code)
 
 
 class ConfigError(AgentError):

@@ -16,7 +16,8 @@ import hashlib
 import json
 import logging
 import re
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -96,6 +97,29 @@ def nesting_depth(payload: bytes, stop_at: int | None = None) -> int:
         else:
             depth = max(depth - 1, 0)
     return deepest
+
+
+class LogThrottle:
+    """At most one log line per key every ``interval`` seconds: a flood of poison messages
+    (retained, or sent in a loop) must not fill a device's small disk with logs. The lines held
+    back are counted, and the next line let through says how many. Pure but for its clock."""
+
+    def __init__(self, interval: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.interval = interval
+        self._clock = clock
+        self._last: dict[str, float] = {}
+        self._held: dict[str, int] = {}
+
+    def admit(self, key: str) -> int | None:
+        """``None`` when this line is to be held back (it is counted); otherwise the number of
+        lines of ``key`` held back since the last one let through."""
+        now = self._clock()
+        last = self._last.get(key)
+        if last is not None and now - last < self.interval:
+            self._held[key] = self._held.get(key, 0) + 1
+            return None
+        self._last[key] = now
+        return self._held.pop(key, 0)
 
 
 def digest(payload: bytes) -> str:

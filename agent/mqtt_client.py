@@ -15,7 +15,10 @@
   next connect. So every message is bounded before it is parsed (:mod:`agent.inbound`), and any
   refusal or exception is logged (topic, reason, error class, size and digest; never the
   payload), counted (``on_refused``) and quarantined by its sha256, so the same bytes are never
-  handed over again, across restarts too when the quarantine has a file.
+  handed over again, across restarts too when the quarantine has a file. The log says it once
+  per reason per ``log_interval`` (with the count held back since), and the counts by reason
+  travel in every reported state (``refused``): a refusal re-publishes the latest report, at
+  most as often as it is logged, so the server learns of it without a flood.
 - A watchdog thread restarts the network loop should it die anyway (a bug in paho or in a
   callback outside the guard); ``on_loop_restart`` counts it. It lives
   here rather than in the daemon because this class alone owns the paho client.
@@ -26,7 +29,9 @@ from __future__ import annotations
 import logging
 import ssl
 import threading
+from collections import Counter
 from collections.abc import Callable
+from dataclasses import replace
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
@@ -38,7 +43,7 @@ from agent.contracts.errors import ContractError
 from agent.contracts.registration import MqttSettings
 from agent.contracts.state import DesiredState, ReportedState, Status
 from agent.contracts.topics import device_topic
-from agent.inbound import InboundLimits, MessageRefused, Quarantine, digest
+from agent.inbound import InboundLimits, LogThrottle, MessageRefused, Quarantine, digest
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +67,7 @@ class AgentMqtt:
         on_loop_restart: Callable[[], None] | None = None,
         watchdog_interval: float = 5.0,
         tls: ssl.SSLContext | None = None,
+        log_interval: float = 60.0,
     ) -> None:
         self.device_id = device_id
         self.settings = settings
@@ -74,6 +80,8 @@ class AgentMqtt:
         self.quarantine = quarantine or Quarantine()
         self._on_refused = on_refused
         self._on_loop_restart = on_loop_restart
+        self.refused: Counter[str] = Counter()  # by reason, since start; reported
+        self._log_throttle = LogThrottle(log_interval)
         self._watchdog_interval = watchdog_interval
         self._stopping = threading.Event()
         self._loop_lock = threading.Lock()  # the watchdog's restart vs stop()
@@ -152,7 +160,11 @@ class AgentMqtt:
         with self._lock:
             self._latest = state
             if self._client.is_connected():
-                self._client.publish(self.topics["reported"], state.to_json(), qos=1)
+                self._client.publish(self.topics["reported"], self._reported_json(state), qos=1)
+
+    def _reported_json(self, state: ReportedState) -> bytes:
+        """``state`` with the refusal counts as they stand (call with ``_lock`` held)."""
+        return replace(state, refused=dict(self.refused) or None).to_json()
 
     def publish_telemetry(self, payload: bytes, timeout: float = 5.0) -> bool:
         """Publish one telemetry message (QoS 1) and wait for the broker's acknowledgement.
@@ -203,7 +215,7 @@ class AgentMqtt:
         client.subscribe(self.topics["desired"], qos=1)
         with self._lock:
             if self._latest is not None:
-                client.publish(self.topics["reported"], self._latest.to_json(), qos=1)
+                client.publish(self.topics["reported"], self._reported_json(self._latest), qos=1)
         self.connected.set()
 
     def _on_disconnect(
@@ -240,16 +252,22 @@ class AgentMqtt:
     def _refuse(self, topic: str, payload: bytes, sha: str, reason: str, exc: BaseException) -> None:
         """Log, count and quarantine a refused message. Must not raise (paho's thread)."""
         detail = str(exc) if isinstance(exc, MessageRefused) else type(exc).__name__
-        log.log(
-            logging.INFO if reason == "quarantined" else logging.ERROR,
-            "refused a message on %s: %s (%s; %d bytes, sha256 %s)",
-            topic,
-            reason,
-            detail,
-            len(payload),
-            sha[:16] or "-",
-        )
-        log.debug("refused message's error", exc_info=exc)
+        with self._lock:
+            self.refused[reason] += 1
+        held = self._log_throttle.admit(reason)
+        if held is not None:
+            log.log(
+                logging.INFO if reason == "quarantined" else logging.ERROR,
+                "refused a message on %s: %s (%s; %d bytes, sha256 %s)%s",
+                topic,
+                reason,
+                detail,
+                len(payload),
+                sha[:16] or "-",
+                f"; {held} more refused for this reason since the last line" if held else "",
+            )
+            log.debug("refused message's error", exc_info=exc)
+            self._republish()
         if sha and reason != "quarantined":
             try:
                 self.quarantine.add(sha)
@@ -260,6 +278,15 @@ class AgentMqtt:
                 self._on_refused(self.topic_kind(topic), reason)
             except Exception:
                 log.exception("counting a refused message failed")
+
+    def _republish(self) -> None:
+        """Send the latest report again, with the refusal counts (best effort: paho's thread)."""
+        try:
+            with self._lock:
+                if self._latest is not None and self._client.is_connected():
+                    self._client.publish(self.topics["reported"], self._reported_json(self._latest), qos=1)
+        except Exception:
+            log.exception("re-publishing the reported state failed")
 
     def topic_kind(self, topic: str) -> str:
         return topic.rsplit("/", 1)[-1]

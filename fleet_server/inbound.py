@@ -93,6 +93,13 @@ def bound_reported(rs: ReportedState, fields: FieldLimits) -> ReportedState:
     _in_range(rs.seq, JSON_INT_MAX, "reported.seq")
     for value in (rs.progress or {}).values():
         _in_range(value, JSON_INT_MAX, "a reported.progress counter")
+    # The agent counts refused messages by a handful of reasons (agent.inbound.MessageRefused).
+    if rs.refused is not None and len(rs.refused) > 16:
+        raise RejectedMessage(OUT_OF_RANGE, "reported.refused names more than 16 reasons")
+    for reason, value in (rs.refused or {}).items():
+        _in_range(value, JSON_INT_MAX, "a reported.refused counter")
+        if len(reason) > 64:
+            raise RejectedMessage(OUT_OF_RANGE, "a reported.refused reason is over 64 characters")
     for what, ref in (("active", rs.active), ("previous", rs.previous)):
         if ref is not None and len(ref) > fields.ref_chars:
             raise RejectedMessage(OUT_OF_RANGE, f"reported.{what} is over {fields.ref_chars} characters")

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-# PostgreSQL's ``integer`` (SQLAlchemy ``Integer``): the generation and connection columns. SQLite
-# would take 64 bits, but the schema must hold on both, and 2**31 updates is no real limit.
-DB_INT_MAX = 2**31 - 1
-# Integers a report keeps only inside its JSON (``seq``): the largest a JSON reader in a browser
-# (the dashboard) reads exactly. The agent's seq counts journal writes; it never gets near.
-JSON_INT_MAX = 2**53 - 1
+from agent.contracts.state import ERROR_MESSAGE_MAX, INT32_MAX, JSON_INT_MAX, TRUNCATED, truncate
 
-TRUNCATED = "…[truncated {n} chars]"
+# The bounds the agent's contracts hold too (agent.contracts.state says why each): generation and
+# connection columns are PostgreSQL ``integer`` (SQLite would take 64 bits, but the schema must
+# hold on both, and 2**31 updates is no real limit); ``seq`` and counters stay within what a JSON
+# reader in a browser (the dashboard) reads exactly.
+DB_INT_MAX = INT32_MAX
+__all__ = ["DB_INT_MAX", "JSON_INT_MAX", "TRUNCATED", "FieldLimits", "MessageLimits", "clip", "truncate"]
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,7 @@ class FieldLimits:
       A group naming 10,000 devices by id is about 1.4 MB; 2 MiB holds that.
     """
 
-    error_message_chars: int = 4096
+    error_message_chars: int = ERROR_MESSAGE_MAX
     error_code_chars: int = 64
     ref_chars: int = 300
     url_chars: int = 512
@@ -74,19 +74,6 @@ class FieldLimits:
 
 MESSAGE_LIMITS = MessageLimits()
 FIELD_LIMITS = FieldLimits()
-
-
-def truncate(text: str, limit: int) -> str:
-    """``text`` if it has at most ``limit`` characters, else its start and a marker saying how
-    many characters were cut, ``limit`` characters in all (never longer than the input)."""
-    if len(text) <= limit:
-        return text
-    # The marker's length depends on the count it names, which depends on the marker's length:
-    # size it for the whole text (the longest count), then fill the digits saved with text.
-    keep = max(limit - len(TRUNCATED.format(n=len(text))), 0)
-    marker = TRUNCATED.format(n=len(text) - keep)
-    keep = max(limit - len(marker), 0)
-    return (text[:keep] + TRUNCATED.format(n=len(text) - keep))[:limit]
 
 
 def clip(text: str, limit: int = 200) -> str:

@@ -21,9 +21,34 @@ REPORTED_SCHEMA = "edgefleet.reported/1"
 STATUS_SCHEMA = "edgefleet.status/1"
 # The model key a device serves while it serves one model.
 DEFAULT_MODEL_KEY = "default"
-# Generations fit the server's integer columns (fleet_server/limits.py DB_INT_MAX): a larger one
-# can only be forged, and taken in it would lock the device out of every real rollout.
-GENERATION_MAX = 2**31 - 1
+# Bounds both sides hold (fleet_server/limits.py takes them from here). Generations and connection
+# numbers are PostgreSQL ``integer`` columns on the server; ``seq``, sizes and counters must be
+# read exactly by a JSON reader in a browser (the dashboard); an error message is stored whole up
+# to ERROR_MESSAGE_MAX characters. An agent that took a desired generation past INT32_MAX would
+# report one the server refuses, and ignore every real (smaller) generation after it.
+INT32_MAX = 2**31 - 1
+JSON_INT_MAX = 2**53 - 1
+ERROR_MESSAGE_MAX = 4096
+TRUNCATED = "…[truncated {n} chars]"
+
+
+def in_range(value: int, top: int, where: str) -> None:
+    """Raises :class:`ContractError` unless ``0 <= value <= top``."""
+    if not 0 <= value <= top:
+        raise ContractError(f"{where}: {value} is outside 0..{top}")
+
+
+def truncate(text: str, limit: int = ERROR_MESSAGE_MAX) -> str:
+    """``text`` if it has at most ``limit`` characters, else its start and a marker saying how
+    many characters were cut, ``limit`` characters in all (never longer than the input)."""
+    if len(text) <= limit:
+        return text
+    # The marker's length depends on the count it names, which depends on the marker's length:
+    # size it for the whole text (the longest count), then fill the digits saved with text.
+    keep = max(limit - len(TRUNCATED.format(n=len(text))), 0)
+    marker = TRUNCATED.format(n=len(text) - keep)
+    keep = max(limit - len(marker), 0)
+    return (text[:keep] + TRUNCATED.format(n=len(text) - keep))[:limit]
 
 
 class UpdateState(StrEnum):
@@ -58,6 +83,7 @@ class ErrorCode(StrEnum):
     LOAD_FAILED = "LOAD_FAILED"  # the runtime refused the model
     SELF_TEST_FAILED = "SELF_TEST_FAILED"  # outputs differ from the bundle's expected outputs
     DISK_FULL = "DISK_FULL"
+    STORAGE_FAILED = "STORAGE_FAILED"  # the data directory can't be written (read-only, I/O error)
     INTERNAL = "INTERNAL"
 
 
@@ -83,6 +109,7 @@ class DesiredModel(Contract):
     def check(self, where: str) -> None:
         if self.size <= 0:
             raise ContractError(f"{where}.size: must be positive")
+        in_range(self.size, JSON_INT_MAX, f"{where}.size")
         # The agent names download files after it, so anything but 64 hex digits could be a path.
         if len(self.sha256) != 64 or any(c not in "0123456789abcdef" for c in self.sha256):
             raise ContractError(f"{where}.sha256: not a lowercase hex sha256")
@@ -110,8 +137,7 @@ class DesiredState(Contract):
     issued_at: float = 0.0
 
     def check(self, where: str) -> None:
-        if not 0 <= self.generation <= GENERATION_MAX:
-            raise ContractError(f"{where}.generation: {self.generation} is outside 0..{GENERATION_MAX}")
+        in_range(self.generation, INT32_MAX, f"{where}.generation")
         keys = [m.key for m in self.models]
         if len(set(keys)) != len(keys):
             raise ContractError(f"{where}.models: a model key is named twice")
@@ -134,7 +160,9 @@ class ReportedState(Contract):
     trusting the device's clock (``ts``); a re-sent report keeps its ``seq``. ``recovery`` says
     how the update came back from an agent that stopped in the middle of it (``resumed after a
     crash at LOADING (1 of 2)``, or the roll back once the crash-loop bound is reached); ``None``
-    when it ran through (and from agents that predate the field).
+    when it ran through (and from agents that predate the field). ``refused`` counts the MQTT
+    messages the agent refused since it started, by reason (``too_large``, ``too_deep``,
+    ``malformed``, ``handler_error``, ``quarantined``); ``None`` when it refused none.
     """
 
     WHERE: ClassVar[str] = "reported"
@@ -151,6 +179,7 @@ class ReportedState(Contract):
     ts: float = field(default_factory=time.time, metadata={"missing": 0.0})
     seq: int | None = None
     recovery: str | None = None
+    refused: dict[str, int] | None = None
 
     def is_older_than(self, other: ReportedState) -> bool:
         """Whether this report is a stale one next to ``other`` (pure): an older generation, or

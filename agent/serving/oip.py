@@ -100,7 +100,7 @@ def decode_request(body: bytes, header_length: int | None) -> InferRequest:
         for i, o in enumerate(req["outputs"]):
             if not isinstance(o, dict) or not isinstance(o.get("name"), str):
                 raise BadRequest(f"outputs[{i}] must be an object with a 'name'")
-            oparams = o.get("parameters") or {}
+            oparams = _object(o.get("parameters"), f"outputs[{i}].parameters")
             outs.append(
                 RequestedOutput(
                     o["name"], bool(oparams.get("binary_data", params.get("binary_data_output", False)))
@@ -117,9 +117,18 @@ def decode_request(body: bytes, header_length: int | None) -> InferRequest:
     )
 
 
+def _object(value: Any, what: str) -> dict[str, Any]:
+    """``value`` when it is an object, ``{}`` when it is missing; else :class:`BadRequest`."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise BadRequest(f"{what} must be an object")
+    return value
+
+
 def _decode_tensor(name: str, t: dict[str, Any], binary: memoryview) -> tuple[np.ndarray, int]:
     datatype = t.get("datatype")
-    if datatype not in DATATYPES:
+    if not isinstance(datatype, str) or datatype not in DATATYPES:  # a list or object is unhashable
         raise BadRequest(
             f"input {name!r}: datatype {datatype!r} is not supported (use one of {', '.join(DATATYPES)})"
         )
@@ -130,7 +139,7 @@ def _decode_tensor(name: str, t: dict[str, Any], binary: memoryview) -> tuple[np
         raise BadRequest(f"input {name!r}: 'shape' must be a list of non-negative integers")
     dtype = np.dtype(DATATYPES[datatype])
     count = math.prod(shape)
-    size = (t.get("parameters") or {}).get("binary_data_size")
+    size = _object(t.get("parameters"), f"input {name!r}: 'parameters'").get("binary_data_size")
     if size is not None:
         if not isinstance(size, int) or size < 0 or size > len(binary):
             raise BadRequest(

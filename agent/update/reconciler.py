@@ -26,14 +26,16 @@ from typing import Any, Protocol
 from agent.contracts.manifest import Manifest
 from agent.contracts.state import (
     DEFAULT_MODEL_KEY,
+    ERROR_MESSAGE_MAX,
     DesiredModel,
     DesiredState,
     ErrorCode,
     ReportedError,
     ReportedState,
     UpdateState,
+    truncate,
 )
-from agent.errors import ArtifactError, Cancelled, DeviceError, TransportError, UpdateError
+from agent.errors import ArtifactError, Cancelled, DeviceError, StorageError, TransportError, UpdateError
 from agent.facts import runtime_problems
 from agent.runtimes.base import RuntimeAdapter, RuntimeLoadError, RuntimeUnavailable
 from agent.runtimes.registry import load_bundle
@@ -47,6 +49,7 @@ from agent.update.machine import (
     Event,
     Resume,
     counts_as_resume,
+    is_at_rest,
     next_state,
     resume_action,
 )
@@ -81,6 +84,14 @@ _CRASH_CODES = {
     S.LOADING: ErrorCode.LOAD_FAILED,
     S.SELF_TEST: ErrorCode.SELF_TEST_FAILED,
 }
+
+
+def _bounded(error: ReportedError | None) -> ReportedError | None:
+    """``error`` with its message cut to what the server stores whole (a runtime library's
+    message can be a page of text)."""
+    if error is None or len(error.message) <= ERROR_MESSAGE_MAX:
+        return error
+    return ReportedError(error.code, truncate(error.message))
 
 
 class Outcome(StrEnum):
@@ -160,7 +171,7 @@ class Reconciler:
             state=j.state,
             active=None if j.active is None else j.active.ref,
             previous=None if j.previous is None else j.previous.ref,
-            error=j.error,
+            error=_bounded(j.error),
             progress=progress,
             inference_url=self.inference_url,
             seq=j.writes,
@@ -198,6 +209,12 @@ class Reconciler:
     def resume(self, cancel: threading.Event | None = None) -> Outcome:
         """Go on with an update the journal shows in flight, as the resume table says
         (``self.clean_stop``: the agent's last stop was orderly)."""
+        try:
+            return self._resume(cancel)
+        except StorageError as exc:
+            return self._unrecorded(self._journal.generation, exc)
+
+    def _resume(self, cancel: threading.Event | None) -> Outcome:
         j = self._journal
         action = resume_action(j.state, j.resumes, clean_stop=self.clean_stop)
         if action is Resume.SERVE_ACTIVE:
@@ -261,7 +278,36 @@ class Reconciler:
 
     def apply(self, desired: DesiredState, cancel: threading.Event | None = None) -> Outcome:
         """Reconcile towards ``desired``; blocks until the update ends. Never raises for a failed
-        update (the failure is reported); raises only when the journal itself can't be written."""
+        update (the failure is reported). When the journal itself can't be written (a full or
+        read-only data directory) the failure is reported without being recorded and the outcome
+        is ``RETRY``."""
+        try:
+            if not is_at_rest(self._journal.state):
+                # A journal write failed in the middle of an update: go on from the journal as a
+                # restart would, then towards ``desired``.
+                self._resume(cancel)
+            return self._apply(desired, cancel)
+        except StorageError as exc:
+            return self._unrecorded(desired.generation, exc)
+
+    def _unrecorded(self, generation: int, exc: StorageError) -> Outcome:
+        """Report a failure the journal could not record. The journal (in memory as on disk) is
+        the last one written, the model it names serves on, and the worker tries again later."""
+        log.error("generation %d: %s; the update waits until it can be written", generation, exc)
+        report = replace(
+            self.reported(),
+            generation=generation,
+            state=S.IDLE,
+            error=_bounded(ReportedError(str(exc.code), str(exc))),
+            progress=None,
+        )
+        try:
+            self._report_fn(report)
+        except Exception:
+            log.exception("reporting the update state failed")
+        return Outcome.RETRY
+
+    def _apply(self, desired: DesiredState, cancel: threading.Event | None) -> Outcome:
         j = self._journal
         plan = decide(
             desired,
@@ -386,6 +432,8 @@ class Reconciler:
             return Outcome.CANCELLED
         except UpdateError as exc:
             return self._fail(exc)
+        except StorageError:
+            raise
         except Exception as exc:  # a bug or an unexpected library error: still roll back, never crash
             log.exception("update to %s failed unexpectedly", model.ref)
             return self._fail(UpdateError(f"internal error: {type(exc).__name__}: {exc}", ErrorCode.INTERNAL))
@@ -397,12 +445,18 @@ class Reconciler:
         j = self._journal
         log.error("update of generation %d failed: %s: %s", j.generation, exc.code, exc.message)
         err = ReportedError(str(exc.code), exc.message)
-        if not exc.retryable and j.desired is not None:
-            self.downloader.discard(j.desired)
         if j.state is S.DOWNLOADING:
+            # Only the journal's DOWNLOADING refers to the part file, and a resume from there
+            # fetches it again: it goes first, which also frees the room a full disk needs for
+            # the journal write.
+            if not exc.retryable and j.desired is not None:
+                self.downloader.discard(j.desired)
             failed = j.failed_generations if exc.retryable else j.failed(j.generation)
             self._event(Event.FAILED, error=err, failed_generations=failed)
             return Outcome.RETRY if exc.retryable else Outcome.FAILED
+        # Past the download the complete bundle stays until ROLLING_BACK is in the journal (the
+        # roll back discards it): a kill between the two would otherwise leave a journal that
+        # resumes from verification with the bundle gone.
         self._event(Event.FAILED, error=err)
         return self._finish_rollback(exc.retryable)
 
@@ -457,7 +511,10 @@ class Reconciler:
         if now - self._last_progress < self._progress_interval and done < total:
             return
         self._last_progress = now
-        self._journal = self._store.save(replace(self._journal, downloaded=done))
+        try:
+            self._journal = self._store.save(replace(self._journal, downloaded=done))
+        except OSError as exc:
+            raise StorageError.from_os_error(exc, f"the journal {self._store.path}") from exc
         self._report(progress={"bytes": done, "total": total})
 
     # -- journal ----------------------------------------------------------------------------
@@ -469,7 +526,12 @@ class Reconciler:
         self._save(report=report, state=state, **changes)
 
     def _save(self, report: bool = True, **changes: Any) -> None:
-        self._journal = self._store.save(replace(self._journal, **changes))
+        """Persist the journal with ``changes``. Raises :class:`StorageError` when it can't be
+        written; the journal in memory is then still the one on disk."""
+        try:
+            self._journal = self._store.save(replace(self._journal, **changes))
+        except OSError as exc:
+            raise StorageError.from_os_error(exc, f"the journal {self._store.path}") from exc
         if report:
             self._report()
 

@@ -84,3 +84,18 @@ def test_a_damaged_quarantine_file_starts_afresh(tmp_path: Path, content: bytes)
     assert digest(b"x") not in q
     q.add(digest(b"x"))
     assert digest(b"x") in Quarantine(path)
+
+
+def test_the_log_throttle_lets_one_line_per_key_per_interval_and_counts_the_rest() -> None:
+    from agent.inbound import LogThrottle
+
+    now = [100.0]
+    t = LogThrottle(interval=60.0, clock=lambda: now[0])
+    assert t.admit("malformed") == 0
+    assert [t.admit("malformed") for _ in range(5)] == [None] * 5
+    assert t.admit("too_deep") == 0  # each key on its own
+    now[0] += 59.9
+    assert t.admit("malformed") is None
+    now[0] += 0.2
+    assert t.admit("malformed") == 6  # the next line says how many were held back
+    assert t.admit("malformed") is None

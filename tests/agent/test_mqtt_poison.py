@@ -162,3 +162,42 @@ def test_a_network_loop_that_dies_anyway_is_restarted(
         assert wait_until(link.is_up)
     finally:
         link.stop()
+
+
+def test_refusals_are_logged_once_per_reason_and_reported_with_their_counts(
+    mosquitto_broker: Any,
+    observer: Observer,
+    bundles: dict[str, BuiltBundle],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A flood of poison writes one log line per reason per interval, and the server learns the
+    counts from the reported state, re-published (as often as the log line) after a refusal."""
+    import logging
+
+    from agent.contracts.state import ReportedState, UpdateState
+
+    refused: list[tuple[str, str]] = []
+    got: list[DesiredState] = []
+    with caplog.at_level(logging.INFO, logger="agent.mqtt_client"):
+        link = connect(mosquitto_broker, got.append, on_refused=lambda *r: refused.append(r))
+        try:
+            link.publish_reported(ReportedState(DEVICE, 0, UpdateState.IDLE, seq=1))
+            for i in range(20):
+                observer.publish(DESIRED, b"{not json %d" % i)
+            observer.publish(DESIRED, NESTED)
+            wait_until(lambda: len(refused) == 21)
+            good = desired_state(DEVICE, 3, bundles["1"].model)
+            observer.publish(DESIRED, good.to_json())
+            wait_until(lambda: got)
+            assert link.is_up()
+            counts = {"malformed": 20, "too_deep": 1}
+            observer.wait_for(lambda o: [r for r in o.payloads("reported") if r.get("refused") == counts])
+            # Reconnects re-publish the counts too.
+            assert link.refused == counts
+        finally:
+            link.stop()
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("refused a message")]
+    assert len(lines) == 2, lines  # one per reason within the interval
+    # The first report carried no refusals; one re-publish per logged line, not per message.
+    sent = [r for r in observer.payloads("reported") if r["device_id"] == DEVICE]
+    assert sent[0]["refused"] is None and len(sent) <= 3

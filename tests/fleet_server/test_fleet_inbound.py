@@ -70,3 +70,10 @@ def test_truncate_keeps_short_text_and_marks_the_cut() -> None:
     assert truncate("short", 10) == "short"
     cut = truncate("y" * 1000, 100)
     assert len(cut) == 100 and cut.endswith("chars]") and "truncated" in cut
+
+
+def test_reported_refusal_counts_are_bounded() -> None:
+    assert bound_reported(report(refused={"malformed": 3}), FIELD_LIMITS).refused == {"malformed": 3}
+    for bad in ({"malformed": 2**63}, {f"r{i}": 1 for i in range(17)}, {"r" * 65: 1}):
+        with pytest.raises(RejectedMessage, match="out_of_range"):
+            bound_reported(report(refused=bad), FIELD_LIMITS)

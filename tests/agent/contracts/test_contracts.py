@@ -87,3 +87,37 @@ def test_report_order_is_generation_then_seq_then_clock() -> None:
     assert not rs(2, 4, 1.0).is_older_than(rs(2, 4, 1.0))  # a re-sent report is not stale
     assert rs(2, None, 1.0).is_older_than(rs(2, 4, 2.0))  # without seq on one side: the clock
     assert ReportedState.from_json(rs(2, 7, 1.0).to_json()).seq == 7
+
+
+def desired_dict(generation: int, size: int = 10) -> dict[str, Any]:
+    return {
+        "schema": "edgefleet.desired/1",
+        "device_id": "d1",
+        "generation": generation,
+        "models": [model_dict(GOOD_SHA) | {"size": size}],
+    }
+
+
+@pytest.mark.parametrize(("generation", "size"), [(2**31, 10), (2**63, 10), (-1, 10), (1, 2**53), (1, 2**70)])
+def test_a_desired_state_past_the_servers_bounds_is_refused(generation: int, size: int) -> None:
+    """The server stores generations as 32-bit integers and sizes for a JSON reader: an agent
+    that took a larger generation would report one the server refuses and ignore every real one
+    after it."""
+    with pytest.raises(ContractError, match=r"outside 0\.\."):
+        DesiredState.from_json(json.dumps(desired_dict(generation, size)).encode())
+
+
+def test_a_desired_state_at_the_bounds_is_taken() -> None:
+    d = DesiredState.from_json(json.dumps(desired_dict(2**31 - 1, 2**53 - 1)).encode())
+    assert d.generation == 2**31 - 1 and d.models[0].size == 2**53 - 1
+
+
+def test_both_sides_hold_the_same_bounds() -> None:
+    from agent.contracts import state
+    from fleet_server import limits
+
+    assert limits.DB_INT_MAX == state.INT32_MAX == 2**31 - 1
+    assert limits.JSON_INT_MAX == state.JSON_INT_MAX == 2**53 - 1
+    assert limits.FIELD_LIMITS.error_message_chars == state.ERROR_MESSAGE_MAX == 4096
+    cut = state.truncate("x" * 10_000)
+    assert len(cut) == 4096 and cut.endswith("chars]") and limits.truncate("x" * 10_000, 4096) == cut

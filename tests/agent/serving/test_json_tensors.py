@@ -85,3 +85,23 @@ def test_malformed_or_deeply_nested_bodies_are_bad_requests(
 ) -> None:
     fast, slow = both(raw, monkeypatch)
     assert isinstance(fast, str) and isinstance(slow, str)
+
+
+@pytest.mark.parametrize(
+    "tensor",
+    [
+        {"name": "input", "shape": [1], "datatype": ["FP32"], "data": [1.0]},
+        {"name": "input", "shape": [1], "datatype": {"a": 1}, "data": [1.0]},
+        {"name": "input", "shape": [1], "datatype": "FP32", "data": [1.0], "parameters": [1]},
+        {"name": "input", "shape": [1], "datatype": "FP32", "data": [1.0], "parameters": "x"},
+    ],
+)
+def test_a_datatype_or_parameters_of_the_wrong_json_type_is_a_bad_request(tensor: dict[str, Any]) -> None:
+    """Found by the fault tier's fuzzing: these answered 500 (unhashable datatype, ``.get`` on a
+    list)."""
+    with pytest.raises(BadRequest):
+        decode_request(json.dumps({"inputs": [tensor]}).encode(), None)
+    body = {"inputs": [{"name": "input", "shape": [1], "datatype": "FP32", "data": [1.0]}],
+            "outputs": [{"name": "y", "parameters": [1]}]}  # fmt: skip
+    with pytest.raises(BadRequest, match="outputs"):
+        decode_request(json.dumps(body).encode(), None)
