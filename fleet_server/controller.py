@@ -41,7 +41,7 @@ from fleet_server.db import Bundle, Deployment, DeploymentDevice, Device
 from fleet_server.groups import policy as group_policy
 from fleet_server.rollout.gates import Quality
 from fleet_server.rollout.spec import RolloutSpec
-from fleet_server.states import ADVANCING, BundleStatus, DeploymentState, DeviceRolloutState
+from fleet_server.states import ADVANCING, BundleStatus, DeploymentState, DeviceRolloutState, IllegalMove
 
 log = logging.getLogger(__name__)
 
@@ -158,7 +158,13 @@ class RolloutController:
             with self._sessions.begin() as s:
                 now = self._clock()
                 for dep, members, policy in self._claimed(s):
-                    published, when = self._reconcile_deployment(s, dep, members, policy, now)
+                    try:
+                        published, when = self._reconcile_deployment(s, dep, members, policy, now)
+                    except IllegalMove:
+                        # A bug in the rollout core must not stop every other deployment: this
+                        # one stays as it is (nothing was written) and is logged.
+                        log.exception("deployment %s: no decision this pass", dep.id)
+                        continue
                     to_publish.extend(published)
                     if when is not None:
                         due.append(when)

@@ -66,7 +66,8 @@ DEPLOYMENT_MOVES: dict[DeploymentState, frozenset[DeploymentState]] = {
     D.SUCCEEDED: frozenset({D.HALTED, D.RUNNING}),  # an operator roll-back; a new member joining
     D.HALTED: frozenset({D.ROLLED_BACK}),
     D.ROLLED_BACK: frozenset(),
-    D.FAILED: frozenset({D.COMPILING, D.PENDING}),  # a compile retried
+    # A failed compile retried (edgectl models compile): the rollout goes on from the start.
+    D.FAILED: frozenset({D.COMPILING, D.PENDING, D.RUNNING, D.SUCCEEDED, D.HALTED}),
     D.SUPERSEDED: frozenset(),
 }
 FINAL_DEPLOYMENT = frozenset({D.ROLLED_BACK, D.SUPERSEDED})

@@ -4,7 +4,7 @@ in an arm64 Debian root with aarch64 wheels of its runtimes, runs as an emulated
 
 Two devices take part in one rollout of a TFLite INT8 bundle compiled on the host: one on
 ai-edge-litert with numpy 2 (today's boards), one on tflite-runtime 2.14 with numpy < 2 (older
-ones). Each must register, receive, verify and install the bundle, pass its self-test, answer
+ones). Each must enroll, receive, verify and install the bundle, pass its self-test, answer
 ``tritonclient`` with FP32's top-1 and report, and say ``aarch64`` in its facts.
 
 The root is built once by ``deploy/arm64-root.sh`` and cached (``~/.cache/edgefleet/arm64-root``);
@@ -27,7 +27,7 @@ import numpy as np
 import pytest
 
 from edgectl.local.launcher import Launched, start_agent, trust_root
-from tests.e2e.e2e_kit import DIGITS, ROOT, api, edgectl, fp32_top1, ok, triton_top1
+from tests.e2e.e2e_kit import DIGITS, ROOT, api, edgectl, enroll_token, fp32_top1, ok, triton_top1
 from tests.polling import wait_until
 from tests.wheel_kit import SERVER_ONLY, build_wheel
 
@@ -132,7 +132,18 @@ def start_arm_agent(
     inside_root = f"/var/lib/edgefleet-test/{device_id}.root.json"
     (root.path / inside_root.lstrip("/")).parent.mkdir(parents=True, exist_ok=True)
     shutil.copy(tuf_root, root.path / inside_root.lstrip("/"))
-    command = ["chroot", str(root.path), "/usr/bin/env", "-i", *root.env(), f"/opt/{venv}/bin/edge-agent"]
+    # It enrolls (its key made inside the root, its CSR signed by the fleet CA); `env -i` keeps the
+    # host's environment out, so the token goes on the env command line.
+    token = f"EDGEFLEET_AGENT_ENROLL_TOKEN={enroll_token(server_url)}"
+    command = [
+        "chroot",
+        str(root.path),
+        "/usr/bin/env",
+        "-i",
+        *root.env(),
+        token,
+        f"/opt/{venv}/bin/edge-agent",
+    ]
     # Imports and the runtime probe are slow under emulation: give it minutes to come up.
     agent = start_agent(
         server_url,

@@ -6,6 +6,7 @@ refused, and the device keeps serving the signed model."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -38,16 +39,49 @@ def deploy(url: str, version: str) -> dict[str, Any]:
     return dep
 
 
-def publish(broker: Any, payload: dict[str, Any]) -> None:
+def publish(broker: Any, payload: dict[str, Any], tls_dir: Path) -> None:
+    """Publish a desired state with the server's own MQTT identity: the broker's ACL lets nobody
+    else, so this is what a stolen server credential (or a broken broker) could send. The
+    signatures must still refuse it."""
+    import ssl
+
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
 
+    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(tls_dir / "ca.crt"))
+    ctx.load_cert_chain(str(tls_dir / "fleet-server.crt"), str(tls_dir / "fleet-server.key"))
     c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="forger")
+    c.tls_set_context(ctx)
     c.connect(broker.host, broker.port)
     c.loop_start()
     c.publish(device_topic(DEVICE, "desired"), json.dumps(payload), qos=1).wait_for_publish(10)
     c.disconnect()
     c.loop_stop()
+
+
+class ReportWatcher:
+    """The device's reported states as the broker delivers them, read with the server's identity."""
+
+    def __init__(self, broker: Any, tls_dir: Path) -> None:
+        import ssl
+
+        import paho.mqtt.client as mqtt
+        from paho.mqtt.enums import CallbackAPIVersion
+
+        self.reports: list[dict[str, Any]] = []
+        ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(tls_dir / "ca.crt"))
+        ctx.load_cert_chain(str(tls_dir / "fleet-server.crt"), str(tls_dir / "fleet-server.key"))
+        self.c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="report-watcher")
+        self.c.tls_set_context(ctx)
+        self.c.on_message = lambda _c, _u, msg: self.reports.append(json.loads(msg.payload))
+        self.c.connect(broker.host, broker.port)
+        self.c.loop_start()
+        self.c.subscribe(device_topic(DEVICE, "reported"), qos=1)
+        time.sleep(0.5)  # subscribed before anything is published
+
+    def stop(self) -> None:
+        self.c.disconnect()
+        self.c.loop_stop()
 
 
 def test_rotations_reach_a_running_agent_and_forged_targets_are_refused(
@@ -77,6 +111,7 @@ def test_rotations_reach_a_running_agent_and_forged_targets_are_refused(
 
         # Forged desired states: an absurd generation (refused unread), then one naming a target
         # the repository never signed, on a foreign host.
+        tls = fleet.root / "server" / "mosquitto" / "tls"
         device = api(url, f"/api/v1/devices/{DEVICE}")
         gen = device["reported"]["generation"]
         v2 = device["reported"]["active"]
@@ -86,7 +121,7 @@ def test_rotations_reach_a_running_agent_and_forged_targets_are_refused(
             "generation": 2**40,
             "models": [],
         }
-        publish(mosquitto_broker, forged)
+        publish(mosquitto_broker, forged, tls)
         model = {
             "name": "digits",
             "version": "666",
@@ -97,15 +132,21 @@ def test_rotations_reach_a_running_agent_and_forged_targets_are_refused(
             "size": 1000,
             "sha256": "0" * 64,
         }
-        publish(mosquitto_broker, forged | {"generation": gen + 1, "models": [model]})
+        seen = ReportWatcher(mosquitto_broker, tls)
+        try:
+            publish(mosquitto_broker, forged | {"generation": gen + 1, "models": [model]}, tls)
 
-        def refused() -> Any:
-            rep = api(url, f"/api/v1/devices/{DEVICE}")["reported"]
-            return rep if rep["generation"] == gen + 1 and rep.get("error") else None
+            # The device's own report says why (the server keeps its view: a report ahead of the
+            # generation it sent is not taken, so it is read off the broker here).
+            def refused() -> Any:
+                return next((r for r in seen.reports if r["generation"] == gen + 1 and r.get("error")), None)
 
-        rep = wait_until(refused, timeout=60)
+            rep = wait_until(refused, timeout=60)
+        finally:
+            seen.stop()
         assert rep["error"]["code"] == "UNKNOWN_TARGET", rep
         assert rep["active"] == v2
+        assert api(url, f"/api/v1/devices/{DEVICE}")["active"] == v2
         assert triton_top1(fleet.inference_url(DEVICE), "digits", x)[1] == "2"
     except BaseException:
         print(fleet.logs())

@@ -28,10 +28,19 @@ def real_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
     from fleet_server.app import create_app
     from fleet_server.config import Settings
+    from tests.fixtures.tuf_keys import server_keys
 
     data = tmp_path_factory.mktemp("fleet")
     app = create_app(
-        Settings(data_dir=data, port=0, grpc_port=-1, broker="embedded", mqtt_protocol="3.1.1", token=BOOT)
+        Settings(
+            data_dir=data,
+            port=0,
+            grpc_port=-1,
+            broker="embedded",
+            mqtt_protocol="3.1.1",
+            token=BOOT,
+            keys_dir=server_keys(),
+        )
     )
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))

@@ -26,7 +26,7 @@ def serve(store: Any) -> TestClient:
     """Just the artifacts endpoint over ``store``, with the real error handler. Every key counts as
     a ready bundle's: the store is under test here (the gate is tested in test_fleet_api)."""
     app = FastAPI()
-    app.include_router(artifacts.router)
+    app.include_router(artifacts.device_router)  # the devices' route (mTLS is the listener's)
     app.dependency_overrides[artifacts.ready_bundles] = lambda: lambda _key: True
     install_error_handlers(app)
     app.state.fleet = SimpleNamespace(store=store)
