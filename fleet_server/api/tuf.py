@@ -25,9 +25,10 @@ router = APIRouter(tags=["tuf"])
 _METADATA = re.compile(r"(?:[1-9][0-9]{0,9}\.)?(?:root|targets|snapshot|timestamp)\.json")
 
 
-@router.head("/tuf/{name}", include_in_schema=False)
+@router.head("/tuf/{name}", include_in_schema=False, dependencies=[Depends(require_role("viewer"))])
 @router.get(
     "/tuf/{name}",
+    dependencies=[Depends(require_role("viewer"))],
     summary="TUF metadata",
     response_class=Response,
     responses={
@@ -45,7 +46,8 @@ def metadata(name: str, request: Request, fleet: Fleet = Depends(get_fleet)) -> 
     return resp
 
 
-# The device listener (mTLS) serves the same metadata: devices fetch everything there.
+# Devices fetch metadata on the device listener (mTLS, their certificate); here, on the operator
+# listener, it takes an operator token like the artifacts do when the server has tokens.
 device_router = APIRouter(tags=["tuf"])
 device_router.add_api_route("/tuf/{name}", metadata, methods=["GET", "HEAD"], include_in_schema=False)
 
