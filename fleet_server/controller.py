@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 
 # Deployments whose device rows a report may still move (a halted one rolls back).
 REPORTABLE = tuple(s.value for s in (*ADVANCING, DeploymentState.HALTED))
+REPORT_CHUNK = 500  # device ids per read when deciding a batch of reports
 
 
 class DesiredPublisher(Protocol):
@@ -348,29 +349,38 @@ class RolloutController:
             due: list[float] = []
             with self._sessions.begin() as s:
                 now = self._clock()
-                for device_id in device_ids:
-                    r, when = self._handle_report(s, device_id, now)
-                    replan = replan or r
-                    if when is not None:
-                        due.append(when)
+                for start in range(0, len(device_ids), REPORT_CHUNK):
+                    chunk = device_ids[start : start + REPORT_CHUNK]
+                    # Two reads for the whole chunk, not two per report: each device's row in the
+                    # newest deployment that still takes reports, and the devices themselves.
+                    found: dict[str, tuple[DeploymentDevice, Deployment]] = {}
+                    for dd, dep in s.execute(
+                        select(DeploymentDevice, Deployment)
+                        .join(Deployment, Deployment.id == DeploymentDevice.deployment_id)
+                        .where(DeploymentDevice.device_id.in_(chunk), Deployment.state.in_(REPORTABLE))
+                        .order_by(Deployment.id)
+                    ).tuples():
+                        found[dd.device_id] = (dd, dep)  # the newest deployment last: it wins
+                    devices = {
+                        d.device_id: d for d in s.scalars(select(Device).where(Device.device_id.in_(chunk)))
+                    }
+                    for device_id in chunk:
+                        pair, dev = found.get(device_id), devices.get(device_id)
+                        if pair is None or dev is None:
+                            continue
+                        r, when = self._handle_report(pair[0], pair[1], dev, now)
+                        replan = replan or r
+                        if when is not None:
+                            due.append(when)
             self.reports += len(device_ids)
             if due:
                 self.due = min([*due, *([self.due] if self.due is not None else [])])
         if replan:
             self.wake()
 
-    def _handle_report(self, s: Session, device_id: str, now: float) -> tuple[bool, float | None]:
-        found = s.execute(
-            select(DeploymentDevice, Deployment)
-            .join(Deployment, Deployment.id == DeploymentDevice.deployment_id)
-            .where(DeploymentDevice.device_id == device_id, Deployment.state.in_(REPORTABLE))
-            .order_by(Deployment.id.desc())
-            .limit(1)
-        ).first()
-        dev = s.get(Device, device_id)
-        if found is None or dev is None:
-            return False, None
-        dd, dep = found
+    def _handle_report(
+        self, dd: DeploymentDevice, dep: Deployment, dev: Device, now: float
+    ) -> tuple[bool, float | None]:
         if dep.wave is None or dep.wave < 0 or dd.wave is None:
             return True, None  # not started: a pass decides
         facts = self._deployment_facts(dep, dep.model_version.ref, rollout.GroupPolicy(), {})
