@@ -11,18 +11,16 @@ from __future__ import annotations
 import importlib.util
 import socket
 import sys
-import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
-import uvicorn
 from typer.testing import CliRunner, Result
 
 from edgectl.main import cli
+from tests.fixtures.asgi_server import serve_app
 
 Run = Callable[..., Result]
 
@@ -44,24 +42,8 @@ Fleet = _stub_module.Fleet
 @pytest.fixture(scope="session")
 def _stub() -> Iterator[tuple[str, Any]]:
     fleet = Fleet()
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(_stub_module.create_stub_app(fleet), log_level="warning", lifespan="off")
-    )
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the stub fleet server did not start")
-        time.sleep(0.01)
-    yield f"http://127.0.0.1:{port}", fleet
-    server.should_exit = True
-    thread.join(timeout=5)
-    sock.close()
+    with serve_app(_stub_module.create_stub_app(fleet), timeout=10, lifespan="off") as url:
+        yield url, fleet
 
 
 @pytest.fixture

@@ -5,14 +5,13 @@ on a free port, as in ``test_edgectl_real_server.py``."""
 from __future__ import annotations
 
 import json
-import socket
-import threading
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 from typer.testing import Result
+
+from tests.fixtures.asgi_server import serve_app
 
 Run = Callable[..., Result]
 BOOT = "boot-s3cret"
@@ -24,7 +23,6 @@ pytest.importorskip(
 
 @pytest.fixture(scope="module")
 def real_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    import uvicorn
 
     from fleet_server.app import create_app
     from fleet_server.config import Settings
@@ -42,20 +40,8 @@ def real_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             keys_dir=server_keys(),
         )
     )
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the real fleet server did not start")
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    server.should_exit = True
-    thread.join(timeout=15)
-    sock.close()
+    with serve_app(app) as url:
+        yield url
 
 
 @pytest.fixture

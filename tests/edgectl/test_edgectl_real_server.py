@@ -8,15 +8,13 @@ states; this module checks that the commands agree with the real API where no ag
 from __future__ import annotations
 
 import json
-import socket
-import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from typer.testing import Result
 
+from tests.fixtures.asgi_server import serve_app
 from tests.polling import wait_until
 
 Run = Callable[..., Result]
@@ -29,7 +27,6 @@ pytest.importorskip(
 
 @pytest.fixture(scope="module")
 def real_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    import uvicorn
 
     from fleet_server.app import create_app
     from fleet_server.config import Settings
@@ -40,20 +37,8 @@ def real_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     app = create_app(
         Settings(data_dir=data, port=0, broker="embedded", compile_workers=1, keys_dir=server_keys())
     )
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the real fleet server did not start")
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    server.should_exit = True
-    thread.join(timeout=15)
-    sock.close()
+    with serve_app(app) as url:
+        yield url
 
 
 @pytest.fixture

@@ -5,9 +5,6 @@ any OIP client (here tritonclient) get the same answers as ONNX Runtime in proce
 from __future__ import annotations
 
 import asyncio
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +15,7 @@ import pytest
 from agent.serving.offload import CloudClient, Offloader, OffloadSettings
 from fleet_server.app import create_app
 from fleet_server.config import Settings
+from tests.fixtures.asgi_server import serve_app
 
 ROOT = Path(__file__).resolve().parents[3]
 DIGITS = ROOT / "examples" / "digits"
@@ -33,21 +31,8 @@ def app(settings: Settings) -> Any:
 
 @pytest.fixture
 def server(app: Any) -> Iterator[str]:
-    import uvicorn
-
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.bind(("127.0.0.1", 0))
-    srv = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-    thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not srv.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the fleet server did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    srv.should_exit = True
-    thread.join(15)
-    sock.close()
+    with serve_app(app) as url:
+        yield url
 
 
 def _push(url: str, version: str, body: bytes) -> None:

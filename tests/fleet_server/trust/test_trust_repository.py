@@ -8,13 +8,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -30,6 +28,7 @@ from fleet_server.config import Settings
 from fleet_server.store import DirStore
 from fleet_server.trust import TufRepository, init_keys, load_online_keys, rotate
 from fleet_server.trust.repository import Expiry, NewTarget
+from tests.fixtures.asgi_server import serve_app
 
 
 class Served:
@@ -44,28 +43,13 @@ class Served:
 
 @pytest.fixture
 def serve() -> Iterator[Callable[[Settings], Served]]:
-    import uvicorn
+    with ExitStack() as stack:
 
-    servers: list[tuple[Any, threading.Thread]] = []
+        def start(settings: Settings) -> Served:
+            app = create_app(settings)
+            return Served(app, stack.enter_context(serve_app(app)))
 
-    def start(settings: Settings) -> Served:
-        app = create_app(settings)
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 60
-        while not server.started:
-            assert time.monotonic() < deadline and thread.is_alive(), "server did not start"
-            time.sleep(0.05)
-        servers.append((server, thread))
-        return Served(app, f"http://127.0.0.1:{sock.getsockname()[1]}")
-
-    yield start
-    for server, thread in servers:
-        server.should_exit = True
-        thread.join(15)
+        yield start
 
 
 def stock_client(tmp: Path, url: str, root: bytes) -> Updater:
