@@ -173,3 +173,17 @@ def test_ctrl_c_while_waiting_says_the_rollout_goes_on(
     assert result.stderr.strip().splitlines()[-1] == (
         "error: stopped watching; deployment 1 goes on (edgectl rollouts status 1 --watch)"
     )
+
+
+def test_rollouts_status_watch_redraws_until_the_server_decides(api: Run, lab: Any) -> None:
+    assert api("deploy", "digits:1", "--group", "lab").exit_code == 0
+    lab.script(
+        "1",
+        {"state": "RUNNING", "devices": devices("DOWNLOADING", "NOTIFIED")},
+        {"state": "RUNNING", "devices": devices("HEALTHY", "INSTALLING")},
+        {"state": "SUCCEEDED", "devices": devices("HEALTHY", "HEALTHY")},
+    )
+    result = api("rollouts", "status", "1", "--watch", "--interval", "0.1", "-o", "json")
+    assert result.exit_code == 0, result.output
+    final = json.loads(result.stdout)
+    assert final["state"] == "SUCCEEDED" and {d["state"] for d in final["devices"]} == {"HEALTHY"}

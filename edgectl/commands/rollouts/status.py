@@ -1,3 +1,4 @@
+import math
 import time
 from typing import Annotated
 
@@ -6,7 +7,7 @@ import typer
 from edgectl.app import Application
 from edgectl.options import Output
 from edgectl.views.deployments import deployment_detail
-from edgectl.watch import is_settled
+from edgectl.watch import watch as watch_deployment
 
 EXIT_INTERRUPTED = 130
 
@@ -42,10 +43,14 @@ def status(
     start = time.monotonic()
     try:
         with app.terminal.live(deployment_detail(dep, 0.0), transient=app.json_output) as redraw:
-            while not is_settled(dep):
-                time.sleep(interval)
-                dep = app.api.get_deployment(deployment_id)
-                redraw(deployment_detail(dep, time.monotonic() - start))
+            dep = watch_deployment(
+                lambda: app.api.get_deployment(deployment_id),
+                timeout=math.inf,  # until the server decides
+                interval=interval,
+                clock=time.monotonic,
+                sleep=time.sleep,
+                on_update=lambda d: redraw(deployment_detail(d, time.monotonic() - start)),
+            ).deployment
     except KeyboardInterrupt:
         app.abort(f"stopped watching; rollout {deployment_id} goes on", EXIT_INTERRUPTED)
     if app.json_output:
