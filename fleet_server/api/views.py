@@ -156,12 +156,14 @@ def rollout_view(dep: Deployment) -> dict[str, Any]:
     }
 
 
-def deployment_summary(dep: Deployment) -> dict[str, Any]:
-    """A deployment without its device rows: model, group, state, rollout progress and counts."""
-    totals: dict[str, int] = {}
-    for by_state in (dep.counts or {}).values():
-        for k, n in by_state.items():
-            totals[k] = totals.get(k, 0) + int(n)
+def deployment_summary(dep: Deployment, by_state: Mapping[str, int] | None = None) -> dict[str, Any]:
+    """A deployment without its device rows: model, group, state, rollout progress and counts
+    (``by_state``: devices per state as counted from its rows; else from its per-wave counts)."""
+    totals: dict[str, int] = dict(by_state or {})
+    if by_state is None:
+        for per_wave in (dep.counts or {}).values():
+            for k, n in per_wave.items():
+                totals[k] = totals.get(k, 0) + int(n)
     return {
         "id": dep.id,
         "model": dep.model_version.ref,
@@ -189,7 +191,6 @@ def deployment(
     base = select(DeploymentDevice).where(DeploymentDevice.deployment_id == dep.id)
     if state is not None:
         base = base.where(DeploymentDevice.state == state)
-    total = s.scalar(select(func.count()).select_from(base.subquery())) or 0
     page = list(s.scalars(base.order_by(DeploymentDevice.device_id).offset(offset).limit(limit)))
     # The builds it needs: one per profile among its devices (a GROUP BY, not every row).
     profile_names = s.scalars(
@@ -235,12 +236,12 @@ def deployment(
             .group_by(DeploymentDevice.state)
         ).all()
     )
+    total = by_state.get(state, 0) if state is not None else sum(by_state.values())
     return {
-        **deployment_summary(dep),
+        **deployment_summary(dep, {k: int(v) for k, v in by_state.items()}),
         "compile": compile_rows,
         "devices": rows,
-        "devices_total": total,
-        "counts": {st.value: int(by_state.get(st.value, 0)) for st in DeviceRolloutState},
+        "devices_total": int(total),
     }
 
 
