@@ -5,7 +5,7 @@ run for real."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,45 +31,6 @@ from tests.agent.conftest import SAMPLES
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 DEVICE = "edge-box-1"
 X = np.random.default_rng(11).standard_normal((2, 4)).astype(np.float32)
-
-
-@pytest.fixture
-def fleet(
-    artifact_server: ArtifactServer, mosquitto_broker: Any, bundles: dict[str, BuiltBundle]
-) -> ArtifactServer:
-    """The HTTP server answers registration with the real broker's address and serves the bundles."""
-    artifact_server.behaviour.mqtt = {
-        "host": mosquitto_broker.host,
-        "port": mosquitto_broker.port,
-        "protocol": "5",
-        "topic_root": "edgefleet/v1",
-        "keepalive": 5,
-    }
-    for b in bundles.values():
-        artifact_server.add(b.model, b.tar)
-    return artifact_server
-
-
-@pytest.fixture
-def spawn() -> Iterator[Callable[..., AgentProcess]]:
-    """Start agent processes; any still running at the end of the test is killed."""
-    started: list[AgentProcess] = []
-
-    def start(*args: Any, **kwargs: Any) -> AgentProcess:
-        started.append(AgentProcess(*args, **kwargs))
-        return started[-1]
-
-    yield start
-    for agent in started:
-        if agent.proc.poll() is None:
-            agent.kill()
-
-
-@pytest.fixture
-def observer(mosquitto_broker: Any) -> Iterator[Observer]:
-    obs = Observer(mosquitto_broker.host, mosquitto_broker.port)
-    yield obs
-    obs.stop()
 
 
 @pytest.fixture

@@ -61,22 +61,6 @@ class TelemetrySink:
 
 
 @pytest.fixture
-def fleet(
-    artifact_server: ArtifactServer, mosquitto_broker: Any, bundles: dict[str, BuiltBundle]
-) -> ArtifactServer:
-    artifact_server.behaviour.mqtt = {
-        "host": mosquitto_broker.host,
-        "port": mosquitto_broker.port,
-        "protocol": "5",
-        "topic_root": "edgefleet/v1",
-        "keepalive": 5,
-    }
-    for b in bundles.values():
-        artifact_server.add(b.model, b.tar)
-    return artifact_server
-
-
-@pytest.fixture
 def sink(mosquitto_broker: Any) -> Iterator[TelemetrySink]:
     s = TelemetrySink(mosquitto_broker.host, mosquitto_broker.port)
     wait_until(s.client.is_connected, what="the telemetry sink's connection")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,17 +19,15 @@ import numpy as np
 import pytest
 
 from tests.agent.agent_testkit import (
-    AgentProcess,
-    ArtifactServer,
     BuiltBundle,
-    Observer,
     desired_model,
     make_bundle,
     tar_bundle,
 )
-from tests.agent.conftest import SAMPLES, artifact_server, bundles
+from tests.agent.conftest import SAMPLES, artifact_server, bundles, fleet, mqtt_settings, observer, spawn
 
-__all__ = ["artifact_server", "bundles"]  # the agent tests' fixtures, reused here
+# the agent tests' fixtures, reused here
+__all__ = ["artifact_server", "bundles", "fleet", "mqtt_settings", "observer", "spawn"]
 
 RECORDS: list[dict[str, Any]] = []
 _OUT: list[Path] = []
@@ -59,43 +57,6 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         terminalreporter.write_line(f"{kind}: {n} injected, {ok[kind]} recovered")
     lost = sum(int(r.get("messages_lost", 0)) for r in RECORDS)
     terminalreporter.write_line(f"messages lost: {lost}; records: {_OUT[0]}")
-
-
-@pytest.fixture
-def fleet(
-    artifact_server: ArtifactServer, mosquitto_broker: Any, bundles: dict[str, BuiltBundle]
-) -> ArtifactServer:
-    """The HTTP server answers registration with the real broker's address and serves the bundles."""
-    artifact_server.behaviour.mqtt = mqtt_settings(mosquitto_broker.host, mosquitto_broker.port)
-    for b in bundles.values():
-        artifact_server.add(b.model, b.tar)
-    return artifact_server
-
-
-def mqtt_settings(host: str, port: int) -> dict[str, Any]:
-    return {"host": host, "port": port, "protocol": "5", "topic_root": "edgefleet/v1", "keepalive": 5}
-
-
-@pytest.fixture
-def spawn() -> Iterator[Callable[..., AgentProcess]]:
-    """Start agent processes; any still running at the end of the test is killed."""
-    started: list[AgentProcess] = []
-
-    def start(*args: Any, **kwargs: Any) -> AgentProcess:
-        started.append(AgentProcess(*args, **kwargs))
-        return started[-1]
-
-    yield start
-    for agent in started:
-        if agent.proc.poll() is None:
-            agent.kill()
-
-
-@pytest.fixture
-def observer(mosquitto_broker: Any) -> Iterator[Observer]:
-    obs = Observer(mosquitto_broker.host, mosquitto_broker.port)
-    yield obs
-    obs.stop()
 
 
 @pytest.fixture(scope="session")
