@@ -117,11 +117,12 @@ def observe(spec: RolloutSpec, row: DeviceRow, device: DeviceFacts, model_ref: s
             if rep.error is not None and state != S.FAILED:
                 state, error = S.FAILED, rep.error
             elif (
-                rep.error is None
+                state != S.FAILED  # its own failure stays what it shows
+                and rep.error is None
                 and rep.state in (UpdateState.COMMITTED, UpdateState.IDLE)
                 and rep.active == prev
             ):
-                state = S.ROLLED_BACK if state != S.FAILED else S.FAILED
+                state = S.ROLLED_BACK
         if state not in ROLLBACK_ENDED and _timed_out(spec, row, now):
             state, error = S.TIMED_OUT, _timeout_error(spec, "roll-back")
         return replace(row, state=check_device_move(row.state, state), active=device.active, error=error)
