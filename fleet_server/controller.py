@@ -48,6 +48,10 @@ log = logging.getLogger(__name__)
 # Deployments whose device rows a report may still move (a halted one rolls back).
 REPORTABLE = tuple(s.value for s in (*ADVANCING, DeploymentState.HALTED))
 REPORT_CHUNK = 500  # device ids per read when deciding a batch of reports
+# While reports keep arriving, the periodic pass (a safety net that reads every device) waits up to
+# this many intervals: reports are decided on their own, and a full pass every interval would take
+# the time they need at a few thousand devices. Wakes and timers still run a pass at once.
+PASS_DEFER_MAX = 5
 
 
 class DesiredPublisher(Protocol):
@@ -135,7 +139,8 @@ class RolloutController:
                     self.handle_reports(sorted(reports))
                 now = self._clock()
                 timer = self.due is not None and now >= self.due
-                if self._pass_wanted.is_set() or timer or now - last_pass >= self._interval:
+                periodic = now - last_pass >= self._interval * (PASS_DEFER_MAX if reports else 1)
+                if self._pass_wanted.is_set() or timer or periodic:
                     self._pass_wanted.clear()
                     self.reconcile()
                     last_pass = self._clock()
@@ -359,7 +364,7 @@ class RolloutController:
                         .join(Deployment, Deployment.id == DeploymentDevice.deployment_id)
                         .where(DeploymentDevice.device_id.in_(chunk), Deployment.state.in_(REPORTABLE))
                         .order_by(Deployment.id)
-                    ).tuples():
+                    ):
                         found[dd.device_id] = (dd, dep)  # the newest deployment last: it wins
                     devices = {
                         d.device_id: d for d in s.scalars(select(Device).where(Device.device_id.in_(chunk)))

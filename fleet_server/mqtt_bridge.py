@@ -14,14 +14,24 @@ Every message is bounded before it is parsed (:mod:`fleet_server.inbound`, with 
 anything at all, is dropped, counted by topic kind and reason and logged without its payload,
 never raised: an exception escaping into paho's loop would end its thread, and one bad device must
 not cut every device off.
+
+Reported states arriving from the broker are checked on paho's network thread and stored by a
+writer thread of their own, in batches: whatever has queued up while the last batch was being
+written goes into one transaction (at most :data:`REPORT_BATCH`), so a thousand devices finishing
+at once cost a few short transactions, not a thousand, and paho's thread never waits on the
+database. A report queued but not yet stored when the process dies is not lost for good: on the
+next connect the bridge re-publishes the desired state of every device whose stored report is
+behind, and the device answers with its current report. :meth:`MqttBridge.handle` (tests, and
+anything that is not paho) stores at once through the same code.
 """
 
 from __future__ import annotations
 
 import logging
+import queue
 import ssl
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -66,6 +76,9 @@ UPDATING = (
 MAX_PACKET_BYTES = 1024 * 1024
 RECONNECT_MIN_S = 1
 RECONNECT_MAX_S = 30
+REPORT_BATCH = 500  # reported states stored in one transaction at most
+
+Report = tuple[str, ReportedState]
 
 
 class MqttBridge:
@@ -100,6 +113,9 @@ class MqttBridge:
         self._published: dict[str, int] = {}
         self.connects = 0
         self._stopping = False
+        self._reports: queue.SimpleQueue[Report | None] = queue.SimpleQueue()
+        self._writer: threading.Thread | None = None
+        self.report_batches = 0  # transactions the writer thread committed (for tests and benchmarks)
         v5 = protocol == "5"
         self._client = mqtt.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
@@ -129,6 +145,9 @@ class MqttBridge:
             props.SessionExpiryInterval = self._session_expiry_s
             props.MaximumPacketSize = MAX_PACKET_BYTES
             kwargs = {"clean_start": False, "properties": props}
+        if self._writer is None:
+            self._writer = threading.Thread(target=self._write_reports, name="report-writer", daemon=True)
+            self._writer.start()
         self._client.connect_async(self.host, self.port, keepalive=self._keepalive, **kwargs)
         self._client.loop_start()
 
@@ -137,6 +156,10 @@ class MqttBridge:
         self._client.disconnect()
         self._client.loop_stop()
         self.connected.clear()
+        if self._writer is not None:  # store what was queued, then end the writer
+            self._reports.put(None)
+            self._writer.join(30)
+            self._writer = None
 
     def wait_connected(self, timeout: float) -> bool:
         return self.connected.wait(timeout)
@@ -223,7 +246,7 @@ class MqttBridge:
         # handle() catches everything itself; this is the last net, since an exception escaping
         # into paho's loop would end its thread and the link with it.
         try:
-            self.handle(msg.topic, bytes(msg.payload))
+            self._handle(msg.topic, bytes(msg.payload), queued=self._writer is not None)
         except Exception as exc:
             log.error("handling a message on %s failed: %s", clip(msg.topic), type(exc).__name__)
 
@@ -236,6 +259,11 @@ class MqttBridge:
         dropped (quarantined: nothing of it is stored, and QoS 1 acknowledges it, so it is not
         redelivered), counted in ``edgefleet_server_mqtt_messages_rejected_total`` by topic kind
         and reason, and logged with the reason only, never the payload."""
+        return self._handle(topic, payload, queued=False)
+
+    def _handle(self, topic: str, payload: bytes, queued: bool) -> bool:
+        """:meth:`handle`; with ``queued``, a reported state that passed its checks is handed to
+        the writer thread (and True returned) instead of being stored here."""
         try:
             t = DeviceTopic.parse(topic)
         except ContractError as exc:
@@ -245,7 +273,13 @@ class MqttBridge:
         try:
             if t.kind == "reported":
                 rs = ReportedState.from_dict(self._read(t.kind, payload), "reported")
-                return self._reported(t.device_id, bound_reported(rs, FIELD_LIMITS))
+                if rs.device_id != t.device_id:
+                    raise ContractError(f"reported.device_id {rs.device_id!r} does not match the topic")
+                report = (t.device_id, bound_reported(rs, FIELD_LIMITS))
+                if queued:
+                    self._reports.put(report)
+                    return True
+                return self._store_reports([report])[0]
             if t.kind == "status":
                 st = Status.from_dict(self._read(t.kind, payload), "status")
                 return self._status(t.device_id, check_status(st))
@@ -271,40 +305,84 @@ class MqttBridge:
             self._metrics.mqtt_rejected.labels("topic" if reason == "topic" else kind).inc()
         log.warning("dropped %s from %s: %s (%s)", kind, clip(device_id, 128), reason, clip(detail, 300))
 
-    def _reported(self, device_id: str, rs: ReportedState) -> bool:
-        if rs.device_id != device_id:
-            raise ContractError(f"reported.device_id {rs.device_id!r} does not match the topic")
-        with self._sessions.begin() as s:
-            dev = s.get(Device, device_id)
-            if dev is None:
-                log.warning("reported state from unregistered device %s ignored", device_id)
-                return False
-            # Only the device's own identity can publish here (the broker's ACL); and no device
-            # applies a generation the server never sent it, so a higher one is refused rather
-            # than stored, where it would make every real report after it look stale.
-            if rs.generation > dev.desired_generation:
-                raise RejectedMessage(
-                    OUT_OF_RANGE,
-                    f"reported.generation {rs.generation} is ahead of the {dev.desired_generation} sent",
-                )
-            # QoS 1 may deliver a duplicate late, after a newer report: keep the newest.
-            if dev.reported is not None and rs.is_older_than(dev.reported):
-                log.debug("stale report from %s (generation %d) ignored", device_id, rs.generation)
-                return False
-            dev.reported = rs
-            dev.reported_generation = rs.generation
-            dev.state = rs.state.value
-            dev.active = rs.active
-            dev.error = rs.error
-            if rs.inference_url:
-                dev.inference_url = rs.inference_url
-            dev.online = True
-            dev.last_seen = utcnow()
-        if self._on_report is not None:
+    def _write_reports(self) -> None:
+        """The writer thread: takes what has queued, up to :data:`REPORT_BATCH`, and stores it in
+        one transaction; ends on ``None`` once everything before it is stored."""
+        while True:
+            first = self._reports.get()
+            if first is None:
+                return
+            batch, last = [first], False
+            while len(batch) < REPORT_BATCH:
+                try:
+                    item = self._reports.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    last = True
+                    break
+                batch.append(item)
             try:
-                self._on_report(device_id)
-            except Exception as exc:  # the report is stored; the controller's next pass sees it
-                self._reject("reported", "error", device_id, f"on_report: {type(exc).__name__}")
+                self._store_reports(batch)
+            except Exception as exc:  # the batch is lost; the devices re-report on the next connect
+                first_line = str(exc).split("\n", 1)[0]
+                for device_id, _rs in batch:
+                    self._reject("reported", "error", device_id, f"{type(exc).__name__}: {first_line}")
+            if last:
+                return
+
+    def _store_reports(self, reports: Sequence[Report]) -> list[bool]:
+        """Store ``reports`` (in arrival order) in one transaction, then tell the controller of
+        each one stored. Returns, per report, whether it was stored. A report refused on its own
+        (ahead of what was sent) is counted and skipped; the others are stored."""
+        stored = [False] * len(reports)
+        with self._sessions.begin() as s:
+            ids = sorted({device_id for device_id, _ in reports})
+            devices = {d.device_id: d for d in s.scalars(select(Device).where(Device.device_id.in_(ids)))}
+            now = utcnow()
+            for i, (device_id, rs) in enumerate(reports):
+                dev = devices.get(device_id)
+                if dev is None:
+                    log.warning("reported state from unregistered device %s ignored", clip(device_id, 128))
+                    continue
+                try:
+                    stored[i] = self._apply_report(dev, rs, now)
+                except RejectedMessage as exc:
+                    self._reject("reported", exc.reason, device_id, exc.detail)
+        self.report_batches += 1
+        if self._on_report is not None:
+            for (device_id, _rs), ok in zip(reports, stored, strict=True):
+                if not ok:
+                    continue
+                try:
+                    self._on_report(device_id)
+                except Exception as exc:  # the report is stored; the controller's next pass sees it
+                    self._reject("reported", "error", device_id, f"on_report: {type(exc).__name__}")
+        return stored
+
+    @staticmethod
+    def _apply_report(dev: Device, rs: ReportedState, now: Any) -> bool:
+        # Only the device's own identity can publish here (the broker's ACL); and no device
+        # applies a generation the server never sent it, so a higher one is refused rather
+        # than stored, where it would make every real report after it look stale.
+        if rs.generation > dev.desired_generation:
+            raise RejectedMessage(
+                OUT_OF_RANGE,
+                f"reported.generation {rs.generation} is ahead of the {dev.desired_generation} sent",
+            )
+        # QoS 1 may deliver a duplicate late, after a newer report: keep the newest.
+        if dev.reported is not None and rs.is_older_than(dev.reported):
+            log.debug("stale report from %s (generation %d) ignored", dev.device_id, rs.generation)
+            return False
+        dev.reported = rs
+        dev.reported_generation = rs.generation
+        dev.state = rs.state.value
+        dev.active = rs.active
+        dev.error = rs.error
+        if rs.inference_url:
+            dev.inference_url = rs.inference_url
+        dev.online = True
+        dev.last_seen = now
         return True
 
     def _status(self, device_id: str, st: Status) -> bool:
