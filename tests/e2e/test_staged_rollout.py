@@ -5,6 +5,9 @@ for breadth.
 - a good model rolls through four waves across 20 devices (4 real agents) and all end HEALTHY;
 - a model that fails halts in wave 1 within a second of the gate being crossed, the touched
   devices return to the previous version, and no device outside wave 1 is ever told the model;
+- a model that runs slower, or predicts differently, on the canaries than the previous version did
+  on the same devices (telemetry) halts at its quality gate and is rolled back, and the rest never
+  sees it;
 - a device that never answers ends TIMED_OUT within its timeout;
 - a server killed with SIGKILL mid-rollout and started again goes on with the rollout.
 """
@@ -64,10 +67,12 @@ def token(url: str, uses: int) -> str:
 
 
 @contextmanager
-def simulated(url: str, n: int, faults: Faults | None = None, prefix: str = "sim") -> Iterator[Simulator]:
+def simulated(
+    url: str, n: int, faults: Faults | None = None, prefix: str = "sim", telemetry_interval: float = 0
+) -> Iterator[Simulator]:
     sim = Simulator(
-        SimConfig(url, token(url, n), devices=n, labels=LABELS, prefix=prefix, telemetry_interval=0,
-                  step_delay=(0.01, 0.05)),
+        SimConfig(url, token(url, n), devices=n, labels=LABELS, prefix=prefix,
+                  telemetry_interval=telemetry_interval, step_delay=(0.01, 0.05)),
         faults or Faults(),
     )  # fmt: skip
     sim.start()
@@ -153,6 +158,45 @@ def test_a_failing_model_halts_in_wave_1_and_the_rest_never_sees_it(fleet: Any, 
             if d in canaries:
                 assert now["desired_generation"] == told_before[d] + 2, now
                 assert now["desired"]["models"][0]["version"] == "1" and now["active"] == "digits:1"
+            else:
+                assert now["desired_generation"] == told_before[d], now
+
+
+@pytest.mark.parametrize(
+    ("faults", "gate", "reason"),
+    [
+        (Faults(latency_regression=3.0), ("--max-p95-regression", "1.5"), "p95"),
+        (Faults(prediction_shift=0.7), ("--max-prediction-psi", "0.25"), "psi"),
+    ],
+    ids=["latency-regression", "prediction-shift"],
+)
+def test_a_model_worse_in_telemetry_halts_at_its_quality_gate(
+    fleet: Any, tmp_path: Path, faults: Faults, gate: tuple[str, str], reason: str
+) -> None:
+    """The canaries install the new version fine; only their telemetry, against the previous
+    version's on the same devices, shows it slower (p95) or predicting other classes (PSI)."""
+    url = fleet.url
+    with simulated(url, 10, faults, prefix="q", telemetry_interval=0.5) as sim:
+        wait_until(lambda: len(api(url, f"/api/v1/groups/{GROUP}")["members"]) == 10, timeout=60)
+        first = deploy(url, "1", "--health-window", "0", "--wait", "--timeout", "120", "--interval", "0.5")
+        assert first["state"] == "SUCCEEDED", first
+        time.sleep(3)  # the previous version's telemetry, for the gate to compare with
+        told_before = {d: api(url, f"/api/v1/devices/{d}")["desired_generation"] for d in sim.devices}
+
+        push(url, variant(DIGITS / "digits_cnn.onnx", tmp_path / "v2.onnx", 1.5), "2")
+        dep = deploy(url, "2", "--waves", "20%,100%", "--health-window", "20", *gate)
+        final = settled(url, dep["id"], ("ROLLED_BACK", "SUCCEEDED"), timeout=120)
+
+        assert final["state"] == "ROLLED_BACK", final
+        assert "gate failed in wave 1 of 2" in final["error"] and reason in final["error"].lower(), final
+        canaries = {d["device_id"] for d in final["devices"] if d["wave"] == 1}
+        assert canaries == set(sorted(sim.devices, key=device_rank)[:2])
+        assert {d["state"] for d in final["devices"] if d["wave"] == 2} == {"PENDING"}
+        for d in sim.devices:
+            now = api(url, f"/api/v1/devices/{d}")
+            if d in canaries:  # told v2, then v1 again; serving v1
+                assert now["desired_generation"] == told_before[d] + 2, now
+                assert now["active"] == "digits:1", now
             else:
                 assert now["desired_generation"] == told_before[d], now
 
