@@ -36,6 +36,8 @@ from agent.serving.errors import BadRequest, DeadlineExceeded, Overloaded
 
 log = logging.getLogger(__name__)
 
+RECENT_RUNS = 32  # per-row run times kept for the tail of the service time
+
 
 @dataclass(frozen=True)
 class SchedulerSettings:
@@ -91,6 +93,7 @@ class ModelScheduler:
         self._thread: threading.Thread | None = None
         self._stopped = False
         self._single: float | None = None  # moving average of one unbatched request's run time
+        self._recent: deque[float] = deque(maxlen=RECENT_RUNS)  # per-row run times, newest last
         self._running = 0  # requests taken off the queue and not finished
         self._warm = False  # the first run (allocations, kernel selection) is not timed
         self.last_run = clock()  # when the latest run finished
@@ -105,16 +108,26 @@ class ModelScheduler:
         """Requests waiting in the queue now (a read of a deque's length: no lock needed)."""
         return len(self._queue)
 
-    def service_time(self) -> float:
-        """Recent run time of one request, seconds (0 before the first run)."""
+    def service_time(self, quantile: float | None = None) -> float:
+        """Recent run time of one request, seconds (0 before the first run). With ``quantile``
+        (0 to 1), that quantile of the last :data:`RECENT_RUNS` runs instead of the mean: an
+        admission that must keep a latency budget looks at the tail (a device whose runs jitter,
+        from throttling or a neighbour, misses the budget on its slow runs, not its mean ones)."""
+        if quantile is not None:
+            with self._cond:
+                recent = sorted(self._recent)
+            if recent:
+                return recent[min(len(recent) - 1, int(quantile * len(recent)))]
         per_row = self.policy.time_per_row()
         return per_row if per_row is not None else (self._single or 0.0)
 
-    def estimated_wait(self) -> float:
+    def estimated_wait(self, quantile: float | None = None) -> float:
         """How long a request arriving now would wait before it runs: (queued + running) x
-        service time. The running batch counts whole: it may have just started."""
+        service time (its ``quantile``, see :meth:`service_time`). The running batch counts
+        whole: it may have just started."""
+        service = self.service_time(quantile)
         with self._cond:
-            return self._estimated_wait_locked()
+            return (len(self._queue) + self._running) * service
 
     # -- the queue -----------------------------------------------------------------------------
 
@@ -179,6 +192,10 @@ class ModelScheduler:
         stale = now - self.last_run - took > self.settings.stale_after
         self.last_run = now
         self.policy.observe(rows, took, replace=stale)
+        with self._cond:
+            if stale:
+                self._recent.clear()
+            self._recent.append(took / max(1, rows))
 
     def _observe_single(self, rows: int, took: float) -> None:
         if not self._warm:

@@ -206,7 +206,8 @@ class InferenceService:
         off = self.offloader
         if off is not None:
             start = time.monotonic()
-            wait, service = scheduler.estimated_wait(), scheduler.service_time()
+            q = off.settings.service_quantile
+            wait, service = scheduler.estimated_wait(q), scheduler.service_time(q)
             where = off.decide(wait, service, scheduler.full(), scheduler.needs_remeasure())
             if where is Route.SHED:
                 raise off.shed(wait)
@@ -219,8 +220,8 @@ class InferenceService:
                     log.warning("offload of %s failed: %s", model.ref, exc)
                     # Fall back to the device only while that can still meet the budget.
                     left = (off.budget or 0.0) - (time.monotonic() - start)
-                    if scheduler.full() or scheduler.estimated_wait() + scheduler.service_time() > left:
-                        raise off.shed(scheduler.estimated_wait()) from exc
+                    if scheduler.full() or scheduler.estimated_wait(q) + scheduler.service_time(q) > left:
+                        raise off.shed(scheduler.estimated_wait(q)) from exc
                 else:
                     self.metrics.served.labels(CLOUD).inc()
                     return InferResult(model.name, model.version, outputs, CLOUD)

@@ -33,6 +33,8 @@ class OffloadSettings:
     max_in_flight: int = 64  # cloud requests at once; past it the request is shed
     max_share: float | None = None  # the largest share of requests the cloud may take (0 to 1)
     headroom: float = 0.8  # a request is admitted locally if its estimate fits this share of the budget
+    # The service time the estimate uses: this quantile of the recent runs (``None``: their mean).
+    service_quantile: float | None = 0.9
 
 
 def route(

@@ -125,3 +125,33 @@ def test_a_model_without_a_batch_axis_is_never_stacked(adapter: Recording) -> No
     s = ModelScheduler(adapter, fixed, SchedulerSettings(max_batch=8))
     assert not s.batchable and s.policy.max_batch == 1
     assert ModelScheduler(adapter, m, SchedulerSettings(max_batch=8)).batchable
+
+
+class Jittery(Recording):
+    """Runs that take the durations given, in turn (a device throttled now and then)."""
+
+    name = "jittery"
+
+    def __init__(self, inner: RuntimeAdapter, durations: list[float]) -> None:
+        super().__init__(inner)
+        self.durations = durations
+
+    def infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        out = super().infer(inputs)
+        if self.durations:
+            threading.Event().wait(self.durations.pop(0))
+        return out
+
+
+def test_the_service_time_tail_sees_the_slow_runs_the_mean_hides(adapter: Recording) -> None:
+    """One run in ten takes 60 ms, the rest 1 ms: the mean estimate stays far below 60 ms while
+    the 0.9 quantile, which the offload admission uses, is the slow run's."""
+    slow = Jittery(adapter.inner, [0.0] + [0.001] * 9 + [0.06] + [0.001] * 9 + [0.06])
+    s = ModelScheduler(slow, adapter.manifest, SchedulerSettings(max_batch=1, inline_below=0.0))
+    for i in range(21):  # one warm-up run (not timed), then two rounds of nine quick and one slow
+        s.submit({"input": rows(1, i)}).result(5)
+    assert s.service_time(0.9) >= 0.06
+    assert s.service_time() < 0.04  # the mean: most runs are quick
+    assert s.service_time(0.5) < 0.03
+    assert s.estimated_wait(0.9) == 0.0  # nothing queued or running
+    s.stop()
