@@ -141,6 +141,11 @@ class AgentConfig(LayeredSettings):
     renew_check_s: Annotated[float, AfterValidator(_not_negative)] = Field(
         600.0, description="how often to check whether the certificate is due for renewal (default 600)"
     )
+    standalone: bool = Field(
+        False,
+        description="serve the installed models only: no enrollment, no MQTT, no updates (a device "
+        "cut off from its fleet on purpose, a benchmark)",
+    )
     telemetry_interval: Annotated[float, AfterValidator(_not_negative)] = Field(
         5.0, description="seconds between telemetry messages (default 5; 0: no telemetry)"
     )

@@ -4,9 +4,9 @@ Start-up order is chosen so that a restarted device serves at once, even with no
 journal's active model is loaded and the inference API started first (then the ``ready`` line is
 printed), an interrupted update resumes on the worker thread, and enrollment (only while the
 device has no identity: ``--enroll-token``) and MQTT come up in the background, retrying until the
-fleet server and broker answer. With an identity (:mod:`agent.identity`) MQTT runs over mTLS,
-downloads go to the device listener with the device certificate, and :mod:`agent.renewal` renews
-the certificate before it expires.
+fleet server and broker answer (not at all with ``--standalone``). With an identity
+(:mod:`agent.identity`) MQTT runs over mTLS, downloads go to the device listener with the device
+certificate, and :mod:`agent.renewal` renews the certificate before it expires.
 
 ``/v2/health/ready`` speaks of inference only (a device serves without its broker); the MQTT
 link's state is the ``edgefleet_agent_mqtt_connected`` gauge on ``/metrics``, and the link
@@ -243,6 +243,9 @@ class Agent:
         return enrolled
 
     def _register_and_connect(self) -> None:
+        if self.config.standalone:
+            log.info("standalone: serving the installed models; no enrollment, MQTT or updates")
+            return
         try:
             enrolled = self._enrolled or self._enroll()
         except (EnrollmentError, ValueError, OSError) as exc:

@@ -69,3 +69,18 @@ def test_without_an_identity_or_a_token_the_agent_says_how_to_enroll(
         assert artifact_server.registrations == []  # nothing was sent
     finally:
         agent.stop()
+
+
+def test_standalone_serves_without_an_identity_and_never_calls_the_fleet(
+    tmp_path: Path, artifact_server: ArtifactServer
+) -> None:
+    cfg = config(tmp_path, artifact_server.url).model_copy(update={"enroll_token": None, "standalone": True})
+    agent = Agent(cfg, load_profile("x86-64-avx2"), stdout=io.StringIO())
+    try:
+        url = agent.start()
+        assert not agent.stopping.wait(2)  # no identity, no token, and still running
+        assert agent.error is None and agent.mqtt is None
+        assert httpx.get(f"{url}/v2/health/live").status_code == 200
+        assert artifact_server.registrations == []
+    finally:
+        agent.stop()
