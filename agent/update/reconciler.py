@@ -60,6 +60,7 @@ from agent.update.verify import Sha256Verifier, Verifier
 
 log = logging.getLogger(__name__)
 
+
 class BundleSource(Protocol):
     """Where bundles come from: :class:`~agent.update.download.Downloader` (plain, for tests of
     the update machinery) or :class:`agent.trust.TufSource` (signed; what the daemon uses)."""
