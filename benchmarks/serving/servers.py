@@ -200,7 +200,7 @@ def start_agent(
         "--host", HOST, "--port", "0",
         "--threads", str(threads),
         "--log-level", "INFO",
-        "--standalone",  # serves the seeded bundle; no enrollment or broker in this benchmark
+        "--standalone", "true",  # serves the seeded bundle; no enrollment or broker in this benchmark
     ]  # fmt: skip
     if grpc:
         cmd += ["--grpc-port", "0"]
