@@ -27,8 +27,8 @@ class CompileOptions:
     ``input_shapes``: the size of each input to compile for, by input name (``--input-shape
     NAME=1,3,48,192``); it resolves the model's dynamic dims (a dynamic batch stays dynamic where
     the target supports one). Without it, the calibration (else validation) samples' shapes do.
-    ``simplify``: fold constants and simplify the graph before the target runs (onnxsim when
-    installed, else ONNX Runtime's basic graph optimisation).
+    ``simplify``: fold constants and simplify the graph before the target runs (ONNX Runtime's
+    basic graph optimisation, else onnxsim when installed).
     """
 
     precision: str | None = None

@@ -276,6 +276,18 @@ def test_upgrade_failure_for_int8_is_a_model_error(tmp_path: Path) -> None:
     assert n.steps[0].startswith("opset 1 kept: the upgrade failed")
 
 
+def test_a_model_onnx_runtime_can_not_load_is_kept_unsimplified(tmp_path: Path) -> None:
+    model = paddle_like(13)
+    model.graph.node.insert(3, helper.make_node("Foo", ["r"], ["r2"], domain="my.ops", name="foo"))
+    model.graph.node[4].input[0] = "r2"  # Shape reads Foo's output
+    model.graph.node[9].input[0] = "r2"  # and so does Reshape
+    model.opset_import.append(helper.make_opsetid("my.ops", 1))
+    n = _normalise(model, tmp_path, "onnx-x86", sample_shapes={"x": (2, 3, 12, 20)})
+    assert n.record.simplifier is None
+    assert any(s.startswith("not simplified: ONNX Runtime") for s in n.steps)
+    assert "foo" in [node.name for node in n.model.graph.node]
+
+
 def test_parse_input_shape() -> None:
     assert parse_input_shape("x=1,3,48,192") == ("x", (1, 3, 48, 192))
     assert parse_input_shape("input:0=1x3x8x8") == ("input:0", (1, 3, 8, 8))
