@@ -384,3 +384,97 @@ def test_manifest_without_intake_still_reads() -> None:
     assert back.intake == Intake(
         steps=("opset 11 → 17",), source_opset=11, opset=17, input_shapes={"x": (-1, 4)}
     )
+
+
+# -- edgectl compile --input-shape --------------------------------------------------------------------
+
+
+def _edgectl(*args: object) -> Any:
+    from typer.testing import CliRunner
+
+    from edgectl.main import cli
+
+    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+
+
+def test_edgectl_compile_input_shape(paddle_files: tuple[Path, Path], tmp_path: Path) -> None:
+    model, _ = paddle_files
+    out = tmp_path / "b"
+    result = _edgectl(
+        "compile",
+        model,
+        "-p",
+        "jetson-orin-nano",
+        "--precision",
+        "fp16",
+        "--input-shape",
+        "x=1,3,16,24",
+        "--out",
+        out,
+    )
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["intake"]["input_shapes"] == {"x": [-1, 3, 16, 24]}
+    assert "intake: input x: [?,3,?,?] → [?,3,16,24] (batch kept dynamic)" in result.stdout
+    spec = json.loads((out / "build_spec.json").read_text())
+    assert spec["optimization_profiles"][0]["x"]["max"] == [8, 3, 16, 24]
+
+
+@pytest.mark.parametrize(
+    ("shape", "message"),
+    [
+        ("x=1,3,16", "error: --input-shape x=1,3,16: rank 3, but input 'x' is [?,3,?,?] (rank 4)"),
+        ("x:1,3,16,24", "error: --input-shape 'x:1,3,16,24': expected NAME=DIM,DIM,..."),
+    ],
+)
+def test_edgectl_compile_bad_input_shape(
+    paddle_files: tuple[Path, Path], tmp_path: Path, shape: str, message: str
+) -> None:
+    model, _ = paddle_files
+    result = _edgectl("compile", model, "-p", "x86-64-avx2", "--input-shape", shape, "--out", tmp_path / "b")
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert message in result.output
+    assert leftovers(tmp_path, "b") == []
+
+
+def test_refusals_share_one_shape_across_targets(tmp_path: Path) -> None:
+    """``target T can't take op OP (node 'N'): why; try what`` for every built-in target."""
+    onnx.save(sklearn_like(), tmp_path / "s.onnx")
+    custom = paddle_like(13)
+    custom.graph.node.insert(3, helper.make_node("Foo", ["r"], ["r2"], domain="my.ops", name="foo"))
+    custom.graph.node[4].input[0] = custom.graph.node[9].input[0] = "r2"
+    custom.opset_import.append(helper.make_opsetid("my.ops", 1))
+    onnx.save(custom, tmp_path / "c.onnx")
+    opts = CompileOptions(precision="fp32", input_shapes={"x": (1, 3, 8, 8)})
+    ort_v = ort.__version__
+    cases = [
+        (
+            "s.onnx",
+            "raspberry-pi-5",
+            "tflite-arm can't take op ai.onnx.ml.Scaler (node 'scaler'): onnx2tf converts only "
+            "default-domain ONNX ops; try compiling for onnx-x86 (ONNX Runtime runs ai.onnx.ml ops)",
+        ),
+        (
+            "c.onnx",
+            "x86-64-avx2",
+            f"onnx-x86 can't take op my.ops.Foo (node 'foo'): ONNX Runtime {ort_v} has no CPU kernel "
+            "for it; try re-exporting the model with a newer opset (e.g. 17) or without this op",
+        ),
+        (
+            "c.onnx",
+            "jetson-orin-nano",
+            "tensorrt-jetson can't take op my.ops.Foo (node 'foo'): TensorRT's ONNX parser imports only "
+            "the default ONNX domain (custom ops need a plugin); try compiling for onnx-x86 "
+            "(ONNX Runtime runs my.ops ops)",
+        ),
+    ]
+    for model, profile, message in cases:
+        with pytest.raises(UnsupportedOpError) as err:
+            compile_model(
+                tmp_path / model,
+                profile,
+                tmp_path / "b",
+                opts if model == "c.onnx" else CompileOptions(precision="fp32"),
+            )
+        assert str(err.value) == f"target {message}"
+        assert leftovers(tmp_path, "b") == []
