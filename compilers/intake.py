@@ -478,7 +478,7 @@ def _run_ort_basic(model: onnx.ModelProto, work: Path, external: bool) -> onnx.M
 
 def _changed_contract(before: onnx.ModelProto, after: onnx.ModelProto) -> str | None:
     """Why ``after`` can't replace ``before`` (new op domains, other graph inputs or outputs,
-    fails the checker), or ``None``."""
+    weights more than twice as large, fails the checker), or ``None``."""
     known = {n.domain or "" for n in iter_nodes(before.graph)} | {"", "ai.onnx"}
     new = sorted({n.domain for n in iter_nodes(after.graph)} - known)
     if new:
@@ -487,6 +487,9 @@ def _changed_contract(before: onnx.ModelProto, after: onnx.ModelProto) -> str | 
         return "it changed the graph inputs"
     if [v.name for v in before.graph.output] != [v.name for v in after.graph.output]:
         return "it changed the graph outputs"
+    grown, was = _weights_bytes(after), _weights_bytes(before)
+    if grown > max(2 * was, was + (16 << 20)):  # folding an Expand or Tile can bloat the weights
+        return f"it grew the weights from {was >> 20} MiB to {grown >> 20} MiB"
     try:
         onnx.checker.check_model(after)
     except Exception as exc:
@@ -517,12 +520,18 @@ def _has_external_data(model: onnx.ModelProto, source: Path) -> bool:
 
 
 def _weights_bytes(model: onnx.ModelProto) -> int:
-    return sum(
-        len(t.raw_data)
-        if t.HasField("raw_data")
-        else np.dtype(helper.tensor_dtype_to_np_dtype(t.data_type)).itemsize * int(np.prod(t.dims))
-        for t in model.graph.initializer
-    )
+    """The initializers' size in bytes, whether their data is inline or in external files."""
+    return sum(_tensor_bytes(t) for t in model.graph.initializer)
+
+
+def _tensor_bytes(t: onnx.TensorProto) -> int:
+    if t.HasField("raw_data"):
+        return len(t.raw_data)
+    try:
+        itemsize = np.dtype(helper.tensor_dtype_to_np_dtype(t.data_type)).itemsize
+    except (KeyError, TypeError, ValueError):
+        itemsize = 4
+    return itemsize * int(np.prod(t.dims))
 
 
 def _skeleton(model: onnx.ModelProto, work: Path) -> onnx.ModelProto:
