@@ -10,10 +10,10 @@ the converter's pinned, older stack never meets the project's. Usage::
 
 - ``--model`` is a *copy* of the source: onnx2tf (through onnxsim) rewrites it in place.
 - Every ``--calibration`` array is float32 in the layout the TFLite model takes (NHWC for 4-D
-  image inputs, unchanged for 2-D ones); onnx2tf feeds ``(x - MEAN) / STD`` to the calibrator, so
-  pass ``0 1`` when the samples already are model inputs. With calibration the full-integer INT8
-  model (int8 inputs and outputs, per-channel weights) is made as well; float32 and float16 always
-  are.
+  image inputs, unchanged for 2-D ones; the ``keep-shapes`` strategy moves it back to NCHW);
+  onnx2tf feeds ``(x - MEAN) / STD`` to the calibrator, so pass ``0 1`` when the samples
+  already are model inputs. With calibration the full-integer INT8 model (int8 inputs and
+  outputs, per-channel weights) is made as well; float32 and float16 always are.
 - **Strategies.** When onnx2tf fails, the conversion is tried again with the next of
   :data:`STRATEGIES` (onnx2tf switches for models it does not convert by default: a fixed batch
   and input shapes ``-b``/``-ois`` from ``--input-shape``, no onnxsim ``-nuo``, pseudo ops and
@@ -303,12 +303,29 @@ def convert(
     raise ConvertFailure("conversion", "no strategy was chosen", attempts=attempts)
 
 
+def channel_first(path: Path) -> str:
+    """The channel-last calibration file ``path`` moved back to channel-first (``-kat`` keeps the
+    inputs in their ONNX layout, and onnx2tf then calibrates in that layout); its new path."""
+    import numpy as np
+
+    arr = np.load(path)
+    if arr.ndim < 3:
+        return str(path)
+    out = path.with_name(path.stem + ".nchw.npy")
+    np.save(out, np.ascontiguousarray(np.moveaxis(arr, -1, 1)))
+    return str(out)
+
+
 def _convert_once(
     onnx2tf: Any, model: Path, out_dir: Path, calibration: list[list[str]], extra: dict[str, Any]
 ) -> dict[str, str]:
     """One onnx2tf run; the files made by kind. Raises :class:`ConvertFailure`."""
     int8 = bool(calibration)
-    calib = [[name, path, float(mean), float(std)] for name, path, mean, std in calibration]
+    keep = bool(extra.get("keep_shape_absolutely_input_names"))
+    calib: list[list[Any]] = [
+        [name, channel_first(Path(path)) if keep else path, float(mean), float(std)]
+        for name, path, mean, std in calibration
+    ]
     try:
         onnx2tf.convert(
             input_onnx_file_path=str(model),

@@ -63,8 +63,9 @@ class ShapePolicy:
 POLICIES = {
     "onnx-x86": ShapePolicy(dynamic_batch=True, dynamic_dims=True),
     "tensorrt-jetson": ShapePolicy(dynamic_batch=True, dynamic_dims=False),
-    # onnx2tf fails on dynamic dims; LiteRT runs a larger batch through a batch-1 model in steps.
-    "tflite-arm": ShapePolicy(dynamic_batch=False, dynamic_dims=False),
+    # onnx2tf fails on dynamic spatial dims; a dynamic batch it mostly keeps (a resizable
+    # .tflite), and where it does not, its fixed-shape strategy (-b 1) fixes the batch at 1.
+    "tflite-arm": ShapePolicy(dynamic_batch=True, dynamic_dims=False),
 }
 _DEFAULT_POLICY = ShapePolicy(dynamic_batch=True, dynamic_dims=True)
 
@@ -353,10 +354,16 @@ def apply_shapes(model: onnx.ModelProto, shapes: list[_Resolved], steps: list[st
     fixed dims is known). A failing inference is noted and the model kept without it."""
     changed = [r for r in shapes if r.after != r.before]
     steps.extend(_describe(r) for r in shapes if r.after != r.before or r.left)
-    if not changed:
+    odd = [v.name for v in _real_inputs(model) if _odd_dims(v)]
+    if not changed and not odd:
         return model
     model = _copy(model)
     by_name = {v.name: v for v in model.graph.input}
+    for name in odd:  # paddle2onnx writes a dynamic dim as dim_value -1, which onnx2tf refuses
+        for i, d in enumerate(by_name[name].type.tensor_type.shape.dim):
+            if d.HasField("dim_value") and d.dim_value <= 0:
+                d.Clear()
+                d.dim_param = "batch" if i == 0 else f"{name}_{i}"
     for r in changed:
         dims = by_name[r.name].type.tensor_type.shape.dim
         for i, (old, new) in enumerate(zip(r.before, r.after, strict=True)):
@@ -376,6 +383,11 @@ def apply_shapes(model: onnx.ModelProto, shapes: list[_Resolved], steps: list[st
     if all(_has_shape(v) for v in inferred.graph.output):
         return inferred
     return _restore_output_shapes(inferred, model)
+
+
+def _odd_dims(value: onnx.ValueInfoProto) -> bool:
+    """Whether a dynamic dim of ``value`` is spelled as a number (``-1`` or ``0``), not a name."""
+    return any(d.HasField("dim_value") and d.dim_value <= 0 for d in value.type.tensor_type.shape.dim)
 
 
 def _has_shape(value: onnx.ValueInfoProto) -> bool:

@@ -352,7 +352,8 @@ _BAD_SCOPE = re.compile(r"[^A-Za-z0-9_.\\/>-]")
 
 def prepare_model(source: Path, dest: Path) -> tuple[int, dict[str, list[int]]]:
     """Write the model onnx2tf converts to ``dest`` (with its external data beside it, when it
-    has any) and return how many nodes were renamed and the input shapes, when all are fixed.
+    has any) and return how many nodes were renamed and the input shapes for onnx2tf's ``-ois``
+    (a dynamic batch as 1; empty when another dim is dynamic).
 
     onnx2tf uses node names as TensorFlow scope names: a name with a character outside
     ``[A-Za-z0-9_./>-]`` (paddle2onnx writes ``Softmax@0``) fails the conversion, so such names
@@ -384,7 +385,9 @@ def prepare_model(source: Path, dest: Path) -> tuple[int, dict[str, list[int]]]:
     for value in model.graph.input:
         if value.name in initializers:
             continue
-        dims = [d.dim_value for d in value.type.tensor_type.shape.dim]
+        dims = [d.dim_value if d.dim_value > 0 else -1 for d in value.type.tensor_type.shape.dim]
+        if dims and dims[0] < 0:
+            dims[0] = 1  # what the fixed-shape strategy (-b 1) makes of a dynamic batch
         if not dims or any(d <= 0 for d in dims):
             return renamed, {}
         shapes[value.name] = dims

@@ -126,20 +126,31 @@ def _normalise(model: onnx.ModelProto, tmp: Path, target: str = "onnx-x86", **kw
 # -- normalise --------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("target", ["onnx-x86", "tensorrt-jetson", "tflite-arm"])
-def test_opset11_dynamic_model_is_upgraded_fixed_and_folded(tmp_path: Path, target: str) -> None:
+FIXED_BATCH = ShapePolicy(dynamic_batch=False, dynamic_dims=False)  # a plug-in target's, say
+
+
+@pytest.mark.parametrize(
+    ("target", "policy"), [(t, POLICIES[t]) for t in POLICIES] + [("my-npu", FIXED_BATCH)]
+)
+def test_opset11_dynamic_model_is_upgraded_fixed_and_folded(
+    tmp_path: Path, target: str, policy: ShapePolicy
+) -> None:
     source = tmp_path / "source.onnx"
     onnx.save(paddle_like(), source)
     n = normalise(
-        onnx.load(source), source, tmp_path / "work", POLICIES[target], target=target,
+        onnx.load(source),
+        source,
+        tmp_path / "work",
+        policy,
+        target=target,
         sample_shapes={"x": (10, 3, 12, 20)},
-    )  # fmt: skip
+    )
     assert opset_of(n.model) == 17 and n.record.source_opset == 11 and n.record.opset == 17
     assert n.steps[0] == "opset 11 → 17"
-    batch = "?" if target != "tflite-arm" else "1"
+    batch = "?" if policy.dynamic_batch else "1"
     assert n.steps[1].startswith(f"input x: [?,3,?,?] → [{batch},3,12,20]")
-    assert ("batch kept dynamic" in n.steps[1]) is (target != "tflite-arm")
-    assert n.record.input_shapes["x"] == ((-1 if target != "tflite-arm" else 1), 3, 12, 20)
+    assert ("batch kept dynamic" in n.steps[1]) is policy.dynamic_batch
+    assert n.record.input_shapes["x"] == ((-1 if policy.dynamic_batch else 1), 3, 12, 20)
     assert any(s.startswith("simplified with ") for s in n.steps)
     assert "Add" not in [node.op_type for node in n.model.graph.node]  # the bias Add went into the Conv
     assert not domains(n.model) & ORT_ONLY_DOMAINS
@@ -149,9 +160,18 @@ def test_opset11_dynamic_model_is_upgraded_fixed_and_folded(tmp_path: Path, targ
 
 
 def test_batch_one_fixes_what_the_shape_arithmetic_computes(tmp_path: Path) -> None:
-    """With every dim known (tflite-arm fixes the batch at 1) the Shape/Gather/Concat chain folds
-    away and the output shape is known."""
-    n = _normalise(paddle_like(), tmp_path, "tflite-arm", sample_shapes={"x": (4, 3, 12, 20)})
+    """With every dim known (a target that fixes the batch at 1) the Shape/Gather/Concat chain
+    folds away and the output shape is known."""
+    source = tmp_path / "source.onnx"
+    onnx.save(paddle_like(), source)
+    n = normalise(
+        paddle_like(),
+        source,
+        tmp_path / "w",
+        FIXED_BATCH,
+        target="my-npu",
+        sample_shapes={"x": (4, 3, 12, 20)},
+    )
     ops = [node.op_type for node in n.model.graph.node]
     assert "Shape" not in ops and "Gather" not in ops
     assert n.outputs[0].shape == (1, 8, 240)
@@ -171,6 +191,18 @@ def test_onnxruntime_keeps_a_dim_nothing_sizes(tmp_path: Path) -> None:
     assert n.steps == (
         "input x: [?,3,?,?] → [?,3,?,?] (batch kept dynamic; dim 2, 3 left dynamic: nothing gives its size)",
     )
+
+
+def test_a_batch_spelled_minus_one_gets_a_name(tmp_path: Path) -> None:
+    """paddle2onnx writes a dynamic batch as ``dim_value: -1``, which onnx2tf refuses."""
+    model = paddle_like(13)
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    dims[0].Clear()
+    dims[0].dim_value = -1
+    n = _normalise(model, tmp_path, "tflite-arm", sample_shapes={"x": (2, 3, 12, 20)}, simplify=False)
+    got = n.model.graph.input[0].type.tensor_type.shape.dim
+    assert got[0].dim_param == "batch" and not got[0].HasField("dim_value")
+    assert n.inputs[0].shape == (-1, 3, 12, 20)
 
 
 def test_nothing_to_do_leaves_the_source_file(tmp_path: Path) -> None:
