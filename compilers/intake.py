@@ -28,14 +28,14 @@ from __future__ import annotations
 import contextlib
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnx
-from onnx import external_data_helper, helper, version_converter
+from onnx import TensorProto, external_data_helper, helper, version_converter
 
 from agent.contracts.manifest import Intake, TensorSpec
 from compilers.errors import CompileError, ModelError, ShapeError
@@ -81,13 +81,15 @@ def shape_policy(target: Any) -> ShapePolicy:
 @dataclass(frozen=True)
 class Normalised:
     """The normalised model, the file it was saved to (with its external data beside it), its
-    inputs and outputs, and what was done (:attr:`record`, for the manifest)."""
+    inputs and outputs, what was done (:attr:`record`, for the manifest), and the reference
+    model validation compares with (the untouched source unless an output changed form)."""
 
     model: onnx.ModelProto
     path: Path
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
     record: Intake
+    reference: Path  # the FP32 model to validate against: the source, or it with ZipMap dropped
 
     @property
     def steps(self) -> tuple[str, ...]:
@@ -123,6 +125,11 @@ def normalise(
     steps: list[str] = []
     original = model
     start = model = _skeleton(model, work) if external else model
+    model = drop_zipmap(model, steps)
+    reference = source
+    if model is not start:  # outputs changed form: validate against the same form
+        reference = work / "reference.onnx"
+        _save(model, reference, external)
 
     model = upgrade_opset(model, source, steps, need_opset, say)
     shapes = resolve_shapes(model, policy, target, input_shapes or {}, sample_shapes or {})
@@ -149,7 +156,9 @@ def normalise(
         simplifier=simplifier,
         external_data=external,
     )
-    return Normalised(model=model, path=path, inputs=inputs, outputs=outputs, record=record)
+    return Normalised(
+        model=model, path=path, inputs=inputs, outputs=outputs, record=record, reference=reference
+    )
 
 
 def for_compile(
@@ -186,22 +195,66 @@ def for_compile(
             f"{source}: normalising the model failed: {type(exc).__name__}: {one_line(exc, 200)} "
             "(try --no-simplify)"
         ) from exc
-    src_in, src_out = tensor_specs(model, source)
     return replace(
         result,
-        inputs=_keep_dynamic_batch(result.inputs, src_in),
-        outputs=_keep_dynamic_batch(result.outputs, src_out),
+        inputs=_keep_dynamic_batch(result.inputs, _dynamic_batch(_real_inputs(model))),
+        outputs=_keep_dynamic_batch(result.outputs, _dynamic_batch(model.graph.output)),
     )
 
 
-def _keep_dynamic_batch(
-    specs: tuple[TensorSpec, ...], source: tuple[TensorSpec, ...]
-) -> tuple[TensorSpec, ...]:
-    dynamic = {s.name for s in source if s.shape and s.shape[0] < 0}
+def _dynamic_batch(values: Iterable[onnx.ValueInfoProto]) -> set[str]:
+    """The names of the tensors among ``values`` whose dim 0 is dynamic."""
+    out = set()
+    for v in values:
+        if v.type.WhichOneof("value") == "tensor_type" and v.type.tensor_type.HasField("shape"):
+            dims = _dims(v)
+            if dims and dims[0] < 0:
+                out.add(v.name)
+    return out
+
+
+def _keep_dynamic_batch(specs: tuple[TensorSpec, ...], dynamic: set[str]) -> tuple[TensorSpec, ...]:
     return tuple(
         replace(s, shape=(-1, *s.shape[1:])) if s.name in dynamic and s.shape and s.shape[0] == 1 else s
         for s in specs
     )
+
+
+# -- 0. outputs -------------------------------------------------------------------------------------
+
+
+def drop_zipmap(model: onnx.ModelProto, steps: list[str]) -> onnx.ModelProto:
+    """scikit-learn classifiers (skl2onnx, onnxmltools) end in an ``ai.onnx.ml`` ``ZipMap`` that
+    turns the probability tensor into a sequence of {label: probability} maps, which no target
+    or tensor contract takes: the graph output becomes the float tensor ``[N, classes]`` itself
+    (same name; columns in the order of the ZipMap's class labels). ``model`` itself when there
+    is none."""
+    outputs = {o.name: o for o in model.graph.output}
+    zips = [
+        n
+        for n in model.graph.node
+        if n.op_type == "ZipMap" and n.domain == "ai.onnx.ml" and n.output[0] in outputs
+        and n.input[0] not in outputs
+    ]  # fmt: skip
+    if not zips:
+        return model
+    model = _copy(model)
+    outputs = {o.name: o for o in model.graph.output}
+    for zipmap in [n for n in model.graph.node if n.op_type == "ZipMap" and n.output[0] in outputs]:
+        src, dst = zipmap.input[0], zipmap.output[0]
+        labels = next(
+            (len(a.ints) or len(a.strings) for a in zipmap.attribute if a.name.startswith("classlabels")), 0
+        )
+        model.graph.node.remove(zipmap)
+        for node in iter_nodes(model.graph):
+            node.input[:] = [dst if x == src else x for x in node.input]
+            node.output[:] = [dst if x == src else x for x in node.output]
+        outputs[dst].type.CopyFrom(helper.make_tensor_type_proto(TensorProto.FLOAT, [None, labels or None]))
+        steps.append(
+            f"output {dst}: ZipMap dropped, a float tensor [?,{labels or '?'}] of class probabilities "
+            "instead of a sequence of maps"
+        )
+    return model
 
 
 # -- 1. opset ----------------------------------------------------------------------------------------

@@ -34,7 +34,7 @@ from compilers.bundle import check_destination, discard, file_entries, make_stag
 from compilers.calibration import SampleSet, load_samples
 from compilers.errors import CompileError, TargetError, ToolchainError
 from compilers.hostcpu import host_arch, host_has_vnni
-from compilers.modelcheck import load_model, model_info, one_line, tensor_specs
+from compilers.modelcheck import input_specs, load_model, model_info, one_line
 from compilers.options import CompileOptions
 from compilers.preflight import FitResult, check_fit, estimate_memory
 from compilers.registry import get_target
@@ -79,7 +79,7 @@ def compile_model(
 
     say(f"checking {source}")
     model = load_model(source)
-    inputs, outputs = tensor_specs(model, source)
+    inputs = input_specs(model, source)
     prof = resolve_profile(profile, opts)
     target = get_target(prof.target)
     check_runtime(target, prof)
@@ -110,6 +110,7 @@ def compile_model(
             say,
             normal.path,
             normal.record,
+            normal.reference,
         )
 
         staging = make_staging(out_dir)
@@ -176,6 +177,7 @@ class _Request:
     say: Progress
     model_path: Path | None = None  # the normalised model the target converts (default: source)
     intake: Intake | None = None
+    reference: Path | None = None  # the FP32 model validation compares with (default: source)
 
     def job(self) -> CompileJob:
         cal = self.plan.calibration
@@ -243,7 +245,7 @@ def _validate(req: _Request, staging: Path, draft: Manifest, out: TargetOutput) 
     samples, opts = req.plan.validation, req.opts
     req.say(f"validating against FP32 on {len(samples)} samples")
     try:
-        fp32 = source_adapter(req.source, req.inputs, req.outputs, opts.threads)
+        fp32 = source_adapter(req.reference or req.source, req.inputs, req.outputs, opts.threads)
     except RuntimeLoadError as exc:
         raise ToolchainError(
             f"the FP32 source does not run under ONNX Runtime here: {one_line(exc)}"

@@ -510,3 +510,56 @@ def test_refusals_share_one_shape_across_targets(tmp_path: Path) -> None:
             )
         assert str(err.value) == f"target {message}"
         assert leftovers(tmp_path, "b") == []
+
+
+def sklearn_classifier() -> onnx.ModelProto:
+    """LinearClassifier → Normalizer → ZipMap, only the ``ai.onnx.ml`` domain: onnxmltools' and
+    skl2onnx's logistic regression, whose probabilities come out as a sequence of maps."""
+    nodes = [
+        helper.make_node(
+            "LinearClassifier", ["x"], ["label", "prob"], domain="ai.onnx.ml", name="clf",
+            classlabels_ints=[0, 1, 2], coefficients=[1.0, -1.0, -0.5, 0.5, 0.2, 0.3],
+            intercepts=[0.1, 0.0, -0.1], multi_class=1, post_transform="LOGISTIC",
+        ),
+        helper.make_node("Normalizer", ["prob"], ["norm"], domain="ai.onnx.ml", name="norm", norm="L1"),
+        helper.make_node(
+            "ZipMap", ["norm"], ["probabilities"], domain="ai.onnx.ml", name="zip", classlabels_int64s=[0, 1, 2]
+        ),
+    ]  # fmt: skip
+    seq = helper.make_sequence_type_proto(
+        helper.make_map_type_proto(TensorProto.INT64, helper.make_tensor_type_proto(TensorProto.FLOAT, []))
+    )
+    graph = helper.make_graph(
+        nodes,
+        "sklearn_classifier",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 2])],
+        [
+            helper.make_tensor_value_info("label", TensorProto.INT64, [None]),
+            helper.make_value_info("probabilities", seq),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("ai.onnx.ml", 1)])
+    model.ir_version = 6
+    return model
+
+
+def test_zipmap_output_becomes_a_probability_tensor(tmp_path: Path) -> None:
+    onnx.save(sklearn_classifier(), tmp_path / "clf.onnx")
+    x = np.random.default_rng(5).normal(0, 1, (60, 2)).astype(np.float32)
+    np.savez(tmp_path / "val.npz", x=x)
+    opts = CompileOptions(precision="fp32", validation=tmp_path / "val.npz", latency_runs=0, samples=0)
+    report = compile_model(tmp_path / "clf.onnx", "x86-64-avx2", tmp_path / "b", opts)
+    assert report.intake_steps == (
+        "output probabilities: ZipMap dropped, a float tensor [?,3] of class probabilities instead of a "
+        "sequence of maps",
+    )
+    assert [(o.name, o.dtype, o.shape) for o in report.manifest.outputs] == [
+        ("label", "int64", (-1,)),
+        ("probabilities", "float32", (-1, 3)),
+    ]
+    label, probs = run(tmp_path / "b" / "model.onnx", {"x": x})
+    assert probs.shape == (60, 3) and np.allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+    assert (probs.argmax(axis=1) == label).all()
+    source = ort.InferenceSession(str(tmp_path / "clf.onnx"), providers=["CPUExecutionProvider"])
+    maps = source.run(["probabilities"], {"x": x})[0]
+    np.testing.assert_allclose(probs, [[m[k] for k in (0, 1, 2)] for m in maps], rtol=1e-6)
