@@ -523,7 +523,8 @@ def sklearn_classifier() -> onnx.ModelProto:
         ),
         helper.make_node("Normalizer", ["prob"], ["norm"], domain="ai.onnx.ml", name="norm", norm="L1"),
         helper.make_node(
-            "ZipMap", ["norm"], ["probabilities"], domain="ai.onnx.ml", name="zip", classlabels_int64s=[0, 1, 2]
+            "ZipMap", ["norm"], ["probabilities"], domain="ai.onnx.ml", name="zip",
+            classlabels_int64s=[0, 1, 2],
         ),
     ]  # fmt: skip
     seq = helper.make_sequence_type_proto(
