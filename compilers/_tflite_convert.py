@@ -9,8 +9,9 @@ the converter's pinned, older stack never meets the project's. Usage::
         [--strategies default,fixed-shapes,...]
 
 - ``--model`` is a *copy* of the source: onnx2tf (through onnxsim) rewrites it in place.
-- Every ``--calibration`` array is float32 in the layout the TFLite model takes (NHWC for 4-D
-  image inputs, unchanged for 2-D ones; the ``keep-shapes`` strategy moves it back to NCHW);
+- Every ``--calibration`` array is float32 (an integer input's: its integer type) in the layout
+  the TFLite model takes (NHWC for 4-D image inputs, unchanged for 2-D ones; the ``keep-shapes``
+  strategy moves it back to NCHW);
   onnx2tf feeds ``(x - MEAN) / STD`` to the calibrator, so pass ``0 1`` when the samples
   already are model inputs. With calibration the full-integer INT8 model (int8 inputs and
   outputs, per-channel weights) is made as well; float32 and float16 always are.
@@ -303,6 +304,12 @@ def convert(
     raise ConvertFailure("conversion", "no strategy was chosen", attempts=attempts)
 
 
+def _stage(model: Path, out_dir: Path) -> str:
+    """``quantization`` when onnx2tf failed after writing the float32 model (the INT8 calibration
+    failed: no other strategy converts differently), else ``conversion``."""
+    return "quantization" if (out_dir / f"{model.stem}{KINDS['float32']}").is_file() else "conversion"
+
+
 def channel_first(path: Path) -> str:
     """The channel-last calibration file ``path`` moved back to channel-first (``-kat`` keeps the
     inputs in their ONNX layout, and onnx2tf then calibrates in that layout); its new path."""
@@ -347,9 +354,9 @@ def _convert_once(
         raise ConvertFailure("conversion", f"{type(exc).__name__}: {exc}") from exc
     except SystemExit as exc:
         # onnx2tf reports many problems by logging an ERROR line and calling sys.exit(1).
-        raise ConvertFailure("conversion", f"onnx2tf stopped (exit status {exc.code})") from exc
+        raise ConvertFailure(_stage(model, out_dir), f"onnx2tf stopped (exit status {exc.code})") from exc
     except Exception as exc:
-        raise ConvertFailure("conversion", f"{type(exc).__name__}: {exc}") from exc
+        raise ConvertFailure(_stage(model, out_dir), f"{type(exc).__name__}: {exc}") from exc
 
     files: dict[str, str] = {}
     for kind, suffix in KINDS.items():

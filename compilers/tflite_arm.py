@@ -309,7 +309,7 @@ def conversion_error(source: Path, attempts: list[dict[str, Any]], last: str) ->
     tried = f"{len(attempts)} strateg{'y' if len(attempts) == 1 else 'ies'}"
     nodes = [a["node"] for a in attempts if a.get("node")]
     if nodes:
-        node = nodes[-1]
+        node = re.sub(r"^wa/", "/", nodes[-1])  # onnx2tf's spelling of a leading "/" in quantized runs
         return UnsupportedOpError(
             TfliteArmTarget.name,
             _op_of(source, node),
@@ -340,7 +340,7 @@ def _op_of(source: Path, node: str) -> str:
 
         graph = onnx.load(str(source), load_external_data=False).graph
         for n in iter_nodes(graph):
-            if n.name == node or re.sub(r"^wa/", "/", n.name) == node:
+            if n.name == node:
                 return n.op_type
     except Exception as exc:  # only names the op in an error message; never hide the real error
         log.debug("could not read %s to find node %s: %s", source, node, exc)
@@ -462,8 +462,8 @@ def channel_last(rank: int) -> tuple[int, ...] | None:
 def prepare_calibration(
     inputs: tuple[TensorSpec, ...], calibration: dict[str, np.ndarray] | None
 ) -> dict[str, np.ndarray]:
-    """Calibration samples per input as onnx2tf wants them: float32, channel-last for inputs of
-    rank 3 and up (NCHW → NHWC), unchanged for 2-D ones.
+    """Calibration samples per input as onnx2tf wants them: float32 (integer inputs keep their
+    integer type), channel-last for inputs of rank 3 and up (NCHW → NHWC), unchanged for 2-D ones.
 
     Raises :class:`CalibrationError` when there is none (INT8 needs it), or an input's samples are
     missing, empty, of the wrong rank or fixed dimension, or not finite numbers.
@@ -478,8 +478,9 @@ def prepare_calibration(
         if spec.name not in calibration:
             have = ", ".join(sorted(calibration)) or "none"
             raise CalibrationError(f"no calibration samples for input {spec.name!r} (have: {have})")
+        dtype = np.float32 if np.dtype(spec.dtype).kind == "f" else np.dtype(spec.dtype)
         try:
-            arr = np.asarray(calibration[spec.name], dtype=np.float32)
+            arr = np.asarray(calibration[spec.name], dtype=dtype)
         except (TypeError, ValueError) as exc:
             raise CalibrationError(f"calibration for {spec.name!r} is not numeric: {exc}") from exc
         if arr.ndim != len(spec.shape) or len(arr) == 0:
