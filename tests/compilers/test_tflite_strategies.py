@@ -228,3 +228,18 @@ def test_dynamic_model_converts_with_the_fixed_shape_strategy(tmp_path: Path) ->
     assert any(line.startswith("trying strategy 2/2 fixed-shapes") for line in lines)
     assert [int(d) for d in result["io"]["float32"]["inputs"][0]["shape"]] == [1, 8, 10, 3]
     assert json.loads((tmp_path / "result.json").read_text())["ok"] is True
+
+
+def test_onnx2tf_spelling_of_a_leading_slash_is_undone(tmp_path: Path) -> None:
+    source = tmp_path / "m.onnx"
+    onnx.save(small_model(("/encoder/conv", "/head/softmax")), source)
+    err = conversion_error(source, [{"strategy": "default", "error": "e", "node": "wa/encoder/conv"}], "boom")
+    assert isinstance(err, UnsupportedOpError) and (err.op, err.node) == ("Conv", "/encoder/conv")
+
+
+def test_a_failure_after_the_float32_model_is_a_quantization_failure(tmp_path: Path) -> None:
+    model = tmp_path / "model.onnx"
+    assert _tflite_convert._stage(model, tmp_path / "out") == "conversion"
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "model_float32.tflite").write_bytes(b"x")
+    assert _tflite_convert._stage(model, tmp_path / "out") == "quantization"
