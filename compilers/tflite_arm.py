@@ -120,6 +120,8 @@ class TfliteArmTarget(Target):
         """
         if job.precision not in self.precisions:
             raise TargetError(f"target {self.name} makes {', '.join(self.precisions)}, not {job.precision!r}")
+        if job.precision == "int8":
+            check_int8_inputs(job.inputs)
         calibration = prepare_calibration(job.inputs, job.calibration) if job.precision == "int8" else {}
         python = toolchains.python_for(TOOLCHAIN)
         kind = _KIND[job.precision]
@@ -457,6 +459,19 @@ def _node_of(source: Path, op: str) -> str:
 def channel_last(rank: int) -> tuple[int, ...] | None:
     """The permutation onnx2tf applies to a channel-first tensor of ``rank`` (``None`` below 3)."""
     return (0, *range(2, rank), 1) if rank >= 3 else None
+
+
+def check_int8_inputs(inputs: tuple[TensorSpec, ...]) -> None:
+    """Raise :class:`TargetError` for an integer input: onnx2tf (1.29) feeds every calibration
+    sample to the TFLite converter as float32, so full-integer INT8 of a model that takes token
+    ids or bytes fails after the whole conversion (seen on a text encoder and a byte classifier)."""
+    ints = [s for s in inputs if np.dtype(s.dtype).kind in "iub"]
+    if ints:
+        which = ", ".join(f"{s.name!r} ({s.dtype})" for s in ints)
+        raise TargetError(
+            f"target {TfliteArmTarget.name} can't calibrate full-integer INT8 for integer input {which}: "
+            "onnx2tf calibrates every input as float32; try --precision fp16"
+        )
 
 
 def prepare_calibration(

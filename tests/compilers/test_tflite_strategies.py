@@ -243,3 +243,17 @@ def test_a_failure_after_the_float32_model_is_a_quantization_failure(tmp_path: P
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "model_float32.tflite").write_bytes(b"x")
     assert _tflite_convert._stage(model, tmp_path / "out") == "quantization"
+
+
+def test_int8_with_an_integer_input_is_refused_before_converting() -> None:
+    from agent.contracts.manifest import TensorSpec
+    from compilers import TargetError
+    from compilers.tflite_arm import check_int8_inputs
+
+    check_int8_inputs((TensorSpec("x", "float32", (-1, 3, 8, 8)),))
+    with pytest.raises(TargetError) as err:
+        check_int8_inputs((TensorSpec("ids", "int64", (-1, 32)), TensorSpec("mask", "int64", (-1, 32))))
+    assert str(err.value) == (
+        "target tflite-arm can't calibrate full-integer INT8 for integer input 'ids' (int64), "
+        "'mask' (int64): onnx2tf calibrates every input as float32; try --precision fp16"
+    )
