@@ -5,18 +5,29 @@ it imports only the standard library, numpy and onnx2tf (with its TensorFlow), n
 the converter's pinned, older stack never meets the project's. Usage::
 
     _tflite_convert.py --model WORK/model.onnx --output-dir WORK/out --result WORK/result.json \\
-        [--calibration INPUT_NAME CALIB_NHWC.npy MEAN STD]...
+        [--calibration INPUT_NAME CALIB_NHWC.npy MEAN STD]... [--input-shape NAME 1,3,48,192]... \\
+        [--strategies default,fixed-shapes,...]
 
 - ``--model`` is a *copy* of the source: onnx2tf (through onnxsim) rewrites it in place.
-- Every ``--calibration`` array is float32 in the layout the TFLite model takes (NHWC for 4-D
-  image inputs, unchanged for 2-D ones); onnx2tf feeds ``(x - MEAN) / STD`` to the calibrator, so
-  pass ``0 1`` when the samples already are model inputs. With calibration the full-integer INT8
-  model (int8 inputs and outputs, per-channel weights) is made as well; float32 and float16 always
-  are.
+- Every ``--calibration`` array is float32 (an integer input's: its integer type) in the layout
+  the TFLite model takes (NHWC for 4-D image inputs, unchanged for 2-D ones; the ``keep-shapes``
+  strategy moves it back to NCHW);
+  onnx2tf feeds ``(x - MEAN) / STD`` to the calibrator, so pass ``0 1`` when the samples
+  already are model inputs. With calibration the full-integer INT8 model (int8 inputs and
+  outputs, per-channel weights) is made as well; float32 and float16 always are.
+- **Strategies.** When onnx2tf fails, the conversion is tried again with the next of
+  :data:`STRATEGIES` (onnx2tf switches for models it does not convert by default: a fixed batch
+  and input shapes ``-b``/``-ois`` from ``--input-shape``, no onnxsim ``-nuo``, pseudo ops and
+  unfolded group convolutions ``-rtpo``/``-dgc``/``-ebu``, no strict mode ``-dsm``, inputs kept as
+  they are ``-kat``), each on a fresh copy of the model, until one works. An op onnx2tf has no
+  converter for, or a broken toolchain, stops at once: no switch helps. The result names the
+  ``strategy`` and ``switches`` that worked and the ``attempts`` that failed (each with the ONNX
+  node onnx2tf names in its error, when it does).
 - The result is one JSON object written to ``--result`` (onnx2tf owns stdout): ``ok``, ``files``
   (kind -> file name in the output dir, kinds ``float32``, ``float16``, ``full_integer_quant``),
   ``io`` (each file's input/output tensors as this environment's TFLite interpreter reads them),
-  ``onnx2tf_version``, ``tensorflow_version``, ``seconds``; on failure ``ok`` is false and
+  ``onnx2tf_version``, ``tensorflow_version``, ``seconds``, ``strategy``, ``switches``,
+  ``attempts``; on failure ``ok`` is false and
   ``error_kind`` (``toolchain``, ``unsupported_op``, ``conversion``) and ``error`` say why. The exit
   status is 0 on success, 2 when the toolchain itself is broken, 1 otherwise.
 - Progress lines for the operator start with ``[edgefleet]``.
@@ -29,12 +40,18 @@ attempt to open a network connection is refused (an audit hook) instead of hangi
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import os
+import re
+import shutil
 import socket
 import sys
 import time
 import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -131,8 +148,108 @@ def io_details(path: Path, interpreter_cls: Any = None) -> dict[str, Any]:
     }
 
 
-def convert(model: Path, out_dir: Path, calibration: list[list[str]]) -> dict[str, Any]:
-    """Run onnx2tf and return the result object. Raises :class:`ConvertFailure`."""
+@dataclass(frozen=True)
+class Strategy:
+    """One way to run onnx2tf: a name, the command-line switches it stands for (for people),
+    and the keyword arguments of ``onnx2tf.convert`` it sets (given the input names and shapes)."""
+
+    name: str
+    about: str
+    kwargs: Callable[[dict[str, list[int]]], dict[str, Any]]
+
+    def switches(self, shapes: dict[str, list[int]]) -> str:
+        return " ".join(_SWITCH[k](v) for k, v in self.kwargs(shapes).items() if k in _SWITCH) or "none"
+
+
+def _fixed(shapes: dict[str, list[int]]) -> dict[str, Any]:
+    out: dict[str, Any] = {"batch_size": 1}
+    if shapes:
+        out["overwrite_input_shape"] = [f"{n}:{','.join(map(str, d))}" for n, d in shapes.items()]
+    return out
+
+
+_PSEUDO = ["Erf", "GeLU", "HardSwish", "LeakyReLU", "PReLU", "Power", "Neg", "Abs", "GatherND"]
+_SWITCH: dict[str, Callable[[Any], str]] = {
+    "batch_size": lambda v: f"-b {v}",
+    "overwrite_input_shape": lambda v: "-ois " + " ".join(v),
+    "not_use_onnxsim": lambda v: "-nuo",
+    "replace_to_pseudo_operators": lambda v: "-rtpo " + " ".join(v),
+    "disable_group_convolution": lambda v: "-dgc",
+    "enable_batchmatmul_unfold": lambda v: "-ebu",
+    "disable_strict_mode": lambda v: "-dsm",
+    "keep_shape_absolutely_input_names": lambda v: "-kat " + " ".join(v),
+}
+STRATEGIES = (
+    Strategy("default", "onnx2tf's defaults", lambda s: {}),
+    Strategy("fixed-shapes", "batch and input shapes fixed", _fixed),
+    Strategy(
+        "no-onnxsim",
+        "fixed shapes, without onnx2tf's own onnxsim pass",
+        lambda s: {**_fixed(s), "not_use_onnxsim": True},
+    ),
+    Strategy(
+        "pseudo-ops",
+        "fixed shapes; pseudo ops, separable instead of group convolutions, unfolded BatchMatMul",
+        lambda s: {
+            **_fixed(s),
+            "replace_to_pseudo_operators": _PSEUDO,
+            "disable_group_convolution": True,
+            "enable_batchmatmul_unfold": True,
+        },
+    ),
+    Strategy(
+        "no-strict",
+        "fixed shapes, onnx2tf's strict transposition checks off",
+        lambda s: {**_fixed(s), "disable_strict_mode": True},
+    ),
+    Strategy(
+        "keep-shapes",
+        "fixed shapes, inputs kept in their ONNX layout",
+        lambda s: {**_fixed(s), "keep_shape_absolutely_input_names": list(s)},
+    ),
+)
+_NODE = re.compile(r"onnx_op_name:\s*(?P<node>\S+)")
+
+
+class _Tee(io.TextIOBase):
+    """Passes writes through to ``stream`` and keeps the last lines (what onnx2tf printed for
+    the current attempt, to find the node it failed at)."""
+
+    def __init__(self, stream: Any, keep: int = 400) -> None:
+        self.stream, self.keep, self._part = stream, keep, ""
+        self.lines: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.stream.write(text)
+        *done, self._part = (self._part + text).split("\n")
+        self.lines = (self.lines + done)[-self.keep :]
+        return len(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def reset(self) -> None:
+        self.lines, self._part = [], ""
+
+
+def failed_node(lines: list[str]) -> str | None:
+    """The ONNX node onnx2tf's error names (``onnx_op_name: NAME``), the last one printed."""
+    for line in reversed(lines):
+        m = _NODE.search(line)
+        if m:
+            return m["node"]
+    return None
+
+
+def convert(
+    model: Path,
+    out_dir: Path,
+    calibration: list[list[str]],
+    shapes: dict[str, list[int]] | None = None,
+    strategies: list[str] | None = None,
+) -> dict[str, Any]:
+    """Run onnx2tf with each strategy in turn until one works; return the result object.
+    Raises :class:`ConvertFailure` (of the last attempt, with all ``attempts``)."""
     try:
         import onnx2tf
         import tensorflow as tf
@@ -140,11 +257,82 @@ def convert(model: Path, out_dir: Path, calibration: list[list[str]]) -> dict[st
         why = f"onnx2tf does not import here: {type(exc).__name__}: {exc}"
         raise ConvertFailure("toolchain", why) from exc
 
-    int8 = bool(calibration)
-    calib = [[name, path, float(mean), float(std)] for name, path, mean, std in calibration]
+    shapes = shapes or {}
+    chosen = [s for s in STRATEGIES if strategies is None or s.name in strategies]
+    pristine = model.with_name(model.stem + ".pristine.onnx")  # onnx2tf rewrites its input
+    shutil.copyfile(model, pristine)
     say(f"converting with onnx2tf {package_version('onnx2tf')} (TensorFlow {tf.__version__})")
-    if int8:
+    if calibration:
         say("float32, float16 and full-integer INT8 (per-channel, int8 inputs and outputs) will be made")
+    attempts: list[dict[str, Any]] = []
+    tee = _Tee(sys.stdout)
+    for i, strategy in enumerate(chosen, 1):
+        switches = strategy.switches(shapes)
+        if i > 1:
+            say(f"trying strategy {i}/{len(chosen)} {strategy.name}: {strategy.about} ({switches})")
+        shutil.copyfile(pristine, model)
+        shutil.rmtree(out_dir, ignore_errors=True)
+        tee.reset()
+        try:
+            with contextlib.redirect_stdout(tee):
+                files = _convert_once(onnx2tf, model, out_dir, calibration, strategy.kwargs(shapes))
+        except ConvertFailure as exc:
+            attempt = {
+                "strategy": strategy.name,
+                "switches": switches,
+                "error": str(exc).splitlines()[0][:300],
+            }
+            node = failed_node(tee.lines)
+            if node:
+                attempt["node"] = node
+            attempts.append(attempt)
+            if exc.kind != "conversion" or i == len(chosen):
+                exc.extra["attempts"] = attempts
+                raise
+            say(f"strategy {strategy.name} failed: {attempt['error']}")
+            continue
+        say("reading the converted models' inputs and outputs")
+        return {
+            "files": files,
+            "io": {kind: io_details(out_dir / name) for kind, name in files.items()},
+            "onnx2tf_version": package_version("onnx2tf"),
+            "tensorflow_version": tf.__version__,
+            "strategy": strategy.name,
+            "switches": switches,
+            "attempts": attempts,
+        }
+    raise ConvertFailure("conversion", "no strategy was chosen", attempts=attempts)
+
+
+def _stage(model: Path, out_dir: Path) -> str:
+    """``quantization`` when onnx2tf failed after writing the float32 model (the INT8 calibration
+    failed: no other strategy converts differently), else ``conversion``."""
+    return "quantization" if (out_dir / f"{model.stem}{KINDS['float32']}").is_file() else "conversion"
+
+
+def channel_first(path: Path) -> str:
+    """The channel-last calibration file ``path`` moved back to channel-first (``-kat`` keeps the
+    inputs in their ONNX layout, and onnx2tf then calibrates in that layout); its new path."""
+    import numpy as np
+
+    arr = np.load(path)
+    if arr.ndim < 3:
+        return str(path)
+    out = path.with_name(path.stem + ".nchw.npy")
+    np.save(out, np.ascontiguousarray(np.moveaxis(arr, -1, 1)))
+    return str(out)
+
+
+def _convert_once(
+    onnx2tf: Any, model: Path, out_dir: Path, calibration: list[list[str]], extra: dict[str, Any]
+) -> dict[str, str]:
+    """One onnx2tf run; the files made by kind. Raises :class:`ConvertFailure`."""
+    int8 = bool(calibration)
+    keep = bool(extra.get("keep_shape_absolutely_input_names"))
+    calib: list[list[Any]] = [
+        [name, channel_first(Path(path)) if keep else path, float(mean), float(std)]
+        for name, path, mean, std in calibration
+    ]
     try:
         onnx2tf.convert(
             input_onnx_file_path=str(model),
@@ -155,6 +343,7 @@ def convert(model: Path, out_dir: Path, calibration: list[list[str]]) -> dict[st
             input_quant_dtype="int8",
             output_quant_dtype="int8",
             verbosity="info",
+            **extra,
         )
     except ModuleNotFoundError as exc:
         # onnx2tf looks up an op's converter as the module onnx2tf.ops.<OpType>.
@@ -165,9 +354,9 @@ def convert(model: Path, out_dir: Path, calibration: list[list[str]]) -> dict[st
         raise ConvertFailure("conversion", f"{type(exc).__name__}: {exc}") from exc
     except SystemExit as exc:
         # onnx2tf reports many problems by logging an ERROR line and calling sys.exit(1).
-        raise ConvertFailure("conversion", f"onnx2tf stopped (exit status {exc.code})") from exc
+        raise ConvertFailure(_stage(model, out_dir), f"onnx2tf stopped (exit status {exc.code})") from exc
     except Exception as exc:
-        raise ConvertFailure("conversion", f"{type(exc).__name__}: {exc}") from exc
+        raise ConvertFailure(_stage(model, out_dir), f"{type(exc).__name__}: {exc}") from exc
 
     files: dict[str, str] = {}
     for kind, suffix in KINDS.items():
@@ -178,14 +367,11 @@ def convert(model: Path, out_dir: Path, calibration: list[list[str]]) -> dict[st
     missing = [k for k in wanted if k not in files]
     if missing:
         # onnx2tf only warns when a quantized flavour fails; its log says why.
-        raise ConvertFailure("conversion", f"onnx2tf finished without the {', '.join(missing)} model")
-    say("reading the converted models' inputs and outputs")
-    return {
-        "files": files,
-        "io": {kind: io_details(out_dir / name) for kind, name in files.items()},
-        "onnx2tf_version": package_version("onnx2tf"),
-        "tensorflow_version": tf.__version__,
-    }
+        raise ConvertFailure(
+            "quantization" if "float32" in files else "conversion",
+            f"onnx2tf finished without the {', '.join(missing)} model",
+        )
+    return files
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -200,6 +386,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         default=[],
         metavar=("INPUT", "NPY", "MEAN", "STD"),
     )
+    p.add_argument("--input-shape", nargs=2, action="append", default=[], metavar=("INPUT", "DIMS"))
+    p.add_argument("--strategies", default=None, help="comma-separated names (default: all, in order)")
     return p.parse_args(argv)
 
 
@@ -215,7 +403,9 @@ def main(argv: list[str]) -> int:
     status = 0
     try:
         place_sample_calibration(workdir)
-        result = {"ok": True, **convert(args.model, args.output_dir, args.calibration)}
+        shapes = {name: [int(d) for d in dims.split(",")] for name, dims in args.input_shape}
+        strategies = args.strategies.split(",") if args.strategies else None
+        result = {"ok": True, **convert(args.model, args.output_dir, args.calibration, shapes, strategies)}
     except ConvertFailure as exc:
         traceback.print_exc()
         result = {"ok": False, "error_kind": exc.kind, "error": str(exc), **exc.extra}

@@ -118,6 +118,16 @@ def tensor_specs(model: onnx.ModelProto, path: Path) -> tuple[tuple[TensorSpec, 
     return inputs, outputs
 
 
+def input_specs(model: onnx.ModelProto, path: Path) -> tuple[TensorSpec, ...]:
+    """The model's real inputs, as :func:`tensor_specs` describes them (outputs unchecked: a
+    scikit-learn ZipMap output becomes a tensor only in :mod:`compilers.intake`)."""
+    initializers = {i.name for i in model.graph.initializer}
+    inputs = tuple(_spec(v, "input", str(path)) for v in model.graph.input if v.name not in initializers)
+    if not inputs:
+        raise ModelError(f"{path} is not an ONNX model: it needs at least one input and one output")
+    return inputs
+
+
 def opset_of(model: onnx.ModelProto, domain: str = "") -> int | None:
     """The opset version ``model`` imports for ``domain`` (``""`` is the default ONNX domain)."""
     for imp in model.opset_import:

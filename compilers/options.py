@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from dataclasses import field as default
 from pathlib import Path
 
 from compilers.errors import CompileError
@@ -23,6 +24,11 @@ class CompileOptions:
     ``max_validation``: validation samples used at most.
     ``profiles_dirs``: extra directories of device profiles (override built-ins by name).
     ``name``/``version``: recorded in the manifest.
+    ``input_shapes``: the size of each input to compile for, by input name (``--input-shape
+    NAME=1,3,48,192``); it resolves the model's dynamic dims (a dynamic batch stays dynamic where
+    the target supports one). Without it, the calibration (else validation) samples' shapes do.
+    ``simplify``: fold constants and simplify the graph before the target runs (ONNX Runtime's
+    basic graph optimisation, else onnxsim when installed).
     """
 
     precision: str | None = None
@@ -39,6 +45,8 @@ class CompileOptions:
     name: str | None = None
     version: str | None = None
     seed: int = 0
+    input_shapes: dict[str, tuple[int, ...]] = default(default_factory=dict)
+    simplify: bool = True
 
     def check(self) -> None:
         """Raise :class:`CompileError` for values no compile can honour."""
@@ -55,3 +63,23 @@ class CompileOptions:
                 raise CompileError(f"{field} must be at least {low}, got {value}")
         if self.threads is not None and self.threads < 1:
             raise CompileError(f"threads must be at least 1, got {self.threads}")
+        for name, dims in self.input_shapes.items():
+            if not dims or any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in dims):
+                raise CompileError(
+                    f"input_shapes[{name!r}] must be a list of positive integers, got {list(dims)}"
+                )
+
+
+def parse_input_shape(text: str) -> tuple[str, tuple[int, ...]]:
+    """``"NAME=1,3,48,192"`` → ``("NAME", (1, 3, 48, 192))`` (``x`` also separates dims:
+    ``1x3x48x192``). Raises :class:`CompileError` with the expected form."""
+    name, sep, dims = text.rpartition("=")
+    try:
+        shape = tuple(int(d) for d in dims.replace("x", ",").split(","))
+    except ValueError:
+        shape = ()
+    if not sep or not name or not shape or any(d < 1 for d in shape):
+        raise CompileError(
+            f"--input-shape {text!r}: expected NAME=DIM,DIM,... with positive sizes, e.g. x=1,3,224,224"
+        )
+    return name, shape

@@ -4,8 +4,9 @@ Steps, in order (each failure is a one-line :class:`~compilers.errors.CompileErr
 output directory):
 
 1. load and check the ONNX model; describe its inputs and outputs;
-2. resolve the profile, its target and the precision; the target checks the ops;
-3. read calibration and validation samples; decide which samples validate;
+2. resolve the profile, its target and the precision;
+3. read calibration and validation samples; normalise the model once (:mod:`compilers.intake`:
+   opset, shapes, folding); the target checks the ops; decide which samples validate;
 4. in a staging directory beside ``out_dir``, the target writes its model files;
 5. validate against FP32 (agreement, errors, accuracy, latency) and apply the gate;
 6. pre-flight fit check, self-test samples, manifest; verify the bundle; rename it into place.
@@ -25,14 +26,15 @@ from typing import Any
 import numpy as np
 import onnx
 
-from agent.contracts.manifest import FileEntry, Manifest, SelfTest, TensorSpec, Validation
+from agent.contracts.manifest import FileEntry, Intake, Manifest, SelfTest, TensorSpec, Validation
 from agent.runtimes import RuntimeLoadError, sha256_file
+from compilers import intake
 from compilers.base import CompileJob, Target, TargetOutput
 from compilers.bundle import check_destination, discard, file_entries, make_staging, publish, write_manifest
 from compilers.calibration import SampleSet, load_samples
 from compilers.errors import CompileError, TargetError, ToolchainError
 from compilers.hostcpu import host_arch, host_has_vnni
-from compilers.modelcheck import load_model, model_info, one_line, tensor_specs
+from compilers.modelcheck import input_specs, load_model, model_info, one_line
 from compilers.options import CompileOptions
 from compilers.preflight import FitResult, check_fit, estimate_memory
 from compilers.registry import get_target
@@ -77,28 +79,46 @@ def compile_model(
 
     say(f"checking {source}")
     model = load_model(source)
-    inputs, outputs = tensor_specs(model, source)
+    inputs = input_specs(model, source)
     prof = resolve_profile(profile, opts)
     target = get_target(prof.target)
     check_runtime(target, prof)
     precision = choose_precision(target, prof, opts)
     say(f"profile {prof.name}: target {target.name}, precision {precision}")
-    target.check_ops(model)
     check_destination(out_dir, opts.force)
 
     calibration = _read(opts.calibration, inputs, "calibration data", say)
     validation = _read(opts.validation, inputs, "validation data", say)
-    plan = plan_samples(calibration, validation, inputs, opts.max_validation, opts.seed)
-    req = _Request(
-        source, sha256_file(source), model, prof, target, precision, inputs, outputs, plan, opts, say
-    )
+    with intake.workdir() as work:
+        shaped = calibration if calibration is not None else validation
+        samples = {k: tuple(v.shape) for k, v in shaped.inputs.items()} if shaped else {}
+        normal = intake.for_compile(model, source, work, target, precision, opts, samples, say)
+        model, inputs, outputs = normal.model, normal.inputs, normal.outputs
+        target.check_ops(model)
+        plan = plan_samples(calibration, validation, inputs, opts.max_validation, opts.seed)
+        req = _Request(
+            source,
+            sha256_file(source),
+            model,
+            prof,
+            target,
+            precision,
+            inputs,
+            outputs,
+            plan,
+            opts,
+            say,
+            normal.path,
+            normal.record,
+            normal.reference,
+        )
 
-    staging = make_staging(out_dir)
-    try:
-        return _build(req, staging, out_dir)
-    except BaseException:
-        discard(staging)
-        raise
+        staging = make_staging(out_dir)
+        try:
+            return _build(req, staging, out_dir)
+        except BaseException:
+            discard(staging)
+            raise
 
 
 def resolve_profile(profile: str | DeviceProfile, options: CompileOptions) -> DeviceProfile:
@@ -155,11 +175,14 @@ class _Request:
     plan: SamplePlan
     opts: CompileOptions
     say: Progress
+    model_path: Path | None = None  # the normalised model the target converts (default: source)
+    intake: Intake | None = None
+    reference: Path | None = None  # the FP32 model validation compares with (default: source)
 
     def job(self) -> CompileJob:
         cal = self.plan.calibration
         return CompileJob(
-            source_path=self.source,
+            source_path=self.model_path or self.source,
             profile=self.profile,
             precision=self.precision,
             calibration=None if cal is None else cal.inputs,
@@ -222,7 +245,7 @@ def _validate(req: _Request, staging: Path, draft: Manifest, out: TargetOutput) 
     samples, opts = req.plan.validation, req.opts
     req.say(f"validating against FP32 on {len(samples)} samples")
     try:
-        fp32 = source_adapter(req.source, req.inputs, req.outputs, opts.threads)
+        fp32 = source_adapter(req.reference or req.source, req.inputs, req.outputs, opts.threads)
     except RuntimeLoadError as exc:
         raise ToolchainError(
             f"the FP32 source does not run under ONNX Runtime here: {one_line(exc)}"
@@ -353,6 +376,7 @@ def _manifest(
         build=build if build is not None else dict(out.build),
         created_at=datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
         compiler_version=compiler_version(),
+        intake=req.intake,
     )
 
 
@@ -379,4 +403,6 @@ def _report(
         host_vnni=host_has_vnni(),
         fit=fit,
         notes=v.notes,
+        intake_steps=() if req.intake is None else req.intake.steps,
+        strategy=manifest.build.get("strategy"),
     )

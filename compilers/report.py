@@ -35,6 +35,8 @@ class CompileReport:
     host_vnni: bool | None
     fit: FitResult
     notes: tuple[str, ...] = ()
+    intake_steps: tuple[str, ...] = ()  # what compilers.intake did to the source, in order
+    strategy: str | None = None  # the converter strategy that worked, for targets that try several
 
     @property
     def size_ratio(self) -> float:
@@ -71,5 +73,7 @@ class CompileReport:
             "host_vnni": self.host_vnni,
             "fit": self.fit.to_dict(),
             "notes": list(self.notes),
+            "intake_steps": list(self.intake_steps),
+            "strategy": self.strategy,
             "manifest": self.manifest.to_dict(),
         }

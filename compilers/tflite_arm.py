@@ -120,6 +120,8 @@ class TfliteArmTarget(Target):
         """
         if job.precision not in self.precisions:
             raise TargetError(f"target {self.name} makes {', '.join(self.precisions)}, not {job.precision!r}")
+        if job.precision == "int8":
+            check_int8_inputs(job.inputs)
         calibration = prepare_calibration(job.inputs, job.calibration) if job.precision == "int8" else {}
         python = toolchains.python_for(TOOLCHAIN)
         kind = _KIND[job.precision]
@@ -127,7 +129,7 @@ class TfliteArmTarget(Target):
         with tempfile.TemporaryDirectory(prefix="edgefleet-tflite-") as tmp:
             work = Path(tmp)
             model = work / "model.onnx"  # onnx2tf rewrites its input in place: give it a copy
-            shutil.copyfile(job.source_path, model)
+            renamed, shapes = prepare_model(job.source_path, model)
             args = [
                 "--model",
                 str(model),
@@ -136,6 +138,10 @@ class TfliteArmTarget(Target):
                 "--result",
                 str(work / "result.json"),
             ]
+            for name, dims in shapes.items():
+                args += ["--input-shape", name, ",".join(map(str, dims))]
+            if job.options.get("strategies"):
+                args += ["--strategies", ",".join(job.options["strategies"])]
             for i, (name, samples) in enumerate(calibration.items()):
                 path = work / f"calibration_{i}.npy"
                 np.save(path, samples)
@@ -148,7 +154,11 @@ class TfliteArmTarget(Target):
         io = read_io(staging / ENTRYPOINT) or result["io"][kind]
         ins, in_notes = describe(job.inputs, io["inputs"], "input")
         outs, out_notes = describe(job.outputs, io["outputs"], "output")
-        notes = layout_notes(ins + outs) + in_notes + out_notes
+        notes = layout_notes(ins + outs) + in_notes + out_notes + strategy_notes(result)
+        if renamed:
+            notes.append(
+                f"{renamed} node names with characters TensorFlow refuses in scope names were renamed"
+            )
         build = {
             "converter": "onnx2tf",
             "onnx2tf_version": result.get("onnx2tf_version"),
@@ -158,6 +168,9 @@ class TfliteArmTarget(Target):
             "calibration_samples": _samples(calibration),
             "convert_seconds": result.get("seconds"),
             "fp32_tflite_size_bytes": fp32_size,
+            "strategy": result.get("strategy"),
+            "onnx2tf_switches": result.get("switches"),
+            "onnx2tf_attempts": result.get("attempts", []),
         }
         return TargetOutput(
             entrypoint=ENTRYPOINT,
@@ -282,9 +295,105 @@ def run_converter(
         err = UnsupportedOpError(
             TfliteArmTarget.name, op, _node_of(source, op), "onnx2tf has no converter for it"
         )
+    elif kind == "quantization":
+        err = CompileError(
+            f"onnx2tf converted the model but could not quantize it to INT8 ({one_line(message)}); "
+            "try --precision fp16"
+        )
     else:
-        err = CompileError(f"onnx2tf could not convert the model: {one_line(_last_error(log, message))}")
+        err = conversion_error(source, result.get("attempts") or [], _last_error(log, message))
     raise _with_log(err, log)
+
+
+def conversion_error(source: Path, attempts: list[dict[str, Any]], last: str) -> CompileError:
+    """The error for a conversion that failed with every strategy: an :class:`UnsupportedOpError`
+    naming the op and node when onnx2tf named the node it failed at, else a :class:`CompileError`."""
+    tried = f"{len(attempts)} strateg{'y' if len(attempts) == 1 else 'ies'}"
+    nodes = [a["node"] for a in attempts if a.get("node")]
+    if nodes:
+        node = re.sub(r"^wa/", "/", nodes[-1])  # onnx2tf's spelling of a leading "/" in quantized runs
+        return UnsupportedOpError(
+            TfliteArmTarget.name,
+            _op_of(source, node),
+            node,
+            f"onnx2tf failed there with {tried} ({one_line(last, 160)})",
+            hint="another --input-shape, --precision fp16, or compiling for onnx-x86",
+        )
+    with_ = f" with {tried}" if attempts else ""
+    return CompileError(f"onnx2tf could not convert the model{with_}: {one_line(last)}")
+
+
+def strategy_notes(result: dict[str, Any]) -> list[str]:
+    """A note saying which strategy converted the model when the default did not."""
+    attempts = result.get("attempts") or []
+    if not attempts:
+        return []
+    failed = "; ".join(f"{a['strategy']}: {one_line(a.get('error', ''), 100)}" for a in attempts)
+    return [
+        f"onnx2tf converted the model with strategy {result.get('strategy')} "
+        f"({result.get('switches')}) after {len(attempts)} failed ({failed})"
+    ]
+
+
+def _op_of(source: Path, node: str) -> str:
+    """The op type of the node named ``node`` in ``source`` ('?' if there is none)."""
+    try:
+        import onnx
+
+        graph = onnx.load(str(source), load_external_data=False).graph
+        for n in iter_nodes(graph):
+            if n.name == node:
+                return n.op_type
+    except Exception as exc:  # only names the op in an error message; never hide the real error
+        log.debug("could not read %s to find node %s: %s", source, node, exc)
+    return "?"
+
+
+_BAD_SCOPE = re.compile(r"[^A-Za-z0-9_.\\/>-]")
+
+
+def prepare_model(source: Path, dest: Path) -> tuple[int, dict[str, list[int]]]:
+    """Write the model onnx2tf converts to ``dest`` (with its external data beside it, when it
+    has any) and return how many nodes were renamed and the input shapes for onnx2tf's ``-ois``
+    (a dynamic batch as 1; empty when another dim is dynamic).
+
+    onnx2tf uses node names as TensorFlow scope names: a name with a character outside
+    ``[A-Za-z0-9_./>-]`` (paddle2onnx writes ``Softmax@0``) fails the conversion, so such names
+    become ``Softmax_0`` (graph inputs and outputs keep theirs)."""
+    import onnx
+    from onnx import external_data_helper
+
+    raw = onnx.load(str(source), load_external_data=False)
+    external = any(external_data_helper.uses_external_data(t) for t in raw.graph.initializer)
+    model = onnx.load(str(source)) if external else raw
+    taken = {n.name for n in iter_nodes(model.graph)}
+    renamed = 0
+    for node in iter_nodes(model.graph):
+        if node.name and _BAD_SCOPE.search(node.name):
+            new = base = _BAD_SCOPE.sub("_", node.name)
+            k = 1
+            while new in taken:
+                new, k = f"{base}_{k}", k + 1
+            taken.add(new)
+            node.name, renamed = new, renamed + 1
+    if external:
+        onnx.save(model, str(dest), save_as_external_data=True, location=dest.name + ".data")
+    elif renamed:
+        onnx.save(model, str(dest))
+    else:
+        shutil.copyfile(source, dest)
+    initializers = {i.name for i in model.graph.initializer}
+    shapes: dict[str, list[int]] = {}
+    for value in model.graph.input:
+        if value.name in initializers:
+            continue
+        dims = [d.dim_value if d.dim_value > 0 else -1 for d in value.type.tensor_type.shape.dim]
+        if dims and dims[0] < 0:
+            dims[0] = 1  # what the fixed-shape strategy (-b 1) makes of a dynamic batch
+        if not dims or any(d <= 0 for d in dims):
+            return renamed, {}
+        shapes[value.name] = dims
+    return renamed, shapes
 
 
 def _pump(proc: subprocess.Popen[str], log: list[str], progress: Any) -> None:
@@ -303,12 +412,25 @@ def _pump(proc: subprocess.Popen[str], log: list[str], progress: Any) -> None:
 
 def _last_error(log: list[str], fallback: str = "no error message") -> str:
     """The last line of ``log`` that states an error (onnx2tf's ``ERROR:`` lines, Python's
-    ``SomethingError: ...``), else ``fallback``."""
+    ``SomethingError: ...``), else ``fallback``. onnx2tf's advice printed after every failure
+    (:data:`_ADVICE`) is not an error."""
     for line in reversed(log):
         m = _ERROR.search(line.strip())
-        if m:
+        if m and not any(a in line for a in _ADVICE):
             return m["msg"] or f"{m['exc']}: {m['emsg']}"
     return fallback
+
+
+_ADVICE = (
+    "The trace log is below",
+    "Read this and deal with it",
+    "input_onnx_file_path:",
+    "onnx_op_name:",
+    "-b or -ois option",
+    "-kt or -kat option",
+    "-onwdt option",
+    "ConvertFailure:",
+)
 
 
 def _with_log(err: CompileError, log: list[str], lines: int = 40) -> CompileError:
@@ -339,11 +461,24 @@ def channel_last(rank: int) -> tuple[int, ...] | None:
     return (0, *range(2, rank), 1) if rank >= 3 else None
 
 
+def check_int8_inputs(inputs: tuple[TensorSpec, ...]) -> None:
+    """Raise :class:`TargetError` for an integer input: onnx2tf (1.29) feeds every calibration
+    sample to the TFLite converter as float32, so full-integer INT8 of a model that takes token
+    ids or bytes fails after the whole conversion (seen on a text encoder and a byte classifier)."""
+    ints = [s for s in inputs if np.dtype(s.dtype).kind in "iub"]
+    if ints:
+        which = ", ".join(f"{s.name!r} ({s.dtype})" for s in ints)
+        raise TargetError(
+            f"target {TfliteArmTarget.name} can't calibrate full-integer INT8 for integer input {which}: "
+            "onnx2tf calibrates every input as float32; try --precision fp16"
+        )
+
+
 def prepare_calibration(
     inputs: tuple[TensorSpec, ...], calibration: dict[str, np.ndarray] | None
 ) -> dict[str, np.ndarray]:
-    """Calibration samples per input as onnx2tf wants them: float32, channel-last for inputs of
-    rank 3 and up (NCHW → NHWC), unchanged for 2-D ones.
+    """Calibration samples per input as onnx2tf wants them: float32 (integer inputs keep their
+    integer type), channel-last for inputs of rank 3 and up (NCHW → NHWC), unchanged for 2-D ones.
 
     Raises :class:`CalibrationError` when there is none (INT8 needs it), or an input's samples are
     missing, empty, of the wrong rank or fixed dimension, or not finite numbers.
@@ -358,8 +493,9 @@ def prepare_calibration(
         if spec.name not in calibration:
             have = ", ".join(sorted(calibration)) or "none"
             raise CalibrationError(f"no calibration samples for input {spec.name!r} (have: {have})")
+        dtype = np.float32 if np.dtype(spec.dtype).kind == "f" else np.dtype(spec.dtype)
         try:
-            arr = np.asarray(calibration[spec.name], dtype=np.float32)
+            arr = np.asarray(calibration[spec.name], dtype=dtype)
         except (TypeError, ValueError) as exc:
             raise CalibrationError(f"calibration for {spec.name!r} is not numeric: {exc}") from exc
         if arr.ndim != len(spec.shape) or len(arr) == 0:

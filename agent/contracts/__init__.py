@@ -23,6 +23,7 @@ from agent.contracts.errors import ContractError
 from agent.contracts.manifest import (
     MANIFEST_SCHEMA,
     FileEntry,
+    Intake,
     Manifest,
     SelfTest,
     TensorSpec,
@@ -61,6 +62,7 @@ __all__ = [
     "EnrollmentResponse",
     "ErrorCode",
     "FileEntry",
+    "Intake",
     "Latency",
     "Manifest",
     "MqttSettings",

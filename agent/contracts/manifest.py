@@ -142,6 +142,26 @@ class SelfTest(Contract):
 
 
 @dataclass(frozen=True)
+class Intake(Contract):
+    """How the compiler normalised the source model before the target converted it.
+
+    ``steps`` are one line each, in order (``"opset 11 → 17"``, ``"input x: [?,3,?,?] →
+    [?,3,48,192] (batch kept dynamic)"``, ``"simplified (onnxsim 0.8.1): 120 → 96 nodes"``).
+    ``source_opset``/``opset`` are the default-domain opsets before and after; ``input_shapes``
+    the shapes the target compiled for (``-1``: left dynamic); ``simplifier`` what folded and
+    simplified the graph (``None``: nothing did); ``external_data`` whether the normalised model
+    kept its weights in a separate file.
+    """
+
+    steps: tuple[str, ...] = ()
+    source_opset: int | None = None
+    opset: int | None = None
+    input_shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    simplifier: str | None = None
+    external_data: bool = False
+
+
+@dataclass(frozen=True)
 class Manifest(Contract):
     """The whole manifest. Build it with the constructor, read it with :meth:`from_json`.
 
@@ -170,6 +190,7 @@ class Manifest(Contract):
     build: dict[str, Any] = field(default_factory=dict)
     created_at: str | None = None
     compiler_version: str | None = None
+    intake: Intake | None = None  # absent in manifests written before the intake step
 
     def file(self, path: str) -> FileEntry:
         for f in self.files:

@@ -146,9 +146,11 @@ class LiteRTAdapter(RuntimeAdapter):
         if wanted != self._shapes and self._resizable:
             try:
                 self._resize(wanted)
+                return self._invoke(feeds)
             except (ValueError, RuntimeError):
-                # A model with its batch size baked in (e.g. a Reshape to [1, ...]) can't be
-                # resized: go back to its own shapes and run the batch in chunks from now on.
+                # A model with its batch size baked in (e.g. a Reshape to [1, ...], or a
+                # TRANSPOSE_CONV's output shape, which fails only when invoked) can't be resized:
+                # go back to its own shapes and run the batch in chunks from now on.
                 self._resizable = False
                 self._resize(self._fixed_shapes())
         if wanted == self._shapes:

@@ -61,6 +61,19 @@ def compile_(
     force: Annotated[bool, typer.Option("--force", help="Replace existing output directories.")] = False,
     profiles_dir: ProfilesDir = None,
     output: Output = None,
+    input_shape: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--input-shape",
+            metavar="NAME=D,D,...",
+            help="Compile input NAME for this shape, e.g. x=1,3,48,192 (repeatable); resolves dynamic "
+            "dims (a dynamic batch stays dynamic where the target supports one).",
+            show_default="the calibration data's shapes",
+        ),
+    ] = None,
+    simplify: Annotated[
+        bool, typer.Option(help="Fold constants and simplify the model before converting it.")
+    ] = True,
 ) -> None:
     """Compile an ONNX model into a validated bundle per device profile, on this machine.
 
@@ -85,6 +98,12 @@ def compile_(
         from compilers import CompileError, CompileOptions, compile_model
 
     chosen: dict[str, Any] = {"min_agreement": min_agreement} if min_agreement is not None else {}
+    from compilers.options import parse_input_shape
+
+    try:
+        shapes = dict(parse_input_shape(text) for text in input_shape or ())
+    except CompileError as exc:
+        app.abort(str(exc))
     options = CompileOptions(
         precision=None if precision is None else precision.value,
         calibration=calibration,
@@ -92,6 +111,8 @@ def compile_(
         force=force,
         profiles_dirs=tuple(profiles_dir or ()),
         **chosen,
+        input_shapes=shapes,
+        simplify=simplify,
     )
     term = app.terminal
     reports: list[Any] = []

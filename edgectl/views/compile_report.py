@@ -76,6 +76,9 @@ def compile_summary(reports: list[dict[str, Any]]) -> RenderableType:
             if fit.get("latency_note") and fit.get("within_latency_budget") is None
             else []
         )
-        for note in dict.fromkeys([*(r.get("notes") or []), *extra]):
+        intake = [f"intake: {step}" for step in r.get("intake_steps") or []]
+        if r.get("strategy"):
+            intake.append(f"converted with strategy {r['strategy']}")
+        for note in dict.fromkeys([*intake, *(r.get("notes") or []), *extra]):
             notes.append(Text.assemble((f"{r.get('profile')}: ", "bold"), note))
     return Group(t, *notes) if notes else t
