@@ -6,6 +6,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from compilers.errors import CompileError
+from compilers.metrics import check_metric
+
+CALIBRATION_METHODS = ("MinMax", "Entropy", "Percentile")
 
 
 @dataclass(frozen=True)
@@ -23,6 +26,15 @@ class CompileOptions:
     ``max_validation``: validation samples used at most.
     ``profiles_dirs``: extra directories of device profiles (override built-ins by name).
     ``name``/``version``: recorded in the manifest.
+    ``metric``: the gate's metric for every output (``top1``, ``cosine``, ``sqnr``, ``relerr``,
+    ``exact``) or a user's ``module:function``; ``None`` chooses per output
+    (:mod:`compilers.metrics`). ``metric_threshold``: that metric's threshold (needs ``metric``).
+    ``calibration_method``: ``MinMax``, ``Entropy`` or ``Percentile``; ``None`` tries the target's
+    default, then the others when the gate fails.
+    ``mixed``: when an INT8 bundle fails its gate, keep its costliest layers in float and retry
+    (at most ``mixed_attempts`` tries, at most ``mixed_max_share`` of the quantizable layers).
+    ``precision="auto"``: the cheapest precision that passes the gate (INT8, mixed, FP16, FP32),
+    never an INT8 or FP16 bundle measured slower than FP32 on this host.
     """
 
     precision: str | None = None
@@ -39,6 +51,12 @@ class CompileOptions:
     name: str | None = None
     version: str | None = None
     seed: int = 0
+    metric: str | None = None
+    metric_threshold: float | None = None
+    calibration_method: str | None = None
+    mixed: bool = True
+    mixed_attempts: int = 6
+    mixed_max_share: float = 0.25
 
     def check(self) -> None:
         """Raise :class:`CompileError` for values no compile can honour."""
@@ -55,3 +73,15 @@ class CompileOptions:
                 raise CompileError(f"{field} must be at least {low}, got {value}")
         if self.threads is not None and self.threads < 1:
             raise CompileError(f"threads must be at least 1, got {self.threads}")
+        check_metric(self.metric)
+        if self.metric_threshold is not None and self.metric is None:
+            raise CompileError("metric_threshold needs a metric (--metric NAME or module:function)")
+        if self.calibration_method is not None and self.calibration_method not in CALIBRATION_METHODS:
+            raise CompileError(
+                f"unknown calibration method {self.calibration_method!r}: use one of "
+                f"{', '.join(CALIBRATION_METHODS)}"
+            )
+        if self.mixed_attempts < 1:
+            raise CompileError(f"mixed_attempts must be at least 1, got {self.mixed_attempts}")
+        if not 0.0 < self.mixed_max_share <= 1.0:
+            raise CompileError(f"mixed_max_share must be in (0, 1], got {self.mixed_max_share}")

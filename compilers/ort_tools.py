@@ -72,6 +72,27 @@ def pre_process(src: Path, dst: Path) -> None:
             quant_pre_process(str(src), str(dst), skip_symbolic_shape=True)
 
     _tool("quantization pre-processing", run)
+    name_nodes(dst)
+
+
+def name_nodes(path: Path) -> None:
+    """Give every unnamed node of the main graph a name (``<OpType>_<index>``, unique), so that
+    layers can be named to keep in float (``nodes_to_exclude``) and in reports. Deterministic:
+    the same model gets the same names every time."""
+    model = onnx.load(str(path))
+    taken = {n.name for n in model.graph.node if n.name}
+    changed = False
+    for i, node in enumerate(model.graph.node):
+        if node.name:
+            continue
+        name = f"{node.op_type}_{i}"
+        while name in taken:
+            name += "_"
+        node.name = name
+        taken.add(name)
+        changed = True
+    if changed:
+        onnx.save(model, str(path))
 
 
 class SampleReader:
@@ -103,6 +124,7 @@ class QdqSettings:
     symmetric: bool = False  # TensorRT needs zero points of 0 for weights and activations
     reduce_range: bool = False  # 7-bit weights: avoids u8s8 overflow on x86 without VNNI
     quantize_bias: bool = True  # TensorRT's parser dequantizes only INT8, not INT32 biases
+    calibration: str = "MinMax"  # onnxruntime.quantization.CalibrationMethod: MinMax, Entropy, Percentile
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -113,7 +135,7 @@ class QdqSettings:
             "symmetric": self.symmetric,
             "reduce_range": self.reduce_range,
             "quantize_bias": self.quantize_bias,
-            "calibration": "MinMax",
+            "calibration": self.calibration,
         }
 
 
@@ -123,10 +145,18 @@ def quantize_qdq(
     samples: dict[str, np.ndarray],
     inputs: tuple[TensorSpec, ...],
     settings: QdqSettings,
+    nodes_to_exclude: tuple[str, ...] = (),
 ) -> None:
     """Static INT8 quantization of ``src`` (already pre-processed) into QDQ form, calibrated
-    with MinMax over ``samples``. Raises :class:`ToolchainError`."""
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    over ``samples`` with ``settings.calibration``; the nodes named in ``nodes_to_exclude`` stay
+    float. Raises :class:`ToolchainError`."""
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
 
     class _Reader(SampleReader, CalibrationDataReader):
         pass
@@ -148,20 +178,24 @@ def quantize_qdq(
             reduce_range=settings.reduce_range,
             activation_type=getattr(QuantType, settings.activation_type),
             weight_type=getattr(QuantType, settings.weight_type),
+            calibrate_method=getattr(CalibrationMethod, settings.calibration),
+            nodes_to_exclude=list(nodes_to_exclude),
             extra_options={k: v for k, v in extra.items() if v is not None},
         )
 
-    _tool("static INT8 quantization", run)
+    _tool(f"static INT8 quantization ({settings.calibration} calibration)", run)
     prune_opset_imports(dst)
 
 
-def quantize_dynamic_int8(src: Path, dst: Path) -> None:
+def quantize_dynamic_int8(src: Path, dst: Path, nodes_to_exclude: tuple[str, ...] = ()) -> None:
     """Dynamic INT8: weights quantized offline, activations at run time (no calibration data).
     ``src`` should be pre-processed (:func:`pre_process`) like for static quantization."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     def run() -> None:
-        quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8)
+        quantize_dynamic(
+            str(src), str(dst), weight_type=QuantType.QInt8, nodes_to_exclude=list(nodes_to_exclude)
+        )
 
     _tool("dynamic INT8 quantization", run)
     prune_opset_imports(dst)
