@@ -21,10 +21,12 @@ Every figure is computed in float64 over all validation samples.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -192,17 +194,27 @@ def default_threshold(metric: str, min_agreement: float) -> float:
 
 
 def is_user_metric(metric: str | None) -> bool:
-    return metric is not None and ":" in metric
+    return metric is not None and ":" in metric and metric not in METRICS
 
 
 def load_user_metric(spec: str) -> UserMetric:
-    """Import ``module:function``. Raises :class:`CompileError` (one line) when it can't."""
-    module, _, attr = spec.partition(":")
+    """Import ``module:function`` (``module`` may also be a ``.py`` file's path). Raises
+    :class:`CompileError` (one line) when it can't."""
+    module, _, attr = spec.rpartition(":")
     if not module or not attr:
         raise CompileError(f"--metric {spec!r}: expected a metric name or module:function")
     try:
-        fn = getattr(importlib.import_module(module), attr)
-    except (ImportError, AttributeError) as exc:
+        if module.endswith(".py"):
+            path = Path(module).expanduser()
+            loader_spec = importlib.util.spec_from_file_location(path.stem, path)
+            if loader_spec is None or loader_spec.loader is None or not path.is_file():
+                raise ImportError(f"no file {module}")
+            mod = importlib.util.module_from_spec(loader_spec)
+            loader_spec.loader.exec_module(mod)
+        else:
+            mod = importlib.import_module(module)
+        fn = getattr(mod, attr)
+    except Exception as exc:  # the user's module: any error importing it is reported, in one line
         raise CompileError(f"--metric {spec!r}: cannot import it: {type(exc).__name__}: {exc}") from exc
     if not callable(fn):
         raise CompileError(f"--metric {spec!r} is not a function")

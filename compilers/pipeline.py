@@ -475,7 +475,8 @@ def _measure(req: _Request, a: _Attempt, base: _Attempt | None) -> _Checked:
             adapters.append(other.adapter)
         with _as_toolchain_error("timing the compiled model failed"):
             if len(adapters) == 2:
-                times = list(measure_latency(*adapters, req.plan.validation, req.inputs, opts.latency_runs))
+                a0, a1 = adapters
+                times = list(measure_latency(a0, a1, req.plan.validation, req.inputs, opts.latency_runs))
             else:
                 times = measure_latencies(adapters, req.plan.validation, req.inputs, opts.latency_runs)
     finally:
