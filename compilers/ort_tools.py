@@ -8,6 +8,8 @@ errors are translated).
 
 from __future__ import annotations
 
+import contextlib
+import io
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,9 +100,15 @@ def name_nodes(path: Path) -> None:
 class SampleReader:
     """A ``CalibrationDataReader`` over in-memory samples, in batches the model can take."""
 
-    def __init__(self, samples: dict[str, np.ndarray], inputs: tuple[TensorSpec, ...]) -> None:
+    def __init__(
+        self, samples: dict[str, np.ndarray], inputs: tuple[TensorSpec, ...], equal_batches: bool = False
+    ) -> None:
         batch = run_batch(inputs, CALIBRATION_BATCH)
         rows = usable_rows(len(next(iter(samples.values()))), inputs)
+        if equal_batches and rows > batch:
+            # ONNX Runtime's histogram calibrators (Entropy, Percentile) stack every batch's
+            # tensors into one array: a shorter last batch breaks them, so it is left out.
+            rows -= rows % batch
         if rows == 0:
             raise ToolchainError(f"calibration needs at least {batch} samples for this fixed-batch model")
         model_names = {s.name: s.model_name or s.name for s in inputs}
@@ -167,8 +175,7 @@ def quantize_qdq(
         "QuantizeBias": settings.quantize_bias,
     }
 
-    def run() -> None:
-        reader = _Reader(samples, inputs)
+    def _quantize(reader: Any) -> None:
         quantize_static(
             str(src),
             str(dst),
@@ -182,6 +189,12 @@ def quantize_qdq(
             nodes_to_exclude=list(nodes_to_exclude),
             extra_options={k: v for k, v in extra.items() if v is not None},
         )
+
+    def run() -> None:
+        reader = _Reader(samples, inputs, equal_batches=settings.calibration != "MinMax")
+        # The histogram calibrators print their progress; stdout belongs to the caller (-o json).
+        with contextlib.redirect_stdout(io.StringIO()):
+            _quantize(reader)
 
     _tool(f"static INT8 quantization ({settings.calibration} calibration)", run)
     prune_opset_imports(dst)

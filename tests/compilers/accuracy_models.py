@@ -4,6 +4,7 @@ plain INT8 wrecks, a face-detector-shaped model with three outputs, and an embed
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -64,7 +65,7 @@ def face_model(anchors: int = 32, seed: int = 0) -> onnx.ModelProto:
     landmarks ``[N, A, 10]`` and face/not-face probabilities ``[N, A, 2]`` (softmax)."""
     rng = np.random.default_rng(seed)
     c = 8
-    weights = {
+    weights: dict[str, np.ndarray] = {
         "cw": rng.normal(0, 0.4, (c, 3, 3, 3)).astype(np.float32),
         "cb": rng.normal(0, 0.1, c).astype(np.float32),
         "shape": np.array([-1, c * 16], np.int64),
@@ -129,6 +130,8 @@ def write_files(
     onnx.save(model, files.model)
     rng = np.random.default_rng(seed)
     key = model.graph.input[0].name
-    np.savez(files.calibration, **{key: rng.normal(0, 1, (96, *shape)).astype(np.float32)})
-    np.savez(files.validation, **{key: rng.normal(0, 1, (64, *shape)).astype(np.float32)})
+    cal: dict[str, Any] = {key: rng.normal(0, 1, (96, *shape)).astype(np.float32)}
+    val: dict[str, Any] = {key: rng.normal(0, 1, (64, *shape)).astype(np.float32)}
+    np.savez(files.calibration, **cal)
+    np.savez(files.validation, **val)
     return files

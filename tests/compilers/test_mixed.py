@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -20,7 +21,7 @@ from tests.compilers.accuracy_models import sensitive_model, write_files
 from tests.compilers.compiler_fixtures import ModelFiles, leftovers
 
 INPUTS = (TensorSpec("x", "float32", (-1, 16)),)
-QUICK = {"latency_runs": 0, "samples": 2}
+QUICK: dict[str, Any] = {"latency_runs": 0, "samples": 2}
 TRT = ort_tools.QdqSettings(activation_type="QInt8", symmetric=True, quantize_bias=False)
 
 
