@@ -323,7 +323,7 @@ def _search(req: _Request, tries: _Tries) -> _Found:
     Raises :class:`ValidationGateError` with the figures of the last refusal."""
     auto = req.precision == AUTO
     ladder = [p for p in LADDER if p in req.target.precisions] if auto else [req.precision]
-    log: list[str] = []
+    log = _Log()
     for precision in ladder:
         if precision == "int8":
             found = _int8(req, tries, log, skip_uncalibrated=auto)
@@ -331,7 +331,7 @@ def _search(req: _Request, tries: _Tries) -> _Found:
             a = _attempt(req, tries, precision)
             found = _Found(a) if a.failure is None else None
             if a.failure is not None:
-                log.append(f"{a.label()}: {a.failure}")
+                _refused(log, a)
                 tries.drop(a.staging)
         if found is None:
             continue
@@ -349,10 +349,23 @@ def _search(req: _Request, tries: _Tries) -> _Found:
                 f" (refused: {why})" if log else ""
             )
         return _Found(a, tuple(log), found.notes, found.int8_base, found.ranked, found.mixed_attempts, choice)
-    last = log[-1].partition(": ")[2] if log else "no precision to try"
+    last = log.last_failure or (log[-1].partition(": ")[2] if log else "no precision to try")
     knob = "--min-agreement" if last.startswith(("top-1", "exact")) else "--metric-threshold"
     tried = f" (tried {'; '.join(x.partition(':')[0] for x in log)})" if len(log) > 1 else ""
     raise ValidationGateError(f"{last}{tried}; refusing to emit a degraded model (lower {knob} to accept)")
+
+
+class _Log(list[str]):
+    """Every refused attempt as ``label: reason``; ``last_failure`` is the last gate failure,
+    which the error quotes when nothing passes."""
+
+    last_failure: str | None = None
+
+
+def _refused(log: _Log, a: _Attempt) -> None:
+    assert a.failure is not None
+    log.append(f"{a.label()}: {a.failure}")
+    log.last_failure = a.failure
 
 
 def _methods(req: _Request) -> list[str | None]:
@@ -368,7 +381,7 @@ def _shortfall(a: _Attempt) -> float:
     return sum(abs(s.value - s.threshold) / max(abs(s.threshold), 1e-9) for s in a.checked.comparison.failed)
 
 
-def _int8(req: _Request, tries: _Tries, log: list[str], skip_uncalibrated: bool) -> _Found | None:
+def _int8(req: _Request, tries: _Tries, log: _Log, skip_uncalibrated: bool) -> _Found | None:
     """INT8 with each calibration method in turn, then the best of them with its costliest
     layers kept in float; ``None`` when nothing passed (the refusals are in ``log``)."""
     refused: list[_Attempt] = []
@@ -390,7 +403,7 @@ def _int8(req: _Request, tries: _Tries, log: list[str], skip_uncalibrated: bool)
             for r in refused:
                 tries.drop(r.staging)
             return _Found(a)
-        log.append(f"{a.label()}: {a.failure}")
+        _refused(log, a)
         refused.append(a)
     if not refused:
         return None
@@ -404,7 +417,7 @@ def _int8(req: _Request, tries: _Tries, log: list[str], skip_uncalibrated: bool)
     return found
 
 
-def _mixed(req: _Request, tries: _Tries, base: _Attempt, log: list[str]) -> _Found | None:
+def _mixed(req: _Request, tries: _Tries, base: _Attempt, log: _Log) -> _Found | None:
     extra: dict[str, Any] = {"calibration_method": base.calibration_method} if base.calibration_method else {}
     req.say("INT8 failed its gate: ranking layers by quantization error against FP32")
     ranked = req.target.layer_costs(req.job("int8", extra), base.staging)
@@ -424,7 +437,7 @@ def _mixed(req: _Request, tries: _Tries, base: _Attempt, log: list[str]) -> _Fou
                 f"({base.failure}): {', '.join(a.float_nodes)}"
             )
             return _Found(a, notes=(note,), int8_base=base, ranked=len(ranked), mixed_attempts=n)
-        log.append(f"{a.label()}: {a.failure}")
+        _refused(log, a)
         tries.drop(a.staging)
     return None
 
