@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from agent.contracts.manifest import TensorSpec
-from compilers.mixed import LayerCost
+from compilers.mixed import RANKED_BY, LayerCost
 from device_profiles import DeviceProfile
 
 Progress = Callable[[str], None]
@@ -70,6 +70,8 @@ class Target(ABC):
     # INT8 calibration methods the target offers, its default first; () when it calibrates its
     # own way with no choice (``job.options["calibration_method"]`` is then never set).
     calibration_methods: ClassVar[tuple[str, ...]] = ()
+    # How layer_costs ranks layers, in a few words for the manifest.
+    layer_ranking: ClassVar[str] = RANKED_BY
 
     @abstractmethod
     def check_ops(self, model: Any) -> None:

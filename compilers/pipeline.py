@@ -40,7 +40,6 @@ from compilers.bundle import check_destination, discard, file_entries, make_stag
 from compilers.calibration import SampleSet, load_samples
 from compilers.errors import CalibrationError, CompileError, TargetError, ToolchainError, ValidationGateError
 from compilers.hostcpu import host_arch, host_has_vnni
-from compilers.mixed import RANKED_BY
 from compilers.mixed import schedule as mixed_schedule
 from compilers.modelcheck import load_model, model_info, one_line, tensor_specs
 from compilers.options import CompileOptions
@@ -510,7 +509,7 @@ def _mixed_record(req: _Request, a: _Attempt, found: _Found, checked: _Checked) 
         float_nodes=a.float_nodes,
         quantizable_nodes=found.ranked,
         attempts=found.mixed_attempts,
-        ranked_by=RANKED_BY,
+        ranked_by=req.target.layer_ranking,
         float_precision="fp16" if req.target.runtime == "tensorrt" else "fp32",
         int8_size_bytes=found.int8_base.size,
         int8_latency_ms=checked.int8_latency_ms,
