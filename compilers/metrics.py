@@ -53,6 +53,8 @@ _NOT_CLASS_SCORES = re.compile(
     re.IGNORECASE,
 )
 _UNIT_NORM_TOL = 1e-2
+# Within these, a sample equals FP32 (float32 rounding): numpy's allclose defaults, tightened.
+ALIKE_ATOL, ALIKE_RTOL = 1e-6, 1e-5
 
 
 @dataclass(frozen=True)
@@ -106,16 +108,20 @@ def top1_agreement(ref: np.ndarray, got: np.ndarray) -> float:
 
 
 def cosine_similarity(ref: np.ndarray, got: np.ndarray) -> float:
-    """Mean over samples (axis 0) of the cosine similarity of the flattened sample. Two zero
-    samples are alike (1); a zero sample against a non-zero one is not (0)."""
+    """Mean over samples (axis 0) of the cosine similarity of the flattened sample. A sample
+    equal to FP32 within float32 rounding (``|got - ref| <= ATOL + RTOL * max |ref|``, which
+    takes in two zero samples) counts as alike (1): the cosine of two near-zero vectors, a blank
+    image's probability map say, is rounding noise. A zero sample against a non-zero one is 0."""
     r = _f64(ref).reshape(len(ref), -1)
     g = _f64(got).reshape(len(got), -1)
+    if r.size == 0:
+        return 1.0
     nr, ng = np.linalg.norm(r, axis=1), np.linalg.norm(g, axis=1)
     dot = np.sum(r * g, axis=1)
-    both_zero = (nr == 0) & (ng == 0)
+    same = np.max(np.abs(r - g), axis=1) <= ALIKE_ATOL + ALIKE_RTOL * np.max(np.abs(r), axis=1)
     denom = np.where(nr * ng > 0, nr * ng, 1.0)
     cos = np.where(nr * ng > 0, dot / denom, 0.0)
-    cos = np.where(both_zero, 1.0, cos)
+    cos = np.where(same, 1.0, cos)
     return float(np.mean(np.clip(cos, -1.0, 1.0))) if len(cos) else 1.0
 
 

@@ -335,8 +335,9 @@ def _search(req: _Request, tries: _Tries) -> _Found:
         if found is None:
             continue
         a = found.attempt
-        if auto and precision != "fp32":
-            slower = _slower_than_fp32(req, found)
+        if auto and precision != "fp32" and a.checked.ran and req.opts.latency_runs > 0:
+            a = replace(a, checked=_measure(req, a, found.int8_base))  # timed once, kept
+            slower = _slower_than_fp32(a.checked)
             if slower is not None:
                 log.append(f"{a.label()}: passed the gate but {slower}")
                 tries.drop(a.staging)
@@ -344,7 +345,7 @@ def _search(req: _Request, tries: _Tries) -> _Found:
         choice = None
         if auto:
             why = "; ".join(log) if log else "it passed the gate"
-            choice = f"auto chose {a.label()}: the cheapest precision that passed" + (
+            choice = f"auto chose {a.label()}: the cheapest precision that passed the gate" + (
                 f" (refused: {why})" if log else ""
             )
         return _Found(a, tuple(log), found.notes, found.int8_base, found.ranked, found.mixed_attempts, choice)
@@ -441,14 +442,9 @@ def _mixed(req: _Request, tries: _Tries, base: _Attempt, log: _Log) -> _Found | 
     return None
 
 
-def _slower_than_fp32(req: _Request, found: _Found) -> str | None:
-    """Why the attempt must not ship under ``auto`` (measured slower than FP32 on this host with
-    the target's own runtime), else ``None``; the figures are kept on the attempt."""
-    a = found.attempt
-    if not a.checked.ran or req.opts.latency_runs == 0:
-        return None
-    checked = _measure(req, a, found.int8_base)
-    object.__setattr__(a, "checked", checked)  # the measured figures go with the attempt
+def _slower_than_fp32(checked: _Checked) -> str | None:
+    """Why a bundle must not ship under ``auto``: measured slower than FP32 on this host with the
+    target's own runtime; ``None`` when it is not, or was not measured (pure)."""
     if checked.latency_ms is None or not checked.fp32_latency_ms:
         return None
     ratio = checked.latency_ms / checked.fp32_latency_ms

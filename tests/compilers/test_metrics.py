@@ -33,6 +33,9 @@ def test_figures_of_each_metric() -> None:
     assert cosine_similarity(ref, -ref) == pytest.approx(-1.0)
     assert cosine_similarity(np.zeros((2, 3)), np.zeros((2, 3))) == 1.0
     assert cosine_similarity(np.zeros((1, 3)), np.ones((1, 3))) == 0.0
+    tiny = np.full((2, 3), 1e-8)
+    assert cosine_similarity(tiny, -tiny) == 1.0  # a blank map: equal within rounding
+    assert cosine_similarity(tiny * 1e5, -tiny * 1e5) == pytest.approx(-1.0)
     noisy = ref + 0.1
     assert sqnr_db(ref, noisy) == pytest.approx(10 * math.log10(15 / 0.06))
     assert sqnr_db(ref, ref) == math.inf
