@@ -26,6 +26,7 @@ from compilers.modelcheck import iter_nodes, one_line
 T = TypeVar("T")
 # Calibration runs the augmented model batch by batch; 16 rows keeps memory flat for big inputs.
 CALIBRATION_BATCH = 16
+HISTOGRAM_ROWS = 16  # calibration samples the histogram calibrators use at most (memory)
 _ONNX_DOMAINS = ("", "ai.onnx")
 
 
@@ -105,10 +106,14 @@ class SampleReader:
     ) -> None:
         batch = run_batch(inputs, CALIBRATION_BATCH)
         rows = usable_rows(len(next(iter(samples.values()))), inputs)
-        if equal_batches and rows > batch:
-            # ONNX Runtime's histogram calibrators (Entropy, Percentile) stack every batch's
-            # tensors into one array: a shorter last batch breaks them, so it is left out.
-            rows -= rows % batch
+        if equal_batches:
+            # ONNX Runtime's histogram calibrators (Entropy, Percentile) keep every activation of
+            # every sample in memory before building histograms (a PP-OCR recognizer took over
+            # 20 GB for 48 samples), and stack the batches into one array, which a shorter last
+            # batch breaks: at most HISTOGRAM_ROWS rows, in equal batches.
+            rows = min(rows, usable_rows(HISTOGRAM_ROWS, inputs) or rows)
+            if rows > batch:
+                rows -= rows % batch
         if rows == 0:
             raise ToolchainError(f"calibration needs at least {batch} samples for this fixed-batch model")
         model_names = {s.name: s.model_name or s.name for s in inputs}
@@ -144,6 +149,7 @@ class QdqSettings:
             "reduce_range": self.reduce_range,
             "quantize_bias": self.quantize_bias,
             "calibration": self.calibration,
+            **({"calibration_rows_max": HISTOGRAM_ROWS} if self.calibration != "MinMax" else {}),
         }
 
 
