@@ -7,7 +7,12 @@ output directory):
 2. resolve the profile, its target and the precision; the target checks the ops;
 3. read calibration and validation samples; decide which samples validate;
 4. in a staging directory beside ``out_dir``, the target writes its model files;
-5. validate against FP32 (agreement, errors, accuracy, latency) and apply the gate;
+5. validate against FP32, every output with its metric (:mod:`compilers.metrics`), and apply the
+   gate. For INT8 a refused bundle is tried again with the target's other calibration methods,
+   then with its costliest layers kept in float (:mod:`compilers.mixed`, within
+   ``mixed_attempts``/``mixed_max_share``); ``precision="auto"`` goes on to FP16 and FP32, and
+   passes over a bundle measured slower than FP32 on this host. Each attempt has its own staging
+   directory; all but the one shipped are removed;
 6. pre-flight fit check, self-test samples, manifest; verify the bundle; rename it into place.
 """
 
@@ -220,6 +225,8 @@ def _build(req: _Request, tries: _Tries, out_dir: Path) -> CompileReport:
         selftest = write_selftest(staging, req.plan.validation.inputs, expected, req.opts.samples, cls)
         files = (*files, *file_entries(staging, {selftest.file: "samples"}))
     mixed = _mixed_record(req, a, found, checked)
+    if mixed is not None:
+        notes = (*notes, _mixed_cost(mixed, size, checked.latency_ms))
     validation = _validation_record(req, checked, size, notes, a, mixed, found.choice)
     build = {**out.build, "source": model_info(req.model), "preflight": fit.to_dict(), "host": _host()}
     if found.log:
@@ -496,6 +503,19 @@ def _measure(req: _Request, a: _Attempt, base: _Attempt | None) -> _Checked:
         latency_ms=times[1],
         int8_latency_ms=times[2] if len(times) > 2 else None,
     )
+
+
+def _mixed_cost(m: MixedPrecision, size: int, latency_ms: float | None) -> str:
+    """What keeping layers in float cost against the all-INT8 bundle, in one sentence (pure)."""
+    line = f"mixed precision cost: {size} B against {m.int8_size_bytes} B all-INT8"
+    if m.int8_size_bytes:
+        line += f" ({size / m.int8_size_bytes:.2f}x)"
+    if latency_ms is not None and m.int8_latency_ms:
+        ratio = latency_ms / m.int8_latency_ms
+        line += f"; {latency_ms:.3f} ms against {m.int8_latency_ms:.3f} ms ({ratio:.2f}x)"
+    else:
+        line += "; latency not measured on this host"
+    return line
 
 
 def _mixed_record(req: _Request, a: _Attempt, found: _Found, checked: _Checked) -> MixedPrecision | None:

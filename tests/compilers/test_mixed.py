@@ -122,6 +122,8 @@ def test_int8_that_fails_its_gate_ships_mixed(
     assert manifest.validation is not None and manifest.validation.mixed == report.mixed
     assert manifest.build["float_nodes"] == list(report.mixed.float_nodes)
     assert any("kept in float" in n for n in manifest.validation.notes)
+    cost = f"mixed precision cost: {report.size_bytes} B against {plain.size_bytes} B all-INT8"
+    assert any(n.startswith(cost) and "latency not measured" in n for n in manifest.validation.notes)
     assert json.loads((out / "manifest.json").read_text())["validation"]["metrics"][0]["metric"] == "top1"
     assert leftovers(tmp_path, "b") == ["b"]  # the refused attempts are gone
     assert leftovers(tmp_path, "plain") == ["plain"]
