@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as package_version
@@ -178,6 +178,7 @@ class _Request:
     plan: SamplePlan
     opts: CompileOptions
     say: Progress
+    cache: dict[str, Any] = field(default_factory=dict, compare=False)  # the FP32 reference outputs
 
     def job(self, precision: str | None = None, extra: dict[str, Any] | None = None) -> CompileJob:
         cal = self.plan.calibration
@@ -566,9 +567,9 @@ def _validate(req: _Request, staging: Path, draft: Manifest, out: TargetOutput) 
 
 def _reference(req: _Request) -> dict[str, np.ndarray]:
     """The FP32 source's outputs on the validation samples, run once per compile."""
-    cached = _REFERENCE.get(id(req))
-    if cached is not None and cached[0] is req:
-        return cached[1]
+    cached = req.cache.get("reference")
+    if cached is not None:
+        return cached  # type: ignore[no-any-return]
     try:
         fp32 = source_adapter(req.source, req.inputs, req.outputs, req.opts.threads)
     except RuntimeLoadError as exc:
@@ -579,12 +580,8 @@ def _reference(req: _Request) -> dict[str, np.ndarray]:
         reference = run_all(fp32, req.plan.validation, req.inputs)
     finally:
         fp32.close()
-    _REFERENCE.clear()
-    _REFERENCE[id(req)] = (req, reference)
+    req.cache["reference"] = reference
     return reference
-
-
-_REFERENCE: dict[int, tuple[_Request, dict[str, np.ndarray]]] = {}
 
 
 @contextlib.contextmanager
