@@ -569,7 +569,7 @@ def _reference(req: _Request) -> dict[str, np.ndarray]:
     """The FP32 source's outputs on the validation samples, run once per compile."""
     cached = req.cache.get("reference")
     if cached is not None:
-        return cached  # type: ignore[no-any-return]
+        return cached
     try:
         fp32 = source_adapter(req.source, req.inputs, req.outputs, req.opts.threads)
     except RuntimeLoadError as exc:
