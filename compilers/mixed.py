@@ -242,11 +242,13 @@ def strip_qdq(
         return name
 
     graph_outputs = {o.name for o in g.output}
+    folded = _folded_consumers(qdq, float_model)
     for node in g.node:
         if node.name not in keep:
             continue
         for j, t in enumerate(list(node.output)):
-            _float_output(g, node, j, t, graph_outputs)
+            if t not in folded:  # a Relu folded into this Q/DQ pair would be lost without it
+                _float_output(g, node, j, t, graph_outputs)
         for i, t in enumerate(node.input):
             dq = producer.get(t)
             if dq is None or dq.op_type != "DequantizeLinear":
@@ -258,6 +260,18 @@ def strip_qdq(
                 node.input[i] = float_weight(dq)
     _prune(model, {i.name for i in qdq.graph.initializer})
     return model
+
+
+def _folded_consumers(qdq: onnx.ModelProto, float_model: onnx.ModelProto | None) -> set[str]:
+    """Tensors whose consumer in ``float_model`` the quantizer dropped (a Relu or Clip folded
+    into the output's Q/DQ range, as ONNX Runtime does for asymmetric activations)."""
+    if float_model is None:
+        return set()
+    present = {n.name for n in qdq.graph.node}
+    # The quantizer gives the producer the dropped node's output name, or keeps its own.
+    return {
+        t for n in float_model.graph.node if n.name and n.name not in present for t in (*n.input, *n.output)
+    }
 
 
 def _float_output(g: onnx.GraphProto, node: onnx.NodeProto, j: int, t: str, graph_outputs: set[str]) -> None:
