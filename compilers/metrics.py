@@ -200,7 +200,23 @@ def default_threshold(metric: str, min_agreement: float) -> float:
 
 
 def is_user_metric(metric: str | None) -> bool:
-    return metric is not None and ":" in metric and metric not in METRICS
+    return metric is not None and "=" not in metric and ":" in metric
+
+
+def per_output(metric: str | None) -> dict[str, str] | None:
+    """``OUTPUT=NAME[,OUTPUT=NAME...]`` as a mapping; ``None`` for any other form. Raises
+    :class:`CompileError` for a pair without a name or with an unknown metric."""
+    if metric is None or "=" not in metric:
+        return None
+    out: dict[str, str] = {}
+    for pair in metric.split(","):
+        output, _, name = pair.strip().rpartition("=")
+        if not output or name not in METRICS:
+            raise CompileError(
+                f"--metric {pair.strip()!r}: expected OUTPUT=NAME with NAME one of {', '.join(METRICS)}"
+            )
+        out[output] = name
+    return out
 
 
 def load_user_metric(spec: str) -> UserMetric:
@@ -229,7 +245,7 @@ def load_user_metric(spec: str) -> UserMetric:
 
 def check_metric(metric: str | None) -> None:
     """Raise :class:`CompileError` for a metric name that is neither known nor ``module:function``."""
-    if metric is None or is_user_metric(metric):
+    if metric is None or is_user_metric(metric) or per_output(metric) is not None:
         return
     if metric not in METRICS:
         raise CompileError(f"unknown metric {metric!r}: use one of {', '.join(METRICS)}, or module:function")
@@ -273,11 +289,18 @@ def score_outputs(
     """Score every output in ``names`` (pure but for importing a user's metric).
 
     ``metric`` ``None`` chooses per output (:func:`choose_metric`); a name applies it to every
-    output; ``module:function`` calls the user's function. ``threshold`` replaces the chosen
-    metric's default (the agreement metrics default to ``min_agreement``). Raises
-    :class:`CompileError` for a metric that can't score an output.
+    output; ``OUTPUT=NAME,...`` names the metric of some outputs (the others are chosen);
+    ``module:function`` calls the user's function. ``threshold`` replaces the named metrics'
+    defaults (the agreement metrics default to ``min_agreement``). Raises
+    :class:`CompileError` for a metric that can't score an output, or an output name that is
+    not one.
     """
     check_metric(metric)
+    mapping = per_output(metric)
+    if mapping is not None:
+        unknown = [k for k in mapping if k not in names]
+        if unknown:
+            raise CompileError(f"--metric names output {unknown[0]!r}; the outputs are {', '.join(names)}")
     if metric is not None and is_user_metric(metric):
         return tuple(
             _user_scores(metric, reference, got, names, min_agreement if threshold is None else threshold)
@@ -289,11 +312,12 @@ def score_outputs(
             raise CompileError(
                 f"output {name!r}: the compiled model gives shape {list(out.shape)}, FP32 {list(ref.shape)}"
             )
-        if metric is None:
+        named = mapping.get(name) if mapping is not None else metric
+        if named is None:
             chosen, why = choose_metric(name, ref)
             thr = default_threshold(chosen, min_agreement)
         else:
-            chosen, why = metric, "--metric"
+            chosen, why = named, "--metric"
             thr = default_threshold(chosen, min_agreement) if threshold is None else threshold
         value = FUNCTIONS[chosen](ref, out)
         scores.append(OutputScore(name, chosen, value, thr, chosen != RELERR, why))

@@ -76,8 +76,9 @@ def compile_(
     metric: Annotated[
         str | None,
         typer.Option(
-            help="The gate's metric for every output: top1, cosine, sqnr, relerr, exact, or "
-            "module:function scoring a batch (fp32_outputs, got_outputs) -> {output: value} or a float.",
+            help="The gate's metric for every output: top1, cosine, sqnr, relerr, exact; OUTPUT=NAME,... "
+            "for some outputs; or module:function scoring a batch (fp32_outputs, got_outputs) -> "
+            "{output: value} or a float.",
             show_default="chosen per output from its shape",
         ),
     ] = None,

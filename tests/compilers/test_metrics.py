@@ -195,3 +195,20 @@ def test_validation_with_metrics_round_trips_and_old_manifests_read() -> None:
     read = Validation.from_dict(old)
     assert read.metrics == () and read.calibration_method is None and read.mixed is None
     assert Manifest.__dataclass_fields__["validation"].default is None
+
+
+def test_a_metric_per_output() -> None:
+    ref, specs = _face()
+    got = {k: v + RNG.normal(0, 0.02, v.shape) for k, v in ref.items()}
+    names = [s.name for s in specs]
+    scores = score_outputs(ref, got, names, 0.9, "probs=top1,boxes=sqnr", 10.0)
+    assert [(s.output, s.metric, s.threshold) for s in scores] == [
+        ("boxes", "sqnr", 10.0),
+        ("landmarks", "cosine", 0.99),  # not named: chosen, with its default
+        ("probs", "top1", 10.0),
+    ]
+    with pytest.raises(CompileError, match="names output 'box'; the outputs are boxes, landmarks, probs"):
+        score_outputs(ref, got, names, 0.9, "box=cosine")
+    with pytest.raises(CompileError, match="expected OUTPUT=NAME"):
+        CompileOptions(metric="probs=ssim").check()
+    CompileOptions(metric="output:0=cosine").check()  # an output name with a colon is no module
