@@ -27,8 +27,9 @@ class CompileOptions:
     ``profiles_dirs``: extra directories of device profiles (override built-ins by name).
     ``name``/``version``: recorded in the manifest.
     ``metric``: the gate's metric for every output (``top1``, ``cosine``, ``sqnr``, ``relerr``,
-    ``exact``), ``OUTPUT=NAME,...`` for some outputs, or a user's ``module:function``; ``None`` chooses per output
-    (:mod:`compilers.metrics`). ``metric_threshold``: that metric's threshold (needs ``metric``).
+    ``exact``), ``OUTPUT=NAME,...`` for some outputs, or a user's ``module:function``; ``None``
+    chooses per output (:mod:`compilers.metrics`).
+    ``metric_threshold``: the named metrics' threshold (needs ``metric``).
     ``calibration_method``: ``MinMax``, ``Entropy`` or ``Percentile``; ``None`` tries the target's
     default, then the others when the gate fails.
     ``mixed``: when an INT8 bundle fails its gate, keep its costliest layers in float and retry
