@@ -6,7 +6,7 @@ the converter's pinned, older stack never meets the project's. Usage::
 
     _tflite_convert.py --model WORK/model.onnx --output-dir WORK/out --result WORK/result.json \\
         [--calibration INPUT_NAME CALIB_NHWC.npy MEAN STD]... [--input-shape NAME 1,3,48,192]... \\
-        [--strategies default,fixed-shapes,...]
+        [--strategies default,fixed-shapes,...] [--mixed-float-node TENSOR]... [--rank-layers]
 
 - ``--model`` is a *copy* of the source: onnx2tf (through onnxsim) rewrites it in place.
 - Every ``--calibration`` array is float32 (an integer input's: its integer type) in the layout
@@ -31,6 +31,11 @@ the converter's pinned, older stack never meets the project's. Usage::
   ``error_kind`` (``toolchain``, ``unsupported_op``, ``conversion``) and ``error`` say why. The exit
   status is 0 on success, 2 when the toolchain itself is broken, 1 otherwise.
 - Progress lines for the operator start with ``[edgefleet]``.
+- Mixed precision (:func:`quantize_mixed`, needs ``--calibration``): ``--mixed-float-node`` (repeatable)
+  names a TFLite tensor whose producing op stays float; TensorFlow's ``QuantizationDebugger``
+  requantizes onnx2tf's saved model with those nodes denylisted into the kind ``mixed_quant``
+  (float32 inputs and outputs, INT8 inside). ``--rank-layers`` adds ``layer_costs`` to the result:
+  each layer's output tensor with the relative quantization noise it adds against the float model.
 
 Works offline: onnx2tf fetches a sample calibration file for some 4-D inputs even when calibration
 is given, so a stand-in of that name is placed in the working directory first; any remaining
@@ -374,6 +379,127 @@ def _convert_once(
     return files
 
 
+MIXED_KIND = "mixed_quant"
+RANK_SAMPLES = 64
+_VERIFY_PREFIX = "NumericVerify/"
+
+
+def _rel_noise(float_values: Any, quant_values: Any, scale: float, zero_point: int) -> float:
+    """Noise power of the dequantized tensor relative to the float one (a debugger metric)."""
+    import numpy as np
+
+    f = np.asarray(float_values, np.float64)
+    d = (np.asarray(quant_values, np.float64) - zero_point) * scale
+    return float(np.sum((f - d) ** 2) / max(float(np.sum(f**2)), 1e-12))
+
+
+def _graph(path: Path) -> list[tuple[str, list[str], list[str]]]:
+    """(op, input tensor names, output tensor names) of each op of a .tflite file."""
+    import tensorflow as tf
+
+    interp = tf.lite.Interpreter(model_path=str(path))
+    names = {t["index"]: t["name"] for t in interp.get_tensor_details()}
+    return [
+        (d["op_name"], [names[i] for i in d["inputs"] if i >= 0], [names[i] for i in d["outputs"] if i >= 0])
+        for d in interp._get_ops_details()
+    ]
+
+
+def with_float_producers(graph: list[tuple[str, list[str], list[str]]], nodes: list[str]) -> list[str]:
+    """``nodes`` plus, one level up, each op whose outputs only ``nodes``' ops read: a float op
+    fed by an INT8 producer would still get the tensor that hurt it rounded to 8 bits."""
+    chosen = list(dict.fromkeys(nodes))
+    producer = {out: (ins, outs) for _op, ins, outs in graph for out in outs}
+    consumers: dict[str, set[str]] = {}
+    for _op, ins, outs in graph:
+        for t in ins:
+            consumers.setdefault(t, set()).update(outs)
+    for name in list(chosen):
+        for t in producer.get(name, ([], []))[0]:
+            if t not in producer or t in chosen:
+                continue
+            outs = producer[t][1]
+            if all(consumers.get(o, set()) <= set(chosen) | {name} and consumers.get(o) for o in outs):
+                chosen.append(t)
+    return chosen
+
+
+def quantize_mixed(
+    out_dir: Path, stem: str, calibration: list[list[str]], float_nodes: list[str], rank: bool
+) -> dict[str, Any]:
+    """Requantize onnx2tf's saved model in ``out_dir`` with TensorFlow's QuantizationDebugger:
+    with ``float_nodes``, write ``<stem>_mixed_quant.tflite`` with those ops (and the producers
+    only they read) kept float; with ``rank``, rank every layer. Returns the result keys to add.
+    Raises :class:`ConvertFailure`."""
+    import numpy as np
+    import tensorflow as tf
+
+    if not calibration:
+        raise ConvertFailure("conversion", "mixed precision needs --calibration")
+    float32 = out_dir / f"{stem}{KINDS['float32']}"
+    order = io_details(float32, tf.lite.Interpreter)["inputs"]
+    data: list[Any] = []
+    for inp in order:
+        entry = next(
+            (c for c in calibration if c[0] in (inp["signature_key"], inp["name"]) or c[0] in inp["name"]),
+            None,
+        )
+        if entry is None:
+            raise ConvertFailure("conversion", f"no calibration data for input {inp['name']}")
+        arr = np.load(entry[1]).astype(np.float32)
+        data.append((arr - float(entry[2])) / float(entry[3]))
+    count = min(len(a) for a in data)
+
+    def samples() -> Any:
+        for i in range(min(count, RANK_SAMPLES)):
+            yield [a[i : i + 1] for a in data]
+
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(out_dir))
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = samples
+    converter.target_spec.supported_ops = [
+        tf.lite.OpsSet.TFLITE_BUILTINS_INT8,
+        tf.lite.OpsSet.TFLITE_BUILTINS,
+    ]
+    graph = _graph(float32)
+    nodes = with_float_producers(graph, float_nodes) if float_nodes else []
+    options = tf.lite.experimental.QuantizationDebugOptions(
+        layer_direct_compare_metrics={"rel_noise": _rel_noise},
+        denylisted_nodes=nodes or None,
+        fully_quantize=False,  # float32 inputs and outputs: float ops sit at the edges too
+    )
+    debugger = tf.lite.experimental.QuantizationDebugger(
+        converter=converter, debug_dataset=samples, debug_options=options
+    )
+    extra: dict[str, Any] = {}
+    if rank:
+        say("ranking layers by quantization noise (TensorFlow's QuantizationDebugger)")
+        debugger.run()
+        # The debugger names each check NumericVerify/<tensor>[n]:<index>.
+        stats = {k.removeprefix(_VERIFY_PREFIX): v for k, v in debugger.layer_statistics.items()}
+        noise = {}
+        for _op, _ins, outs in graph:
+            for out in outs:
+                for key, v in stats.items():
+                    if key.startswith(out) and re.fullmatch(r"\d*:\d+", key[len(out) :]):
+                        noise[out] = float(v["rel_noise"])
+        costs = []
+        for op, ins, outs in graph:
+            for out in outs:
+                if out not in noise:
+                    continue
+                before = max((noise[t] for t in ins if t in noise), default=0.0)
+                costs.append({"node": out, "op": op, "cost": max(0.0, noise[out] - before)})
+        extra["layer_costs"] = sorted(costs, key=lambda c: -c["cost"])
+    if nodes:
+        say(f"INT8 with {len(nodes)} op(s) kept in float")
+        path = out_dir / f"{stem}_{MIXED_KIND}.tflite"
+        path.write_bytes(debugger.get_nondebug_quantized_model())
+        extra["float_nodes"] = nodes
+        extra["mixed"] = {"file": path.name, "io": io_details(path)}
+    return extra
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     p.add_argument("--model", type=Path, required=True)
@@ -388,6 +514,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     p.add_argument("--input-shape", nargs=2, action="append", default=[], metavar=("INPUT", "DIMS"))
     p.add_argument("--strategies", default=None, help="comma-separated names (default: all, in order)")
+    p.add_argument("--mixed-float-node", action="append", default=[], metavar="TENSOR")
+    p.add_argument("--rank-layers", action="store_true")
     return p.parse_args(argv)
 
 
@@ -406,6 +534,15 @@ def main(argv: list[str]) -> int:
         shapes = {name: [int(d) for d in dims.split(",")] for name, dims in args.input_shape}
         strategies = args.strategies.split(",") if args.strategies else None
         result = {"ok": True, **convert(args.model, args.output_dir, args.calibration, shapes, strategies)}
+        if args.mixed_float_node or args.rank_layers:
+            extra = quantize_mixed(
+                args.output_dir, args.model.stem, args.calibration, args.mixed_float_node, args.rank_layers
+            )
+            mixed = extra.pop("mixed", None)
+            if mixed is not None:
+                result["files"][MIXED_KIND] = mixed["file"]
+                result["io"][MIXED_KIND] = mixed["io"]
+            result.update(extra)
     except ConvertFailure as exc:
         traceback.print_exc()
         result = {"ok": False, "error_kind": exc.kind, "error": str(exc), **exc.extra}

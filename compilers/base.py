@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from agent.contracts.manifest import TensorSpec
+from compilers.mixed import RANKED_BY, LayerCost
 from device_profiles import DeviceProfile
 
 Progress = Callable[[str], None]
@@ -66,6 +67,11 @@ class Target(ABC):
     name: ClassVar[str]
     runtime: ClassVar[str]
     precisions: ClassVar[tuple[str, ...]]
+    # INT8 calibration methods the target offers, its default first; () when it calibrates its
+    # own way with no choice (``job.options["calibration_method"]`` is then never set).
+    calibration_methods: ClassVar[tuple[str, ...]] = ()
+    # How layer_costs ranks layers, in a few words for the manifest.
+    layer_ranking: ClassVar[str] = RANKED_BY
 
     @abstractmethod
     def check_ops(self, model: Any) -> None:
@@ -75,3 +81,10 @@ class Target(ABC):
     @abstractmethod
     def compile(self, job: CompileJob, staging: Path) -> TargetOutput:
         """Write the model files into ``staging``. Raises :class:`~compilers.errors.CompileError`."""
+
+    def layer_costs(self, job: CompileJob, staging: Path) -> tuple[LayerCost, ...] | None:
+        """The INT8 model just written to ``staging``, its layers ranked by quantization cost
+        (costliest first), for mixed precision: the next compile of ``job`` with
+        ``job.options["float_nodes"]`` naming some of them keeps those in float. ``None`` (the
+        default) when the target can't keep layers in float."""
+        return None

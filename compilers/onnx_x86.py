@@ -9,6 +9,10 @@
   models; convolutions become ``ConvInteger``, which ran about 10x slower than FP32 here.
 * fp16: FP16 weights and compute with FP32 inputs/outputs.
 * fp32: ONNX Runtime's offline graph optimisation (EXTENDED: portable across x86 CPUs).
+
+Calibration: MinMax (the default), Entropy or Percentile (ONNX Runtime's ``CalibrationMethod``,
+``job.options["calibration_method"]``). Mixed precision: the nodes named in
+``job.options["float_nodes"]`` are passed to the quantizer as ``nodes_to_exclude`` and run in FP32.
 """
 
 from __future__ import annotations
@@ -20,9 +24,10 @@ from typing import Any, ClassVar
 import onnx
 import onnx.defs
 
-from compilers import ort_tools
+from compilers import mixed, ort_tools
 from compilers.base import CompileJob, Target, TargetOutput
 from compilers.errors import TargetError, UnsupportedOpError
+from compilers.mixed import LayerCost
 from compilers.modelcheck import iter_nodes, node_label
 
 MODEL_FILE = "model.onnx"
@@ -48,6 +53,7 @@ class OnnxX86Target(Target):
     name: ClassVar[str] = "onnx-x86"
     runtime: ClassVar[str] = "onnxruntime"
     precisions: ClassVar[tuple[str, ...]] = ("int8", "fp16", "fp32")
+    calibration_methods: ClassVar[tuple[str, ...]] = ("MinMax", "Entropy", "Percentile")
 
     def check_ops(self, model: Any) -> None:
         """Refuse the first node ONNX Runtime's CPU provider (as installed here) has no kernel for
@@ -72,15 +78,24 @@ class OnnxX86Target(Target):
         notes: list[str] = []
         build: dict[str, Any] = {"onnxruntime_tools": ort_tools.ort_version()}
         with tempfile.TemporaryDirectory(prefix="edgefleet-onnx-x86-") as work:
+            float_nodes = tuple(job.options.get("float_nodes", ()))
             if job.precision == "int8" and job.calibration is not None:
-                settings = ort_tools.QdqSettings(reduce_range=not job.profile.has_vnni)
+                method = job.options.get("calibration_method") or self.calibration_methods[0]
+                settings = ort_tools.QdqSettings(reduce_range=not job.profile.has_vnni, calibration=method)
+                kept = f", {len(float_nodes)} layer(s) kept in float" if float_nodes else ""
                 job.progress(
-                    f"quantizing to INT8 (static QDQ, per-channel) with {_rows(job)} calibration samples"
+                    f"quantizing to INT8 (static QDQ, per-channel, {method}) with {_rows(job)} "
+                    f"calibration samples{kept}"
                 )
                 pre = Path(work) / "pre.onnx"
                 ort_tools.pre_process(job.source_path, pre)
-                ort_tools.quantize_qdq(pre, out, job.calibration, job.inputs, settings)
+                if float_nodes:
+                    float_nodes = mixed.with_float_producers(onnx.load(str(pre)), float_nodes)
+                ort_tools.quantize_qdq(pre, out, job.calibration, job.inputs, settings, float_nodes)
                 build["quantization"] = settings.to_dict()
+                if float_nodes:
+                    build["quantization"]["nodes_to_exclude"] = list(float_nodes)
+                    build["float_nodes"] = list(float_nodes)
                 if settings.reduce_range:
                     notes.append(
                         f"weights quantized to 7 bits (reduce_range): profile {job.profile.name} has no "
@@ -90,8 +105,10 @@ class OnnxX86Target(Target):
                 job.progress("quantizing to INT8 (dynamic: no calibration data)")
                 pre = Path(work) / "pre.onnx"
                 ort_tools.pre_process(job.source_path, pre)
-                ort_tools.quantize_dynamic_int8(pre, out)
+                ort_tools.quantize_dynamic_int8(pre, out, float_nodes)
                 build["quantization"] = {"format": "dynamic", "weight_type": "QInt8"}
+                if float_nodes:
+                    build["quantization"]["nodes_to_exclude"] = list(float_nodes)
                 notes.append(
                     "no calibration data: used dynamic INT8 (weights only); convolutions become ConvInteger, "
                     "which is usually slower than FP32 on CPUs; give --calibration for static INT8"
@@ -115,6 +132,13 @@ class OnnxX86Target(Target):
             build=build,
             notes=tuple(notes),
         )
+
+    def layer_costs(self, job: CompileJob, staging: Path) -> tuple[LayerCost, ...] | None:
+        """The static QDQ model's layers ranked by quantization cost against FP32
+        (:func:`compilers.mixed.rank_qdq_layers`); ``None`` for dynamic INT8 (no QDQ to compare)."""
+        if job.calibration is None:
+            return None
+        return mixed.rank_qdq_layers(job.source_path, staging / MODEL_FILE, job.calibration, job.inputs)
 
 
 def _rows(job: CompileJob) -> int:

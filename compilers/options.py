@@ -7,6 +7,9 @@ from dataclasses import field as default
 from pathlib import Path
 
 from compilers.errors import CompileError
+from compilers.metrics import check_metric
+
+CALIBRATION_METHODS = ("MinMax", "Entropy", "Percentile")
 
 
 @dataclass(frozen=True)
@@ -29,6 +32,16 @@ class CompileOptions:
     the target supports one). Without it, the calibration (else validation) samples' shapes do.
     ``simplify``: fold constants and simplify the graph before the target runs (ONNX Runtime's
     basic graph optimisation, else onnxsim when installed).
+    ``metric``: the gate's metric for every output (``top1``, ``cosine``, ``sqnr``, ``relerr``,
+    ``exact``), ``OUTPUT=NAME,...`` for some outputs, or a user's ``module:function``; ``None``
+    chooses per output (:mod:`compilers.metrics`).
+    ``metric_threshold``: the named metrics' threshold (needs ``metric``).
+    ``calibration_method``: ``MinMax``, ``Entropy`` or ``Percentile``; ``None`` tries the target's
+    default, then the others when the gate fails.
+    ``mixed``: when an INT8 bundle fails its gate, keep its costliest layers in float and retry
+    (at most ``mixed_attempts`` tries, at most ``mixed_max_share`` of the quantizable layers).
+    ``precision="auto"``: the cheapest precision that passes the gate (INT8, mixed, FP16, FP32),
+    never an INT8 or FP16 bundle measured slower than FP32 on this host.
     """
 
     precision: str | None = None
@@ -47,6 +60,12 @@ class CompileOptions:
     seed: int = 0
     input_shapes: dict[str, tuple[int, ...]] = default(default_factory=dict)
     simplify: bool = True
+    metric: str | None = None
+    metric_threshold: float | None = None
+    calibration_method: str | None = None
+    mixed: bool = True
+    mixed_attempts: int = 6
+    mixed_max_share: float = 0.25
 
     def check(self) -> None:
         """Raise :class:`CompileError` for values no compile can honour."""
@@ -68,6 +87,18 @@ class CompileOptions:
                 raise CompileError(
                     f"input_shapes[{name!r}] must be a list of positive integers, got {list(dims)}"
                 )
+        check_metric(self.metric)
+        if self.metric_threshold is not None and self.metric is None:
+            raise CompileError("metric_threshold needs a metric (--metric NAME or module:function)")
+        if self.calibration_method is not None and self.calibration_method not in CALIBRATION_METHODS:
+            raise CompileError(
+                f"unknown calibration method {self.calibration_method!r}: use one of "
+                f"{', '.join(CALIBRATION_METHODS)}"
+            )
+        if self.mixed_attempts < 1:
+            raise CompileError(f"mixed_attempts must be at least 1, got {self.mixed_attempts}")
+        if not 0.0 < self.mixed_max_share <= 1.0:
+            raise CompileError(f"mixed_max_share must be in (0, 1], got {self.mixed_max_share}")
 
 
 def parse_input_shape(text: str) -> tuple[str, tuple[int, ...]]:

@@ -8,6 +8,7 @@ errors are translated).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,9 +22,11 @@ from compilers.batching import iter_batches, run_batch, usable_rows
 from compilers.errors import ToolchainError
 from compilers.modelcheck import iter_nodes, one_line
 
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 # Calibration runs the augmented model batch by batch; 16 rows keeps memory flat for big inputs.
 CALIBRATION_BATCH = 16
+HISTOGRAM_ROWS = 16  # calibration samples the histogram calibrators use at most (memory)
 _ONNX_DOMAINS = ("", "ai.onnx")
 
 
@@ -72,14 +75,45 @@ def pre_process(src: Path, dst: Path) -> None:
             quant_pre_process(str(src), str(dst), skip_symbolic_shape=True)
 
     _tool("quantization pre-processing", run)
+    name_nodes(dst)
+
+
+def name_nodes(path: Path) -> None:
+    """Give every unnamed node of the main graph a name (``<OpType>_<index>``, unique), so that
+    layers can be named to keep in float (``nodes_to_exclude``) and in reports. Deterministic:
+    the same model gets the same names every time."""
+    model = onnx.load(str(path))
+    taken = {n.name for n in model.graph.node if n.name}
+    changed = False
+    for i, node in enumerate(model.graph.node):
+        if node.name:
+            continue
+        name = f"{node.op_type}_{i}"
+        while name in taken:
+            name += "_"
+        node.name = name
+        taken.add(name)
+        changed = True
+    if changed:
+        onnx.save(model, str(path))
 
 
 class SampleReader:
     """A ``CalibrationDataReader`` over in-memory samples, in batches the model can take."""
 
-    def __init__(self, samples: dict[str, np.ndarray], inputs: tuple[TensorSpec, ...]) -> None:
+    def __init__(
+        self, samples: dict[str, np.ndarray], inputs: tuple[TensorSpec, ...], equal_batches: bool = False
+    ) -> None:
         batch = run_batch(inputs, CALIBRATION_BATCH)
         rows = usable_rows(len(next(iter(samples.values()))), inputs)
+        if equal_batches:
+            # ONNX Runtime's histogram calibrators (Entropy, Percentile) keep every activation of
+            # every sample in memory before building histograms (a PP-OCR recognizer took over
+            # 20 GB for 48 samples), and stack the batches into one array, which a shorter last
+            # batch breaks: at most HISTOGRAM_ROWS rows, in equal batches.
+            rows = min(rows, usable_rows(HISTOGRAM_ROWS, inputs) or rows)
+            if rows > batch:
+                rows -= rows % batch
         if rows == 0:
             raise ToolchainError(f"calibration needs at least {batch} samples for this fixed-batch model")
         model_names = {s.name: s.model_name or s.name for s in inputs}
@@ -103,6 +137,7 @@ class QdqSettings:
     symmetric: bool = False  # TensorRT needs zero points of 0 for weights and activations
     reduce_range: bool = False  # 7-bit weights: avoids u8s8 overflow on x86 without VNNI
     quantize_bias: bool = True  # TensorRT's parser dequantizes only INT8, not INT32 biases
+    calibration: str = "MinMax"  # onnxruntime.quantization.CalibrationMethod: MinMax, Entropy, Percentile
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -113,7 +148,8 @@ class QdqSettings:
             "symmetric": self.symmetric,
             "reduce_range": self.reduce_range,
             "quantize_bias": self.quantize_bias,
-            "calibration": "MinMax",
+            "calibration": self.calibration,
+            **({"calibration_rows_max": HISTOGRAM_ROWS} if self.calibration != "MinMax" else {}),
         }
 
 
@@ -123,10 +159,18 @@ def quantize_qdq(
     samples: dict[str, np.ndarray],
     inputs: tuple[TensorSpec, ...],
     settings: QdqSettings,
+    nodes_to_exclude: tuple[str, ...] = (),
 ) -> None:
     """Static INT8 quantization of ``src`` (already pre-processed) into QDQ form, calibrated
-    with MinMax over ``samples``. Raises :class:`ToolchainError`."""
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    over ``samples`` with ``settings.calibration``; the nodes named in ``nodes_to_exclude`` stay
+    float. Raises :class:`ToolchainError`."""
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
 
     class _Reader(SampleReader, CalibrationDataReader):
         pass
@@ -137,8 +181,7 @@ def quantize_qdq(
         "QuantizeBias": settings.quantize_bias,
     }
 
-    def run() -> None:
-        reader = _Reader(samples, inputs)
+    def _quantize(reader: Any) -> None:
         quantize_static(
             str(src),
             str(dst),
@@ -148,20 +191,42 @@ def quantize_qdq(
             reduce_range=settings.reduce_range,
             activation_type=getattr(QuantType, settings.activation_type),
             weight_type=getattr(QuantType, settings.weight_type),
+            calibrate_method=getattr(CalibrationMethod, settings.calibration),
+            nodes_to_exclude=list(nodes_to_exclude),
             extra_options={k: v for k, v in extra.items() if v is not None},
         )
 
-    _tool("static INT8 quantization", run)
+    def run() -> None:
+        reader = _Reader(samples, inputs, equal_batches=settings.calibration != "MinMax")
+        _quiet_calibrators()
+        _quantize(reader)
+
+    _tool(f"static INT8 quantization ({settings.calibration} calibration)", run)
     prune_opset_imports(dst)
 
 
-def quantize_dynamic_int8(src: Path, dst: Path) -> None:
+def _quiet_calibrators() -> None:
+    """The histogram calibrators print their progress with ``print``; stdout belongs to the caller
+    (``-o json``). Their module's ``print`` goes to the debug log instead. Not by swapping
+    ``sys.stdout`` (``contextlib.redirect_stdout``): that is one global for every thread, and a
+    compile runs on the fleet server's worker threads beside other code that uses stdout."""
+    from onnxruntime.quantization import calibrate
+
+    def to_log(*args: Any, **_kwargs: Any) -> None:
+        log.debug("onnxruntime calibration: %s", " ".join(str(a) for a in args))
+
+    calibrate.print = to_log
+
+
+def quantize_dynamic_int8(src: Path, dst: Path, nodes_to_exclude: tuple[str, ...] = ()) -> None:
     """Dynamic INT8: weights quantized offline, activations at run time (no calibration data).
     ``src`` should be pre-processed (:func:`pre_process`) like for static quantization."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     def run() -> None:
-        quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8)
+        quantize_dynamic(
+            str(src), str(dst), weight_type=QuantType.QInt8, nodes_to_exclude=list(nodes_to_exclude)
+        )
 
     _tool("dynamic INT8 quantization", run)
     prune_opset_imports(dst)

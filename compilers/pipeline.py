@@ -8,7 +8,12 @@ output directory):
 3. read calibration and validation samples; normalise the model once (:mod:`compilers.intake`:
    opset, shapes, folding); the target checks the ops; decide which samples validate;
 4. in a staging directory beside ``out_dir``, the target writes its model files;
-5. validate against FP32 (agreement, errors, accuracy, latency) and apply the gate;
+5. validate against FP32, every output with its metric (:mod:`compilers.metrics`), and apply the
+   gate. For INT8 a refused bundle is tried again with the target's other calibration methods,
+   then with its costliest layers kept in float (:mod:`compilers.mixed`, within
+   ``mixed_attempts``/``mixed_max_share``); ``precision="auto"`` goes on to FP16 and FP32, and
+   passes over a bundle measured slower than FP32 on this host. Each attempt has its own staging
+   directory; all but the one shipped are removed;
 6. pre-flight fit check, self-test samples, manifest; verify the bundle; rename it into place.
 """
 
@@ -16,7 +21,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as package_version
@@ -26,14 +31,24 @@ from typing import Any
 import numpy as np
 import onnx
 
-from agent.contracts.manifest import FileEntry, Intake, Manifest, SelfTest, TensorSpec, Validation
+from agent.contracts.manifest import (
+    FileEntry,
+    Intake,
+    Manifest,
+    MixedPrecision,
+    OutputMetric,
+    SelfTest,
+    TensorSpec,
+    Validation,
+)
 from agent.runtimes import RuntimeLoadError, sha256_file
 from compilers import intake
 from compilers.base import CompileJob, Target, TargetOutput
 from compilers.bundle import check_destination, discard, file_entries, make_staging, publish, write_manifest
 from compilers.calibration import SampleSet, load_samples
-from compilers.errors import CompileError, TargetError, ToolchainError
+from compilers.errors import CalibrationError, CompileError, TargetError, ToolchainError, ValidationGateError
 from compilers.hostcpu import host_arch, host_has_vnni
+from compilers.mixed import schedule as mixed_schedule
 from compilers.modelcheck import input_specs, load_model, model_info, one_line
 from compilers.options import CompileOptions
 from compilers.preflight import FitResult, check_fit, estimate_memory
@@ -45,7 +60,8 @@ from compilers.validate import (
     SamplePlan,
     compare,
     compiled_adapter,
-    gate,
+    gate_failure,
+    measure_latencies,
     measure_latency,
     plan_samples,
     run_all,
@@ -113,12 +129,11 @@ def compile_model(
             normal.reference,
         )
 
-        staging = make_staging(out_dir)
+        tries = _Tries(out_dir)
         try:
-            return _build(req, staging, out_dir)
-        except BaseException:
-            discard(staging)
-            raise
+            return _build(req, tries, out_dir)
+        finally:
+            tries.discard_all()
 
 
 def resolve_profile(profile: str | DeviceProfile, options: CompileOptions) -> DeviceProfile:
@@ -143,8 +158,17 @@ def check_runtime(target: Target, profile: DeviceProfile) -> None:
 
 
 def choose_precision(target: Target, profile: DeviceProfile, options: CompileOptions) -> str:
-    """``options.precision`` or the profile's; raises :class:`TargetError` when the target can't make it."""
+    """``options.precision`` or the profile's (``auto`` included); raises :class:`TargetError`
+    when the target can't make it, or for a calibration method the target does not offer."""
     precision = options.precision or profile.precision
+    method = options.calibration_method
+    if method is not None and method not in target.calibration_methods:
+        offers = ", ".join(target.calibration_methods) or "no choice of calibration method"
+        raise TargetError(f"target {target.name} can't calibrate with {method} (it offers {offers})")
+    if precision == AUTO:
+        if not any(p in target.precisions for p in LADDER):
+            raise TargetError(f"target {target.name} makes none of {', '.join(LADDER)}")
+        return precision
     if precision not in target.precisions:
         makes = ", ".join(target.precisions)
         raise TargetError(f"target {target.name} can't produce precision {precision!r} (it makes {makes})")
@@ -178,17 +202,18 @@ class _Request:
     model_path: Path | None = None  # the normalised model the target converts (default: source)
     intake: Intake | None = None
     reference: Path | None = None  # the FP32 model validation compares with (default: source)
+    cache: dict[str, Any] = field(default_factory=dict, compare=False)  # the FP32 reference outputs
 
-    def job(self) -> CompileJob:
+    def job(self, precision: str | None = None, extra: dict[str, Any] | None = None) -> CompileJob:
         cal = self.plan.calibration
         return CompileJob(
             source_path=self.model_path or self.source,
             profile=self.profile,
-            precision=self.precision,
+            precision=precision or self.precision,
             calibration=None if cal is None else cal.inputs,
             inputs=self.inputs,
             outputs=self.outputs,
-            options={"max_batch": self.opts.max_batch, "threads": self.opts.threads},
+            options={"max_batch": self.opts.max_batch, "threads": self.opts.threads, **(extra or {})},
             progress=self.say,
         )
 
@@ -203,20 +228,20 @@ class _Checked:
     checked_with: str | None
     latency_ms: float | None
     fp32_latency_ms: float | None
+    int8_latency_ms: float | None = None  # the all-INT8 attempt's, beside a mixed bundle
 
 
-def _build(req: _Request, staging: Path, out_dir: Path) -> CompileReport:
-    req.say(f"compiling for {req.target.name} ({req.precision})")
-    out = _run_target(req.target, req.job(), staging)
-    files = file_entries(staging, out.files)
-
-    checked = _validate(req, staging, _manifest(req, out, files), out)
-    gate(checked.comparison, req.opts.min_agreement)
-
-    size = sum(f.size for f in files if f.role == "model")
+def _build(req: _Request, tries: _Tries, out_dir: Path) -> CompileReport:
+    found = _search(req, tries)
+    a, checked = found.attempt, found.attempt.checked
+    if checked.latency_ms is None:
+        checked = _measure(req, a, found.int8_base)
+    precision = a.precision
+    staging, out, files = a.staging, a.out, a.files
+    size = a.size
     memory = estimate_memory(req.model, size, req.target.runtime)
     fit = check_fit(req.profile, memory, checked.latency_ms, _latency_unmeasurable(req, checked.ran))
-    notes = (*req.plan.notes, *out.notes, *_host_notes(req, checked))
+    notes = (*req.plan.notes, *out.notes, *found.notes, *_host_notes(req, checked, precision))
 
     selftest = None
     if req.opts.samples > 0:
@@ -224,12 +249,312 @@ def _build(req: _Request, staging: Path, out_dir: Path) -> CompileReport:
         expected = checked.compiled_outputs
         selftest = write_selftest(staging, req.plan.validation.inputs, expected, req.opts.samples, cls)
         files = (*files, *file_entries(staging, {selftest.file: "samples"}))
-    validation = _validation_record(req, checked, size, notes)
+    mixed = _mixed_record(req, a, found, checked)
+    if mixed is not None:
+        notes = (*notes, _mixed_cost(mixed, size, checked.latency_ms))
+    validation = _validation_record(req, checked, size, notes, a, mixed, found.choice)
     build = {**out.build, "source": model_info(req.model), "preflight": fit.to_dict(), "host": _host()}
+    if found.log:
+        build["attempts"] = list(found.log)
     req.say(f"writing the bundle to {out_dir}")
-    manifest = write_manifest(staging, _manifest(req, out, files, validation, selftest, build))
+    manifest = write_manifest(staging, _manifest(req, out, files, validation, selftest, build, precision))
     publish(staging, out_dir, req.opts.force)
+    tries.published(staging)
     return _report(req, out_dir, manifest, validation, checked, fit)
+
+
+# -- trying precisions, calibration methods and float layers --------------------------------------
+
+AUTO = "auto"
+LADDER = ("int8", "fp16", "fp32")  # cheapest first
+
+
+class _Tries:
+    """The staging directories of every attempt; all but the published one are removed."""
+
+    def __init__(self, out_dir: Path) -> None:
+        self.out_dir, self.dirs = out_dir, []  # type: ignore[var-annotated]
+
+    def new(self) -> Path:
+        path = make_staging(self.out_dir)
+        self.dirs.append(path)
+        return path
+
+    def drop(self, path: Path) -> None:
+        discard(path)
+        if path in self.dirs:
+            self.dirs.remove(path)
+
+    def published(self, path: Path) -> None:
+        if path in self.dirs:
+            self.dirs.remove(path)
+
+    def discard_all(self) -> None:
+        for path in self.dirs:
+            discard(path)
+        self.dirs = []
+
+
+@dataclass(frozen=True)
+class _Attempt:
+    precision: str
+    staging: Path
+    out: TargetOutput
+    files: tuple[FileEntry, ...]
+    checked: _Checked
+    calibration_method: str | None
+    float_nodes: tuple[str, ...]
+    failure: str | None  # why the gate refuses it; None when it passes
+
+    @property
+    def size(self) -> int:
+        return sum(f.size for f in self.files if f.role == "model")
+
+    def label(self) -> str:
+        how = f" ({self.calibration_method})" if self.calibration_method else ""
+        kept = f" with {len(self.float_nodes)} layer(s) in float" if self.float_nodes else ""
+        return f"{self.precision}{how}{kept}"
+
+
+@dataclass(frozen=True)
+class _Found:
+    attempt: _Attempt
+    log: tuple[str, ...] = ()  # every attempt that was refused, and why
+    notes: tuple[str, ...] = ()
+    int8_base: _Attempt | None = None  # the all-INT8 attempt a mixed bundle replaces
+    ranked: int = 0
+    mixed_attempts: int = 0
+    choice: str | None = None
+
+
+def _attempt(req: _Request, tries: _Tries, precision: str, extra: dict[str, Any] | None = None) -> _Attempt:
+    staging = tries.new()
+    extra = dict(extra or {})
+    req.say(f"compiling for {req.target.name} ({precision})")
+    out = _run_target(req.target, req.job(precision, extra), staging)
+    files = file_entries(staging, out.files)
+    checked = _validate(req, staging, _manifest(req, out, files, precision=precision), out)
+    floats = tuple(out.build.get("float_nodes", extra.get("float_nodes", ())))
+    return _Attempt(
+        precision,
+        staging,
+        out,
+        files,
+        checked,
+        extra.get("calibration_method") if precision == "int8" else None,
+        floats,
+        gate_failure(checked.comparison, req.opts.min_agreement),
+    )
+
+
+def _search(req: _Request, tries: _Tries) -> _Found:
+    """The bundle to ship: for a fixed precision, its attempt (for INT8, trying calibration
+    methods, then layers in float); for ``auto``, the first of INT8, mixed, FP16, FP32 that passes
+    the gate and, where this host runs the target's runtime, is not slower than FP32.
+    Raises :class:`ValidationGateError` with the figures of the last refusal."""
+    auto = req.precision == AUTO
+    ladder = [p for p in LADDER if p in req.target.precisions] if auto else [req.precision]
+    log = _Log()
+    for precision in ladder:
+        if precision == "int8":
+            found = _int8(req, tries, log, skip_uncalibrated=auto)
+        else:
+            a = _attempt(req, tries, precision)
+            found = _Found(a) if a.failure is None else None
+            if a.failure is not None:
+                _refused(log, a)
+                tries.drop(a.staging)
+        if found is None:
+            continue
+        a = found.attempt
+        if auto and precision != "fp32" and a.checked.ran and req.opts.latency_runs > 0:
+            a = replace(a, checked=_measure(req, a, found.int8_base))  # timed once, kept
+            slower = _slower_than_fp32(a.checked)
+            if slower is not None:
+                log.append(f"{a.label()}: passed the gate but {slower}")
+                tries.drop(a.staging)
+                continue
+        choice = None
+        if auto:
+            why = "; ".join(log) if log else "it passed the gate"
+            choice = f"auto chose {a.label()}: the cheapest precision that passed the gate" + (
+                f" (refused: {why})" if log else ""
+            )
+        return _Found(a, tuple(log), found.notes, found.int8_base, found.ranked, found.mixed_attempts, choice)
+    last = log.last_failure or (log[-1].partition(": ")[2] if log else "no precision to try")
+    knob = "--min-agreement" if last.startswith(("top-1", "exact")) else "--metric-threshold"
+    tried = f" (tried {'; '.join(x.partition(':')[0] for x in log)})" if len(log) > 1 else ""
+    raise ValidationGateError(f"{last}{tried}; refusing to emit a degraded model (lower {knob} to accept)")
+
+
+class _Log(list[str]):
+    """Every refused attempt as ``label: reason``; ``last_failure`` is the last gate failure,
+    which the error quotes when nothing passes."""
+
+    last_failure: str | None = None
+
+
+def _refused(log: _Log, a: _Attempt) -> None:
+    assert a.failure is not None
+    log.append(f"{a.label()}: {a.failure}")
+    log.last_failure = a.failure
+
+
+def _methods(req: _Request) -> list[str | None]:
+    if req.plan.calibration is None or not req.target.calibration_methods:
+        return [None]
+    if req.opts.calibration_method is not None:
+        return [req.opts.calibration_method]
+    return list(req.target.calibration_methods)
+
+
+def _shortfall(a: _Attempt) -> float:
+    """How far an attempt's failed outputs are from their thresholds, relative (smaller: closer)."""
+    return sum(abs(s.value - s.threshold) / max(abs(s.threshold), 1e-9) for s in a.checked.comparison.failed)
+
+
+def _int8(req: _Request, tries: _Tries, log: _Log, skip_uncalibrated: bool) -> _Found | None:
+    """INT8 with each calibration method in turn, then the best of them with its costliest
+    layers kept in float; ``None`` when nothing passed (the refusals are in ``log``)."""
+    refused: list[_Attempt] = []
+    for i, method in enumerate(_methods(req)):
+        extra = {"calibration_method": method} if method else {}
+        try:
+            a = _attempt(req, tries, "int8", extra)
+        except CalibrationError as exc:
+            if not skip_uncalibrated:
+                raise
+            log.append(f"int8: {exc}")
+            return None
+        except ToolchainError as exc:
+            if i == 0:
+                raise
+            log.append(f"int8 ({method}): {exc}")
+            continue
+        if a.failure is None:
+            for r in refused:
+                tries.drop(r.staging)
+            return _Found(a)
+        _refused(log, a)
+        refused.append(a)
+    if not refused:
+        return None
+    best = min(refused, key=_shortfall)
+    for r in refused:
+        if r is not best:
+            tries.drop(r.staging)
+    found = _mixed(req, tries, best, log) if req.opts.mixed else None
+    if found is None:
+        tries.drop(best.staging)
+    return found
+
+
+def _mixed(req: _Request, tries: _Tries, base: _Attempt, log: _Log) -> _Found | None:
+    extra: dict[str, Any] = {"calibration_method": base.calibration_method} if base.calibration_method else {}
+    req.say("INT8 failed its gate: ranking layers by quantization error against FP32")
+    ranked = req.target.layer_costs(req.job("int8", extra), base.staging)
+    if not ranked:
+        log.append(f"mixed precision: target {req.target.name} can't keep layers in float here")
+        return None
+    steps = mixed_schedule(len(ranked), req.opts.mixed_max_share, req.opts.mixed_attempts, len(ranked))
+    for n, k in enumerate(steps, 1):
+        nodes = [c.node for c in ranked[:k]]
+        req.say(
+            f"mixed precision: keeping {k} of {len(ranked)} layer(s) in float ({', '.join(nodes[:4])}...)"
+        )
+        a = _attempt(req, tries, "int8", {**extra, "float_nodes": tuple(nodes)})
+        if a.failure is None:
+            note = (
+                f"mixed precision: {len(a.float_nodes)} layer(s) kept in float after plain INT8 failed "
+                f"({base.failure}): {', '.join(a.float_nodes)}"
+            )
+            return _Found(a, notes=(note,), int8_base=base, ranked=len(ranked), mixed_attempts=n)
+        _refused(log, a)
+        tries.drop(a.staging)
+    return None
+
+
+def _slower_than_fp32(checked: _Checked) -> str | None:
+    """Why a bundle must not ship under ``auto``: measured slower than FP32 on this host with the
+    target's own runtime; ``None`` when it is not, or was not measured (pure)."""
+    if checked.latency_ms is None or not checked.fp32_latency_ms:
+        return None
+    ratio = checked.latency_ms / checked.fp32_latency_ms
+    if ratio <= 1.0:
+        return None
+    ms = f"{checked.latency_ms:.3f} vs {checked.fp32_latency_ms:.3f} ms"
+    return f"ran {ratio:.2f}x slower than FP32 on this host ({ms})"
+
+
+def _measure(req: _Request, a: _Attempt, base: _Attempt | None) -> _Checked:
+    """``a``'s figures with latency against FP32 (and the all-INT8 ``base``'s, for the cost of
+    mixed precision) when its runtime runs here."""
+    opts = req.opts
+    if not a.checked.ran or opts.latency_runs == 0:
+        return a.checked
+    req.say(f"timing {opts.latency_runs} single-sample runs of FP32 and {a.label()}")
+    fp32 = source_adapter(req.reference or req.source, req.inputs, req.outputs, opts.threads)
+    adapters = [fp32]
+    try:
+        run = compiled_adapter(
+            a.staging,
+            _manifest(req, a.out, a.files, precision=a.precision),
+            a.out.runnable_here,
+            a.out.stand_in,
+            opts.threads,
+        )
+        adapters.append(run.adapter)
+        if base is not None and base.checked.ran:
+            other = compiled_adapter(
+                base.staging,
+                _manifest(req, base.out, base.files, precision="int8"),
+                base.out.runnable_here,
+                base.out.stand_in,
+                opts.threads,
+            )
+            adapters.append(other.adapter)
+        with _as_toolchain_error("timing the compiled model failed"):
+            if len(adapters) == 2:
+                a0, a1 = adapters
+                times = list(measure_latency(a0, a1, req.plan.validation, req.inputs, opts.latency_runs))
+            else:
+                times = measure_latencies(adapters, req.plan.validation, req.inputs, opts.latency_runs)
+    finally:
+        for ad in adapters:
+            ad.close()
+    return replace(
+        a.checked,
+        fp32_latency_ms=times[0],
+        latency_ms=times[1],
+        int8_latency_ms=times[2] if len(times) > 2 else None,
+    )
+
+
+def _mixed_cost(m: MixedPrecision, size: int, latency_ms: float | None) -> str:
+    """What keeping layers in float cost against the all-INT8 bundle, in one sentence (pure)."""
+    line = f"mixed precision cost: {size} B against {m.int8_size_bytes} B all-INT8"
+    if m.int8_size_bytes:
+        line += f" ({size / m.int8_size_bytes:.2f}x)"
+    if latency_ms is not None and m.int8_latency_ms:
+        ratio = latency_ms / m.int8_latency_ms
+        line += f"; {latency_ms:.3f} ms against {m.int8_latency_ms:.3f} ms ({ratio:.2f}x)"
+    else:
+        line += "; latency not measured on this host"
+    return line
+
+
+def _mixed_record(req: _Request, a: _Attempt, found: _Found, checked: _Checked) -> MixedPrecision | None:
+    if not a.float_nodes or found.int8_base is None:
+        return None
+    return MixedPrecision(
+        float_nodes=a.float_nodes,
+        quantizable_nodes=found.ranked,
+        attempts=found.mixed_attempts,
+        ranked_by=req.target.layer_ranking,
+        float_precision="fp16" if req.target.runtime == "tensorrt" else "fp32",
+        int8_size_bytes=found.int8_base.size,
+        int8_latency_ms=checked.int8_latency_ms,
+    )
 
 
 def _run_target(target: Target, job: CompileJob, staging: Path) -> TargetOutput:
@@ -244,35 +569,43 @@ def _run_target(target: Target, job: CompileJob, staging: Path) -> TargetOutput:
 def _validate(req: _Request, staging: Path, draft: Manifest, out: TargetOutput) -> _Checked:
     samples, opts = req.plan.validation, req.opts
     req.say(f"validating against FP32 on {len(samples)} samples")
+    reference = _reference(req)
+    run = compiled_adapter(staging, draft, out.runnable_here, out.stand_in, opts.threads)
     try:
-        fp32 = source_adapter(req.reference or req.source, req.inputs, req.outputs, opts.threads)
+        with _as_toolchain_error("the compiled model failed on the validation samples"):
+            got = run_all(run.adapter, samples, req.inputs)
+    finally:
+        run.adapter.close()
+    comparison = compare(
+        reference, got, req.outputs, samples.labels, opts.min_agreement, opts.metric, opts.metric_threshold
+    )
+    return _Checked(
+        comparison=comparison,
+        compiled_outputs=got,
+        ran=run.ran,
+        checked_with=run.checked_with,
+        latency_ms=None,
+        fp32_latency_ms=None,
+    )
+
+
+def _reference(req: _Request) -> dict[str, np.ndarray]:
+    """The FP32 source's outputs on the validation samples, run once per compile."""
+    cached = req.cache.get("reference")
+    if cached is not None:
+        return cached
+    try:
+        fp32 = source_adapter(req.reference or req.source, req.inputs, req.outputs, req.opts.threads)
     except RuntimeLoadError as exc:
         raise ToolchainError(
             f"the FP32 source does not run under ONNX Runtime here: {one_line(exc)}"
         ) from exc
-    run = compiled_adapter(staging, draft, out.runnable_here, out.stand_in, opts.threads)
     try:
-        reference = run_all(fp32, samples, req.inputs)
-        with _as_toolchain_error("the compiled model failed on the validation samples"):
-            got = run_all(run.adapter, samples, req.inputs)
-        latency = fp32_latency = None
-        if run.ran and opts.latency_runs > 0:
-            req.say(f"timing {opts.latency_runs} single-sample runs of FP32 and {req.precision}")
-            with _as_toolchain_error("timing the compiled model failed"):
-                fp32_latency, latency = measure_latency(
-                    fp32, run.adapter, samples, req.inputs, opts.latency_runs
-                )
+        reference = run_all(fp32, req.plan.validation, req.inputs)
     finally:
         fp32.close()
-        run.adapter.close()
-    return _Checked(
-        comparison=compare(reference, got, req.outputs, samples.labels),
-        compiled_outputs=got,
-        ran=run.ran,
-        checked_with=run.checked_with,
-        latency_ms=latency,
-        fp32_latency_ms=fp32_latency,
-    )
+    req.cache["reference"] = reference
+    return reference
 
 
 @contextlib.contextmanager
@@ -295,12 +628,12 @@ def _latency_unmeasurable(req: _Request, ran: bool) -> str | None:
     return None
 
 
-def _host_notes(req: _Request, checked: _Checked) -> tuple[str, ...]:
+def _host_notes(req: _Request, checked: _Checked, precision: str) -> tuple[str, ...]:
     notes = []
     vnni = host_has_vnni()
     if checked.ran is False and checked.checked_with:
         notes.append(f"validated with a stand-in: {checked.checked_with}")
-    if req.precision == "int8" and checked.latency_ms is not None and checked.fp32_latency_ms:
+    if precision == "int8" and checked.latency_ms is not None and checked.fp32_latency_ms:
         ratio = checked.latency_ms / checked.fp32_latency_ms
         if ratio > 1.0:
             has = {True: "has", False: "has no", None: "may or may not have"}[vnni]
@@ -315,7 +648,15 @@ def _host_notes(req: _Request, checked: _Checked) -> tuple[str, ...]:
     return tuple(notes)
 
 
-def _validation_record(req: _Request, checked: _Checked, size: int, notes: tuple[str, ...]) -> Validation:
+def _validation_record(
+    req: _Request,
+    checked: _Checked,
+    size: int,
+    notes: tuple[str, ...],
+    a: _Attempt,
+    mixed: MixedPrecision | None,
+    choice: str | None,
+) -> Validation:
     c = checked.comparison
     return Validation(
         samples=c.samples,
@@ -332,7 +673,19 @@ def _validation_record(req: _Request, checked: _Checked, size: int, notes: tuple
         accuracy=c.accuracy,
         fp32_accuracy=c.fp32_accuracy,
         notes=notes,
+        metrics=tuple(
+            OutputMetric(s.output, s.metric, _finite(s.value), s.threshold, s.passed, s.higher_is_better)
+            for s in c.scores
+        ),
+        calibration_method=a.calibration_method,
+        mixed=mixed,
+        precision_choice=choice,
     )
+
+
+def _finite(x: float) -> float:
+    """JSON has no infinity: an exact match's SQNR is written as 999 dB."""
+    return x if np.isfinite(x) else float(np.sign(x) * 999.0)
 
 
 def _host() -> dict[str, Any]:
@@ -356,10 +709,11 @@ def _manifest(
     validation: Validation | None = None,
     selftest: SelfTest | None = None,
     build: dict[str, Any] | None = None,
+    precision: str | None = None,
 ) -> Manifest:
     return Manifest(
         target=req.target.name,
-        precision=req.precision,
+        precision=precision or req.precision,
         runtime=req.target.runtime,
         runtime_version=out.runtime_version,
         entrypoint=out.entrypoint,
@@ -386,7 +740,7 @@ def _report(
     return CompileReport(
         profile=req.profile.name,
         target=req.target.name,
-        precision=req.precision,
+        precision=manifest.precision,
         out_dir=out_dir,
         manifest=manifest,
         size_bytes=v.size_bytes,
@@ -405,4 +759,9 @@ def _report(
         notes=v.notes,
         intake_steps=() if req.intake is None else req.intake.steps,
         strategy=manifest.build.get("strategy"),
+        metrics=v.metrics,
+        calibration_method=v.calibration_method,
+        mixed=v.mixed,
+        precision_choice=v.precision_choice,
+        attempts=tuple(manifest.build.get("attempts", ())),
     )

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agent.contracts.manifest import Manifest, latency_ratio, size_ratio
+from agent.contracts.manifest import Manifest, MixedPrecision, OutputMetric, latency_ratio, size_ratio
 from compilers.preflight import FitResult
 
 
@@ -37,6 +37,11 @@ class CompileReport:
     notes: tuple[str, ...] = ()
     intake_steps: tuple[str, ...] = ()  # what compilers.intake did to the source, in order
     strategy: str | None = None  # the converter strategy that worked, for targets that try several
+    metrics: tuple[OutputMetric, ...] = ()  # every output's gate figure
+    calibration_method: str | None = None
+    mixed: MixedPrecision | None = None  # layers kept in float, and the cost
+    precision_choice: str | None = None  # --precision auto: what was chosen and why
+    attempts: tuple[str, ...] = ()  # attempts the gate (or the latency rule) refused
 
     @property
     def size_ratio(self) -> float:
@@ -75,5 +80,10 @@ class CompileReport:
             "notes": list(self.notes),
             "intake_steps": list(self.intake_steps),
             "strategy": self.strategy,
+            "metrics": [m.to_dict() for m in self.metrics],
+            "calibration_method": self.calibration_method,
+            "mixed": None if self.mixed is None else self.mixed.to_dict(),
+            "precision_choice": self.precision_choice,
+            "attempts": list(self.attempts),
             "manifest": self.manifest.to_dict(),
         }

@@ -8,6 +8,10 @@ device (or a GPU build host with the same JetPack) builds it with
   activations, symmetric (zero points of 0; TensorRT refuses others), per-channel weights, and
   FP32 biases (TensorRT's parser dequantizes only INT8 tensors, not INT32 biases). Layers
   without Q/DQ run in FP16 (the spec enables both flags).
+* int8, mixed: the layers named in ``job.options["float_nodes"]`` lose the Q/DQ pairs on their
+  inputs (:func:`compilers.mixed.strip_qdq`, with their FP32 weights back), so TensorRT runs
+  them in FP16. Calibration: MinMax (default), Entropy or Percentile (ONNX Runtime's calibrators,
+  symmetric ranges).
 * fp16 / fp32: the source model, optimised by nothing: TensorRT does its own fusions and the
   FP16 cast.
 
@@ -25,11 +29,14 @@ import tempfile
 from pathlib import Path
 from typing import Any, ClassVar
 
+import onnx
+
 from agent.contracts.manifest import TensorSpec
 from agent.runtimes import unavailable_reason
-from compilers import ort_tools
+from compilers import mixed, ort_tools
 from compilers.base import CompileJob, Target, TargetOutput
 from compilers.errors import CalibrationError, TargetError, UnsupportedOpError
+from compilers.mixed import LayerCost
 from compilers.modelcheck import iter_nodes, node_label
 from device_profiles import DeviceProfile
 
@@ -93,6 +100,7 @@ class TensorRTJetsonTarget(Target):
     name: ClassVar[str] = "tensorrt-jetson"
     runtime: ClassVar[str] = "tensorrt"
     precisions: ClassVar[tuple[str, ...]] = ("int8", "fp16", "fp32")
+    calibration_methods: ClassVar[tuple[str, ...]] = ("MinMax", "Entropy", "Percentile")
 
     def check_ops(self, model: Any) -> None:
         """Refuse ops TensorRT's ONNX parser can't import (:data:`UNSUPPORTED_OPS`) and ops from
@@ -128,13 +136,28 @@ class TensorRTJetsonTarget(Target):
                     f"target {self.name} needs calibration data for INT8 "
                     "(--calibration: .npz, .npy or an image folder)"
                 )
-            settings = ort_tools.QdqSettings(activation_type="QInt8", symmetric=True, quantize_bias=False)
-            job.progress("quantizing to INT8 QDQ for TensorRT (symmetric, per-channel)")
+            method = job.options.get("calibration_method") or self.calibration_methods[0]
+            settings = ort_tools.QdqSettings(
+                activation_type="QInt8", symmetric=True, quantize_bias=False, calibration=method
+            )
+            job.progress(f"quantizing to INT8 QDQ for TensorRT (symmetric, per-channel, {method})")
             with tempfile.TemporaryDirectory(prefix="edgefleet-trt-") as work:
                 pre = Path(work) / "pre.onnx"
                 ort_tools.pre_process(job.source_path, pre)
                 ort_tools.quantize_qdq(pre, out, job.calibration, job.inputs, settings)
+                float_nodes = tuple(job.options.get("float_nodes", ()))
+                if float_nodes:
+                    job.progress(f"removing Q/DQ around {len(float_nodes)} layer(s) kept in float")
+                    stripped = mixed.strip_qdq(onnx.load(str(out)), float_nodes, onnx.load(str(pre)))
+                    onnx.save(stripped, str(out))
             build["quantization"] = settings.to_dict()
+            if float_nodes:
+                build["quantization"]["float_layers"] = list(float_nodes)
+                build["float_nodes"] = list(float_nodes)
+                notes.append(
+                    f"{len(float_nodes)} layer(s) kept in float (no Q/DQ around them): TensorRT runs them "
+                    "in FP16 on the device; validated here in FP32"
+                )
         elif job.precision in ("fp16", "fp32"):
             shutil.copyfile(job.source_path, out)
             if job.precision == "fp16":
@@ -158,6 +181,13 @@ class TensorRTJetsonTarget(Target):
             stand_in=MODEL_FILE,
             notes=tuple(notes),
         )
+
+    def layer_costs(self, job: CompileJob, staging: Path) -> tuple[LayerCost, ...] | None:
+        """The QDQ model's layers ranked by quantization cost against FP32, computed with Q/DQ
+        in float as TensorRT computes it (:func:`compilers.mixed.rank_qdq_layers`)."""
+        if job.calibration is None:
+            return None
+        return mixed.rank_qdq_layers(job.source_path, staging / MODEL_FILE, job.calibration, job.inputs)
 
 
 def workspace_mib(profile: DeviceProfile) -> int:

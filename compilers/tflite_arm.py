@@ -62,6 +62,7 @@ from compilers.errors import (
     ToolchainError,
     UnsupportedOpError,
 )
+from compilers.mixed import LayerCost
 from compilers.modelcheck import iter_nodes, node_label, one_line
 
 log = logging.getLogger(__name__)
@@ -92,6 +93,11 @@ class TfliteArmTarget(Target):
     name: ClassVar[str] = "tflite-arm"
     runtime: ClassVar[str] = "litert"
     precisions: ClassVar[tuple[str, ...]] = ("int8", "fp16", "fp32")
+    # The TF converter calibrates on min/max over the representative dataset; it has no other.
+    calibration_methods: ClassVar[tuple[str, ...]] = ("MinMax",)
+    layer_ranking: ClassVar[str] = (
+        "relative quantization noise added per layer against the float model (TF QuantizationDebugger)"
+    )
 
     def check_ops(self, model: Any) -> None:
         """Refuse the first node (subgraphs included) outside the default ONNX domain, or whose
@@ -124,7 +130,8 @@ class TfliteArmTarget(Target):
             check_int8_inputs(job.inputs)
         calibration = prepare_calibration(job.inputs, job.calibration) if job.precision == "int8" else {}
         python = toolchains.python_for(TOOLCHAIN)
-        kind = _KIND[job.precision]
+        float_nodes, mixed_args = _mixed_args(job)
+        kind = _MIXED_KIND if float_nodes else _KIND[job.precision]
         timeout_s = float(job.options.get("timeout_s", DEFAULT_TIMEOUT_S))
         with tempfile.TemporaryDirectory(prefix="edgefleet-tflite-") as tmp:
             work = Path(tmp)
@@ -146,6 +153,7 @@ class TfliteArmTarget(Target):
                 path = work / f"calibration_{i}.npy"
                 np.save(path, samples)
                 args += ["--calibration", onnx2tf_name(name, quantized=True), str(path), "0", "1"]
+            args += mixed_args
             job.progress(f"converting to {job.precision} TFLite with onnx2tf (tens of seconds to minutes)")
             result = run_converter(python, args, work, timeout_s, job.progress, job.source_path)
             made = work / "out" / result["files"][kind]
@@ -172,6 +180,11 @@ class TfliteArmTarget(Target):
             "onnx2tf_switches": result.get("switches"),
             "onnx2tf_attempts": result.get("attempts", []),
         }
+        if float_nodes:
+            build["quantization"] = _MIXED_NOTE
+            build["float_nodes"] = list(result.get("float_nodes", float_nodes))
+        if "layer_costs" in result:
+            build["layer_costs"] = result["layer_costs"]
         return TargetOutput(
             entrypoint=ENTRYPOINT,
             files={ENTRYPOINT: "model"},
@@ -182,6 +195,34 @@ class TfliteArmTarget(Target):
             runnable_here=unavailable_reason(self.runtime),
             notes=tuple(notes),
         )
+
+    def layer_costs(self, job: CompileJob, staging: Path) -> tuple[LayerCost, ...] | None:
+        """INT8 layers ranked by the quantization noise each adds against the float model
+        (TensorFlow's QuantizationDebugger, in the converter; the conversion runs again)."""
+        if job.precision != "int8" or job.calibration is None:
+            return None
+        with tempfile.TemporaryDirectory(prefix="edgefleet-tflite-rank-") as tmp:
+            made = self.compile(replace(job, options={**job.options, "rank_layers": True}), Path(tmp))
+        costs = made.build.get("layer_costs") or []
+        return tuple(LayerCost(str(c["node"]), str(c["op"]), float(c["cost"])) for c in costs)
+
+
+_MIXED_KIND = "mixed_quant"  # _tflite_convert.MIXED_KIND
+_MIXED_NOTE = (
+    "INT8 with the listed ops kept float (TF QuantizationDebugger denylist); float32 inputs and outputs"
+)
+
+
+def _mixed_args(job: CompileJob) -> tuple[tuple[str, ...], list[str]]:
+    """The float nodes asked for (TFLite tensor names) and the converter flags for mixed
+    precision and layer ranking (INT8 only)."""
+    if job.precision != "int8":
+        return (), []
+    nodes = tuple(str(n) for n in job.options.get("float_nodes", ()))
+    args = [a for n in nodes for a in ("--mixed-float-node", n)]
+    if job.options.get("rank_layers"):
+        args.append("--rank-layers")
+    return nodes, args
 
 
 _QUANT_NOTE = {

@@ -29,6 +29,7 @@ from agent.runtimes import (
 from compilers.batching import DEFAULT_BATCH, iter_batches, run_batch, usable_rows
 from compilers.calibration import SampleSet, random_samples, split_holdout
 from compilers.errors import CalibrationError, ToolchainError, ValidationGateError
+from compilers.metrics import EXACT, TOP1, OutputScore, choose_metric, score_outputs
 from compilers.modelcheck import one_line
 
 RANDOM_SAMPLES = 64
@@ -87,7 +88,9 @@ def plan_samples(
 
 @dataclass(frozen=True)
 class Comparison:
-    """How the compiled outputs compare with FP32's (pure figures)."""
+    """How the compiled outputs compare with FP32's (pure figures). ``scores`` holds every
+    output's gate figure (:mod:`compilers.metrics`); ``top1_agreement`` is the first class-score
+    output's, kept for the summary and the self-test."""
 
     samples: int
     top1_agreement: float | None
@@ -96,13 +99,18 @@ class Comparison:
     accuracy: float | None
     fp32_accuracy: float | None
     classifier_output: str | None
+    scores: tuple[OutputScore, ...] = ()
+
+    @property
+    def failed(self) -> tuple[OutputScore, ...]:
+        return tuple(s for s in self.scores if not s.passed)
 
 
 def classifier_output(outputs: dict[str, np.ndarray], specs: tuple[TensorSpec, ...]) -> str | None:
     """The first output shaped like class scores ``[N, C]`` with ``C > 1``, else ``None``."""
     for spec in specs:
         arr = outputs[spec.name]
-        if arr.ndim == 2 and arr.shape[1] > 1:
+        if arr.ndim == 2 and arr.shape[1] > 1 and choose_metric(spec.name, arr)[0] == TOP1:
             return spec.name
     return None
 
@@ -112,9 +120,14 @@ def compare(
     got: dict[str, np.ndarray],
     specs: tuple[TensorSpec, ...],
     labels: np.ndarray | None,
+    min_agreement: float = 0.99,
+    metric: str | None = None,
+    threshold: float | None = None,
 ) -> Comparison:
-    """Top-1 agreement (classifiers), max/mean absolute error over every output element, and
-    accuracy against ``labels`` when given (pure)."""
+    """Every output scored against FP32 (:func:`compilers.metrics.score_outputs`), top-1
+    agreement of the first class-score output, max/mean absolute error over every output element,
+    and accuracy against ``labels`` when given. Raises :class:`CompileError` when ``metric``
+    can't score an output."""
     errors = [
         np.abs(got[s.name].astype(np.float64) - reference[s.name].astype(np.float64)).ravel() for s in specs
     ]
@@ -128,6 +141,7 @@ def compare(
         if labels is not None and labels.ndim == 1 and len(labels) == n:
             accuracy = float(np.mean(got_top == labels))
             fp32_accuracy = float(np.mean(ref_top == labels))
+    scores = score_outputs(reference, got, [s.name for s in specs], min_agreement, metric, threshold)
     return Comparison(
         samples=n,
         top1_agreement=agreement,
@@ -136,18 +150,47 @@ def compare(
         accuracy=accuracy,
         fp32_accuracy=fp32_accuracy,
         classifier_output=cls,
+        scores=scores,
     )
 
 
-def gate(cmp: Comparison, min_agreement: float) -> None:
-    """Raise :class:`ValidationGateError` with the figures when top-1 agreement is below
-    ``min_agreement``. Outputs that are not class scores have no agreement and pass."""
-    if cmp.top1_agreement is not None and cmp.top1_agreement < min_agreement:
-        raise ValidationGateError(
-            f"top-1 agreement {cmp.top1_agreement:.3f} < {min_agreement:g} on {cmp.samples} samples "
-            f"(max abs error {cmp.max_abs_error:.4g}); refusing to emit a degraded model "
-            "(lower --min-agreement to accept)"
+def gate_failure(cmp: Comparison, min_agreement: float) -> str | None:
+    """Why ``cmp`` fails its gate (one line with the figures), or ``None`` when it passes (pure).
+
+    With per-output ``scores`` every output must meet its threshold; a comparison without them
+    (built by hand) gates on top-1 agreement against ``min_agreement``, outputs that are not
+    class scores passing."""
+    if cmp.scores:
+        bad = cmp.failed
+        if not bad:
+            return None
+        first = bad[0]
+        more = f"; {len(bad) - 1} more output(s) failed" if len(bad) > 1 else ""
+        where = f" for output {first.output!r}" if first.output != "*" else ""
+        return (
+            f"{first.describe()} on {cmp.samples} samples{where} (max abs error "
+            f"{cmp.max_abs_error:.4g}){more}"
         )
+    if cmp.top1_agreement is not None and cmp.top1_agreement < min_agreement:
+        return (
+            f"top-1 agreement {cmp.top1_agreement:.3f} < {min_agreement:g} on {cmp.samples} samples "
+            f"(max abs error {cmp.max_abs_error:.4g})"
+        )
+    return None
+
+
+def gate(cmp: Comparison, min_agreement: float) -> None:
+    """Raise :class:`ValidationGateError` with the figures when an output misses its threshold
+    (:func:`gate_failure`)."""
+    why = gate_failure(cmp, min_agreement)
+    if why is None:
+        return
+    bad = cmp.failed
+    knob = "--metric-threshold" if bad and bad[0].metric not in (TOP1, EXACT) else "--min-agreement"
+    raise ValidationGateError(
+        f"{why}; refusing to emit a degraded model (lower {knob} to accept, "
+        "or --precision auto to keep sensitive layers in float)"
+    )
 
 
 def run_all(
@@ -234,18 +277,26 @@ def measure_latency(
     specs: tuple[TensorSpec, ...],
     runs: int,
 ) -> tuple[float, float]:
-    """Median milliseconds of single-sample runs (batch 1, or the model's fixed batch) of
-    ``fp32`` and ``compiled``. Runs alternate between the two so that load from other processes
-    on the host hits both alike; a few warm-up runs are not counted."""
+    """Median milliseconds of single-sample runs of ``fp32`` and ``compiled``
+    (:func:`measure_latencies`)."""
+    a, b = measure_latencies([fp32, compiled], samples, specs, runs)
+    return a, b
+
+
+def measure_latencies(
+    adapters: list[RuntimeAdapter], samples: SampleSet, specs: tuple[TensorSpec, ...], runs: int
+) -> list[float]:
+    """Median milliseconds of single-sample runs (batch 1, or the model's fixed batch) of each
+    adapter. Runs alternate between them so that load from other processes on the host hits all
+    alike; a few warm-up runs are not counted."""
     batch = run_batch(specs, 1)
     rows = max(batch, usable_rows(min(len(samples), 16 * batch), specs))
     feeds = list(iter_batches(samples.rows(0, rows), batch))
-    a, b = [], []
+    times: list[list[float]] = [[] for _ in adapters]
     for i in range(runs + 3):
         feed = feeds[i % len(feeds)]
-        ta = _timed(lambda f=feed: fp32.infer(f))  # type: ignore[misc]
-        tb = _timed(lambda f=feed: compiled.infer(f))  # type: ignore[misc]
-        if i >= 3:
-            a.append(ta)
-            b.append(tb)
-    return statistics.median(a), statistics.median(b)
+        for adapter, out in zip(adapters, times, strict=True):
+            t = _timed(lambda f=feed, a=adapter: a.infer(f))  # type: ignore[misc]
+            if i >= 3:
+                out.append(t)
+    return [statistics.median(t) for t in times]

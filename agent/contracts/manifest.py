@@ -88,6 +88,36 @@ def latency_ratio(latency_ms: float | None, fp32_latency_ms: float | None) -> fl
 
 
 @dataclass(frozen=True)
+class OutputMetric(Contract):
+    """One output's figure against FP32: ``metric`` is ``top1``, ``cosine``, ``sqnr`` (dB),
+    ``relerr``, ``exact`` or a user's ``module:function``; ``passed`` is whether ``value`` met
+    ``threshold`` (at least it, or at most it when ``higher_is_better`` is false)."""
+
+    output: str
+    metric: str
+    value: float
+    threshold: float
+    passed: bool
+    higher_is_better: bool = True
+
+
+@dataclass(frozen=True)
+class MixedPrecision(Contract):
+    """Layers kept in float in an otherwise INT8 bundle, and what that cost: ``float_nodes``
+    names the source model's nodes (after quantization pre-processing), ``ranked_by`` how their
+    quantization cost was measured; ``int8_size_bytes``/``int8_latency_ms`` are those of the
+    all-INT8 attempt that failed its gate (latency ``None`` when not measured)."""
+
+    float_nodes: tuple[str, ...]
+    quantizable_nodes: int
+    attempts: int
+    ranked_by: str
+    float_precision: str = "fp32"
+    int8_size_bytes: int | None = None
+    int8_latency_ms: float | None = None
+
+
+@dataclass(frozen=True)
 class Validation(Contract):
     """How the compiled model compares with the FP32 source on held-out samples.
 
@@ -96,6 +126,9 @@ class Validation(Contract):
     host at all; when it could not (TensorRT without a GPU), the figures are those of the closest
     stand-in that did run (the QDQ ONNX under ONNX Runtime) and ``checked_with`` names it.
     ``size_ratio`` and ``latency_ratio`` are written for readers' convenience and ignored on reading.
+    ``metrics`` holds every output's gate figure, ``calibration_method`` the INT8 calibration
+    that was used, ``mixed`` the layers kept in float; manifests written before these fields read
+    with their defaults.
     """
 
     samples: int
@@ -112,6 +145,10 @@ class Validation(Contract):
     accuracy: float | None = None  # against labels, when the held-out set has them
     fp32_accuracy: float | None = None
     notes: tuple[str, ...] = ()
+    metrics: tuple[OutputMetric, ...] = ()  # every output's figure; empty in older manifests
+    calibration_method: str | None = None
+    mixed: MixedPrecision | None = None
+    precision_choice: str | None = None  # with --precision auto: what was chosen and why
 
     @property
     def size_ratio(self) -> float:

@@ -15,6 +15,13 @@ class Precision(StrEnum):
     INT8 = "int8"
     FP16 = "fp16"
     FP32 = "fp32"
+    AUTO = "auto"
+
+
+class CalibrationMethod(StrEnum):
+    MINMAX = "MinMax"
+    ENTROPY = "Entropy"
+    PERCENTILE = "Percentile"
 
 
 def compile_(
@@ -29,7 +36,12 @@ def compile_(
         ),
     ],
     precision: Annotated[
-        Precision | None, typer.Option(help="Override the profile's precision.", show_default="the profile's")
+        Precision | None,
+        typer.Option(
+            help="Override the profile's precision; auto: the cheapest that passes the gate "
+            "(INT8, INT8 with layers in float, FP16, FP32) and is not slower than FP32 here.",
+            show_default="the profile's",
+        ),
     ] = None,
     calibration: Annotated[
         Path | None,
@@ -74,6 +86,35 @@ def compile_(
     simplify: Annotated[
         bool, typer.Option(help="Fold constants and simplify the model before converting it.")
     ] = True,
+    metric: Annotated[
+        str | None,
+        typer.Option(
+            help="The gate's metric for every output: top1, cosine, sqnr, relerr, exact; OUTPUT=NAME,... "
+            "for some outputs; or module:function scoring a batch (fp32_outputs, got_outputs) -> "
+            "{output: value} or a float.",
+            show_default="chosen per output from its shape",
+        ),
+    ] = None,
+    metric_threshold: Annotated[
+        float | None,
+        typer.Option(
+            help="The --metric's threshold (relerr: at most; the others: at least).", show_default=False
+        ),
+    ] = None,
+    calibration_method: Annotated[
+        CalibrationMethod | None,
+        typer.Option(
+            help="INT8 calibration: MinMax, Entropy or Percentile.",
+            show_default="the target's default, then the others if the gate fails",
+        ),
+    ] = None,
+    mixed: Annotated[
+        bool,
+        typer.Option(
+            "--mixed/--no-mixed",
+            help="When INT8 fails its gate, keep the layers that quantize worst in float and retry.",
+        ),
+    ] = True,
 ) -> None:
     """Compile an ONNX model into a validated bundle per device profile, on this machine.
 
@@ -90,6 +131,8 @@ def compile_(
     app = Application.from_context(ctx, output)
     from device_profiles import ProfileError, load_profile
 
+    if metric_threshold is not None and metric is None:
+        app.abort("--metric-threshold needs --metric")
     try:
         profiles = [load_profile(name, profiles_dir) for name in dict.fromkeys(profile)]
     except ProfileError as exc:
@@ -104,6 +147,12 @@ def compile_(
         shapes = dict(parse_input_shape(text) for text in input_shape or ())
     except CompileError as exc:
         app.abort(str(exc))
+    chosen.update(
+        metric=metric,
+        metric_threshold=metric_threshold,
+        calibration_method=None if calibration_method is None else calibration_method.value,
+        mixed=mixed,
+    )
     options = CompileOptions(
         precision=None if precision is None else precision.value,
         calibration=calibration,

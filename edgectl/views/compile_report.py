@@ -37,6 +37,23 @@ def _budget(fit: dict[str, Any]) -> Text:
     return Text(f"{'yes' if within else 'NO'} ({budget:g} ms)", style="green" if within else "red")
 
 
+def _accuracy_lines(r: dict[str, Any]) -> list[str]:
+    """The gate's figure per output, the calibration, and what ``auto`` chose."""
+    lines = []
+    figures = [
+        f"{m['output']} {m['metric']} {m['value']:.4g} ({'ok' if m['passed'] else 'FAILED'}, "
+        f"{'>=' if m.get('higher_is_better', True) else '<='} {m['threshold']:g})"
+        for m in r.get("metrics") or []
+    ]
+    if figures:
+        lines.append("gate: " + "; ".join(figures))
+    if r.get("calibration_method"):
+        lines.append(f"calibration: {r['calibration_method']}")
+    if r.get("precision_choice"):
+        lines.append(r["precision_choice"])
+    return lines
+
+
 def compile_summary(reports: list[dict[str, Any]]) -> RenderableType:
     t = table(
         "PROFILE",
@@ -79,6 +96,6 @@ def compile_summary(reports: list[dict[str, Any]]) -> RenderableType:
         intake = [f"intake: {step}" for step in r.get("intake_steps") or []]
         if r.get("strategy"):
             intake.append(f"converted with strategy {r['strategy']}")
-        for note in dict.fromkeys([*intake, *(r.get("notes") or []), *extra]):
+        for note in dict.fromkeys([*intake, *_accuracy_lines(r), *(r.get("notes") or []), *extra]):
             notes.append(Text.assemble((f"{r.get('profile')}: ", "bold"), note))
     return Group(t, *notes) if notes else t

@@ -344,7 +344,11 @@ def test_opset11_model_compiles_int8(paddle_files: tuple[Path, Path], tmp_path: 
     """Without intake, per-channel QDQ of this opset-11 model wrote DequantizeLinear nodes with an
     ``axis`` that ONNX Runtime refused to load."""
     model, cal = paddle_files
-    opts = CompileOptions(precision="int8", calibration=cal, latency_runs=0, samples=2)
+    # The subject is a loadable INT8 graph, not its accuracy: this tiny random softmax map keeps a
+    # cosine of about 0.98 with FP32, under the default 0.99 for maps.
+    opts = CompileOptions(
+        precision="int8", calibration=cal, latency_runs=0, samples=2, metric="cosine", metric_threshold=0.95
+    )
     report = compile_model(model, profile, tmp_path / "b", opts)
     assert report.intake_steps[0] == "opset 11 → 17"
     assert report.max_abs_error < 0.05

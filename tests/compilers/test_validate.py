@@ -25,12 +25,17 @@ def test_compare_counts_agreement_errors_and_accuracy() -> None:
     assert c.fp32_accuracy == 0.75 and c.accuracy == 0.5
 
 
-def test_non_classifier_has_no_agreement() -> None:
-    ref = {"y": np.zeros((5, 1), np.float32)}
-    c = compare(ref, {"y": np.full((5, 1), 0.1, np.float32)}, (TensorSpec("y", "float32", (-1, 1)),), None)
+def test_non_classifier_has_no_agreement_but_is_scored() -> None:
+    spec = (TensorSpec("y", "float32", (-1, 1)),)
+    ref = {"y": np.linspace(1, 2, 5, dtype=np.float32).reshape(5, 1)}
+    c = compare(ref, {"y": ref["y"] + 0.1}, spec, None)
     assert c.top1_agreement is None and c.max_abs_error == pytest.approx(0.1)
-    gate(c, 0.99)  # nothing to gate on
-    assert classifier_output(ref, (TensorSpec("y", "float32", (-1, 1)),)) is None
+    assert [(s.output, s.metric) for s in c.scores] == [("y", "cosine")]
+    gate(c, 0.99)  # one value per sample: cosine 1, within the gate
+    assert classifier_output(ref, spec) is None
+    wrong = compare(ref, {"y": -ref["y"]}, spec, None)
+    with pytest.raises(ValidationGateError, match=r"^cosine similarity -1.000 < 0.99 .* output 'y'"):
+        gate(wrong, 0.99)
 
 
 def test_gate_message_has_the_figures() -> None:

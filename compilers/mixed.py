@@ -1,0 +1,341 @@
+"""Accuracy-driven mixed precision: find the layers whose INT8 quantization costs most, so the
+compile can keep them in float and try again.
+
+Ranking (:func:`rank_qdq_layers`, for targets that emit QDQ ONNX): the FP32 model (after the
+same quantization pre-processing the target ran) and the QDQ model are run on calibration samples
+with every intermediate tensor saved (ONNX Runtime's ``qdq_loss_debug`` tools), and each tensor of
+the QDQ model is matched with the FP32 one. A layer's cost is the quantization noise it *adds*:
+the relative noise power of its output against FP32 minus the worst of its inputs' (what reaches
+it already degraded), plus the noise of quantizing its own inputs. That ranks a layer high when
+its inputs' quantization or its INT8 weights wreck its result, even if its input tensors look fine
+by themselves (a wide-range activation whose small channels carry the signal).
+
+Keeping layers in float is each target's own business (ONNX Runtime ``nodes_to_exclude``; for
+TensorRT, :func:`strip_qdq` removes the Q/DQ pairs on the layer's inputs in the QDQ ONNX).
+:func:`schedule` says how many of the ranked layers each attempt keeps in float.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from agent.contracts.manifest import TensorSpec
+
+RANKED_BY = "per-tensor error against FP32 (onnxruntime qdq_loss_debug), noise added per layer"
+# Calibration samples used to rank: the debugging tools keep every activation of every sample of
+# both models in memory, so few; noise power over a few samples ranks layers well enough.
+RANK_ROWS = 8
+_EPS = 1e-12
+_QDQ = ("QuantizeLinear", "DequantizeLinear")
+
+
+@dataclass(frozen=True)
+class LayerCost:
+    """One quantized layer (a node of the pre-processed source model) and its cost: relative
+    noise power it adds (0: none; 1: as large as the signal)."""
+
+    node: str
+    op_type: str
+    cost: float
+
+
+def schedule(ranked: int, max_share: float, attempts: int, quantizable: int) -> list[int]:
+    """How many of the ``ranked`` layers each attempt keeps in float: 1, 2, 4, ... doubling, up
+    to ``max_share`` of the ``quantizable`` layers (at least one) and at most ``attempts`` tries;
+    the last try uses the whole allowance (pure)."""
+    cap = min(ranked, max(1, int(max_share * quantizable)))
+    if cap <= 0:
+        return []
+    out: list[int] = []
+    k = 1
+    while k < cap and len(out) < attempts - 1:
+        out.append(k)
+        k *= 2
+    out.append(cap)
+    return out[:attempts]
+
+
+# -- ranking ---------------------------------------------------------------------------------------
+
+
+def _noise(ref: Sequence[np.ndarray], got: Sequence[np.ndarray]) -> float:
+    r = np.concatenate([np.asarray(a, np.float64).ravel() for a in ref])
+    g = np.concatenate([np.asarray(a, np.float64).ravel() for a in got])
+    if r.shape != g.shape:
+        return 0.0
+    return float(np.sum((r - g) ** 2) / max(float(np.sum(r**2)), _EPS))
+
+
+def quantized_nodes(qdq: onnx.ModelProto) -> set[str]:
+    """Names of the QDQ model's non-Q/DQ nodes that take at least one input from a
+    ``DequantizeLinear`` (the layers quantization touched)."""
+    dq_out = {o for n in qdq.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    return {
+        n.name
+        for n in qdq.graph.node
+        if n.op_type not in _QDQ and n.name and any(i in dq_out for i in n.input)
+    }
+
+
+def layer_costs_from_activations(
+    float_model: onnx.ModelProto,
+    quantized: set[str],
+    matched: dict[str, dict[str, Sequence[np.ndarray]]],
+    qdq_raw: dict[str, Sequence[np.ndarray]],
+    float_acts: dict[str, Sequence[np.ndarray]],
+) -> list[LayerCost]:
+    """Rank ``quantized`` layers of ``float_model`` (pure): see the module docstring.
+
+    ``matched`` is ``create_activation_matching``'s result (per tensor ``float``, ``pre_qdq``,
+    ``post_qdq``), ``qdq_raw``/``float_acts`` every saved tensor of each model by name.
+    """
+
+    def consumed(t: str) -> float | None:  # noise of what a consumer gets: after Q/DQ
+        m = matched.get(t)
+        if m is not None and "float" in m:
+            return _noise(m["float"], m["post_qdq"])
+        if t in float_acts and t in qdq_raw:
+            return _noise(float_acts[t], qdq_raw[t])
+        return None
+
+    def local(t: str) -> float:  # noise of the Q/DQ pair itself on t
+        m = matched.get(t)
+        return _noise(m["pre_qdq"], m["post_qdq"]) if m is not None else 0.0
+
+    def produced(t: str) -> float | None:  # noise of a layer's result before its output Q/DQ
+        m = matched.get(t)
+        if m is not None and "float" in m:
+            return _noise(m["float"], m["pre_qdq"])
+        if t in float_acts and t in qdq_raw:
+            return _noise(float_acts[t], qdq_raw[t])
+        return None
+
+    out = []
+    for node in float_model.graph.node:
+        if node.name not in quantized:
+            continue
+        ins = [x for x in (consumed(t) for t in node.input if t) if x is not None]
+        outs = [x for x in (produced(t) for t in node.output if t) if x is not None]
+        added = max(0.0, max(outs, default=0.0) - max(ins, default=0.0))
+        cost = added + max((local(t) for t in node.input if t), default=0.0)
+        out.append(LayerCost(node.name, node.op_type, cost))
+    out.sort(key=lambda c: -c.cost)
+    return out
+
+
+def _reader(samples: dict[str, np.ndarray], inputs: tuple[TensorSpec, ...], rows: int) -> object:
+    from onnxruntime.quantization import CalibrationDataReader
+
+    from compilers.ort_tools import SampleReader
+
+    class _Reader(SampleReader, CalibrationDataReader):
+        def __iter__(self) -> _Reader:
+            return self
+
+        def __next__(self) -> dict[str, np.ndarray]:
+            item = self.get_next()
+            if item is None:
+                raise StopIteration
+            return item
+
+    n = min(rows, len(next(iter(samples.values()))))
+    return _Reader({k: v[:n] for k, v in samples.items()}, inputs)
+
+
+def rank_qdq_layers(
+    source: Path,
+    qdq_path: Path,
+    samples: dict[str, np.ndarray],
+    inputs: tuple[TensorSpec, ...],
+    rows: int = RANK_ROWS,
+) -> tuple[LayerCost, ...]:
+    """The layers of the QDQ model at ``qdq_path`` (quantized from ``source`` after
+    :func:`compilers.ort_tools.pre_process`), costliest first. Runs both models under ONNX
+    Runtime with graph optimisation off, so Q/DQ pairs are computed as float math. Raises
+    :class:`~compilers.errors.ToolchainError`."""
+    from onnxruntime.quantization import qdq_loss_debug as dbg
+
+    from compilers import ort_tools
+
+    def run() -> tuple[LayerCost, ...]:
+        with tempfile.TemporaryDirectory(prefix="edgefleet-rank-") as tmp:
+            work = Path(tmp)
+            pre = work / "pre.onnx"
+            ort_tools.pre_process(source, pre)
+            dbg.modify_model_output_intermediate_tensors(str(pre), str(work / "float_aug.onnx"))
+            dbg.modify_model_output_intermediate_tensors(str(qdq_path), str(work / "qdq_aug.onnx"))
+            float_acts = dbg.collect_activations(str(work / "float_aug.onnx"), _reader(samples, inputs, rows))
+            qdq_acts = dbg.collect_activations(str(work / "qdq_aug.onnx"), _reader(samples, inputs, rows))
+            matched = dbg.create_activation_matching(qdq_acts, float_acts)
+            qdq = onnx.load(str(qdq_path), load_external_data=False)
+            ranked = layer_costs_from_activations(
+                onnx.load(str(pre), load_external_data=False),
+                quantized_nodes(qdq),
+                matched,
+                qdq_acts,
+                float_acts,
+            )
+        return tuple(ranked)
+
+    return ort_tools._tool("ranking layers by quantization error", run)
+
+
+# -- TensorRT: Q/DQ removed around float layers -------------------------------------------------
+
+
+def _dequantize(w: np.ndarray, scale: np.ndarray, zero: np.ndarray | None, axis: int) -> np.ndarray:
+    z = np.zeros_like(scale, dtype=np.float64) if zero is None else zero.astype(np.float64)
+    if scale.ndim == 1 and scale.size > 1:
+        shape = [1] * w.ndim
+        shape[axis] = scale.size
+        scale, z = scale.reshape(shape), z.reshape(shape)
+    return ((w.astype(np.float64) - z) * scale.astype(np.float64)).astype(np.float32)
+
+
+def strip_qdq(
+    qdq: onnx.ModelProto, nodes: Iterable[str], float_model: onnx.ModelProto | None = None
+) -> onnx.ModelProto:
+    """A copy of ``qdq`` where the named nodes take float inputs: each input that came through a
+    ``QuantizeLinear`` → ``DequantizeLinear`` pair is rewired to the tensor before the pair, and
+    each INT8 weight through a ``DequantizeLinear`` is replaced by its FP32 value (from
+    ``float_model`` when it has the weight, else dequantized); the Q/DQ pairs on their outputs are
+    bypassed (their consumers take the float result and quantize it again where they have their
+    own pair). Q/DQ nodes and initializers left
+    without consumers are removed. Consumers other than the named nodes keep their Q/DQ."""
+    model = onnx.ModelProto()
+    model.CopyFrom(qdq)
+    g = model.graph
+    keep = set(nodes)
+    producer = {o: n for n in g.node for o in n.output}
+    inits = {i.name: i for i in g.initializer}
+    originals = {} if float_model is None else {i.name: i for i in float_model.graph.initializer}
+    added: dict[str, str] = {}
+
+    def float_weight(dq: onnx.NodeProto) -> str:
+        if dq.output[0] in added:
+            return added[dq.output[0]]
+        q_init = inits[dq.input[0]]
+        candidates = [
+            dq.output[0].removesuffix("_DequantizeLinear_Output"),
+            dq.input[0].removesuffix("_quantized"),
+        ]
+        for name in candidates:
+            orig = originals.get(name)
+            if orig is not None and tuple(orig.dims) == tuple(q_init.dims):
+                value = numpy_helper.to_array(orig)
+                break
+        else:
+            scale = numpy_helper.to_array(inits[dq.input[1]])
+            zero = numpy_helper.to_array(inits[dq.input[2]]) if len(dq.input) > 2 and dq.input[2] else None
+            axis = next((a.i for a in dq.attribute if a.name == "axis"), 1)
+            value = _dequantize(numpy_helper.to_array(q_init), scale, zero, axis)
+        name = f"{dq.output[0]}_float"
+        g.initializer.append(numpy_helper.from_array(value.astype(np.float32), name))
+        added[dq.output[0]] = name
+        return name
+
+    graph_outputs = {o.name for o in g.output}
+    folded = _folded_consumers(qdq, float_model)
+    for node in g.node:
+        if node.name not in keep:
+            continue
+        for j, t in enumerate(list(node.output)):
+            if t not in folded:  # a Relu folded into this Q/DQ pair would be lost without it
+                _float_output(g, node, j, t, graph_outputs)
+        for i, t in enumerate(node.input):
+            dq = producer.get(t)
+            if dq is None or dq.op_type != "DequantizeLinear":
+                continue
+            src = producer.get(dq.input[0])
+            if src is not None and src.op_type == "QuantizeLinear":
+                node.input[i] = src.input[0]
+            elif dq.input[0] in inits:
+                node.input[i] = float_weight(dq)
+    _prune(model, {i.name for i in qdq.graph.initializer})
+    return model
+
+
+def _folded_consumers(qdq: onnx.ModelProto, float_model: onnx.ModelProto | None) -> set[str]:
+    """Tensors whose consumer in ``float_model`` the quantizer dropped (a Relu or Clip folded
+    into the output's Q/DQ range, as ONNX Runtime does for asymmetric activations)."""
+    if float_model is None:
+        return set()
+    present = {n.name for n in qdq.graph.node}
+    # The quantizer gives the producer the dropped node's output name, or keeps its own.
+    return {
+        t for n in float_model.graph.node if n.name and n.name not in present for t in (*n.input, *n.output)
+    }
+
+
+def _float_output(g: onnx.GraphProto, node: onnx.NodeProto, j: int, t: str, graph_outputs: set[str]) -> None:
+    """Bypass the Q → DQ pairs on ``node``'s output ``t``: their consumers take ``t`` itself; a
+    pair that ends in a graph output gives that name to ``node``'s output instead."""
+    for q in [n for n in g.node if n.op_type == "QuantizeLinear" and n.input and n.input[0] == t]:
+        for dq in [
+            n for n in g.node if n.op_type == "DequantizeLinear" and n.input and n.input[0] == q.output[0]
+        ]:
+            out = dq.output[0]
+            if out in graph_outputs:
+                g.node.remove(dq)
+                node.output[j] = out
+                for other in g.node:
+                    for k, x in enumerate(other.input):
+                        if x == t:
+                            other.input[k] = out
+                t = out
+            else:
+                for other in g.node:
+                    for k, x in enumerate(other.input):
+                        if x == out:
+                            other.input[k] = t
+
+
+def _prune(model: onnx.ModelProto, prunable_inits: set[str]) -> None:
+    """Remove Q/DQ nodes whose outputs nothing uses, then initializers nothing uses."""
+    g = model.graph
+    outputs = {o.name for o in g.output}
+    while True:
+        used = {i for n in g.node for i in n.input} | outputs
+        dead = [n for n in g.node if n.op_type in _QDQ and not any(o in used for o in n.output)]
+        if not dead:
+            break
+        for n in dead:
+            g.node.remove(n)
+    used = {i for n in g.node for i in n.input} | outputs
+    for init in [i for i in g.initializer if i.name in prunable_inits and i.name not in used]:
+        g.initializer.remove(init)
+
+
+def with_float_producers(model: onnx.ModelProto, nodes: Sequence[str]) -> tuple[str, ...]:
+    """``nodes`` plus, one level up, each node whose outputs only ``nodes`` consume (pure).
+
+    ONNX Runtime's x86 quantizer gives a Conv's or MatMul's output its own Q/DQ pair (for its INT8
+    kernel) even when no INT8 layer reads it, so excluding only the consumer would still quantize
+    the tensor that hurt it; excluding its producer as well keeps that tensor float."""
+    chosen = list(dict.fromkeys(nodes))
+    keep = set(chosen)
+    consumers: dict[str, set[str]] = {}
+    for n in model.graph.node:
+        for t in n.input:
+            consumers.setdefault(t, set()).add(n.name)
+    outputs = {o.name for o in model.graph.output}
+    producer = {o: n for n in model.graph.node for o in n.output}
+    for name in list(chosen):
+        node = next((n for n in model.graph.node if n.name == name), None)
+        if node is None:
+            continue
+        for t in node.input:
+            p = producer.get(t)
+            if p is None or not p.name or p.name in keep or p.op_type in _QDQ:
+                continue
+            if all(o not in outputs and consumers.get(o, set()) <= keep for o in p.output):
+                chosen.append(p.name)
+                keep.add(p.name)
+    return tuple(chosen)

@@ -1,0 +1,189 @@
+"""Mixed precision: ranking layers by quantization error, keeping them in float per target
+(ONNX Runtime ``nodes_to_exclude``; Q/DQ removed for TensorRT), and the compile loop that does it
+when INT8 fails its gate."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+
+from agent.contracts.manifest import Manifest, TensorSpec
+from compilers import CompileOptions, ValidationGateError, compile_model, ort_tools
+from compilers.metrics import top1_agreement
+from compilers.mixed import quantized_nodes, rank_qdq_layers, schedule, strip_qdq, with_float_producers
+from tests.compilers.accuracy_models import sensitive_model, write_files
+from tests.compilers.compiler_fixtures import ModelFiles, leftovers
+
+INPUTS = (TensorSpec("x", "float32", (-1, 16)),)
+QUICK: dict[str, Any] = {"latency_runs": 0, "samples": 2}
+TRT = ort_tools.QdqSettings(activation_type="QInt8", symmetric=True, quantize_bias=False)
+
+
+@pytest.fixture(scope="module")
+def sens(tmp_path_factory: pytest.TempPathFactory) -> ModelFiles:
+    return write_files(tmp_path_factory.mktemp("sens"), sensitive_model(), "sens", (16,))
+
+
+def _run(model: onnx.ModelProto | Path, x: np.ndarray) -> np.ndarray:
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    data = model.SerializeToString() if isinstance(model, onnx.ModelProto) else str(model)
+    return np.asarray(
+        ort.InferenceSession(data, so, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    )
+
+
+def test_schedule_doubles_within_the_budget() -> None:
+    assert schedule(ranked=40, max_share=0.25, attempts=6, quantizable=40) == [1, 2, 4, 8, 10]
+    assert schedule(ranked=40, max_share=0.25, attempts=3, quantizable=40) == [1, 2, 10]
+    assert schedule(ranked=3, max_share=0.1, attempts=6, quantizable=3) == [1]
+    assert schedule(ranked=0, max_share=0.5, attempts=6, quantizable=0) == []
+
+
+@pytest.fixture(scope="module")
+def trt_qdq(sens: ModelFiles, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("qdq")
+    pre, qdq = root / "pre.onnx", root / "qdq.onnx"
+    ort_tools.pre_process(sens.model, pre)
+    ort_tools.quantize_qdq(pre, qdq, dict(np.load(sens.calibration)), INPUTS, TRT)
+    return pre, qdq
+
+
+def test_the_sensitive_layer_ranks_first(sens: ModelFiles, trt_qdq: tuple[Path, Path]) -> None:
+    ranked = rank_qdq_layers(sens.model, trt_qdq[1], dict(np.load(sens.calibration)), INPUTS)
+    assert ranked[0].node == "sensitive"
+    assert ranked[0].cost > 100 * max(c.cost for c in ranked[1:])
+    assert {c.node for c in ranked} == quantized_nodes(onnx.load(str(trt_qdq[1])))
+
+
+def test_strip_qdq_keeps_one_layer_float_and_restores_accuracy(
+    sens: ModelFiles, trt_qdq: tuple[Path, Path]
+) -> None:
+    pre, qdq_path = trt_qdq
+    qdq = onnx.load(str(qdq_path))
+    x = np.load(sens.validation)["x"]
+    ref = _run(sens.model, x)
+    assert top1_agreement(ref, _run(qdq, x)) < 0.5
+    stripped = strip_qdq(qdq, ["sensitive"], onnx.load(str(pre)))
+    onnx.checker.check_model(stripped)
+    # one layer of ten back in float: from almost no agreement to almost all (the gate's last
+    # percent takes a second layer, which the compile loop adds)
+    assert top1_agreement(ref, _run(stripped, x)) >= 0.95
+    producer = {o: n for n in stripped.graph.node for o in n.output}
+    node = next(n for n in stripped.graph.node if n.name == "sensitive")
+    assert all(producer.get(i) is None or producer[i].op_type != "DequantizeLinear" for i in node.input)
+    weights = {i.name: i for i in stripped.graph.initializer}
+    w = next(i for i in node.input if i in weights)
+    original = next(i for i in sensitive_model().graph.initializer if i.name == "sens")
+    assert np.array_equal(onnx.numpy_helper.to_array(weights[w]), onnx.numpy_helper.to_array(original))
+    assert [o.name for o in stripped.graph.output] == ["scores"]
+    # every other layer keeps its Q/DQ
+    assert quantized_nodes(stripped) == quantized_nodes(qdq) - {"sensitive"}
+
+
+def test_float_producers_of_an_excluded_layer(sens: ModelFiles) -> None:
+    model = onnx.load(str(sens.model))
+    assert with_float_producers(model, ["sensitive"]) == ("sensitive", "wide")
+    # relu0's output feeds only fc1, so it joins; a producer whose output others read does not
+    assert with_float_producers(model, ["fc1"]) == ("fc1", "relu0")
+    assert with_float_producers(model, ["fc1", "wide"]) == ("fc1", "wide", "relu0", "relu3")
+
+
+@pytest.mark.parametrize(("profile", "float_in"), [("x86-64-avx2", "fp32"), ("jetson-orin-nano", "fp16")])
+def test_int8_that_fails_its_gate_ships_mixed(
+    sens: ModelFiles, tmp_path: Path, profile: str, float_in: str
+) -> None:
+    out = tmp_path / "b"
+    opts = CompileOptions(calibration=sens.calibration, validation=sens.validation, **QUICK)
+    report = compile_model(sens.model, profile, out, opts)
+    assert report.precision == "int8"
+    assert report.mixed is not None and report.mixed.float_nodes[0] == "sensitive"
+    # one ranked layer is the budget here (a quarter of the layers); onnx-x86 adds its producer
+    # 'wide', whose output only 'sensitive' reads (ORT would quantize it for wide's INT8 kernel)
+    assert report.mixed.float_nodes == {"fp32": ("sensitive", "wide"), "fp16": ("sensitive",)}[float_in] or (
+        float_in == "fp16" and len(report.mixed.float_nodes) == 2 and report.mixed.attempts == 2
+    )
+    assert report.mixed.float_precision == float_in
+    plain = compile_model(
+        sens.model, profile, tmp_path / "plain", CompileOptions(calibration=sens.calibration,
+        validation=sens.validation, min_agreement=0.0, calibration_method="MinMax", **QUICK),
+    )  # fmt: skip
+    assert plain.mixed is None and report.mixed.int8_size_bytes == plain.size_bytes != report.size_bytes
+    assert all(m.passed for m in report.metrics) and report.top1_agreement is not None
+    assert report.top1_agreement >= 0.99
+    assert any(a.startswith("int8 (MinMax): top-1 agreement") for a in report.attempts)
+    manifest = Manifest.from_json((out / "manifest.json").read_text())
+    assert manifest.validation is not None and manifest.validation.mixed == report.mixed
+    assert manifest.build["float_nodes"] == list(report.mixed.float_nodes)
+    assert any("kept in float" in n for n in manifest.validation.notes)
+    cost = f"mixed precision cost: {report.size_bytes} B against {plain.size_bytes} B all-INT8"
+    assert any(n.startswith(cost) and "latency not measured" in n for n in manifest.validation.notes)
+    assert json.loads((out / "manifest.json").read_text())["validation"]["metrics"][0]["metric"] == "top1"
+    assert leftovers(tmp_path, "b") == ["b"]  # the refused attempts are gone
+    assert leftovers(tmp_path, "plain") == ["plain"]
+
+
+def test_x86_bundle_excludes_the_layers_from_quantization(sens: ModelFiles, tmp_path: Path) -> None:
+    opts = CompileOptions(calibration=sens.calibration, validation=sens.validation, **QUICK)
+    report = compile_model(sens.model, "x86-64-avx2", tmp_path / "b", opts)
+    assert report.mixed is not None
+    model = onnx.load(str(tmp_path / "b" / "model.onnx"))
+    inits = {i.name for i in model.graph.initializer}
+    nodes = {n.name: n for n in model.graph.node}
+    for (
+        name
+    ) in report.mixed.float_nodes:  # FP32 weights (an input may come dequantized from an INT8 producer)
+        assert any(i in inits and i in {"wide", "sens"} for i in nodes[name].input)
+    assert "sensitive" not in quantized_nodes(model)  # nothing quantized reaches it
+    assert {"fc0", "fc1", "fc2", "fc3"} <= quantized_nodes(model)
+
+
+def test_without_mixed_the_gate_refuses_and_leaves_nothing(sens: ModelFiles, tmp_path: Path) -> None:
+    opts = CompileOptions(calibration=sens.calibration, validation=sens.validation, mixed=False, **QUICK)
+    with pytest.raises(ValidationGateError) as err:
+        compile_model(sens.model, "x86-64-avx2", tmp_path / "b", opts)
+    assert "tried int8 (MinMax); int8 (Entropy); int8 (Percentile)" in str(err.value)
+    assert leftovers(tmp_path, "b") == []
+
+
+def test_a_named_calibration_method_is_the_only_one_tried(sens: ModelFiles, tmp_path: Path) -> None:
+    opts = CompileOptions(
+        calibration=sens.calibration, validation=sens.validation, calibration_method="Percentile", **QUICK
+    )
+    report = compile_model(sens.model, "jetson-orin-nano", tmp_path / "b", opts)
+    assert report.calibration_method == "Percentile"
+    assert report.manifest.build["quantization"]["calibration"] == "Percentile"
+    assert not any("(MinMax)" in a or "(Entropy)" in a for a in report.attempts)
+
+
+def test_strip_qdq_keeps_a_relu_the_quantizer_folded(tmp_path: Path) -> None:
+    """ONNX Runtime's asymmetric quantization drops a Relu after a Conv (the Q/DQ range does
+    its work); bypassing that Q/DQ pair would drop the Relu too. Keeping the Conv float must not."""
+    from tests.compilers.compiler_fixtures import cnn_model, images
+
+    src, pre, qdq = tmp_path / "cnn.onnx", tmp_path / "pre.onnx", tmp_path / "qdq.onnx"
+    onnx.save(cnn_model(), src)
+    specs = (TensorSpec("image", "float32", (-1, 3, 8, 8)),)
+    ort_tools.pre_process(src, pre)
+    ort_tools.quantize_qdq(pre, qdq, {"image": images(32)}, specs, ort_tools.QdqSettings())
+    model = onnx.load(str(qdq))
+    assert "relu1" not in {n.name for n in model.graph.node}  # folded
+    stripped = strip_qdq(model, ["conv1"], onnx.load(str(pre)))
+    x = images(16, seed=5)
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    ref = ort.InferenceSession(str(src), providers=["CPUExecutionProvider"]).run(None, {"image": x})[0]
+
+    def error(m: onnx.ModelProto) -> float:
+        sess = ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
+        return float(np.max(np.abs(sess.run(None, {"image": x})[0] - ref)))
+
+    # Without the Relu the scores drift by about a third of their range (0.56 of 1.55 here);
+    # with it, a float conv does no worse than the INT8 one.
+    assert error(stripped) <= error(model) + 1e-3

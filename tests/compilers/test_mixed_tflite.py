@@ -1,0 +1,77 @@
+"""Mixed precision for ``tflite-arm``: TensorFlow's QuantizationDebugger inside the converter
+environment ranks the layers and keeps the costliest ops float (``denylisted_nodes``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from agent.contracts.manifest import Manifest
+from agent.runtimes.litert import LiteRTAdapter
+from compilers import CompileOptions, ToolchainError, compile_model, toolchains
+from compilers._tflite_convert import parse_args, with_float_producers
+from compilers.base import CompileJob
+from compilers.tflite_arm import TfliteArmTarget, _mixed_args
+from device_profiles import load_profile
+from tests.compilers.accuracy_models import sensitive_model, write_files
+
+# A chain a -> b -> c -> d, plus b also read by e: (op, inputs, outputs) as the converter lists them.
+GRAPH = [
+    ("FULLY_CONNECTED", ["x", "w1"], ["a"]),
+    ("FULLY_CONNECTED", ["a", "w2"], ["b"]),
+    ("FULLY_CONNECTED", ["b", "w3"], ["c"]),
+    ("FULLY_CONNECTED", ["c", "w4"], ["d"]),
+    ("FULLY_CONNECTED", ["b", "w5"], ["e"]),
+]
+
+
+def test_float_producers_join_only_when_nothing_else_reads_them() -> None:
+    assert with_float_producers(GRAPH, ["d"]) == ["d", "c"]  # c feeds only d
+    assert with_float_producers(GRAPH, ["c"]) == ["c"]  # b also feeds e
+    assert with_float_producers(GRAPH, ["c", "e"]) == ["c", "e", "b"]
+
+
+def test_converter_flags_for_mixed_precision_and_ranking() -> None:
+    profile = load_profile("raspberry-pi-5")
+    job = CompileJob(
+        Path("m.onnx"), profile, "int8", None, (), (), {"float_nodes": ("t1", "t2"), "rank_layers": True}
+    )
+    assert _mixed_args(job) == (
+        ("t1", "t2"),
+        ["--mixed-float-node", "t1", "--mixed-float-node", "t2", "--rank-layers"],
+    )
+    assert _mixed_args(
+        CompileJob(Path("m.onnx"), profile, "fp16", None, (), (), {"float_nodes": ("t1",)})
+    ) == ((), [])
+    args = parse_args(
+        ["--model", "m", "--output-dir", "o", "--result", "r", "--mixed-float-node", "t1", "--rank-layers"]
+    )
+    assert args.mixed_float_node == ["t1"] and args.rank_layers
+    assert TfliteArmTarget.calibration_methods == ("MinMax",)
+
+
+@pytest.mark.slow
+def test_tflite_int8_that_fails_its_gate_ships_mixed(tmp_path: Path) -> None:
+    try:
+        toolchains.python_for("tflite")
+    except ToolchainError:
+        pytest.skip("tflite toolchain not installed: run `edgectl toolchains install tflite`")
+    if LiteRTAdapter.unavailable_reason():
+        pytest.skip(f"LiteRT can't run here: {LiteRTAdapter.unavailable_reason()}")
+    files = write_files(tmp_path / "m", sensitive_model(), "sens", (16,))
+    opts = CompileOptions(
+        precision="int8",
+        calibration=files.calibration,
+        validation=files.validation,
+        latency_runs=0,
+        samples=2,
+    )
+    report = compile_model(files.model, "raspberry-pi-5", tmp_path / "b", opts)
+    assert report.mixed is not None and report.top1_agreement is not None and report.top1_agreement >= 0.99
+    assert report.attempts[0].startswith("int8 (MinMax): top-1 agreement")
+    assert "QuantizationDebugger" in report.mixed.ranked_by
+    assert len(report.mixed.float_nodes) == 2  # the head and the wide layer that feeds only it
+    manifest = Manifest.from_json((tmp_path / "b" / "manifest.json").read_text())
+    assert manifest.build["float_nodes"] == list(report.mixed.float_nodes)
+    assert manifest.inputs[0].quantization is None  # the mixed model takes float32
