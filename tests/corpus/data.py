@@ -32,6 +32,7 @@ import json
 import math
 import re
 import tarfile
+import time
 import unicodedata
 import wave
 import zipfile
@@ -332,11 +333,15 @@ def _png(rng: np.random.Generator, fmt: str) -> bytes:
     return buf.getvalue()
 
 
+FIXED_DATE = (2024, 1, 1, 0, 0, 0)  # zip and PDF dates, so the files are the same on every run
+
+
 def _zip(rng: np.random.Generator) -> bytes:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
         for i in range(int(rng.integers(2, 5))):
-            z.writestr(f"docs/file{i}.txt", " ".join(SENTENCES[int(j)] for j in rng.integers(40, size=20)))
+            text = " ".join(SENTENCES[int(j)] for j in rng.integers(40, size=20))
+            z.writestr(zipfile.ZipInfo(f"docs/file{i}.txt", FIXED_DATE), text, zipfile.ZIP_DEFLATED)
     return buf.getvalue()
 
 
@@ -454,7 +459,7 @@ def _ini(rng: np.random.Generator) -> str:
 def _pdf(rng: np.random.Generator) -> bytes:
     img = Image.fromarray(np.asarray(document(rng, 96)))
     buf = io.BytesIO()
-    img.save(buf, format="PDF")
+    img.save(buf, format="PDF", creationDate=time.gmtime(0), modDate=time.gmtime(0))
     return buf.getvalue()
 
 
