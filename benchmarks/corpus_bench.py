@@ -30,7 +30,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from compilers import CompileError, CompileOptions, compile_model  # noqa: E402
-from compilers.options import CompileOptions as _Options  # noqa: E402
 from tests.corpus.catalog import MODELS, get  # noqa: E402
 from tests.corpus.data import write_data  # noqa: E402
 from tests.corpus.fetch import model_path  # noqa: E402
@@ -59,7 +58,6 @@ FIGURES = (
 def default_precision() -> str:
     """``auto`` where the compiler knows it, else ``int8``."""
     try:
-        from compilers.pipeline import choose_precision  # noqa: F401
         from compilers.registry import get_target
 
         makes = get_target("onnx-x86").precisions
@@ -83,11 +81,37 @@ class Outcome:
         return {k: v for k, v in self.__dict__.items() if v not in (None, {})}
 
 
-def compile_one(name: str, target: str, precision: str, work: Path, latency_runs: int) -> Outcome:
+def static_copy(source: Path, overrides: tuple[str, ...], dest: Path) -> Path:
+    """``source`` with the ``NAME=dims`` overrides written into its graph inputs, intermediate
+    shapes dropped and inferred again: a hand-made static model, to tell what static shapes alone
+    change (the compiler's intake is meant to do this itself)."""
+    import onnx
+
+    model = onnx.load(str(source))
+    dims = {k: [int(d) for d in v.split(",")] for k, v in (o.split("=", 1) for o in overrides)}
+    for inp in model.graph.input:
+        if inp.name in dims:
+            shape = inp.type.tensor_type.shape
+            for d, value in zip(shape.dim, dims[inp.name], strict=True):
+                d.Clear()
+                d.dim_value = value
+    del model.graph.value_info[:]
+    for out in model.graph.output:
+        out.type.tensor_type.ClearField("shape")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(onnx.shape_inference.infer_shapes(model), str(dest))
+    return dest
+
+
+def compile_one(
+    name: str, target: str, precision: str, work: Path, latency_runs: int, static: bool = False
+) -> Outcome:
     profile = TARGETS[target]
     source = model_path(name)
+    if static and get(name).input_shapes:
+        source = static_copy(source, get(name).input_shapes, work / name / "static" / source.name)
     cal, val = write_data(name, work / name / "data")
-    opts: _Options = CompileOptions(
+    opts = CompileOptions(
         precision=precision, calibration=cal, validation=val, latency_runs=latency_runs, threads=1
     )
     start = time.perf_counter()
@@ -136,6 +160,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--models", default=",".join(m.name for m in MODELS))
     ap.add_argument("--targets", default=",".join(TARGETS))
     ap.add_argument("--latency-runs", type=int, default=10)
+    ap.add_argument(
+        "--static", action="store_true", help="fix the input shapes by hand first (catalog overrides)"
+    )
     ap.add_argument("--work", type=Path, default=None, help="keep bundles here (default: a temporary folder)")
     ap.add_argument("-o", "--output", choices=("markdown", "json"), default="markdown")
     args = ap.parse_args(argv)
@@ -150,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         work = args.work or Path(tmp)
         for name in models:
             for target in targets:
-                row = compile_one(name, target, precision, work, args.latency_runs)
+                row = compile_one(name, target, precision, work, args.latency_runs, args.static)
                 print(f"{name} {target}: {row.status} {row.seconds:.1f}s {row.error or ''}", file=sys.stderr)
                 rows.append(row)
     if args.output == "json":
