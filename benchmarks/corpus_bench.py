@@ -82,9 +82,9 @@ class Outcome:
 
 
 def static_copy(source: Path, overrides: tuple[str, ...], dest: Path) -> Path:
-    """``source`` with the ``NAME=dims`` overrides written into its graph inputs, intermediate
-    shapes dropped and inferred again: a hand-made static model, to tell what static shapes alone
-    change (the compiler's intake is meant to do this itself)."""
+    """``source`` with the ``NAME=dims`` overrides written into its graph inputs and intermediate
+    shapes inferred again (outputs keep their declared shapes): a model made static by hand, to
+    tell what static shapes alone change (the compiler's intake is meant to do this itself)."""
     import onnx
 
     model = onnx.load(str(source))
@@ -96,8 +96,6 @@ def static_copy(source: Path, overrides: tuple[str, ...], dest: Path) -> Path:
                 d.Clear()
                 d.dim_value = value
     del model.graph.value_info[:]
-    for out in model.graph.output:
-        out.type.tensor_type.ClearField("shape")
     dest.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(onnx.shape_inference.infer_shapes(model), str(dest))
     return dest
