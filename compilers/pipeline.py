@@ -355,15 +355,27 @@ def _search(req: _Request, tries: _Tries) -> _Found:
     auto = req.precision == AUTO
     ladder = [p for p in LADDER if p in req.target.precisions] if auto else [req.precision]
     log = _Log()
+    errors: list[CompileError] = []
     for precision in ladder:
-        if precision == "int8":
-            found = _int8(req, tries, log, skip_uncalibrated=auto)
-        else:
-            a = _attempt(req, tries, precision)
-            found = _Found(a) if a.failure is None else None
-            if a.failure is not None:
-                _refused(log, a)
-                tries.drop(a.staging)
+        try:
+            if precision == "int8":
+                found = _int8(req, tries, log, skip_uncalibrated=auto)
+            else:
+                a = _attempt(req, tries, precision)
+                found = _Found(a) if a.failure is None else None
+                if a.failure is not None:
+                    _refused(log, a)
+                    tries.drop(a.staging)
+        except (ToolchainError, TargetError, CalibrationError) as exc:
+            # auto: a precision the toolchain can't make for this model (ONNX Runtime's quantizer
+            # failing on it, a converter that can't calibrate an integer input) is one more
+            # refusal, and the next precision is tried. An op no precision can take
+            # (UnsupportedOpError) and a bad model (ModelError) still end the compile.
+            if not auto:
+                raise
+            log.append(f"{precision}: {exc}")
+            errors.append(exc)
+            continue
         if found is None:
             continue
         a = found.attempt
@@ -381,6 +393,8 @@ def _search(req: _Request, tries: _Tries) -> _Found:
                 f" (refused: {why})" if log else ""
             )
         return _Found(a, tuple(log), found.notes, found.int8_base, found.ranked, found.mixed_attempts, choice)
+    if log.last_failure is None and errors:  # nothing was refused by the gate: the toolchain was
+        raise type(errors[-1])(f"no precision could be made: {'; '.join(log)}") from errors[-1]
     last = log.last_failure or (log[-1].partition(": ")[2] if log else "no precision to try")
     knob = "--min-agreement" if last.startswith(("top-1", "exact")) else "--metric-threshold"
     tried = f" (tried {'; '.join(x.partition(':')[0] for x in log)})" if len(log) > 1 else ""

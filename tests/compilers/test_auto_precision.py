@@ -133,3 +133,29 @@ def test_embedding_model_gated_by_cosine_and_a_stricter_sqnr_can_refuse(tmp_path
     chosen = compile_model(files.model, "x86-64-avx2", tmp_path / "c", strict)
     # 80 dB is beyond INT8 and FP16 alike: only the FP32 bundle meets it
     assert chosen.precision == "fp32" and chosen.metrics[0].metric == "sqnr"
+
+
+def test_auto_passes_over_a_precision_the_toolchain_cannot_make(
+    tiny: ModelFiles, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ONNX Runtime's quantizer failing on a model (as it does on some public ones) is one more
+    refusal for auto, which goes on to FP16; asked for INT8 alone, the same failure ends the
+    compile with its one-line message and nothing written."""
+    from compilers import ToolchainError
+    from compilers import onnx_x86
+
+    real = OnnxX86Target.compile
+
+    def failing_int8(self: OnnxX86Target, job: Any, staging: Path) -> Any:
+        if job.precision == "int8":
+            raise ToolchainError("static INT8 quantization failed: ValueError: injected")
+        return real(self, job, staging)
+
+    monkeypatch.setattr(onnx_x86.OnnxX86Target, "compile", failing_int8)
+    report = compile_model(tiny.model, "x86-64-avx2", tmp_path / "b", _opts(tiny))
+    assert report.precision == "fp16"
+    assert report.precision_choice is not None and "int8: static INT8 quantization failed" in report.precision_choice
+    with pytest.raises(ToolchainError, match="injected"):
+        int8 = CompileOptions(precision="int8", calibration=tiny.calibration, validation=tiny.validation, **QUICK)
+        compile_model(tiny.model, "x86-64-avx2", tmp_path / "c", int8)
+    assert not (tmp_path / "c").exists()
