@@ -141,8 +141,7 @@ def test_auto_passes_over_a_precision_the_toolchain_cannot_make(
     """ONNX Runtime's quantizer failing on a model (as it does on some public ones) is one more
     refusal for auto, which goes on to FP16; asked for INT8 alone, the same failure ends the
     compile with its one-line message and nothing written."""
-    from compilers import ToolchainError
-    from compilers import onnx_x86
+    from compilers import ToolchainError, onnx_x86
 
     real = OnnxX86Target.compile
 
@@ -154,8 +153,8 @@ def test_auto_passes_over_a_precision_the_toolchain_cannot_make(
     monkeypatch.setattr(onnx_x86.OnnxX86Target, "compile", failing_int8)
     report = compile_model(tiny.model, "x86-64-avx2", tmp_path / "b", _opts(tiny))
     assert report.precision == "fp16"
-    assert report.precision_choice is not None and "int8: static INT8 quantization failed" in report.precision_choice
+    assert "int8: static INT8 quantization failed" in (report.precision_choice or "")
+    int8 = CompileOptions(precision="int8", calibration=tiny.calibration, validation=tiny.validation, **QUICK)
     with pytest.raises(ToolchainError, match="injected"):
-        int8 = CompileOptions(precision="int8", calibration=tiny.calibration, validation=tiny.validation, **QUICK)
         compile_model(tiny.model, "x86-64-avx2", tmp_path / "c", int8)
     assert not (tmp_path / "c").exists()
