@@ -12,6 +12,7 @@ from fleet_server.api.deps import get_fleet, require_role
 from fleet_server.api.schemas import CreateDeployment
 from fleet_server.deployments import act_on_deployment, create_deployment, get_deployment, list_deployments
 from fleet_server.fleet import Fleet
+from fleet_server.limits import DB_INT_MAX
 
 router = APIRouter(prefix="/api/v1/deployments", tags=["deployments"])
 
@@ -39,7 +40,9 @@ def create(body: CreateDeployment, fleet: Fleet = Depends(get_fleet)) -> JSONRes
 @router.get("", summary="List deployments, newest first", dependencies=[Depends(require_role("viewer"))])
 def list_all(
     limit: int = Query(100, ge=1, le=1000, description="at most this many"),
-    before: int | None = Query(None, ge=1, description="only deployments with a smaller id (paging)"),
+    before: int | None = Query(
+        None, ge=1, le=DB_INT_MAX, description="only deployments with a smaller id (paging)"
+    ),
     fleet: Fleet = Depends(get_fleet),
 ) -> list[dict[str, Any]]:
     """Each deployment with its rollout progress and device counts, without the device rows
@@ -56,7 +59,7 @@ def list_all(
 def get(
     deployment_id: str,
     limit: int = Query(1000, ge=0, le=10000, description="device rows to include"),
-    offset: int = Query(0, ge=0, description="device rows to skip (by device id)"),
+    offset: int = Query(0, ge=0, le=DB_INT_MAX, description="device rows to skip (by device id)"),
     state: str | None = Query(None, max_length=16, description="only device rows in this state"),
     fleet: Fleet = Depends(get_fleet),
 ) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from fleet_server.errors import BrokerUnavailableError
 from fleet_server.fleet import Fleet
 from fleet_server.groups import get_group, group_members
 from fleet_server.identity.enrollment import create_token, enroll
+from fleet_server.limits import DB_INT_MAX
 
 router = APIRouter(prefix="/api/v1/devices", tags=["devices"])
 
@@ -103,7 +104,7 @@ def list_devices(
     group: str | None = None,
     q: str | None = Query(None, max_length=128, description="only ids, profiles or models containing this"),
     limit: int = Query(1000, ge=1, le=10000, description="at most this many, by device id"),
-    offset: int = Query(0, ge=0, description="skip this many (paging)"),
+    offset: int = Query(0, ge=0, le=DB_INT_MAX, description="skip this many (paging)"),
     fleet: Fleet = Depends(get_fleet),
 ) -> list[dict[str, Any]]:
     """A page of the devices, or of the members of ``?group=`` (404 for an unknown group), by
