@@ -69,6 +69,11 @@ def pre_process(src: Path, dst: Path) -> None:
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     def run() -> None:
+        # ONNX Runtime's symbolic pass, when it can't infer every shape, saves its partial model
+        # (and a copy of the weights) into the current directory before it raises: ask first.
+        if not _symbolic_shapes_complete(src):
+            quant_pre_process(str(src), str(dst), skip_symbolic_shape=True)
+            return
         try:
             quant_pre_process(str(src), str(dst))
         except Exception:
@@ -76,6 +81,22 @@ def pre_process(src: Path, dst: Path) -> None:
 
     _tool("quantization pre-processing", run)
     name_nodes(dst)
+
+
+def _symbolic_shapes_complete(path: Path) -> bool:
+    """Whether ONNX Runtime's symbolic shape inference infers every shape of the model at ``path``
+    (its ``infer_shapes`` loop, without the file it writes into the current directory when not)."""
+    from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
+
+    try:
+        ssi = SymbolicShapeInference(2**31 - 1, False, False, 0)
+        ssi._preprocess(onnx.load(str(path)))
+        done = False
+        while ssi.run_:
+            done = ssi._infer_impl()
+        return bool(done)
+    except Exception:  # its own failures: the caller skips the symbolic pass
+        return False
 
 
 def name_nodes(path: Path) -> None:
