@@ -182,6 +182,9 @@ def test_refusals_are_logged_once_per_reason_and_reported_with_their_counts(
         link = connect(mosquitto_broker, got.append, on_refused=lambda *r: refused.append(r))
         try:
             link.publish_reported(ReportedState(DEVICE, 0, UpdateState.IDLE, seq=1))
+            # the first report out before any poison (on a loaded machine the link could still be
+            # connecting when the poison arrives, and the first report then already counts it)
+            observer.wait_for(lambda o: [r for r in o.payloads("reported") if r["device_id"] == DEVICE])
             for i in range(20):
                 observer.publish(DESIRED, b"{not json %d" % i)
             observer.publish(DESIRED, NESTED)
