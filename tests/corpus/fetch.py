@@ -25,6 +25,7 @@ from pathlib import Path, PurePosixPath
 import onnx
 from onnx.external_data_helper import ExternalDataInfo, uses_external_data
 
+from agent.durable import atomic_writer
 from tests.corpus.catalog import MODELS, CorpusModel, WheelFile, get
 
 CACHE_ENV = "EDGEFLEET_CORPUS_CACHE"
@@ -53,18 +54,11 @@ def _sha256_file(path: Path) -> str:
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
+    """``path`` holds ``data`` or is unchanged (:func:`agent.durable.atomic_writer`), readable by all."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        os.fchmod(fd, 0o644)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_writer(path) as fh:
+        os.fchmod(fh.fileno(), 0o644)
+        fh.write(data)
 
 
 def _file_dir(wf: WheelFile) -> Path:
