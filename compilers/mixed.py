@@ -97,25 +97,23 @@ def layer_costs_from_activations(
     ``post_qdq``), ``qdq_raw``/``float_acts`` every saved tensor of each model by name.
     """
 
-    def consumed(t: str) -> float | None:  # noise of what a consumer gets: after Q/DQ
+    def against_float(t: str, side: str) -> float | None:  # FP32 against t before/after its Q/DQ
         m = matched.get(t)
         if m is not None and "float" in m:
-            return _noise(m["float"], m["post_qdq"])
+            return _noise(m["float"], m[side])
         if t in float_acts and t in qdq_raw:
             return _noise(float_acts[t], qdq_raw[t])
         return None
+
+    def consumed(t: str) -> float | None:  # noise of what a consumer gets: after Q/DQ
+        return against_float(t, "post_qdq")
 
     def local(t: str) -> float:  # noise of the Q/DQ pair itself on t
         m = matched.get(t)
         return _noise(m["pre_qdq"], m["post_qdq"]) if m is not None else 0.0
 
     def produced(t: str) -> float | None:  # noise of a layer's result before its output Q/DQ
-        m = matched.get(t)
-        if m is not None and "float" in m:
-            return _noise(m["float"], m["pre_qdq"])
-        if t in float_acts and t in qdq_raw:
-            return _noise(float_acts[t], qdq_raw[t])
-        return None
+        return against_float(t, "pre_qdq")
 
     out = []
     for node in float_model.graph.node:
