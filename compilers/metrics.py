@@ -8,7 +8,10 @@ Each output gets the metric that means something for it (:func:`choose_metric`):
   ``box``, ``landmark``, ...), are embeddings or regressions instead;
 * everything else (probability maps, embeddings, box and landmark regressions, sequences,
   single values): ``cosine``, the mean over samples of the cosine similarity of the flattened
-  sample.
+  sample. An output of rank 3 or more is scored channel by channel and its figure is the worst
+  channel's (:func:`channel_axis`): a detector's ``[N, 4 + classes, anchors]`` head holds boxes
+  in pixels beside scores in ``[0, 1]``, and the cosine of the whole tensor is the boxes' alone
+  (scores quantized to nothing still give 0.99).
 
 ``sqnr`` (signal to quantization noise ratio, dB) and ``relerr`` (relative L2 error, lower is
 better) are there to choose by name (``--metric``). A user's function ``module:function`` scores a
@@ -107,13 +110,40 @@ def top1_agreement(ref: np.ndarray, got: np.ndarray) -> float:
     return float(np.mean(r.argmax(axis=-1) == g.argmax(axis=-1)))
 
 
+def channel_axis(shape: tuple[int, ...]) -> int | None:
+    """The axis whose slices an output of rank 3 or more is scored by: the shortest axis after
+    the batch (the first of equals): ``C`` of ``[N, C, H, W]`` and of ``[N, H, W, C]``, the
+    ``4 + classes`` rows of a ``[N, 84, 8400]`` detector head, the tokens of ``[N, 128, 384]``.
+    ``None`` below rank 3 (pure)."""
+    if len(shape) < 3:
+        return None
+    dims = list(shape[1:])
+    return 1 + dims.index(min(dims))
+
+
+def channels_of(a: np.ndarray) -> np.ndarray:
+    """``a`` as ``[N, channels, rest]`` (:func:`channel_axis`); ``[N, 1, rest]`` below rank 3."""
+    axis = channel_axis(a.shape)
+    if axis is None:
+        return a.reshape(len(a), 1, -1)
+    return np.moveaxis(a, axis, 1).reshape(len(a), a.shape[axis], -1)
+
+
 def cosine_similarity(ref: np.ndarray, got: np.ndarray) -> float:
-    """Mean over samples (axis 0) of the cosine similarity of the flattened sample. A sample
-    equal to FP32 within float32 rounding (``|got - ref| <= ATOL + RTOL * max |ref|``, which
-    takes in two zero samples) counts as alike (1): the cosine of two near-zero vectors, a blank
-    image's probability map say, is rounding noise. A zero sample against a non-zero one is 0."""
-    r = _f64(ref).reshape(len(ref), -1)
-    g = _f64(got).reshape(len(got), -1)
+    """Mean over samples (axis 0) of the cosine similarity of the flattened sample; for rank 3
+    or more, of each channel's slice (:func:`channel_axis`), and the worst channel's mean. A
+    sample equal to FP32 within float32 rounding (``|got - ref| <= ATOL + RTOL * max |ref|``,
+    which takes in two zero samples) counts as alike (1): the cosine of two near-zero vectors, a
+    blank image's probability map say, is rounding noise. A zero sample against a non-zero one
+    is 0."""
+    if np.asarray(ref).size == 0:
+        return 1.0
+    r3, g3 = channels_of(_f64(ref)), channels_of(_f64(got))
+    return min(_sample_cosine(r3[:, c], g3[:, c]) for c in range(r3.shape[1]))
+
+
+def _sample_cosine(r: np.ndarray, g: np.ndarray) -> float:
+    """Mean over rows of the cosine similarity of ``[N, K]`` rows (see :func:`cosine_similarity`)."""
     if r.size == 0:
         return 1.0
     nr, ng = np.linalg.norm(r, axis=1), np.linalg.norm(g, axis=1)
@@ -186,6 +216,9 @@ def choose_metric(name: str, ref: np.ndarray) -> tuple[str, str]:
             return COSINE, f"[N, {arr.shape[1]}] rows of unit norm (an embedding)"
         return TOP1, f"class scores [N, {arr.shape[1]}]"
     shape = "[" + ", ".join(["N", *(str(d) for d in arr.shape[1:])]) + "]"
+    axis = channel_axis(arr.shape)
+    if axis is not None:
+        return COSINE, f"{shape}: a map or sequence, worst of {arr.shape[axis]} channels on axis {axis}"
     return COSINE, f"{shape}: a map, sequence, regression or single value"
 
 

@@ -8,7 +8,11 @@ the QDQ model is matched with the FP32 one. A layer's cost is the quantization n
 the relative noise power of its output against FP32 minus the worst of its inputs' (what reaches
 it already degraded), plus the noise of quantizing its own inputs. That ranks a layer high when
 its inputs' quantization or its INT8 weights wreck its result, even if its input tensors look fine
-by themselves (a wide-range activation whose small channels carry the signal).
+by themselves (a wide-range activation whose small channels carry the signal). A graph output is
+read as the gate reads it, channel by channel (:func:`compilers.metrics.channel_axis`, the worst
+channel), and the noise of its own Q/DQ pair counts to the layer that writes it: a detector head
+that concatenates boxes in pixels with scores in ``[0, 1]`` under one INT8 scale loses the scores,
+which the whole tensor's noise power does not show.
 
 Keeping layers in float is each target's own business (ONNX Runtime ``nodes_to_exclude``; for
 TensorRT, :func:`strip_qdq` removes the Q/DQ pairs on the layer's inputs in the QDQ ONNX).
@@ -27,6 +31,7 @@ import onnx
 from onnx import numpy_helper
 
 from agent.contracts.manifest import TensorSpec
+from compilers.metrics import ALIKE_ATOL, ALIKE_RTOL, channels_of
 
 RANKED_BY = "per-tensor error against FP32 (onnxruntime qdq_loss_debug), noise added per layer"
 # Calibration samples used to rank: the debugging tools keep every activation of every sample of
@@ -73,6 +78,34 @@ def _noise(ref: Sequence[np.ndarray], got: Sequence[np.ndarray]) -> float:
     return float(np.sum((r - g) ** 2) / max(float(np.sum(r**2)), _EPS))
 
 
+def _channel_noise(ref: Sequence[np.ndarray], got: Sequence[np.ndarray], tail: tuple[int, ...]) -> float:
+    """The worst channel's relative noise power (channels as the gate scores them) of a tensor
+    whose sample shape is ``tail`` (the debugging tools save tensors flattened); a channel equal
+    to FP32 within float32 rounding has none."""
+    r = np.concatenate([np.asarray(a, np.float64).ravel() for a in ref])
+    g = np.concatenate([np.asarray(a, np.float64).ravel() for a in got])
+    per = int(np.prod(tail)) if tail else 0
+    if r.shape != g.shape or len(tail) < 2 or per <= 0 or r.size % per:
+        return _noise(ref, got)
+    r, g = r.reshape(-1, *tail), g.reshape(-1, *tail)
+    r3, g3 = channels_of(r), channels_of(g)
+    worst = 0.0
+    for c in range(r3.shape[1]):
+        rc, gc = r3[:, c], g3[:, c]
+        peak = float(np.max(np.abs(rc))) if rc.size else 0.0
+        if rc.size == 0 or float(np.max(np.abs(rc - gc))) <= ALIKE_ATOL + ALIKE_RTOL * peak:
+            continue
+        worst = max(worst, float(np.sum((rc - gc) ** 2) / max(float(np.sum(rc**2)), _EPS)))
+    return worst
+
+
+def _sample_shape(value: onnx.ValueInfoProto) -> tuple[int, ...] | None:
+    """A graph output's shape after the batch axis when every one of those dims is fixed."""
+    dims = [d.dim_value if d.HasField("dim_value") else 0 for d in value.type.tensor_type.shape.dim]
+    tail = tuple(dims[1:])
+    return tail if len(dims) >= 3 and all(d > 0 for d in tail) else None
+
+
 def quantized_nodes(qdq: onnx.ModelProto) -> set[str]:
     """Names of the QDQ model's non-Q/DQ nodes that take at least one input from a
     ``DequantizeLinear`` (the layers quantization touched)."""
@@ -96,14 +129,22 @@ def layer_costs_from_activations(
     ``matched`` is ``create_activation_matching``'s result (per tensor ``float``, ``pre_qdq``,
     ``post_qdq``), ``qdq_raw``/``float_acts`` every saved tensor of each model by name.
     """
+    graph_outputs = {o.name: _sample_shape(o) for o in float_model.graph.output}
+
+    def noise(t: str, ref: Sequence[np.ndarray], got: Sequence[np.ndarray]) -> float:
+        tail = graph_outputs.get(t)
+        return _noise(ref, got) if tail is None else _channel_noise(ref, got, tail)
 
     def against_float(t: str, side: str) -> float | None:  # FP32 against t before/after its Q/DQ
         m = matched.get(t)
-        if m is not None and "float" in m:
-            return _noise(m["float"], m[side])
+        if m is not None and "float" in m and side in m:
+            return noise(t, m["float"], m[side])
         if t in float_acts and t in qdq_raw:
-            return _noise(float_acts[t], qdq_raw[t])
+            return noise(t, float_acts[t], qdq_raw[t])
         return None
+
+    def delivered(t: str) -> float:  # a graph output as the gate gets it: after its own Q/DQ
+        return against_float(t, "post_qdq") or 0.0
 
     def consumed(t: str) -> float | None:  # noise of what a consumer gets: after Q/DQ
         return against_float(t, "post_qdq")
@@ -121,6 +162,7 @@ def layer_costs_from_activations(
             continue
         ins = [x for x in (consumed(t) for t in node.input if t) if x is not None]
         outs = [x for x in (produced(t) for t in node.output if t) if x is not None]
+        outs += [delivered(t) for t in node.output if t in graph_outputs]
         added = max(0.0, max(outs, default=0.0) - max(ins, default=0.0))
         cost = added + max((local(t) for t in node.input if t), default=0.0)
         out.append(LayerCost(node.name, node.op_type, cost))

@@ -12,6 +12,7 @@ import pytest
 from agent.contracts.manifest import Manifest, OutputMetric, TensorSpec, Validation
 from compilers.errors import CompileError, ValidationGateError
 from compilers.metrics import (
+    channel_axis,
     choose_metric,
     cosine_similarity,
     exact_match,
@@ -42,6 +43,25 @@ def test_figures_of_each_metric() -> None:
     assert relative_error(ref, noisy) == pytest.approx(math.sqrt(0.06 / 15))
     assert relative_error(ref, ref) == 0.0
     assert exact_match(np.array([1, 2, 3, 4]), np.array([1, 2, 0, 4])) == 0.75
+
+
+def test_a_detector_head_is_scored_by_its_worst_channel() -> None:
+    # [N, 4 + classes, anchors]: boxes in pixels beside class scores in [0, 1]
+    n, classes, anchors = 6, 8, 200
+    boxes = RNG.uniform(0, 320, size=(n, 4, anchors))
+    scores = RNG.uniform(0, 1, size=(n, classes, anchors)) ** 4
+    ref = np.concatenate([boxes, scores], axis=1)
+    lost = ref.copy()
+    lost[:, 4:] = 0.0  # the scores quantized to nothing on the boxes' scale
+    whole = ref.reshape(n, -1), lost.reshape(n, -1)
+    assert cosine_similarity(*whole) > 0.99  # the flattened tensor hides it
+    assert cosine_similarity(ref, lost) == 0.0
+    noisy = ref * (1 + RNG.normal(scale=1e-3, size=ref.shape))
+    assert cosine_similarity(ref, noisy) > 0.999
+    assert channel_axis(ref.shape) == 1
+    assert channel_axis((4, 8400, 85)) == 2  # [N, anchors, 5 + classes]: the short axis
+    assert channel_axis((4, 16)) is None
+    assert "worst of 12 channels on axis 1" in choose_metric("output0", ref)[1]
 
 
 def test_top1_over_the_last_axis_of_per_anchor_scores() -> None:

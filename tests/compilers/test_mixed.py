@@ -16,7 +16,14 @@ import pytest
 from agent.contracts.manifest import Manifest, TensorSpec
 from compilers import CompileOptions, ValidationGateError, compile_model, ort_tools
 from compilers.metrics import top1_agreement
-from compilers.mixed import quantized_nodes, rank_qdq_layers, schedule, strip_qdq, with_float_producers
+from compilers.mixed import (
+    layer_costs_from_activations,
+    quantized_nodes,
+    rank_qdq_layers,
+    schedule,
+    strip_qdq,
+    with_float_producers,
+)
 from tests.compilers.accuracy_models import sensitive_model, write_files
 from tests.compilers.compiler_fixtures import ModelFiles, leftovers
 
@@ -187,3 +194,39 @@ def test_strip_qdq_keeps_a_relu_the_quantizer_folded(tmp_path: Path) -> None:
     # Without the Relu the scores drift by about a third of their range (0.56 of 1.55 here);
     # with it, a float conv does no worse than the INT8 one.
     assert error(stripped) <= error(model) + 1e-3
+
+
+def test_a_graph_output_is_ranked_channel_by_channel() -> None:
+    # A detector head: Concat of boxes in pixels [1, 4, 50] and scores in [0, 1] [1, 3, 50]. One
+    # INT8 scale on the output sized for the boxes rounds the scores to 0: the tensor's noise
+    # power is tiny (the boxes carry it), but the score channels are lost.
+    from onnx import TensorProto, helper
+
+    rng = np.random.default_rng(1)
+    boxes = rng.uniform(0, 320, size=(1, 4, 50))
+    scores = rng.uniform(0, 1, size=(1, 3, 50)) ** 3
+    out = np.concatenate([boxes, scores], axis=1)
+    lost = out.copy()
+    lost[:, 4:] = 0.0
+    graph = helper.make_graph(
+        [
+            helper.make_node("Relu", ["x"], ["b"], name="box"),
+            helper.make_node("Sigmoid", ["x2"], ["s"], name="score"),
+            helper.make_node("Concat", ["b", "s"], ["out"], name="head", axis=1),
+        ],
+        "g",
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in ("x", "x2")],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 7, 50])],
+    )
+    model = helper.make_model(graph)
+    flat = [boxes.ravel()], [scores.ravel()], [out.ravel()], [lost.ravel()]
+    matched = {
+        "b": {"float": flat[0], "pre_qdq": flat[0], "post_qdq": flat[0]},
+        "s": {"float": flat[1], "pre_qdq": flat[1], "post_qdq": flat[1]},
+        "out": {"float": flat[2], "pre_qdq": flat[2], "post_qdq": flat[3]},
+    }
+    whole = float(np.sum((out - lost) ** 2) / np.sum(out**2))
+    assert whole < 0.01  # what the tensor as a whole shows
+    ranked = layer_costs_from_activations(model, {"box", "score", "head"}, matched, {}, {})
+    assert ranked[0].node == "head"
+    assert ranked[0].cost == pytest.approx(1.0)  # a score channel entirely lost
