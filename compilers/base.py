@@ -72,6 +72,9 @@ class Target(ABC):
     calibration_methods: ClassVar[tuple[str, ...]] = ()
     # How layer_costs ranks layers, in a few words for the manifest.
     layer_ranking: ClassVar[str] = RANKED_BY
+    # Whether the target's runtime runs ``ai.onnx.ml`` ops; the intake lowers the linear ones
+    # into default-domain ops for a target that does not (compilers.ml_ops).
+    runs_onnx_ml: ClassVar[bool] = False
 
     @abstractmethod
     def check_ops(self, model: Any) -> None:

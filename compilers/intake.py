@@ -7,7 +7,9 @@ without changing what the model computes, in this order, and says what it did, o
 1. **opset**: a default-domain opset below 13 is upgraded with ``onnx.version_converter`` (to 17,
    else 13): per-channel QDQ needs ``DequantizeLinear``'s ``axis`` (opset 13), and TensorRT's
    parser and onnx2tf handle the newer forms of Softmax, Split, Squeeze and friends better. Other
-   domains (``ai.onnx.ml`` from skl2onnx) are left at their versions.
+   domains (``ai.onnx.ml`` from skl2onnx) are left at their versions; for a target without
+   ``ai.onnx.ml`` kernels the linear ones are written in default-domain ops
+   (:mod:`compilers.ml_ops`).
 2. **shapes**: each dynamic dim takes its size from ``input_shapes`` (``--input-shape``), else
    from the calibration (else validation) samples; dim 0 stays dynamic where the target runs a
    dynamic batch (:class:`ShapePolicy`). Then ONNX shape inference fills the graph in.
@@ -39,6 +41,7 @@ from onnx import TensorProto, external_data_helper, helper, version_converter
 
 from agent.contracts.manifest import Intake, TensorSpec
 from compilers.errors import CompileError, ModelError, ShapeError
+from compilers.ml_ops import lower_ml_ops
 from compilers.modelcheck import iter_nodes, one_line, opset_of, tensor_specs
 
 TARGET_OPSET = 17
@@ -107,6 +110,7 @@ def normalise(
     sample_shapes: Mapping[str, tuple[int, ...]] | None = None,
     need_opset: int | None = None,
     simplify: bool = True,
+    lower_ml: bool = False,
     external_threshold: int = EXTERNAL_THRESHOLD,
     progress: Progress | None = None,
 ) -> Normalised:
@@ -116,8 +120,10 @@ def normalise(
     ``sample_shapes`` are the calibration (or validation) arrays' shapes by input name (dim 0
     counts samples). ``need_opset``: the opset the compile can't do without (13 for INT8); when
     the upgrade fails below it, :class:`ModelError` says so, otherwise the old opset is kept and
-    noted. Raises :class:`ShapeError` for an ``input_shapes`` entry that names no input or does
-    not fit it, and for a dynamic dim the target needs a size for that nothing gives.
+    noted. ``lower_ml``: write scikit-learn's linear ``ai.onnx.ml`` ops in default-domain ops
+    (:mod:`compilers.ml_ops`), for a target whose runtime has none. Raises :class:`ShapeError`
+    for an ``input_shapes`` entry that names no input or does not fit it, and for a dynamic dim
+    the target needs a size for that nothing gives.
     """
     say: Progress = progress or (lambda _msg: None)
     work.mkdir(parents=True, exist_ok=True)
@@ -132,6 +138,8 @@ def normalise(
         _save(model, reference, external)
 
     model = upgrade_opset(model, source, steps, need_opset, say)
+    if lower_ml:
+        model = lower_ml_ops(model, steps)
     shapes = resolve_shapes(model, policy, target, input_shapes or {}, sample_shapes or {})
     model = apply_shapes(model, shapes, steps)
     simplifier = None
@@ -186,6 +194,7 @@ def for_compile(
             sample_shapes=samples,
             need_opset=MIN_OPSET if precision == "int8" else None,
             simplify=bool(options.simplify),
+            lower_ml=not bool(getattr(target, "runs_onnx_ml", False)),
             progress=progress,
         )
     except CompileError:

@@ -54,6 +54,7 @@ class OnnxX86Target(Target):
     runtime: ClassVar[str] = "onnxruntime"
     precisions: ClassVar[tuple[str, ...]] = ("int8", "fp16", "fp32")
     calibration_methods: ClassVar[tuple[str, ...]] = ("MinMax", "Entropy", "Percentile")
+    runs_onnx_ml: ClassVar[bool] = True  # ONNX Runtime has the ai.onnx.ml kernels
 
     def check_ops(self, model: Any) -> None:
         """Refuse the first node ONNX Runtime's CPU provider (as installed here) has no kernel for

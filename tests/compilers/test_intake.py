@@ -59,12 +59,19 @@ def paddle_like(opset: int = 11, width: int = 8) -> onnx.ModelProto:
 
 
 def sklearn_like() -> onnx.ModelProto:
-    """An ``ai.onnx.ml`` Scaler feeding a MatMul and Softmax, opset 11: skl2onnx's shape."""
+    """An ``ai.onnx.ml`` Imputer feeding a MatMul and Softmax, opset 11: skl2onnx's shape (an
+    Imputer, which :mod:`compilers.ml_ops` does not write in default-domain ops)."""
     rng = np.random.default_rng(1)
     weights = rng.normal(0, 1, (4, 3)).astype(np.float32)
     nodes = [
         helper.make_node(
-            "Scaler", ["x"], ["s"], domain="ai.onnx.ml", name="scaler", offset=[0.5] * 4, scale=[2.0] * 4
+            "Imputer",
+            ["x"],
+            ["s"],
+            domain="ai.onnx.ml",
+            name="imputer",
+            imputed_value_floats=[0.0] * 4,
+            replaced_value_float=float("nan"),
         ),
         helper.make_node("MatMul", ["s", "wm"], ["m"], name="matmul"),
         helper.make_node("Softmax", ["m"], ["p"], name="softmax", axis=1),
@@ -382,7 +389,7 @@ def test_ml_domain_model_compiles_for_onnx_x86_and_is_refused_by_tensorrt(tmp_pa
     with pytest.raises(UnsupportedOpError) as err:
         compile_model(tmp_path / "s.onnx", "jetson-orin-nano", tmp_path / "trt", opts)
     assert str(err.value) == (
-        "target tensorrt-jetson can't take op ai.onnx.ml.Scaler (node 'scaler'): TensorRT's ONNX parser "
+        "target tensorrt-jetson can't take op ai.onnx.ml.Imputer (node 'imputer'): TensorRT's ONNX parser "
         "imports only the default ONNX domain (custom ops need a plugin); try compiling for onnx-x86 "
         "(ONNX Runtime runs ai.onnx.ml ops)"
     )
@@ -487,7 +494,7 @@ def test_refusals_share_one_shape_across_targets(tmp_path: Path) -> None:
         (
             "s.onnx",
             "raspberry-pi-5",
-            "tflite-arm can't take op ai.onnx.ml.Scaler (node 'scaler'): onnx2tf converts only "
+            "tflite-arm can't take op ai.onnx.ml.Imputer (node 'imputer'): onnx2tf converts only "
             "default-domain ONNX ops; try compiling for onnx-x86 (ONNX Runtime runs ai.onnx.ml ops)",
         ),
         (
