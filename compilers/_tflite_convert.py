@@ -516,6 +516,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--strategies", default=None, help="comma-separated names (default: all, in order)")
     p.add_argument("--mixed-float-node", action="append", default=[], metavar="TENSOR")
     p.add_argument("--rank-layers", action="store_true")
+    p.add_argument(
+        "--converted",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="an earlier run's output (DIR/out and DIR/result.json) of the same model: no onnx2tf "
+        "run, only the mixed-precision or ranking work on its saved model",
+    )
     return p.parse_args(argv)
 
 
@@ -533,7 +541,16 @@ def main(argv: list[str]) -> int:
         place_sample_calibration(workdir)
         shapes = {name: [int(d) for d in dims.split(",")] for name, dims in args.input_shape}
         strategies = args.strategies.split(",") if args.strategies else None
-        result = {"ok": True, **convert(args.model, args.output_dir, args.calibration, shapes, strategies)}
+        if args.converted is not None:
+            say(f"reusing the conversion in {args.converted}")
+            shutil.copytree(args.converted / "out", args.output_dir, dirs_exist_ok=True)
+            result = json.loads((args.converted / "result.json").read_text())
+            result["reused"] = True
+        else:
+            result = {
+                "ok": True,
+                **convert(args.model, args.output_dir, args.calibration, shapes, strategies),
+            }
         if args.mixed_float_node or args.rank_layers:
             extra = quantize_mixed(
                 args.output_dir, args.model.stem, args.calibration, args.mixed_float_node, args.rank_layers

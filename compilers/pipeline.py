@@ -127,6 +127,7 @@ def compile_model(
             normal.path,
             normal.record,
             normal.reference,
+            scratch=work / "targets",
         )
 
         tries = _Tries(out_dir)
@@ -203,6 +204,7 @@ class _Request:
     intake: Intake | None = None
     reference: Path | None = None  # the FP32 model validation compares with (default: source)
     cache: dict[str, Any] = field(default_factory=dict, compare=False)  # the FP32 reference outputs
+    scratch: Path | None = None  # the compile's work folder: targets keep what later attempts reuse
 
     def job(self, precision: str | None = None, extra: dict[str, Any] | None = None) -> CompileJob:
         cal = self.plan.calibration
@@ -213,7 +215,12 @@ class _Request:
             calibration=None if cal is None else cal.inputs,
             inputs=self.inputs,
             outputs=self.outputs,
-            options={"max_batch": self.opts.max_batch, "threads": self.opts.threads, **(extra or {})},
+            options={
+                "max_batch": self.opts.max_batch,
+                "threads": self.opts.threads,
+                **({} if self.scratch is None else {"scratch_dir": str(self.scratch)}),
+                **(extra or {}),
+            },
             progress=self.say,
         )
 

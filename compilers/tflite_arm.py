@@ -34,6 +34,7 @@ convention, channel-last for rank 3 and up, and is noted in the build notes.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -137,28 +138,46 @@ class TfliteArmTarget(Target):
             work = Path(tmp)
             model = work / "model.onnx"  # onnx2tf rewrites its input in place: give it a copy
             renamed, shapes = prepare_model(job.source_path, model)
-            args = [
-                "--model",
-                str(model),
-                "--output-dir",
-                str(work / "out"),
-                "--result",
-                str(work / "result.json"),
-            ]
-            for name, dims in shapes.items():
-                args += ["--input-shape", name, ",".join(map(str, dims))]
-            if job.options.get("strategies"):
-                args += ["--strategies", ",".join(job.options["strategies"])]
-            for i, (name, samples) in enumerate(calibration.items()):
-                path = work / f"calibration_{i}.npy"
-                np.save(path, samples)
-                args += ["--calibration", onnx2tf_name(name, quantized=True), str(path), "0", "1"]
-            args += mixed_args
-            job.progress(f"converting to {job.precision} TFLite with onnx2tf (tens of seconds to minutes)")
-            result = run_converter(python, args, work, timeout_s, job.progress, job.source_path)
-            made = work / "out" / result["files"][kind]
+            strategies = tuple(job.options.get("strategies") or ())
+            cache = ConversionCache.of(job, model, shapes, strategies)
+            entry = (
+                None if cache is None else cache.find(kind, calibration, needs_saved_model=bool(mixed_args))
+            )
+            if entry is not None and not mixed_args:
+                job.progress(f"reusing this compile's earlier onnx2tf conversion for {job.precision}")
+                result, out_dir = json.loads((entry / "result.json").read_text()), entry / "out"
+            else:
+                args = [
+                    "--model",
+                    str(model),
+                    "--output-dir",
+                    str(work / "out"),
+                    "--result",
+                    str(work / "result.json"),
+                ]
+                for name, dims in shapes.items():
+                    args += ["--input-shape", name, ",".join(map(str, dims))]
+                if strategies:
+                    args += ["--strategies", ",".join(strategies)]
+                for i, (name, samples) in enumerate(calibration.items()):
+                    path = work / f"calibration_{i}.npy"
+                    np.save(path, samples)
+                    args += ["--calibration", onnx2tf_name(name, quantized=True), str(path), "0", "1"]
+                args += mixed_args
+                if entry is not None:
+                    args += ["--converted", str(entry)]
+                    job.progress(f"{job.precision} TFLite from this compile's earlier onnx2tf conversion")
+                else:
+                    job.progress(
+                        f"converting to {job.precision} TFLite with onnx2tf (tens of seconds to minutes)"
+                    )
+                result = run_converter(python, args, work, timeout_s, job.progress, job.source_path)
+                out_dir = work / "out"
+                if cache is not None and entry is None and not mixed_args:
+                    cache.store(out_dir, result, calibration)
+            made = out_dir / result["files"][kind]
             shutil.copyfile(made, staging / ENTRYPOINT)
-            fp32_size = (work / "out" / result["files"]["float32"]).stat().st_size
+            fp32_size = (out_dir / result["files"]["float32"]).stat().st_size
         io = read_io(staging / ENTRYPOINT) or result["io"][kind]
         ins, in_notes = describe(job.inputs, io["inputs"], "input")
         outs, out_notes = describe(job.outputs, io["outputs"], "output")
@@ -179,6 +198,8 @@ class TfliteArmTarget(Target):
             "strategy": result.get("strategy"),
             "onnx2tf_switches": result.get("switches"),
             "onnx2tf_attempts": result.get("attempts", []),
+            # this compile's earlier conversion reused (ConversionCache): no onnx2tf run of its own
+            "conversion_reused": entry is not None,
         }
         if float_nodes:
             build["quantization"] = _MIXED_NOTE
@@ -205,6 +226,69 @@ class TfliteArmTarget(Target):
             made = self.compile(replace(job, options={**job.options, "rank_layers": True}), Path(tmp))
         costs = made.build.get("layer_costs") or []
         return tuple(LayerCost(str(c["node"]), str(c["op"]), float(c["cost"])) for c in costs)
+
+
+class ConversionCache:
+    """onnx2tf's conversions of one model within one compile (``job.options["scratch_dir"]``,
+    which the pipeline removes when the compile ends), so the compile's later attempts reuse
+    them: a run with calibration data makes the float32, float16 and INT8 models at once, so an
+    FP16 or FP32 attempt after a refused INT8 one converts nothing, and mixed-precision attempts
+    and the layer ranking requantize the saved model instead of converting again. Entries are
+    keyed by the prepared model's bytes, its input shapes and the strategies allowed, plus the
+    calibration data's digest for INT8."""
+
+    def __init__(self, root: Path, key: str) -> None:
+        self.root = root
+        self.key = key
+
+    @classmethod
+    def of(
+        cls, job: CompileJob, model: Path, shapes: dict[str, list[int]], strategies: tuple[str, ...]
+    ) -> ConversionCache | None:
+        scratch = job.options.get("scratch_dir")
+        if not scratch:
+            return None
+        h = hashlib.sha256(model.read_bytes())
+        h.update(json.dumps([sorted(shapes.items()), list(strategies)]).encode())
+        return cls(Path(scratch) / "tflite-conversions", h.hexdigest()[:24])
+
+    @staticmethod
+    def digest(calibration: dict[str, np.ndarray]) -> str:
+        if not calibration:
+            return "float"
+        h = hashlib.sha256()
+        for name in sorted(calibration):
+            a = np.ascontiguousarray(calibration[name])
+            h.update(f"{name}:{a.dtype.str}:{a.shape}".encode())
+            h.update(a.tobytes())
+        return h.hexdigest()[:24]
+
+    def find(self, kind: str, calibration: dict[str, np.ndarray], needs_saved_model: bool) -> Path | None:
+        """An entry with the ``kind`` of model asked for (any entry, for its saved model, when
+        ``needs_saved_model``); ``None`` when there is none."""
+        if not self.root.is_dir():
+            return None
+        wanted = self.root / f"{self.key}-{self.digest(calibration)}"
+        for entry in [wanted, *sorted(self.root.glob(f"{self.key}-*"))]:
+            try:
+                files = json.loads((entry / "result.json").read_text())["files"]
+            except (OSError, ValueError, KeyError):
+                continue
+            if needs_saved_model and (entry / "out" / "saved_model.pb").is_file():
+                return entry
+            if not needs_saved_model and kind in files and (kind != "full_integer_quant" or entry == wanted):
+                return entry
+        return None
+
+    def store(self, out_dir: Path, result: dict[str, Any], calibration: dict[str, np.ndarray]) -> None:
+        entry = self.root / f"{self.key}-{self.digest(calibration)}"
+        try:
+            shutil.rmtree(entry, ignore_errors=True)
+            shutil.copytree(out_dir, entry / "out")
+            (entry / "result.json").write_text(json.dumps(result))
+        except OSError as exc:  # a full disk costs the reuse, not the compile
+            log.warning("could not keep the onnx2tf conversion for reuse: %s", exc)
+            shutil.rmtree(entry, ignore_errors=True)
 
 
 _MIXED_KIND = "mixed_quant"  # _tflite_convert.MIXED_KIND

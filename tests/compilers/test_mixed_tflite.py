@@ -74,4 +74,29 @@ def test_tflite_int8_that_fails_its_gate_ships_mixed(tmp_path: Path) -> None:
     assert len(report.mixed.float_nodes) == 2  # the head and the wide layer that feeds only it
     manifest = Manifest.from_json((tmp_path / "b" / "manifest.json").read_text())
     assert manifest.build["float_nodes"] == list(report.mixed.float_nodes)
+    # the mixed attempt requantized the INT8 attempt's saved model: onnx2tf ran once
+    assert manifest.build["conversion_reused"] is True
     assert manifest.inputs[0].quantization is None  # the mixed model takes float32
+
+
+def test_float_attempts_after_a_refused_int8_reuse_its_conversion(tmp_path: Path) -> None:
+    try:
+        toolchains.python_for("tflite")
+    except ToolchainError:
+        pytest.skip("tflite toolchain not installed: run `edgectl toolchains install tflite`")
+    if LiteRTAdapter.unavailable_reason():
+        pytest.skip(f"LiteRT can't run here: {LiteRTAdapter.unavailable_reason()}")
+    files = write_files(tmp_path / "m", sensitive_model(), "sens", (16,))
+    opts = CompileOptions(
+        precision="auto",
+        calibration=files.calibration,
+        validation=files.validation,
+        latency_runs=0,
+        samples=2,
+        mixed=False,
+    )
+    report = compile_model(files.model, "raspberry-pi-5", tmp_path / "b", opts)
+    assert report.precision in ("fp16", "fp32") and report.attempts[0].startswith("int8")
+    manifest = Manifest.from_json((tmp_path / "b" / "manifest.json").read_text())
+    assert manifest.build["conversion_reused"] is True  # the float model the INT8 run made
+    assert not list((tmp_path).glob("b.*"))  # no staging or scratch left beside the bundle
