@@ -16,7 +16,8 @@ without changing what the model computes, in this order, and says what it did, o
 3. **simplify**: constants folded and the graph simplified by ONNX Runtime's basic-level graph
    optimisation saved back to ONNX (semantics-preserving rewrites done before any provider is
    chosen), else by onnxsim when it is installed. A result with ops of a domain the source did
-   not use (ONNX Runtime's ``com.microsoft``), or other inputs and outputs, is discarded.
+   not use (ONNX Runtime's ``com.microsoft``), or other inputs and outputs, is discarded. Slices
+   that select their whole input are removed (:func:`drop_noop_slices`).
 4. **external data**: a source whose weights live in separate files, or whose weights pass
    :data:`EXTERNAL_THRESHOLD`, is worked on as a skeleton (the weights stay in files; protobuf's
    2 GiB limit never applies) and saved the same way.
@@ -37,7 +38,7 @@ from typing import Any
 
 import numpy as np
 import onnx
-from onnx import TensorProto, external_data_helper, helper, version_converter
+from onnx import TensorProto, external_data_helper, helper, numpy_helper, version_converter
 
 from agent.contracts.manifest import Intake, TensorSpec
 from compilers.errors import CompileError, ModelError, ShapeError
@@ -146,6 +147,7 @@ def normalise(
     if simplify:
         say("folding constants and simplifying the graph")
         model, simplifier = simplify_model(model, work, external, steps)
+        model = drop_noop_slices(model, steps)
 
     if model is start:  # nothing to do: the target converts the source file itself
         model, path = original, source
@@ -649,3 +651,85 @@ def workdir(parent: Path | None = None) -> Iterator[Path]:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
+
+
+# -- 3b. whole-tensor slices -------------------------------------------------------------------------
+
+# An end at or past this selects to the end of any axis (exporters write INT_MAX, INT64_MAX or 1e9).
+_TO_THE_END = 10**9
+
+
+def drop_noop_slices(model: onnx.ModelProto, steps: list[str]) -> onnx.ModelProto:
+    """``model`` without the ``Slice`` nodes that select their whole input (constant starts 0,
+    ends at or past each axis's size, steps 1), their consumers reading the input instead;
+    ``model`` itself when there is none. jax2tf and tf2onnx write such slices (a ``strided_slice``
+    with every mask set), and onnx2tf, which moves tensors to channel-last, maps their axes
+    onto the wrong dims: Google's Magika came out of it with every answer wrong."""
+    inits = {i.name: i for i in model.graph.initializer}
+    graph_outputs = {o.name for o in model.graph.output}
+    try:
+        typed = onnx.shape_inference.infer_shapes(model)
+    except Exception:  # without shapes only ends past any size count
+        typed = model
+    dims: dict[str, list[int]] = {}
+    for v in (*typed.graph.input, *typed.graph.value_info, *typed.graph.output):
+        if v.type.HasField("tensor_type") and v.type.tensor_type.HasField("shape"):
+            dims[v.name] = [
+                d.dim_value if d.HasField("dim_value") else -1 for d in v.type.tensor_type.shape.dim
+            ]
+
+    def const(name: str) -> list[int] | None:
+        t = inits.get(name)
+        return None if t is None else [int(x) for x in np.asarray(numpy_helper.to_array(t)).ravel()]
+
+    def whole(node: onnx.NodeProto) -> bool:
+        if node.op_type != "Slice" or node.domain not in _DEFAULT_DOMAINS or len(node.input) < 3:
+            return False
+        if node.output[0] in graph_outputs:
+            return False
+        starts, ends = const(node.input[1]), const(node.input[2])
+        shape = dims.get(node.input[0])
+        rank = None if shape is None else len(shape)
+        axes = const(node.input[3]) if len(node.input) > 3 and node.input[3] else None
+        if axes is None and len(node.input) > 3 and node.input[3]:
+            return False  # axes computed at run time
+        steps_ = const(node.input[4]) if len(node.input) > 4 and node.input[4] else None
+        if starts is None or ends is None or (len(node.input) > 4 and node.input[4] and steps_ is None):
+            return False
+        axes = list(range(len(starts))) if axes is None else axes
+        steps_ = steps_ or [1] * len(starts)
+        if not len(starts) == len(ends) == len(axes) == len(steps_):
+            return False
+        for start, end, axis, step in zip(starts, ends, axes, steps_, strict=True):
+            if step != 1 or start != 0:
+                return False
+            if axis < 0:
+                if rank is None:
+                    return False
+                axis += rank
+            size = shape[axis] if shape is not None and 0 <= axis < len(shape) else -1
+            if end < _TO_THE_END and (size < 0 or end < size):
+                return False
+        return True
+
+    noop = [n for n in model.graph.node if whole(n)]
+    if not noop:
+        return model
+    model = _copy(model)
+    rename: dict[str, str] = {}
+    names = {n.output[0] for n in noop}
+    kept = []
+    for node in model.graph.node:
+        if node.op_type == "Slice" and node.output and node.output[0] in names:
+            rename[node.output[0]] = rename.get(node.input[0], node.input[0])
+            continue
+        kept.append(node)
+    for sub in iter_nodes(model.graph):
+        sub.input[:] = [rename.get(x, x) for x in sub.input]
+    del model.graph.node[:]
+    model.graph.node.extend(kept)
+    steps.append(
+        f"{len(noop)} Slice node(s) that select their whole input removed "
+        f"({', '.join(n.name or n.output[0] for n in noop[:3])}{', ...' if len(noop) > 3 else ''})"
+    )
+    return model

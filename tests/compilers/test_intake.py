@@ -575,3 +575,48 @@ def test_zipmap_output_becomes_a_probability_tensor(tmp_path: Path) -> None:
     source = ort.InferenceSession(str(tmp_path / "clf.onnx"), providers=["CPUExecutionProvider"])
     maps = source.run(["probabilities"], {"x": x})[0]
     np.testing.assert_allclose(probs, [[m[k] for k in (0, 1, 2)] for m in maps], rtol=1e-6)
+
+
+def test_slices_that_select_everything_are_removed() -> None:
+    from compilers.intake import drop_noop_slices
+
+    def ints(name: str, values: list[int]) -> onnx.TensorProto:
+        return numpy_helper.from_array(np.array(values, np.int64), name)
+
+    nodes = [
+        helper.make_node("Relu", ["x"], ["r"], name="relu"),
+        # tf2onnx's strided_slice with every mask set: axes out of order, ends past any size
+        helper.make_node("Slice", ["r", "z4", "big4", "perm", "one4"], ["s1"], name="whole"),
+        helper.make_node("Slice", ["s1", "z4", "to_dims"], ["s2"], name="whole_by_size"),
+        helper.make_node("Slice", ["s2", "z1", "two", "ax2"], ["s3"], name="part"),  # keeps 2 of 5
+        helper.make_node("Relu", ["s3"], ["y"], name="out"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "slices",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 3, 5, 1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [
+            ints("z4", [0, 0, 0, 0]),
+            ints("big4", [1_000_000_000] * 4),
+            ints("perm", [0, 2, 1, 3]),
+            ints("one4", [1, 1, 1, 1]),
+            ints("to_dims", [2**31 - 1, 3, 5, 1]),
+            ints("z1", [0]),
+            ints("two", [2]),
+            ints("ax2", [2]),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    steps: list[str] = []
+    out = drop_noop_slices(model, steps)
+    assert [n.name for n in out.graph.node] == ["relu", "part", "out"]
+    assert steps == ["2 Slice node(s) that select their whole input removed (whole, whole_by_size)"]
+    x = np.random.default_rng(3).normal(size=(2, 3, 5, 1)).astype(np.float32)
+
+    def run(m: onnx.ModelProto) -> np.ndarray:
+        s = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
+        return np.asarray(s.run(None, {"x": x})[0])
+
+    np.testing.assert_array_equal(run(out), run(model))
+    assert drop_noop_slices(out, steps) is out  # the partial slice stays
