@@ -137,7 +137,7 @@ class TfliteArmTarget(Target):
         with tempfile.TemporaryDirectory(prefix="edgefleet-tflite-") as tmp:
             work = Path(tmp)
             model = work / "model.onnx"  # onnx2tf rewrites its input in place: give it a copy
-            renamed, shapes = prepare_model(job.source_path, model)
+            renamed, shapes, echoes = prepare_model(job.source_path, model)
             strategies = tuple(job.options.get("strategies") or ())
             cache = ConversionCache.of(job, model, shapes, strategies)
             entry = (
@@ -180,8 +180,16 @@ class TfliteArmTarget(Target):
             fp32_size = (out_dir / result["files"]["float32"]).stat().st_size
         io = read_io(staging / ENTRYPOINT) or result["io"][kind]
         ins, in_notes = describe(job.inputs, io["inputs"], "input")
-        outs, out_notes = describe(job.outputs, io["outputs"], "output")
-        notes = layout_notes(ins + outs) + in_notes + out_notes + strategy_notes(result)
+        computed = tuple(s for s in job.outputs if s.name not in echoes)
+        described, out_notes = describe(computed, io["outputs"], "output")
+        by_name = {s.name: s for s in described}
+        outs = [by_name.get(s.name) or replace(s, echo_of=echoes[s.name]) for s in job.outputs]
+        out_notes += [
+            f"output {o!r} passes input {i!r} through: left out of the TFLite model (onnx2tf drops "
+            "such outputs); the runtime returns the input"
+            for o, i in echoes.items()
+        ]
+        notes = layout_notes(ins + described) + in_notes + out_notes + strategy_notes(result)
         if renamed:
             notes.append(
                 f"{renamed} node names with characters TensorFlow refuses in scope names were renamed"
@@ -477,10 +485,12 @@ def _op_of(source: Path, node: str) -> str:
 _BAD_SCOPE = re.compile(r"[^A-Za-z0-9_.\\/>-]")
 
 
-def prepare_model(source: Path, dest: Path) -> tuple[int, dict[str, list[int]]]:
+def prepare_model(source: Path, dest: Path) -> tuple[int, dict[str, list[int]], dict[str, str]]:
     """Write the model onnx2tf converts to ``dest`` (with its external data beside it, when it
-    has any) and return how many nodes were renamed and the input shapes for onnx2tf's ``-ois``
-    (a dynamic batch as 1; empty when another dim is dynamic).
+    has any) and return how many nodes were renamed, the input shapes for onnx2tf's ``-ois``
+    (a dynamic batch as 1; empty when another dim is dynamic) and the graph outputs left out
+    because they only pass an input through (output name → input name; onnx2tf would drop
+    them, and the bundle's manifest marks them ``echo_of``).
 
     onnx2tf uses node names as TensorFlow scope names: a name with a character outside
     ``[A-Za-z0-9_./>-]`` (paddle2onnx writes ``Softmax@0``) fails the conversion, so such names
@@ -501,9 +511,14 @@ def prepare_model(source: Path, dest: Path) -> tuple[int, dict[str, list[int]]]:
                 new, k = f"{base}_{k}", k + 1
             taken.add(new)
             node.name, renamed = new, renamed + 1
+    echoes = echo_outputs(model)
+    if echoes:
+        keep = [o for o in model.graph.output if o.name not in echoes]
+        del model.graph.output[:]
+        model.graph.output.extend(keep)
     if external:
         onnx.save(model, str(dest), save_as_external_data=True, location=dest.name + ".data")
-    elif renamed:
+    elif renamed or echoes:
         onnx.save(model, str(dest))
     else:
         shutil.copyfile(source, dest)
@@ -516,9 +531,30 @@ def prepare_model(source: Path, dest: Path) -> tuple[int, dict[str, list[int]]]:
         if dims and dims[0] < 0:
             dims[0] = 1  # what the fixed-shape strategy (-b 1) makes of a dynamic batch
         if not dims or any(d <= 0 for d in dims):
-            return renamed, {}
+            return renamed, {}, echoes
         shapes[value.name] = dims
-    return renamed, shapes
+    return renamed, shapes, echoes
+
+
+def echo_outputs(model: Any) -> dict[str, str]:
+    """Graph outputs that are a graph input, or an ``Identity`` of one: output → input. Empty
+    when every output is such (the model would be left with nothing to convert)."""
+    inputs = {v.name for v in model.graph.input} - {i.name for i in model.graph.initializer}
+    producer = {o: n for n in model.graph.node for o in n.output}
+    out: dict[str, str] = {}
+    for value in model.graph.output:
+        name, node = value.name, producer.get(value.name)
+        if name in inputs:
+            out[name] = name
+        elif (
+            node is not None
+            and node.op_type == "Identity"
+            and node.domain in ("", "ai.onnx")
+            and node.input
+            and node.input[0] in inputs
+        ):
+            out[name] = node.input[0]
+    return out if len(out) < len(model.graph.output) else {}
 
 
 def _pump(proc: subprocess.Popen[str], log: list[str], progress: Any) -> None:

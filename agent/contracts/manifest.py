@@ -41,7 +41,9 @@ class TensorSpec(Contract):
     is what clients send and receive. ``model_name``/``model_shape`` are the compiled model's own;
     ``transpose`` is the permutation that turns the source layout into the compiled one (``None``
     when they agree), and ``quantization`` is set when the compiled model takes or gives integers.
-    A dimension of ``-1`` is dynamic (usually the batch).
+    A dimension of ``-1`` is dynamic (usually the batch). An output with ``echo_of`` is that
+    input passed through unchanged (sentence-transformers exports return their ``input_ids``):
+    the compiled model has no such output, and the runtime gives the input back.
     """
 
     name: str
@@ -52,6 +54,7 @@ class TensorSpec(Contract):
     model_shape: tuple[int, ...] | None = None
     transpose: tuple[int, ...] | None = None
     quantization: Quantization | None = None
+    echo_of: str | None = None
 
 
 @dataclass(frozen=True)
@@ -252,6 +255,12 @@ class Manifest(Contract):
             raise ContractError(f"{w}.selftest.file: {self.selftest.file!r} is not among the listed files")
         if not self.inputs or not self.outputs:
             raise ContractError(f"{w}: a model needs at least one input and one output")
+        names = {t.name for t in self.inputs}
+        for i, t in enumerate(self.outputs):
+            if t.echo_of is not None and t.echo_of not in names:
+                raise ContractError(f"{w}.outputs[{i}].echo_of: {t.echo_of!r} is not an input")
+        if all(t.echo_of is not None for t in self.outputs):
+            raise ContractError(f"{w}: every output echoes an input; the model computes nothing")
 
 
 def file_problems(manifest: Manifest, actual: dict[str, tuple[int, str] | None]) -> list[str]:

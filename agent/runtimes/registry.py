@@ -10,6 +10,7 @@ from typing import Any
 from agent.contracts.manifest import Manifest
 from agent.contracts.names import RUNTIMES
 from agent.runtimes.base import RuntimeAdapter, RuntimeUnavailable
+from agent.runtimes.echo import EchoOutputs, split_echoes
 
 
 def known_runtimes() -> list[str]:
@@ -43,7 +44,9 @@ def load_bundle(
     reason = cls.unavailable_reason()
     if reason:
         raise RuntimeUnavailable(reason)
-    return cls.load(bundle_dir, manifest, threads=threads, spinning=spinning)
+    inner, echoes = split_echoes(manifest)
+    adapter = cls.load(bundle_dir, inner, threads=threads, spinning=spinning)
+    return adapter if not echoes else EchoOutputs(adapter, manifest)
 
 
 def load_onnx(
@@ -54,7 +57,9 @@ def load_onnx(
     ``GraphOptimizationLevel``. Raises like :func:`load_bundle`."""
     from agent.runtimes.onnxrt import OnnxRuntimeAdapter  # imports onnxruntime
 
-    return OnnxRuntimeAdapter.load(bundle_dir, manifest, threads=threads, optimization=optimization)
+    inner, echoes = split_echoes(manifest)
+    adapter = OnnxRuntimeAdapter.load(bundle_dir, inner, threads=threads, optimization=optimization)
+    return adapter if not echoes else EchoOutputs(adapter, manifest)
 
 
 def litert_interpreter_class() -> Any:

@@ -1,0 +1,110 @@
+"""Outputs that only pass an input through (sentence-transformers exports return ``input_ids``):
+onnx2tf drops them, so the TFLite bundle leaves them out of the model, marks them ``echo_of`` in
+the manifest, and the runtime gives the input back."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from agent.contracts.errors import ContractError
+from agent.contracts.manifest import Manifest
+from agent.runtimes import load_bundle
+from agent.runtimes.litert import LiteRTAdapter
+from compilers import CompileOptions, ToolchainError, compile_model, toolchains
+from compilers.tflite_arm import echo_outputs
+
+RNG = np.random.default_rng(11)
+SEQ, VOCAB = 8, 40
+
+
+def text_model() -> onnx.ModelProto:
+    """ids [N, 8] int64 → embedding → mean over tokens; also ``ids_out`` = Identity(ids) and a
+    mask passed through as is."""
+    emb = RNG.normal(size=(VOCAB, 6)).astype(np.float32)
+    nodes = [
+        helper.make_node("Gather", ["emb", "ids"], ["e"], name="embed", axis=0),
+        helper.make_node("ReduceMean", ["e"], ["pooled"], name="pool", axes=[1], keepdims=0),
+        helper.make_node("Identity", ["ids"], ["ids_out"], name="echo"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "text",
+        [helper.make_tensor_value_info("ids", TensorProto.INT64, [None, SEQ])],
+        [
+            helper.make_tensor_value_info("ids_out", TensorProto.INT64, [None, SEQ]),
+            helper.make_tensor_value_info("pooled", TensorProto.FLOAT, [None, 6]),
+        ],
+        [numpy_helper.from_array(emb, "emb")],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_echo_outputs_are_found() -> None:
+    model = text_model()
+    assert echo_outputs(model) == {"ids_out": "ids"}
+    only = helper.make_model(
+        helper.make_graph(
+            [helper.make_node("Identity", ["ids"], ["ids_out"])],
+            "only",
+            [helper.make_tensor_value_info("ids", TensorProto.INT64, [None, SEQ])],
+            [helper.make_tensor_value_info("ids_out", TensorProto.INT64, [None, SEQ])],
+        )
+    )
+    assert echo_outputs(only) == {}  # nothing would be left to convert
+
+
+def test_the_manifest_refuses_an_echo_of_no_input(tmp_path: Path) -> None:
+    from agent.contracts.manifest import FileEntry, TensorSpec
+
+    base = Manifest(
+        target="tflite-arm",
+        precision="fp32",
+        runtime="litert",
+        runtime_version="1",
+        entrypoint="model.tflite",
+        source_sha256="0" * 64,
+        inputs=(TensorSpec("ids", "int64", (-1, SEQ)),),
+        outputs=(
+            TensorSpec("ids_out", "int64", (-1, SEQ), echo_of="nope"),
+            TensorSpec("y", "float32", (-1, 6)),
+        ),
+        files=(FileEntry("model.tflite", "0" * 64, 1),),
+    )
+    with pytest.raises(ContractError, match=r"outputs\[0\]\.echo_of: 'nope' is not an input"):
+        base.check("manifest")
+    only = replace(base, outputs=(TensorSpec("ids_out", "int64", (-1, SEQ), echo_of="ids"),))
+    with pytest.raises(ContractError, match="every output echoes an input"):
+        only.check("manifest")
+
+
+def test_a_tflite_bundle_gives_the_passed_through_input_back(tmp_path: Path) -> None:
+    try:
+        toolchains.python_for("tflite")
+    except ToolchainError:
+        pytest.skip("tflite toolchain not installed: run `edgectl toolchains install tflite`")
+    if LiteRTAdapter.unavailable_reason():
+        pytest.skip(f"LiteRT can't run here: {LiteRTAdapter.unavailable_reason()}")
+    onnx.save(text_model(), tmp_path / "text.onnx")
+    ids = RNG.integers(0, VOCAB, size=(24, SEQ)).astype(np.int64)
+    np.savez(tmp_path / "val.npz", ids=ids)
+    opts = CompileOptions(precision="fp32", validation=tmp_path / "val.npz", latency_runs=0, samples=2)
+    report = compile_model(tmp_path / "text.onnx", "raspberry-pi-5", tmp_path / "b", opts)
+    manifest = Manifest.from_json((tmp_path / "b" / "manifest.json").read_text())
+    assert [(o.name, o.echo_of) for o in manifest.outputs] == [("ids_out", "ids"), ("pooled", None)]
+    scores = {m.output: m for m in manifest.validation.metrics}  # type: ignore[union-attr]
+    assert scores["ids_out"].metric == "exact" and scores["ids_out"].value == 1.0
+    assert any("passes input 'ids' through" in n for n in report.notes)
+    adapter = load_bundle(tmp_path / "b", manifest)
+    try:
+        out = adapter.infer({"ids": ids[:1]})
+    finally:
+        adapter.close()
+    assert list(out) == ["ids_out", "pooled"]
+    np.testing.assert_array_equal(out["ids_out"], ids[:1])
+    assert out["ids_out"].dtype == np.int64
