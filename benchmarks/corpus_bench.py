@@ -33,6 +33,7 @@ from compilers import CompileError, CompileOptions, compile_model  # noqa: E402
 from tests.corpus.catalog import MODELS, get  # noqa: E402
 from tests.corpus.data import write_data  # noqa: E402
 from tests.corpus.fetch import model_path  # noqa: E402
+from tests.corpus.test_corpus import score_bundle  # noqa: E402
 
 TARGETS = {
     "onnx-x86": "x86-64-avx512-vnni",
@@ -56,14 +57,8 @@ FIGURES = (
 
 
 def default_precision() -> str:
-    """``auto`` where the compiler knows it, else ``int8``."""
-    try:
-        from compilers.registry import get_target
-
-        makes = get_target("onnx-x86").precisions
-        return "auto" if "auto" in makes else "int8"
-    except Exception:
-        return "int8"
+    """``auto``: the corpus tier's precision (the cheapest that passes the gate)."""
+    return "auto"
 
 
 @dataclass
@@ -131,30 +126,46 @@ def compile_one(
             type(exc).__name__,
             f"{' '.join(str(exc).split())[:400]} (at {where})",
         )
+    seconds = time.perf_counter() - start
     d = report.to_dict()
-    return Outcome(
-        name, target, profile, "ok", time.perf_counter() - start, figures={k: d[k] for k in FIGURES}
-    )
+    figures = {k: d[k] for k in FIGURES}
+    figures["float_layers"] = 0 if report.mixed is None else len(report.mixed.float_nodes)
+    figures["gate"] = [
+        f"{m.output} {m.metric} {m.value:.3f}" + ("" if m.passed else " (failed)") for m in report.metrics
+    ]
+    try:  # the corpus tier's own scoring: the model's own metrics, the agent's runtime code
+        figures["own_scores"] = {k: round(v, 4) for k, v in score_bundle(name, source, report, val).items()}
+    except AssertionError as exc:
+        return Outcome(
+            name, target, profile, "score", seconds, "AssertionError", " ".join(str(exc).split())[:300]
+        )
+    return Outcome(name, target, profile, "ok", seconds, figures=figures)
 
 
 def markdown(rows: list[Outcome]) -> str:
-    lines = ["| model | target | outcome | s | detail |", "| --- | --- | --- | ---: | --- |"]
+    lines = [
+        "| model | target | outcome | precision | layers in float | size vs FP32 | gate | own score | "
+        "latency vs FP32 | compile s |",
+        "| --- | --- | --- | --- | ---: | ---: | --- | --- | ---: | ---: |",
+    ]
     for r in rows:
         if r.status == "ok":
             f = r.figures
-            detail = (
-                f"{f['precision']}, size {f['size_ratio']}, top-1 {f['top1_agreement']}, "
-                f"max err {f['max_abs_error']}, latency ratio {f['latency_ratio']}"
+            ratio = "n/a" if f["latency_ratio"] is None else f"{f['latency_ratio']:.2f}x"
+            own = ", ".join(f"{k} {v:.3f}" for k, v in f.get("own_scores", {}).items())
+            lines.append(
+                f"| {r.model} | {r.target} | bundle | {f['precision']} | {f['float_layers']} | "
+                f"{f['size_ratio']:.2f} | {'; '.join(f['gate'])} | {own} | {ratio} | {r.seconds:.0f} |"
             )
         else:
-            detail = f"{r.error}: {(r.message or '').replace('|', '/')}"
-        lines.append(f"| {r.model} | {r.target} | {r.status} | {r.seconds:.1f} | {detail} |")
+            why = f"{r.error}: {(r.message or '').replace('|', '/')}"
+            lines.append(f"| {r.model} | {r.target} | {r.status} | | | | {why} | | | {r.seconds:.0f} |")
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    ap.add_argument("--precision", default=None, help="default: auto where it exists, else int8")
+    ap.add_argument("--precision", default=None, help="default: auto (as the corpus tier)")
     ap.add_argument("--models", default=",".join(m.name for m in MODELS))
     ap.add_argument("--targets", default=",".join(TARGETS))
     ap.add_argument("--latency-runs", type=int, default=10)
@@ -163,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--work", type=Path, default=None, help="keep bundles here (default: a temporary folder)")
     ap.add_argument("-o", "--output", choices=("markdown", "json"), default="markdown")
+    ap.add_argument("--json", type=Path, default=None, help="also write every figure to this JSON file")
     args = ap.parse_args(argv)
     precision = args.precision or default_precision()
     models = [get(n).name for n in args.models.split(",") if n]
@@ -178,6 +190,10 @@ def main(argv: list[str] | None = None) -> int:
                 row = compile_one(name, target, precision, work, args.latency_runs, args.static)
                 print(f"{name} {target}: {row.status} {row.seconds:.1f}s {row.error or ''}", file=sys.stderr)
                 rows.append(row)
+    if args.json is not None:
+        args.json.write_text(
+            json.dumps({"precision": precision, "results": [r.to_dict() for r in rows]}, indent=2)
+        )
     if args.output == "json":
         print(json.dumps({"precision": precision, "results": [r.to_dict() for r in rows]}, indent=2))
     else:
