@@ -137,7 +137,8 @@ class TfliteArmTarget(Target):
         with tempfile.TemporaryDirectory(prefix="edgefleet-tflite-") as tmp:
             work = Path(tmp)
             model = work / "model.onnx"  # onnx2tf rewrites its input in place: give it a copy
-            renamed, shapes, echoes = prepare_model(job.source_path, model)
+            prepared = prepare_model(job.source_path, model)
+            renamed, shapes, echoes = prepared.renamed, prepared.shapes, prepared.echoes
             strategies = tuple(job.options.get("strategies") or ())
             cache = ConversionCache.of(job, model, shapes, strategies)
             entry = (
@@ -181,7 +182,7 @@ class TfliteArmTarget(Target):
         io = read_io(staging / ENTRYPOINT) or result["io"][kind]
         ins, in_notes = describe(job.inputs, io["inputs"], "input")
         computed = tuple(s for s in job.outputs if s.name not in echoes)
-        described, out_notes = describe(computed, io["outputs"], "output")
+        described, out_notes = describe(computed, io["outputs"], "output", prepared.output_names)
         by_name = {s.name: s for s in described}
         outs = [by_name.get(s.name) or replace(s, echo_of=echoes[s.name]) for s in job.outputs]
         out_notes += [
@@ -485,12 +486,25 @@ def _op_of(source: Path, node: str) -> str:
 _BAD_SCOPE = re.compile(r"[^A-Za-z0-9_.\\/>-]")
 
 
-def prepare_model(source: Path, dest: Path) -> tuple[int, dict[str, list[int]], dict[str, str]]:
+@dataclass(frozen=True)
+class Prepared:
+    """What :func:`prepare_model` changed: nodes renamed, the input shapes for ``-ois``, the
+    outputs left out as echoes of an input, and graph outputs renamed (source → converted)."""
+
+    renamed: int
+    shapes: dict[str, list[int]]
+    echoes: dict[str, str]
+    output_names: dict[str, str]
+
+
+def prepare_model(source: Path, dest: Path) -> Prepared:
     """Write the model onnx2tf converts to ``dest`` (with its external data beside it, when it
     has any) and return how many nodes were renamed, the input shapes for onnx2tf's ``-ois``
-    (a dynamic batch as 1; empty when another dim is dynamic) and the graph outputs left out
+    (a dynamic batch as 1; empty when another dim is dynamic), the graph outputs left out
     because they only pass an input through (output name → input name; onnx2tf would drop
-    them, and the bundle's manifest marks them ``echo_of``).
+    them, and the bundle's manifest marks them ``echo_of``), and the graph outputs renamed
+    because onnx2tf drops an output whose name TensorFlow can't take (``onnx::Shape_422``, a
+    torch.onnx name) when other nodes also read it.
 
     onnx2tf uses node names as TensorFlow scope names: a name with a character outside
     ``[A-Za-z0-9_./>-]`` (paddle2onnx writes ``Softmax@0``) fails the conversion, so such names
@@ -516,9 +530,10 @@ def prepare_model(source: Path, dest: Path) -> tuple[int, dict[str, list[int]], 
         keep = [o for o in model.graph.output if o.name not in echoes]
         del model.graph.output[:]
         model.graph.output.extend(keep)
+    output_names = _rename_outputs(model)
     if external:
         onnx.save(model, str(dest), save_as_external_data=True, location=dest.name + ".data")
-    elif renamed or echoes:
+    elif renamed or echoes or output_names:
         onnx.save(model, str(dest))
     else:
         shutil.copyfile(source, dest)
@@ -531,9 +546,32 @@ def prepare_model(source: Path, dest: Path) -> tuple[int, dict[str, list[int]], 
         if dims and dims[0] < 0:
             dims[0] = 1  # what the fixed-shape strategy (-b 1) makes of a dynamic batch
         if not dims or any(d <= 0 for d in dims):
-            return renamed, {}, echoes
+            return Prepared(renamed, {}, echoes, output_names)
         shapes[value.name] = dims
-    return renamed, shapes, echoes
+    return Prepared(renamed, shapes, echoes, output_names)
+
+
+def _rename_outputs(model: Any) -> dict[str, str]:
+    """Give each graph output whose name has a character outside ``[A-Za-z0-9_./>-]`` a clean
+    one, everywhere it is read; returns source name → new name."""
+    taken = {t for n in iter_nodes(model.graph) for t in (*n.input, *n.output)}
+    taken |= {v.name for v in (*model.graph.input, *model.graph.output)}
+    out: dict[str, str] = {}
+    for value in model.graph.output:
+        if not _BAD_SCOPE.search(value.name):
+            continue
+        new = base = _BAD_SCOPE.sub("_", value.name).strip("_") or "output"
+        k = 1
+        while new in taken:
+            new, k = f"{base}_{k}", k + 1
+        taken.add(new)
+        out[value.name] = new
+        value.name = new
+    if out:
+        for node in iter_nodes(model.graph):
+            node.input[:] = [out.get(x, x) for x in node.input]
+            node.output[:] = [out.get(x, x) for x in node.output]
+    return out
 
 
 def echo_outputs(model: Any) -> dict[str, str]:
@@ -732,9 +770,16 @@ def _plain(name: str) -> str:
     return re.sub(r":\d+$", "", name)
 
 
-def match(specs: tuple[TensorSpec, ...], tensors: list[dict[str, Any]], side: str) -> list[dict[str, Any]]:
+def match(
+    specs: tuple[TensorSpec, ...],
+    tensors: list[dict[str, Any]],
+    side: str,
+    aliases: dict[str, str] | None = None,
+) -> list[dict[str, Any]]:
     """For each source tensor, the converted model's tensor (see the module docstring for the
-    rules). Raises :class:`CompileError` when one can't be matched."""
+    rules; a tensor of ``aliases`` is also found by its other name). Raises
+    :class:`CompileError` when one can't be matched."""
+    aliases = aliases or {}
     if len(specs) != len(tensors):
         raise CompileError(f"the source model has {len(specs)} {side}(s), onnx2tf's model {len(tensors)}")
     free = list(range(len(tensors)))
@@ -748,7 +793,8 @@ def match(specs: tuple[TensorSpec, ...], tensors: list[dict[str, Any]], side: st
                 return
 
     for i, spec in enumerate(specs):
-        names = {spec.name, onnx2tf_name(spec.name, False), onnx2tf_name(spec.name, True)}
+        known = [spec.name, *([aliases[spec.name]] if spec.name in aliases else [])]
+        names = {x for n in known for x in (n, onnx2tf_name(n, False), onnx2tf_name(n, True))}
         take(i, lambda t, names=names: t.get("signature_key") in names or _plain(t["name"]) in names)
     for i in range(len(specs)):
         if i not in chosen:
@@ -765,12 +811,16 @@ def match(specs: tuple[TensorSpec, ...], tensors: list[dict[str, Any]], side: st
 
 
 def describe(
-    specs: tuple[TensorSpec, ...], tensors: list[dict[str, Any]], side: str
+    specs: tuple[TensorSpec, ...],
+    tensors: list[dict[str, Any]],
+    side: str,
+    aliases: dict[str, str] | None = None,
 ) -> tuple[list[TensorSpec], list[str]]:
     """The source tensors with the converted model's name, shape, transpose and quantization
-    filled in, and notes on layouts decided by convention. Raises :class:`CompileError`."""
+    filled in, and notes on layouts decided by convention. ``aliases``: source names the model
+    given to onnx2tf had under another name. Raises :class:`CompileError`."""
     out, notes = [], []
-    for spec, t in zip(specs, match(specs, tensors, side), strict=True):
+    for spec, t in zip(specs, match(specs, tensors, side, aliases), strict=True):
         model_shape = tuple(int(x) for x in t["shape"])
         fit = layout_fit(tuple(spec.shape), model_shape)
         if fit is None:

@@ -88,7 +88,8 @@ def test_tee_keeps_the_lines_and_passes_them_on() -> None:
 def test_prepare_model_renames_scope_unsafe_nodes(tmp_path: Path) -> None:
     source = tmp_path / "m.onnx"
     onnx.save(small_model(("Conv@0", "Conv_0")), source)
-    renamed, shapes, _ = prepare_model(source, tmp_path / "out.onnx")
+    prepared = prepare_model(source, tmp_path / "out.onnx")
+    renamed, shapes = prepared.renamed, prepared.shapes
     got = onnx.load(tmp_path / "out.onnx")
     assert renamed == 1 and [n.name for n in got.graph.node] == ["Conv_0_1", "Conv_0"]
     assert [v.name for v in got.graph.input] == ["x"] and shapes == {"x": [1, 3, 8, 10]}
@@ -100,7 +101,8 @@ def test_prepare_model_keeps_external_data_and_leaves_dynamic_shapes_to_onnx2tf(
     model = small_model(dynamic=True, width=64)  # 7 KB of weights: above the 1 KB kept inline
     onnx.save(model, source, save_as_external_data=True, location="w.bin", size_threshold=0)
     (tmp_path / "work").mkdir()
-    renamed, shapes, _ = prepare_model(source, tmp_path / "work" / "model.onnx")
+    prepared = prepare_model(source, tmp_path / "work" / "model.onnx")
+    renamed, shapes = prepared.renamed, prepared.shapes
     assert renamed == 2 and shapes == {}
     assert (tmp_path / "work" / "model.onnx.data").is_file()
     back = onnx.load(tmp_path / "work" / "model.onnx")

@@ -1,6 +1,9 @@
-"""Outputs that only pass an input through (sentence-transformers exports return ``input_ids``):
-onnx2tf drops them, so the TFLite bundle leaves them out of the model, marks them ``echo_of`` in
-the manifest, and the runtime gives the input back."""
+"""Graph outputs onnx2tf drops, kept in the TFLite bundle:
+
+* outputs that only pass an input through (sentence-transformers exports return ``input_ids``):
+  left out of the model, marked ``echo_of`` in the manifest; the runtime gives the input back;
+* an output that other nodes also read, named as torch.onnx names tensors (``onnx::Shape_422``):
+  renamed for the conversion, found again under its new name."""
 
 from __future__ import annotations
 
@@ -17,7 +20,7 @@ from agent.contracts.manifest import Manifest
 from agent.runtimes import load_bundle
 from agent.runtimes.litert import LiteRTAdapter
 from compilers import CompileOptions, ToolchainError, compile_model, toolchains
-from compilers.tflite_arm import echo_outputs
+from compilers.tflite_arm import echo_outputs, prepare_model
 
 RNG = np.random.default_rng(11)
 SEQ, VOCAB = 8, 40
@@ -108,3 +111,46 @@ def test_a_tflite_bundle_gives_the_passed_through_input_back(tmp_path: Path) -> 
     assert list(out) == ["ids_out", "pooled"]
     np.testing.assert_array_equal(out["ids_out"], ids[:1])
     assert out["ids_out"].dtype == np.int64
+
+
+def hidden_and_pooled(name: str) -> onnx.ModelProto:
+    """x → Relu (output ``name``, also read by the pooling) → mean over axis 1 (output ``pooled``)."""
+    nodes = [
+        helper.make_node("Relu", ["x"], [name], name="act"),
+        helper.make_node("ReduceMean", [name], ["pooled"], name="pool", axes=[1], keepdims=0),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "hidden",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 8, 16])],
+        [
+            helper.make_tensor_value_info(name, TensorProto.FLOAT, [None, 8, 16]),
+            helper.make_tensor_value_info("pooled", TensorProto.FLOAT, [None, 16]),
+        ],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_outputs_with_names_tensorflow_refuses_are_renamed(tmp_path: Path) -> None:
+    onnx.save(hidden_and_pooled("onnx::Shape_422"), tmp_path / "m.onnx")
+    prepared = prepare_model(tmp_path / "m.onnx", tmp_path / "out.onnx")
+    assert prepared.output_names == {"onnx::Shape_422": "onnx__Shape_422"}
+    got = onnx.load(tmp_path / "out.onnx")
+    assert [o.name for o in got.graph.output] == ["onnx__Shape_422", "pooled"]
+    assert list(got.graph.node[1].input) == ["onnx__Shape_422"]
+
+
+def test_a_tflite_bundle_keeps_an_output_that_other_nodes_read(tmp_path: Path) -> None:
+    try:
+        toolchains.python_for("tflite")
+    except ToolchainError:
+        pytest.skip("tflite toolchain not installed: run `edgectl toolchains install tflite`")
+    if LiteRTAdapter.unavailable_reason():
+        pytest.skip(f"LiteRT can't run here: {LiteRTAdapter.unavailable_reason()}")
+    onnx.save(hidden_and_pooled("onnx::Shape_422"), tmp_path / "m.onnx")
+    np.savez(tmp_path / "val.npz", x=RNG.normal(size=(16, 8, 16)).astype(np.float32))
+    opts = CompileOptions(precision="fp32", validation=tmp_path / "val.npz", latency_runs=0, samples=2)
+    compile_model(tmp_path / "m.onnx", "raspberry-pi-5", tmp_path / "b", opts)
+    manifest = Manifest.from_json((tmp_path / "b" / "manifest.json").read_text())
+    assert [o.name for o in manifest.outputs] == ["onnx::Shape_422", "pooled"]
+    assert all(m.passed for m in manifest.validation.metrics)  # type: ignore[union-attr]
