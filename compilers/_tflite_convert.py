@@ -184,20 +184,31 @@ _SWITCH: dict[str, Callable[[Any], str]] = {
     "disable_strict_mode": lambda v: "-dsm",
     "keep_shape_absolutely_input_names": lambda v: "-kat " + " ".join(v),
 }
+# Ops TensorFlow converts to Select TensorFlow ("Flex") ops, which LiteRT and tflite-runtime do
+# not run: every strategy writes them as onnx2tf's pseudo ops (built-in TFLite ops). torch.onnx
+# exports GELU with Erf (BERT, MiniLM and other transformer encoders).
+# (onnx2tf's Python API compares the names in lower case; only its command line lowers them.)
+_ALWAYS_PSEUDO = ["erf"]
+
+
+def _no_flex(s: dict[str, list[int]]) -> dict[str, Any]:
+    return {"replace_to_pseudo_operators": _ALWAYS_PSEUDO}
+
+
 STRATEGIES = (
-    Strategy("default", "onnx2tf's defaults", lambda s: {}),
-    Strategy("fixed-shapes", "batch and input shapes fixed", _fixed),
+    Strategy("default", "onnx2tf's defaults (Erf as a pseudo op)", _no_flex),
+    Strategy("fixed-shapes", "batch and input shapes fixed", lambda s: {**_no_flex(s), **_fixed(s)}),
     Strategy(
         "no-onnxsim",
         "fixed shapes, without onnx2tf's own onnxsim pass",
-        lambda s: {**_fixed(s), "not_use_onnxsim": True},
+        lambda s: {**_no_flex(s), **_fixed(s), "not_use_onnxsim": True},
     ),
     Strategy(
         "pseudo-ops",
         "fixed shapes; pseudo ops, separable instead of group convolutions, unfolded BatchMatMul",
         lambda s: {
             **_fixed(s),
-            "replace_to_pseudo_operators": _PSEUDO,
+            "replace_to_pseudo_operators": [op.lower() for op in _PSEUDO],
             "disable_group_convolution": True,
             "enable_batchmatmul_unfold": True,
         },
@@ -205,12 +216,12 @@ STRATEGIES = (
     Strategy(
         "no-strict",
         "fixed shapes, onnx2tf's strict transposition checks off",
-        lambda s: {**_fixed(s), "disable_strict_mode": True},
+        lambda s: {**_no_flex(s), **_fixed(s), "disable_strict_mode": True},
     ),
     Strategy(
         "keep-shapes",
         "fixed shapes, inputs kept in their ONNX layout",
-        lambda s: {**_fixed(s), "keep_shape_absolutely_input_names": list(s)},
+        lambda s: {**_no_flex(s), **_fixed(s), "keep_shape_absolutely_input_names": list(s)},
     ),
 )
 _NODE = re.compile(r"onnx_op_name:\s*(?P<node>\S+)")

@@ -154,3 +154,25 @@ def test_a_tflite_bundle_keeps_an_output_that_other_nodes_read(tmp_path: Path) -
     manifest = Manifest.from_json((tmp_path / "b" / "manifest.json").read_text())
     assert [o.name for o in manifest.outputs] == ["onnx::Shape_422", "pooled"]
     assert all(m.passed for m in manifest.validation.metrics)  # type: ignore[union-attr]
+
+
+def test_erf_converts_to_builtin_ops_litert_runs(tmp_path: Path) -> None:
+    # TensorFlow writes Erf (torch.onnx's GELU) as a Flex op, which LiteRT does not run
+    try:
+        toolchains.python_for("tflite")
+    except ToolchainError:
+        pytest.skip("tflite toolchain not installed: run `edgectl toolchains install tflite`")
+    if LiteRTAdapter.unavailable_reason():
+        pytest.skip(f"LiteRT can't run here: {LiteRTAdapter.unavailable_reason()}")
+    graph = helper.make_graph(
+        [helper.make_node("Erf", ["x"], ["y"], name="erf")],
+        "gelu_part",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 16])],
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "erf.onnx")
+    np.savez(tmp_path / "val.npz", x=RNG.normal(scale=2, size=(16, 16)).astype(np.float32))
+    opts = CompileOptions(precision="fp32", validation=tmp_path / "val.npz", latency_runs=0, samples=2)
+    report = compile_model(tmp_path / "erf.onnx", "raspberry-pi-5", tmp_path / "b", opts)
+    assert report.checked_with is None  # ran under LiteRT itself, not a stand-in
+    assert report.max_abs_error is not None and report.max_abs_error < 1e-5

@@ -54,14 +54,18 @@ def test_strategies_and_their_switches() -> None:
     assert names[0] == "default" and len(set(names)) == len(names) >= 5
     shapes = {"x": [1, 3, 48, 192]}
     by_name = {s.name: s for s in _tflite_convert.STRATEGIES}
-    assert by_name["default"].switches(shapes) == "none"
-    assert by_name["fixed-shapes"].switches(shapes) == "-b 1 -ois x:1,3,48,192"
-    assert by_name["no-onnxsim"].switches(shapes) == "-b 1 -ois x:1,3,48,192 -nuo"
+    assert by_name["default"].switches(shapes) == "-rtpo erf"
+    assert by_name["fixed-shapes"].switches(shapes) == "-rtpo erf -b 1 -ois x:1,3,48,192"
+    assert by_name["no-onnxsim"].switches(shapes) == "-rtpo erf -b 1 -ois x:1,3,48,192 -nuo"
+    # onnx2tf's Python API compares pseudo-op names in lower case; Erf is never a Flex op
+    for strategy in _tflite_convert.STRATEGIES:
+        pseudo = strategy.kwargs(shapes)["replace_to_pseudo_operators"]
+        assert "erf" in pseudo and all(p == p.lower() for p in pseudo)
     assert by_name["keep-shapes"].kwargs(shapes)["keep_shape_absolutely_input_names"] == ["x"]
     assert "-dgc" in by_name["pseudo-ops"].switches(shapes) and "-rtpo" in by_name["pseudo-ops"].switches(
         shapes
     )
-    assert by_name["fixed-shapes"].switches({}) == "-b 1"
+    assert by_name["fixed-shapes"].switches({}) == "-rtpo erf -b 1"
 
 
 def test_failed_node_is_the_last_one_onnx2tf_names() -> None:
@@ -224,7 +228,7 @@ def test_dynamic_model_converts_with_the_fixed_shape_strategy(tmp_path: Path) ->
     args += ["--input-shape", "x", "1,3,8,10", "--strategies", "default,fixed-shapes"]
     lines: list[str] = []
     result = tflite_arm.run_converter(python, args, tmp_path, 600, lines.append, model)
-    assert result["strategy"] == "fixed-shapes" and result["switches"] == "-b 1 -ois x:1,3,8,10"
+    assert result["strategy"] == "fixed-shapes" and result["switches"] == "-rtpo erf -b 1 -ois x:1,3,8,10"
     assert [a["strategy"] for a in result["attempts"]] == ["default"]
     assert result["attempts"][0]["error"] == "ValueError: Dimension -1 must be >= 0"
     assert any(line.startswith("trying strategy 2/2 fixed-shapes") for line in lines)
