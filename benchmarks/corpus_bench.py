@@ -53,6 +53,8 @@ FIGURES = (
     "latency_ratio",
     "checked_with",
     "notes",
+    "precision_choice",
+    "attempts",
 )
 
 
