@@ -31,7 +31,9 @@ from tests.e2e.e2e_kit import DIGITS, ROOT, api, edgectl, enroll_token, fp32_top
 from tests.polling import wait_until
 from tests.wheel_kit import SERVER_ONLY, build_wheel
 
-pytestmark = [pytest.mark.slow, pytest.mark.e2e, pytest.mark.arm64]
+# On a fresh machine the module fixture first builds the arm64 root (debootstrap and aarch64
+# wheels under qemu: about 20 minutes), past the suite's 600 s per-test limit.
+pytestmark = [pytest.mark.slow, pytest.mark.e2e, pytest.mark.arm64, pytest.mark.timeout(3000)]
 
 ARM_ROOT = Path(os.environ.get("EDGEFLEET_ARM64_ROOT", Path.home() / ".cache" / "edgefleet" / "arm64-root"))
 # The two device environments deploy/arm64-root.sh makes, and the backend each must serve with.
