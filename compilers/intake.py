@@ -671,12 +671,11 @@ def drop_noop_slices(model: onnx.ModelProto, steps: list[str]) -> onnx.ModelProt
         typed = onnx.shape_inference.infer_shapes(model)
     except Exception:  # without shapes only ends past any size count
         typed = model
-    dims: dict[str, list[int]] = {}
-    for v in (*typed.graph.input, *typed.graph.value_info, *typed.graph.output):
-        if v.type.HasField("tensor_type") and v.type.tensor_type.HasField("shape"):
-            dims[v.name] = [
-                d.dim_value if d.HasField("dim_value") else -1 for d in v.type.tensor_type.shape.dim
-            ]
+    dims = {
+        v.name: _dims(v)
+        for v in (*typed.graph.input, *typed.graph.value_info, *typed.graph.output)
+        if v.type.HasField("tensor_type") and v.type.tensor_type.HasField("shape")
+    }
 
     def const(name: str) -> list[int] | None:
         t = inits.get(name)

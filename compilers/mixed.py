@@ -143,10 +143,7 @@ def layer_costs_from_activations(
             return noise(t, float_acts[t], qdq_raw[t])
         return None
 
-    def delivered(t: str) -> float:  # a graph output as the gate gets it: after its own Q/DQ
-        return against_float(t, "post_qdq") or 0.0
-
-    def consumed(t: str) -> float | None:  # noise of what a consumer gets: after Q/DQ
+    def consumed(t: str) -> float | None:  # noise of what a consumer (or the gate) gets: after Q/DQ
         return against_float(t, "post_qdq")
 
     def local(t: str) -> float:  # noise of the Q/DQ pair itself on t
@@ -162,7 +159,8 @@ def layer_costs_from_activations(
             continue
         ins = [x for x in (consumed(t) for t in node.input if t) if x is not None]
         outs = [x for x in (produced(t) for t in node.output if t) if x is not None]
-        outs += [delivered(t) for t in node.output if t in graph_outputs]
+        # a graph output as the gate gets it: after its own Q/DQ
+        outs += [x for x in (consumed(t) for t in node.output if t in graph_outputs) if x is not None]
         added = max(0.0, max(outs, default=0.0) - max(ins, default=0.0))
         cost = added + max((local(t) for t in node.input if t), default=0.0)
         out.append(LayerCost(node.name, node.op_type, cost))

@@ -4,6 +4,7 @@ list of known ones."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -44,9 +45,7 @@ def load_bundle(
     reason = cls.unavailable_reason()
     if reason:
         raise RuntimeUnavailable(reason)
-    inner, echoes = split_echoes(manifest)
-    adapter = cls.load(bundle_dir, inner, threads=threads, spinning=spinning)
-    return adapter if not echoes else EchoOutputs(adapter, manifest)
+    return _with_echoes(manifest, lambda m: cls.load(bundle_dir, m, threads=threads, spinning=spinning))
 
 
 def load_onnx(
@@ -57,8 +56,15 @@ def load_onnx(
     ``GraphOptimizationLevel``. Raises like :func:`load_bundle`."""
     from agent.runtimes.onnxrt import OnnxRuntimeAdapter  # imports onnxruntime
 
+    return _with_echoes(
+        manifest, lambda m: OnnxRuntimeAdapter.load(bundle_dir, m, threads=threads, optimization=optimization)
+    )
+
+
+def _with_echoes(manifest: Manifest, load: Callable[[Manifest], RuntimeAdapter]) -> RuntimeAdapter:
+    """``load`` of the manifest without its echo outputs, wrapped to give those back."""
     inner, echoes = split_echoes(manifest)
-    adapter = OnnxRuntimeAdapter.load(bundle_dir, inner, threads=threads, optimization=optimization)
+    adapter = load(inner)
     return adapter if not echoes else EchoOutputs(adapter, manifest)
 
 

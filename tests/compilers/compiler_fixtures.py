@@ -76,3 +76,18 @@ def write_model_files(root: Path, model: onnx.ModelProto, channels: int = 3, siz
 def leftovers(parent: Path, name: str) -> list[str]:
     """Anything a compile of ``parent/name`` left behind (the bundle or its staging dirs)."""
     return sorted(p.name for p in parent.iterdir() if p.name == name or p.name.startswith(f".{name}."))
+
+
+def require_tflite() -> None:
+    """Skip unless the tflite converter toolchain is installed and LiteRT runs here."""
+    import pytest
+
+    from agent.runtimes.litert import LiteRTAdapter
+    from compilers import ToolchainError, toolchains
+
+    try:
+        toolchains.python_for("tflite")
+    except ToolchainError:
+        pytest.skip("tflite toolchain not installed: run `edgectl toolchains install tflite`")
+    if LiteRTAdapter.unavailable_reason():
+        pytest.skip(f"LiteRT can't run here: {LiteRTAdapter.unavailable_reason()}")

@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 
 from agent.contracts.manifest import Manifest
-from agent.runtimes.litert import LiteRTAdapter
-from compilers import CompileOptions, ToolchainError, compile_model, toolchains
+from compilers import CompileOptions, compile_model
 from compilers._tflite_convert import parse_args, with_float_producers
 from compilers.base import CompileJob
 from compilers.tflite_arm import TfliteArmTarget, _mixed_args
 from device_profiles import load_profile
 from tests.compilers.accuracy_models import sensitive_model, write_files
+from tests.compilers.compiler_fixtures import require_tflite
 
 # A chain a -> b -> c -> d, plus b also read by e: (op, inputs, outputs) as the converter lists them.
 GRAPH = [
@@ -53,12 +53,7 @@ def test_converter_flags_for_mixed_precision_and_ranking() -> None:
 
 @pytest.mark.slow
 def test_tflite_int8_that_fails_its_gate_ships_mixed(tmp_path: Path) -> None:
-    try:
-        toolchains.python_for("tflite")
-    except ToolchainError:
-        pytest.skip("tflite toolchain not installed: run `edgectl toolchains install tflite`")
-    if LiteRTAdapter.unavailable_reason():
-        pytest.skip(f"LiteRT can't run here: {LiteRTAdapter.unavailable_reason()}")
+    require_tflite()
     files = write_files(tmp_path / "m", sensitive_model(), "sens", (16,))
     opts = CompileOptions(
         precision="int8",
@@ -80,12 +75,7 @@ def test_tflite_int8_that_fails_its_gate_ships_mixed(tmp_path: Path) -> None:
 
 
 def test_float_attempts_after_a_refused_int8_reuse_its_conversion(tmp_path: Path) -> None:
-    try:
-        toolchains.python_for("tflite")
-    except ToolchainError:
-        pytest.skip("tflite toolchain not installed: run `edgectl toolchains install tflite`")
-    if LiteRTAdapter.unavailable_reason():
-        pytest.skip(f"LiteRT can't run here: {LiteRTAdapter.unavailable_reason()}")
+    require_tflite()
     files = write_files(tmp_path / "m", sensitive_model(), "sens", (16,))
     opts = CompileOptions(
         precision="auto",

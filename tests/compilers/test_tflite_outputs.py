@@ -18,9 +18,9 @@ from onnx import TensorProto, helper, numpy_helper
 from agent.contracts.errors import ContractError
 from agent.contracts.manifest import Manifest
 from agent.runtimes import load_bundle
-from agent.runtimes.litert import LiteRTAdapter
-from compilers import CompileOptions, ToolchainError, compile_model, toolchains
+from compilers import CompileOptions, compile_model
 from compilers.tflite_arm import echo_outputs, prepare_model
+from tests.compilers.compiler_fixtures import require_tflite
 
 RNG = np.random.default_rng(11)
 SEQ, VOCAB = 8, 40
@@ -87,12 +87,7 @@ def test_the_manifest_refuses_an_echo_of_no_input(tmp_path: Path) -> None:
 
 
 def test_a_tflite_bundle_gives_the_passed_through_input_back(tmp_path: Path) -> None:
-    try:
-        toolchains.python_for("tflite")
-    except ToolchainError:
-        pytest.skip("tflite toolchain not installed: run `edgectl toolchains install tflite`")
-    if LiteRTAdapter.unavailable_reason():
-        pytest.skip(f"LiteRT can't run here: {LiteRTAdapter.unavailable_reason()}")
+    require_tflite()
     onnx.save(text_model(), tmp_path / "text.onnx")
     ids = RNG.integers(0, VOCAB, size=(24, SEQ)).astype(np.int64)
     np.savez(tmp_path / "val.npz", ids=ids)
@@ -141,12 +136,7 @@ def test_outputs_with_names_tensorflow_refuses_are_renamed(tmp_path: Path) -> No
 
 
 def test_a_tflite_bundle_keeps_an_output_that_other_nodes_read(tmp_path: Path) -> None:
-    try:
-        toolchains.python_for("tflite")
-    except ToolchainError:
-        pytest.skip("tflite toolchain not installed: run `edgectl toolchains install tflite`")
-    if LiteRTAdapter.unavailable_reason():
-        pytest.skip(f"LiteRT can't run here: {LiteRTAdapter.unavailable_reason()}")
+    require_tflite()
     onnx.save(hidden_and_pooled("onnx::Shape_422"), tmp_path / "m.onnx")
     np.savez(tmp_path / "val.npz", x=RNG.normal(size=(16, 8, 16)).astype(np.float32))
     opts = CompileOptions(precision="fp32", validation=tmp_path / "val.npz", latency_runs=0, samples=2)
@@ -158,12 +148,7 @@ def test_a_tflite_bundle_keeps_an_output_that_other_nodes_read(tmp_path: Path) -
 
 def test_erf_converts_to_builtin_ops_litert_runs(tmp_path: Path) -> None:
     # TensorFlow writes Erf (torch.onnx's GELU) as a Flex op, which LiteRT does not run
-    try:
-        toolchains.python_for("tflite")
-    except ToolchainError:
-        pytest.skip("tflite toolchain not installed: run `edgectl toolchains install tflite`")
-    if LiteRTAdapter.unavailable_reason():
-        pytest.skip(f"LiteRT can't run here: {LiteRTAdapter.unavailable_reason()}")
+    require_tflite()
     graph = helper.make_graph(
         [helper.make_node("Erf", ["x"], ["y"], name="erf")],
         "gelu_part",
