@@ -47,7 +47,10 @@ class TargetOutput:
     with the compiled model's names, layouts and quantization filled in. ``runnable_here`` is
     ``None`` when the bundle's own runtime can run on this host, else why not; then
     ``stand_in`` names a file of the bundle that ONNX Runtime can run for validation (the QDQ
-    model TensorRT will build from).
+    model TensorRT will build from). ``int8_in_float`` says why this host's INT8 kernels don't
+    compute what the device's do (ONNX Runtime's x86 u8s8 kernels saturate on a CPU without
+    VNNI, a VNNI device's don't): validation then computes the bundle's Q/DQ as float math, the
+    exact integer result the device gets, and nothing is timed here.
     """
 
     entrypoint: str
@@ -58,6 +61,7 @@ class TargetOutput:
     build: dict[str, Any] = field(default_factory=dict)
     runnable_here: str | None = None
     stand_in: str | None = None
+    int8_in_float: str | None = None
     notes: tuple[str, ...] = ()
 
 

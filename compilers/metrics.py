@@ -4,8 +4,9 @@ Each output gets the metric that means something for it (:func:`choose_metric`):
 
 * integer or boolean outputs (labels, indices, masks): ``exact``, the share of elements equal;
 * class scores ``[N, C]`` with ``C > 1``: ``top1``, the share of samples with the same arg-max;
-  rows of unit L2 norm with negative values, or a name that says so (``embedding``, ``feature``,
-  ``box``, ``landmark``, ...), are embeddings or regressions instead;
+  rows of unit L2 norm with negative values, an output the graph makes by pooling (mean-pooled
+  tokens, a global average pool), or a name that says so (``embedding``, ``feature``, ``box``,
+  ``landmark``, ...), are embeddings or regressions instead;
 * everything else (probability maps, embeddings, box and landmark regressions, sequences,
   single values): ``cosine``, the mean over samples of the cosine similarity of the flattened
   sample. An output of rank 3 or more is scored channel by channel and its figure is the worst
@@ -204,12 +205,15 @@ def _is_embedding(arr: np.ndarray) -> bool:
     return bool(np.all(np.abs(np.linalg.norm(a, axis=1) - 1.0) < _UNIT_NORM_TOL))
 
 
-def choose_metric(name: str, ref: np.ndarray) -> tuple[str, str]:
-    """The metric for output ``name`` given its FP32 values, and why (pure)."""
+def choose_metric(name: str, ref: np.ndarray, pooled: bool = False) -> tuple[str, str]:
+    """The metric for output ``name`` given its FP32 values, and why (pure). ``pooled``: the
+    graph makes the output by pooling (:func:`compilers.modelcheck.pooled_outputs`)."""
     arr = np.asarray(ref)
     if arr.dtype.kind in "biu":
         return EXACT, f"integer output {arr.dtype}"
     if arr.ndim == 2 and arr.shape[1] > 1:
+        if pooled:
+            return COSINE, f"[N, {arr.shape[1]}] pooled from a sequence or map (an embedding)"
         if _NOT_CLASS_SCORES.search(name):
             return COSINE, f"[N, {arr.shape[1]}] named like a regression or embedding"
         if _is_embedding(arr):
@@ -318,8 +322,10 @@ def score_outputs(
     min_agreement: float,
     metric: str | None = None,
     threshold: float | None = None,
+    pooled: frozenset[str] = frozenset(),
 ) -> tuple[OutputScore, ...]:
-    """Score every output in ``names`` (pure but for importing a user's metric).
+    """Score every output in ``names`` (pure but for importing a user's metric); ``pooled``
+    names the outputs the graph pools (embeddings, see :func:`choose_metric`).
 
     ``metric`` ``None`` chooses per output (:func:`choose_metric`); a name applies it to every
     output; ``OUTPUT=NAME,...`` names the metric of some outputs (the others are chosen);
@@ -347,7 +353,7 @@ def score_outputs(
             )
         named = mapping.get(name) if mapping is not None else metric
         if named is None:
-            chosen, why = choose_metric(name, ref)
+            chosen, why = choose_metric(name, ref, name in pooled)
             thr = default_threshold(chosen, min_agreement)
         else:
             chosen, why = named, "--metric"

@@ -16,7 +16,9 @@ which the whole tensor's noise power does not show.
 
 Keeping layers in float is each target's own business (ONNX Runtime ``nodes_to_exclude``; for
 TensorRT, :func:`strip_qdq` removes the Q/DQ pairs on the layer's inputs in the QDQ ONNX).
-:func:`schedule` says how many of the ranked layers each attempt keeps in float.
+:func:`schedule` says how many of the ranked layers each attempt keeps in float; the compile tries
+its largest step first (when the whole allowance fails, no smaller one will pass), then the
+smaller ones in order.
 """
 
 from __future__ import annotations

@@ -144,3 +144,49 @@ def model_info(model: onnx.ModelProto) -> dict[str, Any]:
         "producer": f"{model.producer_name} {model.producer_version}".strip() or None,
         "nodes": sum(1 for _ in iter_nodes(model.graph)),
     }
+
+
+# Ops that pass a tensor on unchanged in value (looked through to find what made an output).
+_PASS_THROUGH = ("Identity", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Cast", "Concat")
+# Reductions over tokens or positions: what pools a sequence or a feature map into one vector.
+_POOLING = ("ReduceMean", "ReduceSum", "ReduceMax", "ReduceL2", "GlobalAveragePool", "GlobalMaxPool")
+
+
+def pooled_outputs(model: onnx.ModelProto) -> frozenset[str]:
+    """Graph outputs that pool a sequence or feature map into a vector: sentence and image
+    embeddings, not class scores (pure). An output counts when, looking through ops that keep its
+    values (a one-input Concat, Reshape, Flatten, ...), it is made by a reduction
+    (ReduceMean, GlobalAveragePool, ...), an ``LpNormalization``, or a ``Div`` of a reduction (mean
+    pooling: summed tokens over the mask's count; L2 normalisation) that is not a softmax
+    written out (``Exp`` over its ``ReduceSum``)."""
+    producer = {o: n for n in model.graph.node for o in n.output}
+
+    def made_by(t: str) -> onnx.NodeProto | None:
+        node = producer.get(t)
+        seen = 0
+        while node is not None and node.op_type in _PASS_THROUGH and seen < 16:
+            real = [i for i in node.input if i]
+            if node.op_type == "Concat" and len(real) != 1:
+                break
+            if not real:
+                break
+            node, seen = producer.get(real[0]), seen + 1
+        return node
+
+    def pooling(node: onnx.NodeProto | None) -> bool:
+        return node is not None and node.op_type in _POOLING
+
+    out = set()
+    for value in model.graph.output:
+        node = made_by(value.name)
+        if node is None:
+            continue
+        if pooling(node) or node.op_type == "LpNormalization":
+            out.add(value.name)
+        elif node.op_type == "Div" and len(node.input) == 2:
+            num, den = (made_by(t) for t in node.input)
+            if num is not None and num.op_type == "Exp":
+                continue
+            if pooling(num) or pooling(den) or (den is not None and den.op_type in ("Sqrt", "Clip", "Max")):
+                out.add(value.name)
+    return frozenset(out)

@@ -49,7 +49,7 @@ from compilers.calibration import SampleSet, load_samples
 from compilers.errors import CalibrationError, CompileError, TargetError, ToolchainError, ValidationGateError
 from compilers.hostcpu import host_arch, host_has_vnni
 from compilers.mixed import schedule as mixed_schedule
-from compilers.modelcheck import input_specs, load_model, model_info, one_line
+from compilers.modelcheck import input_specs, load_model, model_info, one_line, pooled_outputs
 from compilers.options import CompileOptions
 from compilers.preflight import FitResult, check_fit, estimate_memory
 from compilers.registry import get_target
@@ -247,7 +247,7 @@ def _build(req: _Request, tries: _Tries, out_dir: Path) -> CompileReport:
     staging, out, files = a.staging, a.out, a.files
     size = a.size
     memory = estimate_memory(req.model, size, req.target.runtime)
-    fit = check_fit(req.profile, memory, checked.latency_ms, _latency_unmeasurable(req, checked.ran))
+    fit = check_fit(req.profile, memory, checked.latency_ms, _latency_unmeasurable(req, checked))
     notes = (*req.plan.notes, *out.notes, *found.notes, *_host_notes(req, checked, precision))
 
     selftest = None
@@ -471,6 +471,11 @@ def _int8(req: _Request, tries: _Tries, log: _Log, skip_uncalibrated: bool) -> _
 
 
 def _mixed(req: _Request, tries: _Tries, base: _Attempt, log: _Log) -> _Found | None:
+    """The failed INT8 ``base`` again with its costliest layers in float. The whole allowance
+    (the schedule's largest step) is tried first: when even that fails its gate, more layers in
+    float within the budget won't pass either, and one attempt was spent instead of every step.
+    When it passes, the smaller steps are tried in order and the first that passes ships (the
+    fewest layers in float), else the whole allowance does."""
     extra: dict[str, Any] = {"calibration_method": base.calibration_method} if base.calibration_method else {}
     req.say("INT8 failed its gate: ranking layers by quantization error against FP32")
     ranked = req.target.layer_costs(req.job("int8", extra), base.staging)
@@ -478,21 +483,40 @@ def _mixed(req: _Request, tries: _Tries, base: _Attempt, log: _Log) -> _Found | 
         log.append(f"mixed precision: target {req.target.name} can't keep layers in float here")
         return None
     steps = mixed_schedule(len(ranked), req.opts.mixed_max_share, req.opts.mixed_attempts, len(ranked))
-    for n, k in enumerate(steps, 1):
+    if not steps:
+        return None
+
+    def attempt(k: int) -> _Attempt:
         nodes = [c.node for c in ranked[:k]]
         req.say(
             f"mixed precision: keeping {k} of {len(ranked)} layer(s) in float ({', '.join(nodes[:4])}...)"
         )
-        a = _attempt(req, tries, "int8", {**extra, "float_nodes": tuple(nodes)})
+        return _attempt(req, tries, "int8", {**extra, "float_nodes": tuple(nodes)})
+
+    def found(a: _Attempt, n: int) -> _Found:
+        note = (
+            f"mixed precision: {len(a.float_nodes)} layer(s) kept in float after plain INT8 failed "
+            f"({base.failure}): {', '.join(a.float_nodes)}"
+        )
+        return _Found(a, notes=(note,), int8_base=base, ranked=len(ranked), mixed_attempts=n)
+
+    whole = attempt(steps[-1])
+    if whole.failure is not None:
+        _refused(log, whole)
+        tries.drop(whole.staging)
+        req.say(
+            f"mixed precision: stopped: {steps[-1]} layer(s) in float, the whole allowance "
+            f"({req.opts.mixed_max_share:.0%} of the layers), did not pass"
+        )
+        return None
+    for n, k in enumerate(steps[:-1], 2):
+        a = attempt(k)
         if a.failure is None:
-            note = (
-                f"mixed precision: {len(a.float_nodes)} layer(s) kept in float after plain INT8 failed "
-                f"({base.failure}): {', '.join(a.float_nodes)}"
-            )
-            return _Found(a, notes=(note,), int8_base=base, ranked=len(ranked), mixed_attempts=n)
+            tries.drop(whole.staging)
+            return found(a, n)
         _refused(log, a)
         tries.drop(a.staging)
-    return None
+    return found(whole, len(steps))
 
 
 def _slower_than_fp32(checked: _Checked) -> str | None:
@@ -523,6 +547,7 @@ def _measure(req: _Request, a: _Attempt, base: _Attempt | None) -> _Checked:
             a.out.runnable_here,
             a.out.stand_in,
             opts.threads,
+            a.out.int8_in_float,
         )
         adapters.append(run.adapter)
         if base is not None and base.checked.ran:
@@ -532,6 +557,7 @@ def _measure(req: _Request, a: _Attempt, base: _Attempt | None) -> _Checked:
                 base.out.runnable_here,
                 base.out.stand_in,
                 opts.threads,
+                base.out.int8_in_float,
             )
             adapters.append(other.adapter)
         with _as_toolchain_error("timing the compiled model failed"):
@@ -591,14 +617,24 @@ def _validate(req: _Request, staging: Path, draft: Manifest, out: TargetOutput) 
     samples, opts = req.plan.validation, req.opts
     req.say(f"validating against FP32 on {len(samples)} samples")
     reference = _reference(req)
-    run = compiled_adapter(staging, draft, out.runnable_here, out.stand_in, opts.threads)
+    run = compiled_adapter(staging, draft, out.runnable_here, out.stand_in, opts.threads, out.int8_in_float)
     try:
         with _as_toolchain_error("the compiled model failed on the validation samples"):
             got = run_all(run.adapter, samples, req.inputs)
     finally:
         run.adapter.close()
+    pooled = req.cache.get("pooled")
+    if pooled is None:
+        pooled = req.cache["pooled"] = pooled_outputs(req.model)
     comparison = compare(
-        reference, got, req.outputs, samples.labels, opts.min_agreement, opts.metric, opts.metric_threshold
+        reference,
+        got,
+        req.outputs,
+        samples.labels,
+        opts.min_agreement,
+        opts.metric,
+        opts.metric_threshold,
+        pooled,
     )
     return _Checked(
         comparison=comparison,
@@ -639,10 +675,12 @@ def _as_toolchain_error(what: str) -> Iterator[None]:
         raise ToolchainError(f"{what}: {one_line(exc)}") from exc
 
 
-def _latency_unmeasurable(req: _Request, ran: bool) -> str | None:
+def _latency_unmeasurable(req: _Request, checked: _Checked) -> str | None:
     if req.opts.latency_runs == 0:
         return "latency not measured (latency_runs=0)"
-    if not ran:
+    if not checked.ran and checked.checked_with and "; " in checked.checked_with:
+        return checked.checked_with.partition("; ")[2]  # the reason the stand-in was used
+    if not checked.ran:
         return "the bundle's runtime does not run on this host"
     if host_arch() != req.profile.cpu.arch:
         return f"this host is {host_arch()}, the device is {req.profile.cpu.arch}"

@@ -106,11 +106,17 @@ class Comparison:
         return tuple(s for s in self.scores if not s.passed)
 
 
-def classifier_output(outputs: dict[str, np.ndarray], specs: tuple[TensorSpec, ...]) -> str | None:
+def classifier_output(
+    outputs: dict[str, np.ndarray], specs: tuple[TensorSpec, ...], pooled: frozenset[str] = frozenset()
+) -> str | None:
     """The first output shaped like class scores ``[N, C]`` with ``C > 1``, else ``None``."""
     for spec in specs:
         arr = outputs[spec.name]
-        if arr.ndim == 2 and arr.shape[1] > 1 and choose_metric(spec.name, arr)[0] == TOP1:
+        if (
+            arr.ndim == 2
+            and arr.shape[1] > 1
+            and choose_metric(spec.name, arr, spec.name in pooled)[0] == TOP1
+        ):
             return spec.name
     return None
 
@@ -123,6 +129,7 @@ def compare(
     min_agreement: float = 0.99,
     metric: str | None = None,
     threshold: float | None = None,
+    pooled: frozenset[str] = frozenset(),
 ) -> Comparison:
     """Every output scored against FP32 (:func:`compilers.metrics.score_outputs`), top-1
     agreement of the first class-score output, max/mean absolute error over every output element,
@@ -132,7 +139,7 @@ def compare(
         np.abs(got[s.name].astype(np.float64) - reference[s.name].astype(np.float64)).ravel() for s in specs
     ]
     err = np.concatenate(errors) if errors else np.zeros(1)
-    cls = classifier_output(reference, specs)
+    cls = classifier_output(reference, specs, pooled)
     n = len(next(iter(reference.values())))
     agreement = accuracy = fp32_accuracy = None
     if cls is not None:
@@ -141,7 +148,7 @@ def compare(
         if labels is not None and labels.ndim == 1 and len(labels) == n:
             accuracy = float(np.mean(got_top == labels))
             fp32_accuracy = float(np.mean(ref_top == labels))
-    scores = score_outputs(reference, got, [s.name for s in specs], min_agreement, metric, threshold)
+    scores = score_outputs(reference, got, [s.name for s in specs], min_agreement, metric, threshold, pooled)
     return Comparison(
         samples=n,
         top1_agreement=agreement,
@@ -232,13 +239,32 @@ class CompiledRun:
 
 
 def compiled_adapter(
-    staging: Path, manifest: Manifest, runnable_here: str | None, stand_in: str | None, threads: int | None
+    staging: Path,
+    manifest: Manifest,
+    runnable_here: str | None,
+    stand_in: str | None,
+    threads: int | None,
+    int8_in_float: str | None = None,
 ) -> CompiledRun:
-    """Load the bundle with its own runtime, or its stand-in under ONNX Runtime.
+    """Load the bundle with its own runtime, or its stand-in under ONNX Runtime; with
+    ``int8_in_float`` (why this host's INT8 kernels differ from the device's), the bundle's own
+    ONNX model with its Q/DQ computed as float math.
 
     Raises :class:`ToolchainError` when neither can run here or the runtime refuses the model.
     """
     reason = runnable_here
+    if reason is None and int8_in_float is not None:
+        try:
+            adapter = load_onnx(staging, manifest, threads=threads, optimization=STAND_IN_OPTIMIZATION)
+        except RuntimeLoadError as exc:
+            raise ToolchainError(
+                f"the compiled model does not load in ONNX Runtime: {one_line(exc)}"
+            ) from exc
+        version = runtime_version("onnxruntime")
+        how = "Q/DQ in float: the exact integer arithmetic of the device's kernels"
+        return CompiledRun(
+            adapter, False, f"onnxruntime {version} on {manifest.entrypoint} ({how}); {int8_in_float}"
+        )
     if reason is None:
         try:
             return CompiledRun(load_bundle(staging, manifest, threads=threads), True, None)

@@ -270,6 +270,8 @@ class AuditEntry(Base):
     target: Mapped[str | None] = mapped_column(String(300))
     client: Mapped[str | None] = mapped_column(String(64))
     status: Mapped[int] = mapped_column(Integer)
+
+
 class EnrollmentToken(Base):
     """A token a device enrolls with: only its sha256 is kept. It puts the device in ``group_name``
     with ``labels`` added, ``uses_left`` more times, until ``expires_at``."""

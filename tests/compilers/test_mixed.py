@@ -230,3 +230,52 @@ def test_a_graph_output_is_ranked_channel_by_channel() -> None:
     ranked = layer_costs_from_activations(model, {"box", "score", "head"}, matched, {}, {})
     assert ranked[0].node == "head"
     assert ranked[0].cost == pytest.approx(1.0)  # a score channel entirely lost
+
+
+def test_mixed_stops_after_the_whole_allowance_fails(sens: ModelFiles, tmp_path: Path) -> None:
+    # No INT8 layer gives a cosine of exactly 1: the largest step is tried first, fails, and no
+    # smaller step is tried (each would cost a full quantization and validation).
+    opts = CompileOptions(
+        calibration=sens.calibration,
+        validation=sens.validation,
+        calibration_method="MinMax",
+        metric="cosine",
+        metric_threshold=1.0,
+        mixed_max_share=0.5,
+        **QUICK,
+    )
+    said: list[str] = []
+    with pytest.raises(ValidationGateError) as err:
+        compile_model(sens.model, "x86-64-avx2", tmp_path / "b", opts, said.append)
+    kept = [s for s in said if s.startswith("mixed precision: keeping")]
+    assert len(kept) == 1  # the whole allowance: half of the ranked layers
+    k, ranked = (
+        int(x) for x in kept[0].removeprefix("mixed precision: keeping ").split(" layer")[0].split(" of ")
+    )
+    assert k == ranked // 2
+    assert any(s.startswith(f"mixed precision: stopped: {k} layer(s) in float") for s in said)
+    assert str(err.value).count("layer(s) in float") == 1
+    assert leftovers(tmp_path, "b") == []
+
+
+def test_mixed_ships_the_fewest_layers_after_the_whole_allowance_passes(
+    sens: ModelFiles, tmp_path: Path
+) -> None:
+    opts = CompileOptions(
+        calibration=sens.calibration,
+        validation=sens.validation,
+        calibration_method="MinMax",
+        mixed_max_share=0.5,
+        **QUICK,
+    )
+    said: list[str] = []
+    report = compile_model(sens.model, "jetson-orin-nano", tmp_path / "b", opts, said.append)
+    kept = [
+        int(s.split(" of ")[0].rpartition(" ")[2]) for s in said if s.startswith("mixed precision: keeping")
+    ]
+    # the whole allowance first, then 1, 2, ... up to the first that passes
+    assert len(kept) >= 2 and kept[0] == max(kept) and kept[1:] == sorted(kept[1:]) and kept[1] == 1
+    assert report.mixed is not None and report.mixed.attempts == len(kept)
+    assert len(report.mixed.float_nodes) == kept[-1] < kept[0]
+    assert report.mixed.float_nodes[0] == "sensitive"
+    assert leftovers(tmp_path, "b") == ["b"]

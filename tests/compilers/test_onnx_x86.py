@@ -176,3 +176,27 @@ def test_unsupported_op_leaves_no_output(tmp_path: Path) -> None:
     with pytest.raises(UnsupportedOpError):
         compile_model(path, "x86-64-avx2", tmp_path / "b", CompileOptions(precision="fp32"))
     assert leftovers(tmp_path, "b") == []
+
+
+@pytest.mark.parametrize("host_vnni", [False, True])
+def test_int8_for_a_vnni_device_on_a_host_without_vnni_is_checked_in_float(
+    tiny: ModelFiles, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, host_vnni: bool
+) -> None:
+    # Without VNNI this host's u8s8 kernels saturate where the device's don't: the bundle's Q/DQ
+    # is computed in float (the exact integer result) and its latency is not taken for the device's.
+    import compilers.onnx_x86 as x86
+
+    monkeypatch.setattr(x86, "host_has_vnni", lambda: host_vnni)
+    opts = fast(precision="int8", calibration=tiny.calibration, validation=tiny.validation)
+    r = compile_model(tiny.model, "x86-64-avx512-vnni", tmp_path / "b", opts)
+    assert r.manifest.build["quantization"]["reduce_range"] is False
+    v = r.manifest.validation
+    assert v is not None
+    if host_vnni:
+        assert v.ran is True and v.checked_with is None and v.latency_ms is not None
+    else:
+        assert v.ran is False and v.latency_ms is None
+        assert (
+            v.checked_with is not None and "Q/DQ in float" in v.checked_with and "no VNNI" in v.checked_with
+        )
+        assert r.fit is not None and "no VNNI" in r.fit.latency_note
