@@ -48,6 +48,7 @@ from compilers.bundle import check_destination, discard, file_entries, make_stag
 from compilers.calibration import SampleSet, load_samples
 from compilers.errors import CalibrationError, CompileError, TargetError, ToolchainError, ValidationGateError
 from compilers.hostcpu import host_arch, host_has_vnni
+from compilers.mixed import LayerCost, from_the_ends
 from compilers.mixed import schedule as mixed_schedule
 from compilers.modelcheck import input_specs, load_model, model_info, one_line, pooled_outputs
 from compilers.options import CompileOptions
@@ -471,11 +472,14 @@ def _int8(req: _Request, tries: _Tries, log: _Log, skip_uncalibrated: bool) -> _
 
 
 def _mixed(req: _Request, tries: _Tries, base: _Attempt, log: _Log) -> _Found | None:
-    """The failed INT8 ``base`` again with its costliest layers in float. The whole allowance
-    (the schedule's largest step) is tried first: when even that fails its gate, more layers in
-    float within the budget won't pass either, and one attempt was spent instead of every step.
-    When it passes, the smaller steps are tried in order and the first that passes ships (the
-    fewest layers in float), else the whole allowance does."""
+    """The failed INT8 ``base`` again with some layers in float, within ``mixed_attempts`` tries
+    and ``mixed_max_share`` of the layers (the allowance).
+
+    Two orders are tried, each first with the whole allowance: the costliest layers by
+    quantization noise, then layers from both ends of the graph (:func:`compilers.mixed.from_the_ends`).
+    When an order's whole allowance fails, fewer of its layers won't pass and the next order
+    is tried; when it passes, the count is halved towards the fewest layers that still pass
+    (bisection with the tries left), and the fewest that passed ship."""
     extra: dict[str, Any] = {"calibration_method": base.calibration_method} if base.calibration_method else {}
     req.say("INT8 failed its gate: ranking layers by quantization error against FP32")
     ranked = req.target.layer_costs(req.job("int8", extra), base.staging)
@@ -485,38 +489,49 @@ def _mixed(req: _Request, tries: _Tries, base: _Attempt, log: _Log) -> _Found | 
     steps = mixed_schedule(len(ranked), req.opts.mixed_max_share, req.opts.mixed_attempts, len(ranked))
     if not steps:
         return None
+    cap, left = steps[-1], req.opts.mixed_attempts
+    orders = [("costliest first", list(ranked))]
+    ends = from_the_ends(ranked)
+    if ends and [c.node for c in ends[:cap]] != [c.node for c in ranked[:cap]]:
+        orders.append(("from both ends of the graph", ends))
 
-    def attempt(k: int) -> _Attempt:
-        nodes = [c.node for c in ranked[:k]]
+    def attempt(order: list[LayerCost], how: str, k: int) -> _Attempt:
+        nodes = [c.node for c in order[:k]]
         req.say(
-            f"mixed precision: keeping {k} of {len(ranked)} layer(s) in float ({', '.join(nodes[:4])}...)"
+            f"mixed precision: keeping {k} of {len(ranked)} layer(s) in float, {how} "
+            f"({', '.join(nodes[:4])}...)"
         )
         return _attempt(req, tries, "int8", {**extra, "float_nodes": tuple(nodes)})
 
-    def found(a: _Attempt, n: int) -> _Found:
+    used = 0
+    for how, order in orders:
+        if used >= left:
+            break
+        best = attempt(order, how, cap)
+        used += 1
+        if best.failure is not None:
+            _refused(log, best)
+            tries.drop(best.staging)
+            req.say(f"mixed precision: {cap} layer(s) in float, {how} (the whole allowance), did not pass")
+            continue
+        lo, hi = 0, cap
+        while used < left and hi - lo > 1:
+            mid = (lo + hi) // 2
+            a = attempt(order, how, mid)
+            used += 1
+            if a.failure is None:
+                tries.drop(best.staging)
+                best, hi = a, mid
+            else:
+                _refused(log, a)
+                tries.drop(a.staging)
+                lo = mid
         note = (
-            f"mixed precision: {len(a.float_nodes)} layer(s) kept in float after plain INT8 failed "
-            f"({base.failure}): {', '.join(a.float_nodes)}"
+            f"mixed precision: {len(best.float_nodes)} layer(s) kept in float ({how}) after plain INT8 "
+            f"failed ({base.failure}): {', '.join(best.float_nodes)}"
         )
-        return _Found(a, notes=(note,), int8_base=base, ranked=len(ranked), mixed_attempts=n)
-
-    whole = attempt(steps[-1])
-    if whole.failure is not None:
-        _refused(log, whole)
-        tries.drop(whole.staging)
-        req.say(
-            f"mixed precision: stopped: {steps[-1]} layer(s) in float, the whole allowance "
-            f"({req.opts.mixed_max_share:.0%} of the layers), did not pass"
-        )
-        return None
-    for n, k in enumerate(steps[:-1], 2):
-        a = attempt(k)
-        if a.failure is None:
-            tries.drop(whole.staging)
-            return found(a, n)
-        _refused(log, a)
-        tries.drop(a.staging)
-    return found(whole, len(steps))
+        return _Found(best, notes=(note,), int8_base=base, ranked=len(ranked), mixed_attempts=used)
+    return None
 
 
 def _slower_than_fp32(checked: _Checked) -> str | None:
