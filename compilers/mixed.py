@@ -16,9 +16,11 @@ which the whole tensor's noise power does not show.
 
 Keeping layers in float is each target's own business (ONNX Runtime ``nodes_to_exclude``; for
 TensorRT, :func:`strip_qdq` removes the Q/DQ pairs on the layer's inputs in the QDQ ONNX).
-:func:`schedule` says how many of the ranked layers each attempt keeps in float; the compile tries
-its largest step first (when the whole allowance fails, no smaller one will pass), then the
-smaller ones in order.
+The compile keeps at most :func:`schedule`'s largest step in float (the allowance). It tries two
+orders of the layers, each first with the whole allowance: the costliest first, then
+:func:`from_the_ends` (a stretch at the input or the output in float, where many layers each add
+a little); the first order whose allowance passes is bisected towards the fewest layers that
+still pass.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ output directory):
 4. in a staging directory beside ``out_dir``, the target writes its model files;
 5. validate against FP32, every output with its metric (:mod:`compilers.metrics`), and apply the
    gate. For INT8 a refused bundle is tried again with the target's other calibration methods,
-   then with its costliest layers kept in float (:mod:`compilers.mixed`, within
+   then with layers kept in float (:mod:`compilers.mixed`: the costliest, then from both ends; within
    ``mixed_attempts``/``mixed_max_share``); ``precision="auto"`` goes on to FP16 and FP32, and
    passes over a bundle measured slower than FP32 on this host. Each attempt has its own staging
    directory; all but the one shipped are removed;
@@ -492,7 +492,7 @@ def _mixed(req: _Request, tries: _Tries, base: _Attempt, log: _Log) -> _Found | 
     cap, left = steps[-1], req.opts.mixed_attempts
     orders = [("costliest first", list(ranked))]
     ends = from_the_ends(ranked)
-    if ends and [c.node for c in ends[:cap]] != [c.node for c in ranked[:cap]]:
+    if ends and {c.node for c in ends[:cap]} != {c.node for c in ranked[:cap]}:
         orders.append(("from both ends of the graph", ends))
 
     def attempt(order: list[LayerCost], how: str, k: int) -> _Attempt:
