@@ -17,7 +17,8 @@ without changing what the model computes, in this order, and says what it did, o
    optimisation saved back to ONNX (semantics-preserving rewrites done before any provider is
    chosen), else by onnxsim when it is installed. A result with ops of a domain the source did
    not use (ONNX Runtime's ``com.microsoft``), or other inputs and outputs, is discarded. Slices
-   that select their whole input are removed (:func:`drop_noop_slices`).
+   that select their whole input are removed (:func:`drop_noop_slices`), and a Gemm bias of
+   shape ``[1, N]`` becomes ``[N]`` (:func:`flat_gemm_bias`).
 4. **external data**: a source whose weights live in separate files, or whose weights pass
    :data:`EXTERNAL_THRESHOLD`, is worked on as a skeleton (the weights stay in files; protobuf's
    2 GiB limit never applies) and saved the same way.
@@ -148,6 +149,7 @@ def normalise(
         say("folding constants and simplifying the graph")
         model, simplifier = simplify_model(model, work, external, steps)
         model = drop_noop_slices(model, steps)
+    model = flat_gemm_bias(model, steps)
 
     if model is start:  # nothing to do: the target converts the source file itself
         model, path = original, source
@@ -730,5 +732,51 @@ def drop_noop_slices(model: onnx.ModelProto, steps: list[str]) -> onnx.ModelProt
     steps.append(
         f"{len(noop)} Slice node(s) that select their whole input removed "
         f"({', '.join(n.name or n.output[0] for n in noop[:3])}{', ...' if len(noop) > 3 else ''})"
+    )
+    return model
+
+
+def flat_gemm_bias(model: onnx.ModelProto, steps: list[str]) -> onnx.ModelProto:
+    """``model`` with each ``Gemm`` bias initializer of shape ``[1, N]`` written as ``[N]`` (the
+    same values: ``C`` broadcasts to ``[M, N]`` either way); ``model`` itself when there is none.
+
+    ONNX Runtime fuses ``MatMul`` + ``Add`` of a ``[1, N]`` constant (tf2onnx and jax2tf write
+    Dense layers so) into such a Gemm, and its per-channel quantizer indexes that bias as if it
+    were ``[N]``: quantizing failed ("truth value of an array ... is ambiguous"), and with the
+    adjustment turned off the INT32 bias's ``DequantizeLinear`` failed at run time (Google's
+    Magika)."""
+    inits = {i.name: i for i in model.graph.initializer}
+    readers: dict[str, int] = {}
+    for node in iter_nodes(model.graph):
+        for t in node.input:
+            readers[t] = readers.get(t, 0) + 1
+
+    def two_dim(node: onnx.NodeProto) -> bool:
+        if node.op_type != "Gemm" or node.domain not in _DEFAULT_DOMAINS or len(node.input) < 3:
+            return False
+        c = inits.get(node.input[2])
+        return c is not None and len(c.dims) == 2 and c.dims[0] == 1 and c.dims[1] > 1
+
+    found = [n for n in model.graph.node if two_dim(n)]
+    if not found:
+        return model
+    model = _copy(model)
+    inits = {i.name: i for i in model.graph.initializer}
+    for node in model.graph.node:
+        if not two_dim(node):
+            continue
+        c = inits[node.input[2]]
+        flat = numpy_helper.from_array(np.asarray(numpy_helper.to_array(c)).reshape(-1), c.name)
+        if readers.get(c.name, 0) == 1:
+            c.CopyFrom(flat)
+        else:
+            flat.name = f"{c.name}_flat"
+            if flat.name not in inits:
+                model.graph.initializer.append(flat)
+                inits[flat.name] = flat
+            node.input[2] = flat.name
+    steps.append(
+        f"{len(found)} Gemm bias(es) of shape [1, N] written as [N] "
+        f"({', '.join(n.name or n.output[0] for n in found[:3])}{', ...' if len(found) > 3 else ''})"
     )
     return model

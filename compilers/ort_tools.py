@@ -9,6 +9,7 @@ errors are translated).
 from __future__ import annotations
 
 import logging
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -202,7 +203,7 @@ def quantize_qdq(
         "QuantizeBias": settings.quantize_bias,
     }
 
-    def _quantize(reader: Any) -> None:
+    def _quantize(reader: Any, options: dict[str, Any]) -> None:
         quantize_static(
             str(src),
             str(dst),
@@ -214,16 +215,35 @@ def quantize_qdq(
             weight_type=getattr(QuantType, settings.weight_type),
             calibrate_method=getattr(CalibrationMethod, settings.calibration),
             nodes_to_exclude=list(nodes_to_exclude),
-            extra_options={k: v for k, v in extra.items() if v is not None},
+            extra_options={k: v for k, v in options.items() if v is not None},
         )
 
+    def reader() -> Any:
+        return _Reader(samples, inputs, equal_batches=settings.calibration != "MinMax")
+
     def run() -> None:
-        reader = _Reader(samples, inputs, equal_batches=settings.calibration != "MinMax")
         _quiet_calibrators()
-        _quantize(reader)
+        try:
+            _quantize(reader(), extra)
+        except ValueError as exc:
+            if not _raised_in(exc, _BIAS_SCALE_ADJUSTMENT):
+                raise
+            # ONNX Runtime's per-channel weight-scale adjustment for INT32 biases indexes a
+            # bias of shape [1, N] (a Gemm's, as tf2onnx writes it) as if it were [N] and fails;
+            # quantize again without that adjustment.
+            log.info("quantizing again without the INT32 bias scale adjustment: %s", exc)
+            _quantize(reader(), {**extra, "QDQDisableWeightAdjustForInt32Bias": True})
 
     _tool(f"static INT8 quantization ({settings.calibration} calibration)", run)
     prune_opset_imports(dst)
+
+
+_BIAS_SCALE_ADJUSTMENT = "_adjust_weight_scale_for_int32_bias"
+
+
+def _raised_in(exc: BaseException, function: str) -> bool:
+    """Whether ``exc`` was raised inside a function named ``function`` (its traceback's frames)."""
+    return any(frame.name == function for frame in traceback.extract_tb(exc.__traceback__))
 
 
 def _quiet_calibrators() -> None:

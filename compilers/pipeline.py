@@ -477,7 +477,8 @@ def _mixed(req: _Request, tries: _Tries, base: _Attempt, log: _Log) -> _Found | 
 
     Two orders are tried, each first with the whole allowance: the costliest layers by
     quantization noise, then layers from both ends of the graph (:func:`compilers.mixed.from_the_ends`).
-    When an order's whole allowance fails, fewer of its layers won't pass and the next order
+    When an order's whole allowance fails, fewer of its layers are not tried (they rarely pass
+    where more did not, and each try is a full quantization and validation) and the next order
     is tried; when it passes, the count is halved towards the fewest layers that still pass
     (bisection with the tries left), and the fewest that passed ship."""
     extra: dict[str, Any] = {"calibration_method": base.calibration_method} if base.calibration_method else {}
