@@ -16,7 +16,7 @@ which the whole tensor's noise power does not show.
 
 Keeping layers in float is each target's own business (ONNX Runtime ``nodes_to_exclude``; for
 TensorRT, :func:`strip_qdq` removes the Q/DQ pairs on the layer's inputs in the QDQ ONNX).
-The compile keeps at most :func:`schedule`'s largest step in float (the allowance). It tries two
+The compile keeps at most :func:`allowance` layers in float. It tries two
 orders of the layers, each first with the whole allowance: the costliest first, then
 :func:`from_the_ends` (a stretch at the input or the output in float, where many layers each add
 a little); the first order whose allowance passes is bisected towards the fewest layers that
@@ -56,20 +56,10 @@ class LayerCost:
     position: int = -1  # the node's index in the graph (-1: unknown)
 
 
-def schedule(ranked: int, max_share: float, attempts: int, quantizable: int) -> list[int]:
-    """How many of the ``ranked`` layers each attempt keeps in float: 1, 2, 4, ... doubling, up
-    to ``max_share`` of the ``quantizable`` layers (at least one) and at most ``attempts`` tries;
-    the last try uses the whole allowance (pure)."""
-    cap = min(ranked, max(1, int(max_share * quantizable)))
-    if cap <= 0:
-        return []
-    out: list[int] = []
-    k = 1
-    while k < cap and len(out) < attempts - 1:
-        out.append(k)
-        k *= 2
-    out.append(cap)
-    return out[:attempts]
+def allowance(ranked: int, max_share: float, quantizable: int) -> int:
+    """How many of the ``ranked`` layers an attempt may keep in float: ``max_share`` of the
+    ``quantizable`` layers, at least one, at most ``ranked``; 0 when nothing is ranked (pure)."""
+    return max(0, min(ranked, max(1, int(max_share * quantizable))))
 
 
 def from_the_ends(ranked: Sequence[LayerCost]) -> list[LayerCost]:

@@ -48,8 +48,7 @@ from compilers.bundle import check_destination, discard, file_entries, make_stag
 from compilers.calibration import SampleSet, load_samples
 from compilers.errors import CalibrationError, CompileError, TargetError, ToolchainError, ValidationGateError
 from compilers.hostcpu import host_arch, host_has_vnni
-from compilers.mixed import LayerCost, from_the_ends
-from compilers.mixed import schedule as mixed_schedule
+from compilers.mixed import LayerCost, allowance, from_the_ends
 from compilers.modelcheck import input_specs, load_model, model_info, one_line, pooled_outputs
 from compilers.options import CompileOptions
 from compilers.preflight import FitResult, check_fit, estimate_memory
@@ -237,6 +236,7 @@ class _Checked:
     latency_ms: float | None
     fp32_latency_ms: float | None
     int8_latency_ms: float | None = None  # the all-INT8 attempt's, beside a mixed bundle
+    not_run: str | None = None  # why the bundle's own runtime did not run it here
 
 
 def _build(req: _Request, tries: _Tries, out_dir: Path) -> CompileReport:
@@ -487,10 +487,9 @@ def _mixed(req: _Request, tries: _Tries, base: _Attempt, log: _Log) -> _Found | 
     if not ranked:
         log.append(f"mixed precision: target {req.target.name} can't keep layers in float here")
         return None
-    steps = mixed_schedule(len(ranked), req.opts.mixed_max_share, req.opts.mixed_attempts, len(ranked))
-    if not steps:
+    cap, left = allowance(len(ranked), req.opts.mixed_max_share, len(ranked)), req.opts.mixed_attempts
+    if cap == 0:
         return None
-    cap, left = steps[-1], req.opts.mixed_attempts
     orders = [("costliest first", list(ranked))]
     ends = from_the_ends(ranked)
     if ends and {c.node for c in ends[:cap]} != {c.node for c in ranked[:cap]}:
@@ -659,6 +658,7 @@ def _validate(req: _Request, staging: Path, draft: Manifest, out: TargetOutput) 
         checked_with=run.checked_with,
         latency_ms=None,
         fp32_latency_ms=None,
+        not_run=run.not_run,
     )
 
 
@@ -694,8 +694,8 @@ def _as_toolchain_error(what: str) -> Iterator[None]:
 def _latency_unmeasurable(req: _Request, checked: _Checked) -> str | None:
     if req.opts.latency_runs == 0:
         return "latency not measured (latency_runs=0)"
-    if not checked.ran and checked.checked_with and "; " in checked.checked_with:
-        return checked.checked_with.partition("; ")[2]  # the reason the stand-in was used
+    if not checked.ran and checked.not_run:
+        return checked.not_run
     if not checked.ran:
         return "the bundle's runtime does not run on this host"
     if host_arch() != req.profile.cpu.arch:

@@ -236,6 +236,7 @@ class CompiledRun:
     adapter: RuntimeAdapter
     ran: bool  # the bundle's own runtime ran it
     checked_with: str | None
+    not_run: str | None = None  # why not, when it did not
 
 
 def compiled_adapter(
@@ -254,17 +255,8 @@ def compiled_adapter(
     """
     reason = runnable_here
     if reason is None and int8_in_float is not None:
-        try:
-            adapter = load_onnx(staging, manifest, threads=threads, optimization=STAND_IN_OPTIMIZATION)
-        except RuntimeLoadError as exc:
-            raise ToolchainError(
-                f"the compiled model does not load in ONNX Runtime: {one_line(exc)}"
-            ) from exc
-        version = runtime_version("onnxruntime")
         how = "Q/DQ in float: the exact integer arithmetic of the device's kernels"
-        return CompiledRun(
-            adapter, False, f"onnxruntime {version} on {manifest.entrypoint} ({how}); {int8_in_float}"
-        )
+        return _qdq_in_float(staging, manifest, threads, "the compiled model", how, int8_in_float)
     if reason is None:
         try:
             return CompiledRun(load_bundle(staging, manifest, threads=threads), True, None)
@@ -279,15 +271,22 @@ def compiled_adapter(
             f"can't validate the {manifest.target} bundle here: {reason}, and the target has no stand-in"
         )
     stand = replace(manifest, entrypoint=stand_in, runtime="onnxruntime")
-    try:
-        adapter = load_onnx(staging, stand, threads=threads, optimization=STAND_IN_OPTIMIZATION)
-    except RuntimeLoadError as exc:
-        raise ToolchainError(
-            f"the stand-in {stand_in} does not load in ONNX Runtime: {one_line(exc)}"
-        ) from exc
-    version = runtime_version("onnxruntime")
     how = "Q/DQ in float, as TensorRT computes it"
-    return CompiledRun(adapter, False, f"onnxruntime {version} on {stand_in} ({how}); {reason}")
+    return _qdq_in_float(staging, stand, threads, f"the stand-in {stand_in}", how, reason)
+
+
+def _qdq_in_float(
+    staging: Path, manifest: Manifest, threads: int | None, what: str, how: str, reason: str
+) -> CompiledRun:
+    """``manifest``'s entrypoint under ONNX Runtime with Q/DQ computed as float math
+    (:data:`STAND_IN_OPTIMIZATION`), not the bundle's own run: ``reason`` says why."""
+    try:
+        adapter = load_onnx(staging, manifest, threads=threads, optimization=STAND_IN_OPTIMIZATION)
+    except RuntimeLoadError as exc:
+        raise ToolchainError(f"{what} does not load in ONNX Runtime: {one_line(exc)}") from exc
+    version = runtime_version("onnxruntime")
+    checked_with = f"onnxruntime {version} on {manifest.entrypoint} ({how}); {reason}"
+    return CompiledRun(adapter, False, checked_with, reason)
 
 
 def _timed(fn: Callable[[], object]) -> float:

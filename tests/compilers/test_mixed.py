@@ -17,10 +17,10 @@ from agent.contracts.manifest import Manifest, TensorSpec
 from compilers import CompileOptions, ValidationGateError, compile_model, ort_tools
 from compilers.metrics import top1_agreement
 from compilers.mixed import (
+    allowance,
     layer_costs_from_activations,
     quantized_nodes,
     rank_qdq_layers,
-    schedule,
     strip_qdq,
     with_float_producers,
 )
@@ -46,11 +46,11 @@ def _run(model: onnx.ModelProto | Path, x: np.ndarray) -> np.ndarray:
     )
 
 
-def test_schedule_doubles_within_the_budget() -> None:
-    assert schedule(ranked=40, max_share=0.25, attempts=6, quantizable=40) == [1, 2, 4, 8, 10]
-    assert schedule(ranked=40, max_share=0.25, attempts=3, quantizable=40) == [1, 2, 10]
-    assert schedule(ranked=3, max_share=0.1, attempts=6, quantizable=3) == [1]
-    assert schedule(ranked=0, max_share=0.5, attempts=6, quantizable=0) == []
+def test_allowance_is_a_share_of_the_layers() -> None:
+    assert allowance(ranked=40, max_share=0.25, quantizable=40) == 10
+    assert allowance(ranked=4, max_share=0.25, quantizable=40) == 4  # no more than were ranked
+    assert allowance(ranked=3, max_share=0.1, quantizable=3) == 1  # at least one
+    assert allowance(ranked=0, max_share=0.5, quantizable=0) == 0
 
 
 @pytest.fixture(scope="module")
