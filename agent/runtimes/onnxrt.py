@@ -44,9 +44,14 @@ def session_options(
     """``SessionOptions`` with ``threads`` intra-op threads (``None``: ONNX Runtime's default), a
     graph optimisation level by name (``None``: ORT_ENABLE_ALL) and, when ``spinning`` is given,
     whether idle intra-op threads spin-wait (ONNX Runtime's default) or sleep: spinning buys a
-    little latency and burns a core while a device waits between requests."""
+    little latency and burns a core while a device waits between requests.
+
+    ONNX Runtime's own log is kept to errors: a model whose declared output shape differs from
+    what it computes (common in exported models) would otherwise print a warning on every run,
+    a line per request on a device and hundreds per compile."""
     assert ort is not None
     so = ort.SessionOptions()
+    so.log_severity_level = 3  # ERROR
     if threads:
         so.intra_op_num_threads = threads
     if spinning is not None:

@@ -3,7 +3,10 @@ several agents in one process — as in tests — don't collide)."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
@@ -13,9 +16,22 @@ from prometheus_client.registry import Collector
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
+@dataclass(frozen=True)
+class ModelSeries:
+    """One served model's hot-path series, resolved once: ``labels()`` takes a lock and
+    validates its arguments on every call, a few microseconds each, three times a request."""
+
+    latency: Any  # the model's latency histogram child
+    ok: Any  # its requests{outcome="ok"} counter child
+
+
 class Metrics:
+    MAX_CACHED_MODELS = 64  # a device serves a handful; a long-lived agent sees versions come and go
+
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        self._series: dict[tuple[str, str], ModelSeries] = {}
+        self._series_lock = threading.Lock()
         self.latency = Histogram(
             "edgefleet_agent_inference_seconds",
             "Time from queueing a request on the device to its result (decode and encode excluded).",
@@ -78,6 +94,21 @@ class Metrics:
             "Telemetry messages waiting in the offline buffer.",
             registry=self.registry,
         )
+
+        self.served_local = self.served.labels("local")
+        self.served_cloud = self.served.labels("cloud")
+
+    def model_series(self, name: str, version: str) -> ModelSeries:
+        """The series of model ``name`` at ``version`` (a served model: label values stay few)."""
+        key = (name, version)
+        series = self._series.get(key)
+        if series is None:
+            series = ModelSeries(self.latency.labels(name, version), self.requests.labels(name, "ok"))
+            with self._series_lock:
+                if len(self._series) >= self.MAX_CACHED_MODELS:
+                    self._series.clear()
+                self._series[key] = series
+        return series
 
     def watch_service(
         self, queue_depths: Callable[[], dict[str, int]], models: Callable[[], list[tuple[str, str]]]

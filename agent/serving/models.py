@@ -17,6 +17,7 @@ from agent.contracts.manifest import Manifest
 from agent.contracts.state import DEFAULT_MODEL_KEY
 from agent.runtimes.base import RuntimeAdapter
 from agent.serving.errors import ModelNotFound, NotReady
+from agent.serving.limits import body_limit
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,11 @@ class LoadedModel:
     key: str = DEFAULT_MODEL_KEY  # the model key it serves under (not an A/B slot)
     _leases: int = field(default=0, repr=False)
     _retired: bool = field(default=False, repr=False)
+    # The largest request body its inputs can need (see agent.serving.limits), worked out once.
+    body_limit: int | None = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.body_limit = body_limit(self.manifest.inputs)
 
     @property
     def ref(self) -> str:

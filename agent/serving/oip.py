@@ -38,10 +38,14 @@ DATATYPES: dict[str, str] = {
     "FP64": "float64",
 }
 _TO_OIP = {v: k for k, v in DATATYPES.items()}
+_DTYPE_TO_OIP = {np.dtype(v): k for k, v in DATATYPES.items()}  # dtype.name costs microseconds
 
 
 def oip_datatype(dtype: str | np.dtype[Any]) -> str:
     """The OIP datatype of a numpy dtype (name). Raises ``ValueError`` for one OIP lacks."""
+    known = _DTYPE_TO_OIP.get(dtype) if isinstance(dtype, np.dtype) else None
+    if known is not None:
+        return known
     name = np.dtype(dtype).name
     if name not in _TO_OIP:
         raise ValueError(f"dtype {name} has no Open Inference Protocol datatype")

@@ -26,7 +26,6 @@ import numpy as np
 from agent import __version__
 from agent.contracts.manifest import TensorSpec
 from agent.serving.errors import BadRequest, ModelNotFound, NotReady, ServingError
-from agent.serving.limits import body_limit
 from agent.serving.metrics import Metrics
 from agent.serving.models import LoadedModel, ModelRegistry
 from agent.serving.offload import CloudError, Offloader, OffloadSettings, Route
@@ -136,7 +135,7 @@ class InferenceService:
             model = self.registry.find(name, version or None)
         except ServingError:
             return ceiling
-        need = body_limit(model.manifest.inputs)
+        need = model.body_limit
         return ceiling if need is None else min(ceiling, need)
 
     def known(self, name: str) -> bool:
@@ -177,7 +176,10 @@ class InferenceService:
             outcome = exc.outcome
             raise
         finally:
-            self.metrics.requests.labels(name if self.known(name) else "_unknown", outcome).inc()
+            if result is not None and outcome == "ok":
+                self.metrics.model_series(name, result.model_version).ok.inc()
+            else:
+                self.metrics.requests.labels(name if self.known(name) else "_unknown", outcome).inc()
             rec = self.telemetry
             # Only a served model's requests count (an unknown name would grow the window);
             # refused inputs count as errors of the model they were sent to.
@@ -223,13 +225,13 @@ class InferenceService:
                     if scheduler.full() or scheduler.estimated_wait(q) + scheduler.service_time(q) > left:
                         raise off.shed(scheduler.estimated_wait(q)) from exc
                 else:
-                    self.metrics.served.labels(CLOUD).inc()
+                    self.metrics.served_cloud.inc()
                     return InferResult(model.name, model.version, outputs, CLOUD)
         start = time.perf_counter()
         ran = scheduler.try_inline(inputs)
         local = ran if ran is not None else await asyncio.wrap_future(scheduler.submit(inputs, timeout))
-        self.metrics.latency.labels(model.name, model.version).observe(time.perf_counter() - start)
-        self.metrics.served.labels(LOCAL).inc()
+        self.metrics.model_series(model.name, model.version).latency.observe(time.perf_counter() - start)
+        self.metrics.served_local.inc()
         return InferResult(model.name, model.version, local, LOCAL)
 
     def queue_depths(self) -> dict[str, int]:

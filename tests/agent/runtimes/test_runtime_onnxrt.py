@@ -134,3 +134,34 @@ def test_tensorrt_adapter_reports_why_not_here() -> None:
         pytest.skip("TensorRT and a GPU are present")
     assert "tensorrt is not installed" in reason or "no CUDA GPU" in reason
     assert TensorRTAdapter.version() is None or reason.startswith("no CUDA GPU")
+
+
+def test_a_model_that_misdeclares_its_output_shape_runs_without_a_warning_per_request(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    # Exported models often declare an output shape that differs from the one they compute;
+    # where shape inference can't correct it, ONNX Runtime warns on every run
+    # (VerifyOutputSizes): a log line per request. Here y's rank is the runtime value of s.
+    graph = helper.make_graph(
+        [
+            helper.make_node("MatMul", ["x", "w"], ["t"], name="mm"),
+            helper.make_node("Reshape", ["t", "s"], ["y"], name="reshape"),
+        ],
+        "mm",
+        [
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3]),
+            helper.make_tensor_value_info("s", TensorProto.INT64, ["k"]),
+        ],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 2])],
+        [numpy_helper.from_array(W, "w")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, tmp_path / "model.onnx")
+    inputs = (TensorSpec("x", "float32", (-1, 3)), TensorSpec("s", "int64", (-1,)))
+    adapter = load_bundle(tmp_path, _manifest(inputs), threads=1)
+    capfd.readouterr()
+    for _ in range(3):
+        out = adapter.infer({"x": np.ones((2, 3), np.float32), "s": np.array([2, 1, 2], np.int64)})
+    assert out["y"].shape == (2, 1, 2)
+    assert "VerifyOutputSizes" not in capfd.readouterr().err
