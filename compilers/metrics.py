@@ -86,11 +86,29 @@ class OutputScore:
         """``top-1 agreement 0.912 < 0.99`` (or ``>=`` when it passed)."""
         ok = self.passed
         op = (">=" if ok else "<") if self.higher_is_better else ("<=" if ok else ">")
-        return f"{self.label} {_fmt(self.value)} {op} {self.threshold:g}"
+        return f"{self.label} {shown(self.value, self.threshold, self.higher_is_better)} {op} {self.threshold:g}"
 
 
 def _fmt(x: float) -> str:
     return f"{x:.3f}" if abs(x) < 100 else f"{x:.1f}"
+
+
+def shown(value: float, threshold: float, higher_is_better: bool = True) -> str:
+    """``value`` written with as many decimals (3 or more) as it takes for the written figure to
+    fall on the same side of ``threshold`` as the value: 0.98962 against 0.99 reads ``0.9896``,
+    not ``0.990 < 0.99``."""
+    text = _fmt(value)
+    if math.isnan(value) or abs(value) >= 100:
+        return text
+
+    def side(x: float) -> bool:
+        return x >= threshold if higher_is_better else x <= threshold
+
+    for decimals in range(3, 13):
+        text = f"{value:.{decimals}f}"
+        if side(float(text)) == side(value):
+            return text
+    return repr(value)
 
 
 # -- the metrics ---------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ from agent.runtimes import (
 from compilers.batching import DEFAULT_BATCH, iter_batches, run_batch, usable_rows
 from compilers.calibration import SampleSet, random_samples, split_holdout
 from compilers.errors import CalibrationError, ToolchainError, ValidationGateError
-from compilers.metrics import EXACT, TOP1, OutputScore, choose_metric, score_outputs
+from compilers.metrics import EXACT, TOP1, OutputScore, choose_metric, score_outputs, shown
 from compilers.modelcheck import one_line
 
 RANDOM_SAMPLES = 64
@@ -180,7 +180,7 @@ def gate_failure(cmp: Comparison, min_agreement: float) -> str | None:
         )
     if cmp.top1_agreement is not None and cmp.top1_agreement < min_agreement:
         return (
-            f"top-1 agreement {cmp.top1_agreement:.3f} < {min_agreement:g} on {cmp.samples} samples "
+            f"top-1 agreement {shown(cmp.top1_agreement, min_agreement)} < {min_agreement:g} on {cmp.samples} samples "
             f"(max abs error {cmp.max_abs_error:.4g})"
         )
     return None

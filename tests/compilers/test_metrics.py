@@ -18,6 +18,7 @@ from compilers.metrics import (
     exact_match,
     relative_error,
     score_outputs,
+    shown,
     sqnr_db,
     top1_agreement,
 )
@@ -232,3 +233,12 @@ def test_a_metric_per_output() -> None:
     with pytest.raises(CompileError, match="expected OUTPUT=NAME"):
         CompileOptions(metric="probs=ssim").check()
     CompileOptions(metric="output:0=cosine").check()  # an output name with a colon is no module
+
+
+def test_a_figure_that_fails_its_threshold_never_reads_as_meeting_it() -> None:
+    # 0.98962 rounds to 0.990 at three decimals: "cosine similarity 0.990 < 0.99" reads as a bug.
+    assert shown(0.98962, 0.99) == "0.9896"
+    assert shown(0.9931, 0.99) == "0.993"
+    assert float(shown(0.9899999, 0.99)) < 0.99
+    assert shown(0.0104, 0.01, higher_is_better=False) == "0.0104"  # an error just over its bound
+    assert shown(float("nan"), 0.99) == "nan"
