@@ -86,7 +86,8 @@ class OutputScore:
         """``top-1 agreement 0.912 < 0.99`` (or ``>=`` when it passed)."""
         ok = self.passed
         op = (">=" if ok else "<") if self.higher_is_better else ("<=" if ok else ">")
-        return f"{self.label} {shown(self.value, self.threshold, self.higher_is_better)} {op} {self.threshold:g}"
+        value = shown(self.value, self.threshold, self.higher_is_better)
+        return f"{self.label} {value} {op} {self.threshold:g}"
 
 
 def _fmt(x: float) -> str:

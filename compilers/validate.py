@@ -179,8 +179,9 @@ def gate_failure(cmp: Comparison, min_agreement: float) -> str | None:
             f"{cmp.max_abs_error:.4g}){more}"
         )
     if cmp.top1_agreement is not None and cmp.top1_agreement < min_agreement:
+        agreement = shown(cmp.top1_agreement, min_agreement)
         return (
-            f"top-1 agreement {shown(cmp.top1_agreement, min_agreement)} < {min_agreement:g} on {cmp.samples} samples "
+            f"top-1 agreement {agreement} < {min_agreement:g} on {cmp.samples} samples "
             f"(max abs error {cmp.max_abs_error:.4g})"
         )
     return None
