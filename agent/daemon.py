@@ -89,6 +89,7 @@ class Agent:
             report=self._report,
             threads=setup.threads,
             spinning=setup.spinning,
+            fit_threads=setup.fit_threads,
         )
         self.worker = UpdateWorker(self.reconciler)
         self.mqtt: AgentMqtt | None = None
@@ -170,7 +171,7 @@ class Agent:
             self._policy_generation = desired.generation
             setup = tuning.resolve(self.config, self.profile, desired.serving, desired.offload)
             self.service.reconfigure(setup.scheduling, setup.offload)
-            self.reconciler.tune(setup.threads, setup.spinning)
+            self.reconciler.tune(setup.threads, setup.spinning, setup.fit_threads)
         self.worker.submit(desired)
 
     def _link_up(self) -> float:

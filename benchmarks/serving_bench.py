@@ -34,7 +34,8 @@ Smoke run (about 1 s a point, proves every row produces figures):
     python benchmarks/serving_bench.py --quick
 
 Other flags: ``--models digits,mobilenet``, ``--servers in-process,agent,kserve,mlserver``,
-``--threads N`` (ONNX Runtime intra-op threads everywhere; default: the core count),
+``--threads N`` (ONNX Runtime intra-op threads of the in-process row and the peers; default: the
+core count), ``--agent-threads fit|fixed`` (the agent's own choice, its default, or ``--threads``),
 ``--warmup 2 --duration 10`` (seconds per point), ``-o json`` (the result on stdout).
 """
 
@@ -178,7 +179,7 @@ class Bench:
         say(f"{m.name}: in-process")
         reference = self.in_process(m)
         options = json.dumps(self.ort_options[m.name])
-        threads = self.args.threads
+        threads = None if self.args.agent_threads == "fit" else self.args.threads
         if "agent" in self.args.servers:
             if self.agent_grpc is None:
                 from benchmarks.serving.servers import agent_offers_grpc
@@ -215,6 +216,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--servers", default=",".join(SERVERS))
     ap.add_argument("--concurrency", default="1,16")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    ap.add_argument(
+        "--agent-threads",
+        choices=["fit", "fixed"],
+        default="fit",
+        help="fit: the agent's default (a thread per CPU, or one for a model that runs faster on one); "
+        "fixed: --threads, as every other row",
+    )
     ap.add_argument("--warmup", type=float, default=2.0)
     ap.add_argument("--duration", type=float, default=10.0)
     ap.add_argument("--quick", action="store_true", help="smoke run: 0.3 s warm-up, 1 s a point")
@@ -254,6 +262,7 @@ def main(argv: list[str] | None = None) -> int:
         "wall_s": round(time.time() - started, 1),
         "settings": {
             "threads": args.threads,
+            "agent_threads": args.agent_threads,
             "warmup_s": args.warmup,
             "duration_s": args.duration,
             "concurrency": args.concurrency,

@@ -38,6 +38,7 @@ from agent.contracts.state import (
 from agent.errors import ArtifactError, Cancelled, DeviceError, StorageError, TransportError, UpdateError
 from agent.facts import runtime_problems
 from agent.runtimes.base import RuntimeAdapter, RuntimeLoadError, RuntimeUnavailable
+from agent.runtimes.fit import fit_threads
 from agent.runtimes.registry import load_bundle
 from agent.serving.models import LoadedModel, ModelRegistry
 from agent.update.download import Downloader, Progress
@@ -54,7 +55,7 @@ from agent.update.machine import (
     resume_action,
 )
 from agent.update.plan import Action, decide
-from agent.update.selftest import run_selftest
+from agent.update.selftest import probe_inputs, run_selftest
 from agent.update.slots import Installed, SlotStore
 from agent.update.verify import Sha256Verifier, Verifier
 
@@ -125,6 +126,7 @@ class Reconciler:
         loader: Loader = load_bundle,
         threads: int | None = None,
         spinning: bool | None = None,
+        fit_threads: bool = False,
         inference_url: str | None = None,
         model_key: str = DEFAULT_MODEL_KEY,
         progress_interval: float = 1.0,
@@ -146,6 +148,7 @@ class Reconciler:
         self._loader = loader
         self._threads = threads
         self._spinning = spinning
+        self._fit_threads = fit_threads
         self._progress_interval = progress_interval
         self._clock = clock
         self._last_progress = 0.0
@@ -155,9 +158,10 @@ class Reconciler:
         # Set by the daemon at start-up from agent.update.clean_stop.
         self.clean_stop = False
 
-    def tune(self, threads: int | None, spinning: bool | None) -> None:
-        """Runtime threads and spinning for the models loaded from now on."""
-        self._threads, self._spinning = threads, spinning
+    def tune(self, threads: int | None, spinning: bool | None, fit_threads: bool = False) -> None:
+        """Runtime threads and spinning for the models loaded from now on; with ``fit_threads``,
+        ``threads`` is the most a model gets (see :mod:`agent.runtimes.fit`)."""
+        self._threads, self._spinning, self._fit_threads = threads, spinning, fit_threads
 
     @property
     def journal(self) -> Journal:
@@ -490,8 +494,17 @@ class Reconciler:
     def _load(self, installed: Installed) -> RuntimeAdapter:
         """Load with the bundle's runtime, translating the runtimes' errors at this seam."""
         m = installed.manifest
+        threads, spinning = self._threads, self._spinning
         try:
-            return self._loader(installed.bundle_dir, m, threads=self._threads, spinning=self._spinning)
+            adapter = self._loader(installed.bundle_dir, m, threads=threads, spinning=spinning)
+            if self._fit_threads and threads is not None and threads > 1:
+                adapter, _ = fit_threads(
+                    adapter,
+                    threads,
+                    lambda n: self._loader(installed.bundle_dir, m, threads=n, spinning=spinning),
+                    probe_inputs(installed.bundle_dir, m),
+                )
+            return adapter
         except RuntimeUnavailable as exc:
             raise DeviceError(f"runtime {m.runtime}: {exc}", ErrorCode.RUNTIME_UNAVAILABLE) from exc
         except RuntimeLoadError as exc:

@@ -92,11 +92,30 @@ def _run_batched(
     return {name: np.concatenate([r[name] for r in rows]) for name in rows[0]}
 
 
-def _smoke(adapter: RuntimeAdapter, manifest: Manifest) -> str:
-    feed = {
+def _zeros(manifest: Manifest) -> dict[str, np.ndarray]:
+    return {
         t.name: np.zeros([d if d >= 0 else 1 for d in t.shape], dtype=np.dtype(t.dtype))
         for t in manifest.inputs
     }
+
+
+def probe_inputs(bundle_dir: Path, manifest: Manifest) -> dict[str, np.ndarray]:
+    """One request's inputs for timing the model: the first self-test sample (real sizes), or
+    zeros (dynamic dimensions 1) when the bundle has none or they are unreadable."""
+    st = manifest.selftest
+    if st is not None:
+        try:
+            with np.load(bundle_dir / st.file, allow_pickle=False) as npz:
+                feed = {k.removeprefix("input:"): npz[k][:1] for k in npz.files if k.startswith("input:")}
+        except (OSError, ValueError, zipfile.BadZipFile):
+            feed = {}
+        if feed and all(t.name in feed for t in manifest.inputs):
+            return feed
+    return _zeros(manifest)
+
+
+def _smoke(adapter: RuntimeAdapter, manifest: Manifest) -> str:
+    feed = _zeros(manifest)
     try:
         out = adapter.infer(feed)
     except Exception as exc:  # the runtime's own error, whatever its type

@@ -175,7 +175,7 @@ def start_agent(
     bundle_dir: Path,
     name: str,
     version: str,
-    threads: int,
+    threads: int | None,
     work: Path,
     grpc: bool,
     timeout: float = 90.0,
@@ -198,10 +198,11 @@ def start_agent(
         "--profile", "x86-64-avx2",
         "--data-dir", str(data),
         "--host", HOST, "--port", "0",
-        "--threads", str(threads),
         "--log-level", "INFO",
         "--standalone", "true",  # serves the seeded bundle; no enrollment or broker in this benchmark
     ]  # fmt: skip
+    if threads is not None:  # None: the agent's own choice (up to a thread per CPU, fitted per model)
+        cmd += ["--threads", str(threads)]
     if grpc:
         cmd += ["--grpc-port", "0"]
     cmd = pinned(cmd + list(extra_args or ()), cpus)

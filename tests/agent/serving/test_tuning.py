@@ -19,10 +19,16 @@ def cfg(**given: Any) -> Any:
 
 
 def test_defaults_come_from_the_profile() -> None:
-    s = resolve(cfg(), PI)
+    s = resolve(cfg(), PI, cpus=8)
     assert s.threads == PI.cpu.cores and s.spinning is False
+    assert s.fit_threads  # up to one per core, fitted to each model at load
     assert s.scheduling.max_batch == 8 and s.scheduling.max_queue_delay == 0.002
     assert s.offload is None  # no endpoint: nothing is offloaded or shed by budget
+
+
+def test_the_default_thread_count_is_no_more_than_the_cpus_there_are() -> None:
+    assert resolve(cfg(), PI, cpus=2).threads == 2  # a 4-core profile in a 2-CPU container
+    assert resolve(cfg(threads=4), PI, cpus=2).threads == 4  # a number someone set is kept
 
 
 def test_the_desired_policies_win_over_the_profile() -> None:
@@ -30,6 +36,7 @@ def test_the_desired_policies_win_over_the_profile() -> None:
     offload = OffloadPolicy(enabled=True, endpoint_url="http://cloud:8000", budget=0.5)
     s = resolve(cfg(), PI, serving, offload)
     assert s.threads == 2 and s.scheduling.max_batch == 4 and s.scheduling.max_queue_delay == 0.001
+    assert not s.fit_threads  # a number someone set is kept as it is
     assert s.offload is not None
     assert (s.offload.url, s.offload.budget, s.offload.max_share) == ("http://cloud:8000", 0.03, 0.5)
 
