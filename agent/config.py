@@ -104,7 +104,9 @@ class AgentConfig(LayeredSettings):
     port: TcpPort = Field(0, description="inference API port (default 0: pick a free port)")
     labels: Labels = Field({}, description="a device label (repeatable)")
     threads: Annotated[Integer, AfterValidator(_at_least_1)] | None = Field(
-        None, description="threads per model (default: the runtime's choice)"
+        None,
+        description="runtime threads per model (default: one per CPU, or one for a model that runs "
+        "faster on one, timed at load)",
     )
     log_level: Annotated[str, AfterValidator(_log_level)] = Field(
         "INFO", description="DEBUG, INFO, WARNING or ERROR (default INFO)"

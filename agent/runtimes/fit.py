@@ -49,6 +49,7 @@ def fit_threads(
     reload: Callable[[int], RuntimeAdapter],
     feed: dict[str, np.ndarray],
     timer: Callable[[RuntimeAdapter, dict[str, np.ndarray]], float] = median_run,
+    label: str = "the model",
 ) -> tuple[RuntimeAdapter, int]:
     """``adapter`` (loaded with ``threads``) or a one-thread copy from ``reload(1)``, whichever
     runs ``feed`` faster as above; returns it with its thread count."""
@@ -73,7 +74,9 @@ def fit_threads(
         single.close()
         return adapter, threads
     if one <= GAIN * many:
-        log.info("one runtime thread: %.3f ms a run, %.3f ms on %d", one * 1e3, many * 1e3, threads)
+        log.info(
+            "%s: one runtime thread (%.3f ms a run, %.3f ms on %d)", label, one * 1e3, many * 1e3, threads
+        )
         adapter.close()
         return single, 1
     single.close()

@@ -503,6 +503,7 @@ class Reconciler:
                     threads,
                     lambda n: self._loader(installed.bundle_dir, m, threads=n, spinning=spinning),
                     probe_inputs(installed.bundle_dir, m),
+                    label=f"{m.name}:{m.version}" if m.name else m.entrypoint,
                 )
             return adapter
         except RuntimeUnavailable as exc:
