@@ -48,7 +48,7 @@ from compilers.bundle import check_destination, discard, file_entries, make_stag
 from compilers.calibration import SampleSet, load_samples
 from compilers.errors import CalibrationError, CompileError, TargetError, ToolchainError, ValidationGateError
 from compilers.hostcpu import host_arch, host_has_vnni
-from compilers.mixed import LayerCost, allowance, from_the_ends
+from compilers.mixed import LayerCost, allowance, from_the_ends, joined_layers
 from compilers.modelcheck import input_specs, load_model, model_info, one_line, pooled_outputs
 from compilers.options import CompileOptions
 from compilers.preflight import FitResult, check_fit, estimate_memory
@@ -475,8 +475,10 @@ def _mixed(req: _Request, tries: _Tries, base: _Attempt, log: _Log) -> _Found | 
     """The failed INT8 ``base`` again with some layers in float, within ``mixed_attempts`` tries
     and ``mixed_max_share`` of the layers (the allowance).
 
-    Two orders are tried, each first with the whole allowance: the costliest layers by
-    quantization noise, then layers from both ends of the graph (:func:`compilers.mixed.from_the_ends`).
+    Up to three orders are tried, each first with the whole allowance: where the graph joins
+    tensors of unlike ranges (a detector head's boxes and scores, :func:`compilers.mixed.joined_layers`),
+    those joins and what follows them; the costliest layers by quantization noise; then layers from
+    both ends of the graph (:func:`compilers.mixed.from_the_ends`).
     When an order's whole allowance fails, fewer of its layers are not tried (they rarely pass
     where more did not, and each try is a full quantization and validation) and the next order
     is tried; when it passes, the count is halved towards the fewest layers that still pass
@@ -494,6 +496,9 @@ def _mixed(req: _Request, tries: _Tries, base: _Attempt, log: _Log) -> _Found | 
     ends = from_the_ends(ranked)
     if ends and {c.node for c in ends[:cap]} != {c.node for c in ranked[:cap]}:
         orders.append(("from both ends of the graph", ends))
+    joined = joined_layers(ranked, cap)
+    if joined:
+        orders.insert(0, ("joins of tensors of unlike ranges and what follows them", joined))
 
     def attempt(order: list[LayerCost], how: str, k: int) -> _Attempt:
         nodes = [c.node for c in order[:k]]
@@ -507,14 +512,15 @@ def _mixed(req: _Request, tries: _Tries, base: _Attempt, log: _Log) -> _Found | 
     for how, order in orders:
         if used >= left:
             break
-        best = attempt(order, how, cap)
+        whole = min(cap, len(order))
+        best = attempt(order, how, whole)
         used += 1
         if best.failure is not None:
             _refused(log, best)
             tries.drop(best.staging)
-            req.say(f"mixed precision: {cap} layer(s) in float, {how} (the whole allowance), did not pass")
+            req.say(f"mixed precision: {whole} layer(s) in float, {how} (all the order allows), did not pass")
             continue
-        lo, hi = 0, cap
+        lo, hi = 0, whole
         while used < left and hi - lo > 1:
             mid = (lo + hi) // 2
             a = attempt(order, how, mid)
