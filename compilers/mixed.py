@@ -26,7 +26,7 @@ still pass.
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -103,7 +103,7 @@ JOIN_RANGE_RATIO = 16.0
 
 
 def mixed_range_joins(
-    model: onnx.ModelProto, float_acts: dict[str, Sequence[np.ndarray]], ratio: float = JOIN_RANGE_RATIO
+    model: onnx.ModelProto, float_acts: Mapping[str, Sequence[np.ndarray]], ratio: float = JOIN_RANGE_RATIO
 ) -> dict[str, int]:
     """Each node that is a Concat of tensors whose ranges (largest magnitude over the samples)
     differ by more than ``ratio``, or that follows one on the way to the outputs, with the size of
