@@ -16,11 +16,13 @@ which the whole tensor's noise power does not show.
 
 Keeping layers in float is each target's own business (ONNX Runtime ``nodes_to_exclude``; for
 TensorRT, :func:`strip_qdq` removes the Q/DQ pairs on the layer's inputs in the QDQ ONNX).
-The compile keeps at most :func:`allowance` layers in float. It tries two
-orders of the layers, each first with the whole allowance: the costliest first, then
-:func:`from_the_ends` (a stretch at the input or the output in float, where many layers each add
-a little); the first order whose allowance passes is bisected towards the fewest layers that
-still pass.
+The compile keeps at most :func:`allowance` layers in float. It tries up to three
+orders of the layers, each first with as much of the allowance as it holds: the joins of tensors
+of unlike ranges and the layers after them (:func:`mixed_range_joins`, where the graph has such a
+Concat: a detector head's boxes beside its scores, whose one INT8 scale the noise ranking can't
+see the harm of within its inputs), the costliest first, then :func:`from_the_ends` (a stretch at
+the input or the output in float, where many layers each add a little); the first order that
+passes is bisected towards the fewest layers that still pass.
 """
 
 from __future__ import annotations
