@@ -31,6 +31,9 @@ class RuntimeAdapter(ABC):
     """
 
     name: ClassVar[str]
+    # Whether ``load``'s ``threads`` changes how the model runs (CPU runtimes); a runtime on an
+    # accelerator ignores it, and the agent does not time it with other counts (agent.runtimes.fit).
+    uses_threads: ClassVar[bool] = True
 
     def __init__(self, bundle_dir: Path, manifest: Manifest) -> None:
         self.bundle_dir = bundle_dir

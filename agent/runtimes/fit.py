@@ -7,6 +7,8 @@ two threads and 0.06 ms on one. A large model gains from every core. So when a m
 its probe input takes under :data:`FIT_BELOW` seconds with all its threads, the agent loads it
 once more on one thread, times both and keeps the faster, by at least :data:`GAIN`; the other
 copy is closed at once. A probe run that fails keeps the first load (the self-test then says why).
+A runtime whose thread count means nothing (TensorRT: :attr:`RuntimeAdapter.uses_threads`) is
+left as loaded: a second engine load would cost time and accelerator memory for nothing.
 """
 
 from __future__ import annotations
@@ -53,7 +55,7 @@ def fit_threads(
 ) -> tuple[RuntimeAdapter, int]:
     """``adapter`` (loaded with ``threads``) or a one-thread copy from ``reload(1)``, whichever
     runs ``feed`` faster as above; returns it with its thread count."""
-    if threads <= 1:
+    if threads <= 1 or not adapter.uses_threads:
         return adapter, threads
     try:
         many = timer(adapter, feed)

@@ -167,6 +167,7 @@ class TensorRTAdapter(RuntimeAdapter):
     """
 
     name: ClassVar[str] = "tensorrt"
+    uses_threads: ClassVar[bool] = False  # the engine runs on the GPU
 
     def __init__(self, bundle_dir: Path, manifest: Manifest, engine: Any, context: Any, memory: Any) -> None:
         super().__init__(bundle_dir, manifest)

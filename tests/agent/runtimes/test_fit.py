@@ -108,6 +108,17 @@ def test_any_failure_keeps_the_first_load(what: str) -> None:
     assert got is many and n == 2 and not many.closed
 
 
+def test_a_runtime_that_ignores_threads_is_not_loaded_twice() -> None:
+    class OnTheGpu(Fake):
+        uses_threads = False
+
+    def reload(_n: int) -> RuntimeAdapter:
+        raise AssertionError("no second engine load")
+
+    gpu = OnTheGpu(2)
+    assert fit_threads(gpu, 2, reload, FEED, timer=timed({2: 0.0001})) == (gpu, 2)
+
+
 def test_one_thread_asked_for_is_left_alone() -> None:
     one = Fake(1)
     assert fit_threads(one, 1, lambda _n: Fake(1), FEED) == (one, 1)
