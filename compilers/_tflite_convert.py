@@ -435,6 +435,67 @@ def with_float_producers(graph: list[tuple[str, list[str], list[str]]], nodes: l
     return chosen
 
 
+JOIN_RANGE_RATIO = 16.0  # compilers.mixed.JOIN_RANGE_RATIO (this file runs in the converter's venv)
+
+
+def graph_joins(
+    graph: list[tuple[str, list[str], list[str]]], peaks: dict[str, float], ratio: float = JOIN_RANGE_RATIO
+) -> dict[str, int]:
+    """compilers.mixed.mixed_range_joins over a .tflite op list (pure): each op output that is
+    a CONCATENATION of tensors whose largest magnitudes differ by more than ``ratio``, or that
+    follows one to the outputs, with the size of the smallest such join and its followers."""
+    consumers: dict[str, list[tuple[str, list[str], list[str]]]] = {}
+    for op in graph:
+        for t in op[1]:
+            consumers.setdefault(t, []).append(op)
+    out: dict[str, int] = {}
+    for op in graph:
+        name, ins, _outs = op
+        found = [peaks[t] for t in ins if t in peaks]
+        if name != "CONCATENATION" or len(found) < 2 or max(found) <= ratio * max(min(found), 1e-12):
+            continue
+        closure: list[str] = []
+        seen: set[int] = set()
+        stack = [op]
+        while stack:
+            cur = stack.pop()
+            if id(cur) in seen:
+                continue
+            seen.add(id(cur))
+            closure += [t for t in cur[2] if t not in closure]
+            for t in cur[2]:
+                stack.extend(consumers.get(t, []))
+        for t in closure:
+            out[t] = min(out.get(t, len(closure)), len(closure))
+    return out
+
+
+def tensor_peaks(path: Path, feeds: list[list[Any]]) -> dict[str, float]:
+    """The largest magnitude of every float tensor of the .tflite model at ``path`` over
+    ``feeds`` (each a list of input arrays in the model's input order)."""
+    import numpy as np
+    import tensorflow as tf
+
+    interp = tf.lite.Interpreter(model_path=str(path), experimental_preserve_all_tensors=True)
+    interp.allocate_tensors()
+    inputs = interp.get_input_details()
+    peaks: dict[str, float] = {}
+    for feed in feeds:
+        for d, arr in zip(inputs, feed, strict=True):
+            interp.set_tensor(d["index"], np.asarray(arr, d["dtype"]))
+        interp.invoke()
+        for t in interp.get_tensor_details():
+            if t["dtype"] != np.float32:
+                continue
+            try:
+                v = interp.get_tensor(t["index"])
+            except ValueError:  # a tensor the interpreter did not keep
+                continue
+            if v.size:
+                peaks[t["name"]] = max(peaks.get(t["name"], 0.0), float(np.max(np.abs(v))))
+    return peaks
+
+
 def quantize_mixed(
     out_dir: Path, stem: str, calibration: list[list[str]], float_nodes: list[str], rank: bool
 ) -> dict[str, Any]:
@@ -494,13 +555,22 @@ def quantize_mixed(
                 for key, v in stats.items():
                     if key.startswith(out) and re.fullmatch(r"\d*:\d+", key[len(out) :]):
                         noise[out] = float(v["rel_noise"])
+        try:
+            joins = graph_joins(
+                graph, tensor_peaks(float32, [[a[i : i + 1] for a in data] for i in range(min(count, 4))])
+            )
+        except Exception as exc:  # the ranking stands without it
+            say(f"could not read the float model's tensor ranges: {exc}")
+            joins = {}
         costs = []
         for op, ins, outs in graph:
             for out in outs:
                 if out not in noise:
                     continue
                 before = max((noise[t] for t in ins if t in noise), default=0.0)
-                costs.append({"node": out, "op": op, "cost": max(0.0, noise[out] - before)})
+                costs.append(
+                    {"node": out, "op": op, "cost": max(0.0, noise[out] - before), "join": joins.get(out, 0)}
+                )
         extra["layer_costs"] = sorted(costs, key=lambda c: -c["cost"])
     if nodes:
         say(f"INT8 with {len(nodes)} op(s) kept in float")

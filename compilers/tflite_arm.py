@@ -234,7 +234,10 @@ class TfliteArmTarget(Target):
         with tempfile.TemporaryDirectory(prefix="edgefleet-tflite-rank-") as tmp:
             made = self.compile(replace(job, options={**job.options, "rank_layers": True}), Path(tmp))
         costs = made.build.get("layer_costs") or []
-        return tuple(LayerCost(str(c["node"]), str(c["op"]), float(c["cost"])) for c in costs)
+        return tuple(
+            LayerCost(str(c["node"]), str(c["op"]), float(c["cost"]), join=int(c.get("join", 0)))
+            for c in costs
+        )
 
 
 class ConversionCache:

@@ -90,3 +90,35 @@ def test_float_attempts_after_a_refused_int8_reuse_its_conversion(tmp_path: Path
     manifest = Manifest.from_json((tmp_path / "b" / "manifest.json").read_text())
     assert manifest.build["conversion_reused"] is True  # the float model the INT8 run made
     assert not list((tmp_path).glob("b.*"))  # no staging or scratch left beside the bundle
+
+
+def test_joins_of_unlike_ranges_in_a_tflite_graph() -> None:
+    from compilers._tflite_convert import graph_joins
+
+    graph = [
+        ("CONV_2D", ["x", "w"], ["f"]),
+        ("CONV_2D", ["f", "wr"], ["reg"]),
+        ("LOGISTIC", ["f"], ["score"]),
+        ("CONCATENATION", ["reg", "score"], ["cat"]),
+        ("RESHAPE", ["cat", "shape"], ["head"]),
+    ]
+    peaks = {"x": 1.0, "f": 2.0, "reg": 300.0, "score": 0.003, "cat": 300.0, "head": 300.0}
+    assert graph_joins(graph, peaks) == {"cat": 2, "head": 2}
+    assert graph_joins(graph, {**peaks, "score": 100.0}) == {}
+
+
+@pytest.mark.slow
+def test_a_detector_head_ships_tflite_int8_with_its_join_in_float(tmp_path: Path) -> None:
+    require_tflite()
+    from tests.compilers.test_mixed import QUICK, _head_model
+
+    files = write_files(tmp_path / "m", _head_model(), "head", (3, 8, 8))
+    opts = CompileOptions(
+        calibration=files.calibration, validation=files.validation, mixed_max_share=0.5, **QUICK
+    )
+    said: list[str] = []
+    report = compile_model(files.model, "raspberry-pi-5", tmp_path / "b", opts, said.append)
+    kept = [s for s in said if s.startswith("mixed precision: keeping")]
+    assert kept and "joins of tensors of unlike ranges" in kept[0]
+    assert report.precision == "int8" and report.mixed is not None
+    assert any("concat" in n.lower() for n in report.mixed.float_nodes)
