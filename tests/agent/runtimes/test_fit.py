@@ -8,10 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agent.contracts.manifest import FileEntry, Manifest, TensorSpec
+from agent.contracts.manifest import Manifest
 from agent.runtimes import load_bundle
 from agent.runtimes.base import RuntimeAdapter
 from agent.runtimes.fit import FIT_BELOW, fit_threads
+from tests.agent.runtimes.test_runtime_onnxrt import _manifest, _model
 
 FEED = {"x": np.zeros((1, 3), np.float32)}
 
@@ -44,20 +45,6 @@ class Fake(RuntimeAdapter):
 
     def close(self) -> None:
         self.closed = True
-
-
-def _manifest() -> Manifest:
-    return Manifest(
-        target="onnx-x86",
-        precision="fp32",
-        runtime="onnxruntime",
-        runtime_version=">=1.16",
-        entrypoint="model.onnx",
-        source_sha256="0" * 64,
-        inputs=(TensorSpec("x", "float32", (-1, 3)),),
-        outputs=(TensorSpec("y", "float32", (-1, 2)),),
-        files=(FileEntry("model.onnx", "0" * 64, 0),),
-    )
 
 
 def timed(seconds: dict[int, float]) -> Callable[[RuntimeAdapter, dict[str, np.ndarray]], float]:
@@ -127,11 +114,8 @@ def test_one_thread_asked_for_is_left_alone() -> None:
 def test_a_real_small_model_ends_on_one_of_its_two_loads_and_the_other_is_closed(tmp_path: Path) -> None:
     # Real ONNX Runtime: which copy wins is the machine's to say; that exactly one stays open and
     # answers is not.
-    from tests.agent.runtimes.test_runtime_onnxrt import _manifest as ort_manifest
-    from tests.agent.runtimes.test_runtime_onnxrt import _model
-
     _model(tmp_path / "model.onnx")
-    man = ort_manifest()
+    man = _manifest()
     loaded: list[RuntimeAdapter] = []
 
     def reload(n: int) -> RuntimeAdapter:
