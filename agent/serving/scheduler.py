@@ -64,6 +64,10 @@ class _Item:
     key: tuple[object, ...]
 
 
+# A request's outcome: its future, its outputs, or the error to raise instead.
+_Done = tuple["Future[dict[str, np.ndarray]]", dict[str, np.ndarray], BaseException | None]
+
+
 def _signature(inputs: dict[str, np.ndarray]) -> tuple[object, ...]:
     return tuple(sorted((n, a.dtype.str, a.shape[1:]) for n, a in inputs.items()))
 
@@ -261,38 +265,43 @@ class ModelScheduler:
                     item.future.set_exception(DeadlineExceeded("the request waited past its deadline"))
                 elif item.future.set_running_or_notify_cancel():
                     live.append(item)
-            if live:
-                self._execute(live)
+            done = self._execute(live) if live else []
+            # Not running any more before anyone hears so: a caller woken by its result may
+            # send the next request at once, and must not find this batch counted as running.
             with self._cond:
                 self._running = 0
+            for future, out, exc in done:
+                if exc is None:
+                    future.set_result(out)
+                else:
+                    future.set_exception(exc)
 
-    def _execute(self, batch: list[_Item]) -> None:
+    def _execute(self, batch: list[_Item]) -> list[_Done]:
+        """Run ``batch``; each request's result or error, for :meth:`_run` to deliver."""
         if len(batch) == 1:
             item = batch[0]
             start = time.perf_counter()
             try:
                 out = self._infer(item.inputs)
             except BaseException as exc:  # every failure goes to the caller, the thread lives on
-                item.future.set_exception(exc)
-                return
+                return [(item.future, {}, exc)]
             self._observe_single(item.rows, time.perf_counter() - start)
-            item.future.set_result(out)
-            return
+            return [(item.future, out, None)]
         names = list(batch[0].inputs)
         stacked = {n: np.concatenate([i.inputs[n] for i in batch], axis=0) for n in names}
         rows = sum(i.rows for i in batch)
         start = time.perf_counter()
         try:
             out = self._infer(stacked)
-        except Exception:
-            for item in batch:  # isolate whichever request the model refused
-                self._execute([item])
-            return
+        except Exception:  # isolate whichever request the model refused
+            return [d for item in batch for d in self._execute([item])]
         self._observe(rows, time.perf_counter() - start)
+        done: list[_Done] = []
         offset = 0
         for item in batch:
-            item.future.set_result({k: v[offset : offset + item.rows] for k, v in out.items()})
+            done.append((item.future, {k: v[offset : offset + item.rows] for k, v in out.items()}, None))
             offset += item.rows
+        return done
 
     def _infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         try:
