@@ -6,7 +6,8 @@ the converter's pinned, older stack never meets the project's. Usage::
 
     _tflite_convert.py --model WORK/model.onnx --output-dir WORK/out --result WORK/result.json \\
         [--calibration INPUT_NAME CALIB_NHWC.npy MEAN STD]... [--input-shape NAME 1,3,48,192]... \\
-        [--strategies default,fixed-shapes,...] [--mixed-float-node TENSOR]... [--rank-layers]
+        [--strategies default,fixed-shapes,...] [--mixed-float-node TENSOR]... [--rank-layers] \
+        [--dynamic-range]
 
 - ``--model`` is a *copy* of the source: onnx2tf (through onnxsim) rewrites it in place.
 - Every ``--calibration`` array is float32 (an integer input's: its integer type) in the layout
@@ -36,6 +37,10 @@ the converter's pinned, older stack never meets the project's. Usage::
   requantizes onnx2tf's saved model with those nodes denylisted into the kind ``mixed_quant``
   (float32 inputs and outputs, INT8 inside). ``--rank-layers`` adds ``layer_costs`` to the result:
   each layer's output tensor with the relative quantization noise it adds against the float model.
+- Dynamic range (:func:`quantize_dynamic_range`, needs no calibration): ``--dynamic-range``
+  requantizes the saved model with the TFLite converter's default optimisation and no
+  representative data into the kind ``dynamic_range_quant``: int8 weights, float32 activations,
+  inputs and outputs, the inputs of fully connected, convolution and LSTM ops quantized on each run.
 
 Works offline: onnx2tf fetches a sample calibration file for some 4-D inputs even when calibration
 is given, so a stand-in of that name is placed in the working directory first; any remaining
@@ -391,6 +396,7 @@ def _convert_once(
 
 
 MIXED_KIND = "mixed_quant"
+DYNAMIC_KIND = "dynamic_range_quant"
 RANK_SAMPLES = 64
 _VERIFY_PREFIX = "NumericVerify/"
 
@@ -581,6 +587,27 @@ def quantize_mixed(
     return extra
 
 
+def quantize_dynamic_range(out_dir: Path, stem: str) -> dict[str, Any]:
+    """Write ``<stem>_dynamic_range_quant.tflite`` from onnx2tf's saved model in ``out_dir``:
+    dynamic-range quantization (int8 weights; float activations, quantized on each run where a
+    kernel takes them). Returns the result's ``file`` and ``io``. Raises :class:`ConvertFailure`."""
+    import tensorflow as tf
+
+    if not (out_dir / "saved_model.pb").is_file():
+        raise ConvertFailure("conversion", "onnx2tf left no saved model to quantize")
+    say("dynamic-range INT8 (int8 weights, activations quantized on each run)")
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(out_dir))
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    path = out_dir / f"{stem}_{DYNAMIC_KIND}.tflite"
+    try:
+        path.write_bytes(converter.convert())
+    except Exception as exc:
+        raise ConvertFailure(
+            "quantization", f"dynamic-range quantization failed: {type(exc).__name__}: {exc}"
+        ) from exc
+    return {"file": path.name, "io": io_details(path)}
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     p.add_argument("--model", type=Path, required=True)
@@ -597,6 +624,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--strategies", default=None, help="comma-separated names (default: all, in order)")
     p.add_argument("--mixed-float-node", action="append", default=[], metavar="TENSOR")
     p.add_argument("--rank-layers", action="store_true")
+    p.add_argument("--dynamic-range", action="store_true")
     p.add_argument(
         "--converted",
         type=Path,
@@ -641,6 +669,10 @@ def main(argv: list[str]) -> int:
                 result["files"][MIXED_KIND] = mixed["file"]
                 result["io"][MIXED_KIND] = mixed["io"]
             result.update(extra)
+        if args.dynamic_range:
+            made = quantize_dynamic_range(args.output_dir, args.model.stem)
+            result["files"][DYNAMIC_KIND] = made["file"]
+            result["io"][DYNAMIC_KIND] = made["io"]
     except ConvertFailure as exc:
         traceback.print_exc()
         result = {"ok": False, "error_kind": exc.kind, "error": str(exc), **exc.extra}

@@ -9,7 +9,11 @@ from pathlib import Path
 from compilers.errors import CompileError
 from compilers.metrics import check_metric
 
-CALIBRATION_METHODS = ("MinMax", "Entropy", "Percentile")
+# "Dynamic" measures no ranges ahead of time: weights-only INT8 whose activations are quantized
+# on each run (ONNX Runtime's dynamic quantization, onnx-x86 only). Where a target offers it, it is
+# tried last, after mixed precision (:func:`compilers.pipeline._int8`).
+DYNAMIC = "Dynamic"
+CALIBRATION_METHODS = ("MinMax", "Entropy", "Percentile", DYNAMIC)
 
 
 @dataclass(frozen=True)
@@ -36,8 +40,10 @@ class CompileOptions:
     ``exact``), ``OUTPUT=NAME,...`` for some outputs, or a user's ``module:function``; ``None``
     chooses per output (:mod:`compilers.metrics`).
     ``metric_threshold``: the named metrics' threshold (needs ``metric``).
-    ``calibration_method``: ``MinMax``, ``Entropy`` or ``Percentile``; ``None`` tries the target's
-    default, then the others when the gate fails.
+    ``calibration_method``: ``MinMax``, ``Entropy``, ``Percentile`` or ``Dynamic`` (weights-only
+    INT8 of matrix products, recurrent cells and embeddings, activations quantized at run time;
+    onnx-x86); ``None`` tries the target's default, then the others when the gate fails, and
+    ``Dynamic`` last, after mixed precision.
     ``mixed``: when an INT8 bundle fails its gate, keep its costliest layers in float and retry
     (at most ``mixed_attempts`` tries, at most ``mixed_max_share`` of the quantizable layers).
     ``precision="auto"``: the cheapest precision that passes the gate (INT8, mixed, FP16, FP32),

@@ -8,6 +8,7 @@ errors are translated).
 
 from __future__ import annotations
 
+import functools
 import logging
 import traceback
 from collections.abc import Callable
@@ -32,12 +33,23 @@ _ONNX_DOMAINS = ("", "ai.onnx")
 
 
 def _tool(what: str, fn: Callable[[], T]) -> T:
+    _quiet_sessions()
     try:
         return fn()
     except ToolchainError:
         raise
     except Exception as exc:
         raise ToolchainError(f"{what} failed: {type(exc).__name__}: {one_line(exc)}") from exc
+
+
+@functools.cache
+def _quiet_sessions() -> None:
+    """ONNX Runtime's default log to errors only, for the sessions its quantization tools open
+    themselves (``quant_pre_process`` warned once per unused initializer: hundreds of lines on a
+    Keras export). Sessions the compiler and the agent open set their own level."""
+    import onnxruntime
+
+    onnxruntime.set_default_logger_severity(3)
 
 
 def ort_version() -> str:
@@ -259,18 +271,70 @@ def _quiet_calibrators() -> None:
     calibrate.print = to_log
 
 
-def quantize_dynamic_int8(src: Path, dst: Path, nodes_to_exclude: tuple[str, ...] = ()) -> None:
+# What dynamic INT8 quantizes in its weights-only form (ONNX Runtime's integer-op registry less
+# Conv): matrix products (its quantizer rewrites a Gemm as MatMul + Add first), recurrent cells,
+# attention and embedding tables. Convolutions stay in float: as ``ConvInteger`` they ran about
+# 10x slower than FP32 here.
+WEIGHTS_ONLY_OPS = ("MatMul", "Gather", "LSTM", "Attention", "EmbedLayerNormalization")
+_TAKEN_OPS = frozenset({*WEIGHTS_ONLY_OPS, "Gemm"})
+# Layers with weights that static QDQ quantizes and the weights-only form leaves in float.
+_WEIGHTED_FLOAT_OPS = frozenset({"Conv", "ConvTranspose"})
+
+
+def quantize_dynamic_int8(
+    src: Path,
+    dst: Path,
+    nodes_to_exclude: tuple[str, ...] = (),
+    op_types: tuple[str, ...] | None = None,
+    per_channel: bool = False,
+    reduce_range: bool = False,
+) -> None:
     """Dynamic INT8: weights quantized offline, activations at run time (no calibration data).
-    ``src`` should be pre-processed (:func:`pre_process`) like for static quantization."""
+    ``src`` should be pre-processed (:func:`pre_process`) like for static quantization.
+    ``op_types``: only these op types (``None``: every one ONNX Runtime's dynamic quantizer takes,
+    convolutions included); ``per_channel``: a scale per output channel of each weight;
+    ``reduce_range``: 7-bit weights, for CPUs without VNNI (see :mod:`compilers.onnx_x86`)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     def run() -> None:
         quantize_dynamic(
-            str(src), str(dst), weight_type=QuantType.QInt8, nodes_to_exclude=list(nodes_to_exclude)
+            str(src),
+            str(dst),
+            weight_type=QuantType.QInt8,
+            nodes_to_exclude=list(nodes_to_exclude),
+            op_types_to_quantize=list(op_types) if op_types is not None else None,
+            per_channel=per_channel,
+            reduce_range=reduce_range,
         )
 
     _tool("dynamic INT8 quantization", run)
     prune_opset_imports(dst)
+
+
+def has_int8_weights(path: Path) -> bool:
+    """Whether the model at ``path`` holds any 8-bit initializer (a quantizer found something to
+    quantize)."""
+    model = onnx.load(str(path), load_external_data=False)
+    eight = {onnx.TensorProto.INT8, onnx.TensorProto.UINT8}
+    return any(t.data_type in eight for t in model.graph.initializer)
+
+
+def weighted_layers(path: Path, excluded: tuple[str, ...] = ()) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The named nodes with weights (an initializer input) of the model at ``path``, in graph
+    order, split into those the weights-only form of dynamic INT8 quantizes and those it leaves in
+    float (convolutions and the ``excluded``)."""
+    model = onnx.load(str(path), load_external_data=False)
+    init = {t.name for t in model.graph.initializer}
+    taken: list[str] = []
+    kept: list[str] = []
+    for node in iter_nodes(model.graph):
+        if not node.name or not any(i in init for i in node.input[:3]):
+            continue
+        if node.name in excluded or node.op_type in _WEIGHTED_FLOAT_OPS:
+            kept.append(node.name)
+        elif node.op_type in _TAKEN_OPS:
+            taken.append(node.name)
+    return tuple(taken), tuple(kept)
 
 
 def to_fp16(src: Path, dst: Path) -> None:

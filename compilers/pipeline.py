@@ -50,7 +50,7 @@ from compilers.errors import CalibrationError, CompileError, TargetError, Toolch
 from compilers.hostcpu import host_arch, host_has_vnni
 from compilers.mixed import LayerCost, allowance, from_the_ends, joined_layers
 from compilers.modelcheck import input_specs, load_model, model_info, one_line, pooled_outputs
-from compilers.options import CompileOptions
+from compilers.options import DYNAMIC, CompileOptions
 from compilers.preflight import FitResult, check_fit, estimate_memory
 from compilers.registry import get_target
 from compilers.report import CompileReport
@@ -423,11 +423,13 @@ def _refused(log: _Log, a: _Attempt) -> None:
 
 
 def _methods(req: _Request) -> list[str | None]:
+    if req.opts.calibration_method == DYNAMIC:  # needs no calibration data
+        return [DYNAMIC]
     if req.plan.calibration is None or not req.target.calibration_methods:
         return [None]
     if req.opts.calibration_method is not None:
         return [req.opts.calibration_method]
-    return list(req.target.calibration_methods)
+    return [m for m in req.target.calibration_methods if m != DYNAMIC]  # Dynamic: after mixed
 
 
 def _shortfall(a: _Attempt) -> float:
@@ -437,7 +439,8 @@ def _shortfall(a: _Attempt) -> float:
 
 def _int8(req: _Request, tries: _Tries, log: _Log, skip_uncalibrated: bool) -> _Found | None:
     """INT8 with each calibration method in turn, then the best of them with its costliest
-    layers kept in float; ``None`` when nothing passed (the refusals are in ``log``)."""
+    layers kept in float, then (where the target offers it) dynamic INT8 of the layers it takes;
+    ``None`` when nothing passed (the refusals are in ``log``)."""
     refused: list[_Attempt] = []
     for i, method in enumerate(_methods(req)):
         extra = {"calibration_method": method} if method else {}
@@ -448,11 +451,19 @@ def _int8(req: _Request, tries: _Tries, log: _Log, skip_uncalibrated: bool) -> _
                 raise
             log.append(f"int8: {exc}")
             return None
-        except ToolchainError as exc:
-            if i == 0:
+        except (ToolchainError, TargetError) as exc:
+            if i > 0 and isinstance(exc, ToolchainError):
+                log.append(f"int8 ({method}): {exc}")
+                continue
+            if i > 0 or not _offers_dynamic(req):
                 raise
-            log.append(f"int8 ({method}): {exc}")
-            continue
+            # Static INT8 can't be made here (integer inputs on TFLite, a quantizer that fails on
+            # the graph): dynamic INT8 calibrates nothing and may.
+            log.append(f"int8 ({method}): {exc}" if method else f"int8: {exc}")
+            found = _dynamic(req, tries, str(exc), log)
+            if found is None and not skip_uncalibrated:
+                raise
+            return found
         if a.failure is None:
             for r in refused:
                 tries.drop(r.staging)
@@ -465,10 +476,39 @@ def _int8(req: _Request, tries: _Tries, log: _Log, skip_uncalibrated: bool) -> _
     for r in refused:
         if r is not best:
             tries.drop(r.staging)
-    found = _mixed(req, tries, best, log) if req.opts.mixed else None
+    found = _mixed(req, tries, best, log) if req.opts.mixed and best.calibration_method != DYNAMIC else None
     if found is None:
         tries.drop(best.staging)
+        if _offers_dynamic(req):
+            found = _dynamic(req, tries, best.failure or "", log)
     return found
+
+
+def _offers_dynamic(req: _Request) -> bool:
+    """Whether dynamic INT8 is the fallback here: the target offers it, the caller chose no
+    calibration method, and did not turn mixed precision off."""
+    offered = DYNAMIC in req.target.calibration_methods
+    return offered and req.opts.calibration_method is None and req.opts.mixed
+
+
+def _dynamic(req: _Request, tries: _Tries, why: str, log: _Log) -> _Found | None:
+    """Dynamic INT8 (int8 weights, activations quantized on each run) after static INT8 failed
+    (``why``) and mixed precision with it: static ranges fail where activations' ranges move from
+    sample to sample (token states, recurrent state), which nothing ranked by layer rescues.
+    ``None`` when it finds nothing to quantize, can't be made, or fails its gate."""
+    req.say("static INT8 failed: trying dynamic INT8 (int8 weights, activations quantized on each run)")
+    try:
+        a = _attempt(req, tries, "int8", {"calibration_method": DYNAMIC})
+    except (TargetError, ToolchainError) as exc:
+        log.append(f"int8 ({DYNAMIC}): {exc}")
+        return None
+    if a.failure is not None:
+        _refused(log, a)
+        tries.drop(a.staging)
+        return None
+    kept = f"; {len(a.float_nodes)} layer(s) with weights kept in float" if a.float_nodes else ""
+    note = f"dynamic INT8 after static INT8 failed ({why}){kept}"
+    return _Found(a, notes=(note,), ranked=int(a.out.build.get("weighted_layers", 0)), mixed_attempts=1)
 
 
 def _mixed(req: _Request, tries: _Tries, base: _Attempt, log: _Log) -> _Found | None:
@@ -619,7 +659,16 @@ def _mixed_cost(m: MixedPrecision, size: int, latency_ms: float | None) -> str:
 
 
 def _mixed_record(req: _Request, a: _Attempt, found: _Found, checked: _Checked) -> MixedPrecision | None:
-    if not a.float_nodes or found.int8_base is None:
+    if not a.float_nodes:
+        return None
+    if a.calibration_method == DYNAMIC:  # the layers dynamic INT8 does not take, not a ranking
+        return MixedPrecision(
+            float_nodes=a.float_nodes,
+            quantizable_nodes=found.ranked,
+            attempts=found.mixed_attempts,
+            ranked_by="not ranked: the layers with weights dynamic INT8 does not take (convolutions)",
+        )
+    if found.int8_base is None:
         return None
     return MixedPrecision(
         float_nodes=a.float_nodes,

@@ -5,8 +5,10 @@ subprocess running :mod:`compilers._tflite_convert`; this module prepares its in
 progress, turns its failures into one-line errors, and describes the file it made.
 
 Precisions: ``int8`` is full-integer quantization (int8 weights, activations, inputs and outputs,
-per-channel weights) calibrated on the job's samples; ``fp16`` stores float16 weights with float32
-inputs and outputs; ``fp32`` is plain float.
+per-channel weights) calibrated on the job's samples, or with calibration method ``Dynamic`` the
+TFLite converter's dynamic-range quantization (int8 weights, float activations quantized on each
+run; no calibration, so models with integer inputs take it too); ``fp16`` stores float16 weights
+with float32 inputs and outputs; ``fp32`` is plain float.
 
 **Layout.** onnx2tf turns channel-first tensors into channel-last ones (NCHW → NHWC, NCW → NWC,
 NCDHW → NDHWC) and leaves 2-D ones alone. The bundle keeps the source model's tensors in the
@@ -65,6 +67,7 @@ from compilers.errors import (
 )
 from compilers.mixed import LayerCost
 from compilers.modelcheck import iter_nodes, node_label, one_line
+from compilers.options import DYNAMIC
 
 log = logging.getLogger(__name__)
 TOOLCHAIN = "tflite"
@@ -95,7 +98,8 @@ class TfliteArmTarget(Target):
     runtime: ClassVar[str] = "litert"
     precisions: ClassVar[tuple[str, ...]] = ("int8", "fp16", "fp32")
     # The TF converter calibrates on min/max over the representative dataset; it has no other.
-    calibration_methods: ClassVar[tuple[str, ...]] = ("MinMax",)
+    # Dynamic: its dynamic-range quantization, which calibrates nothing (integer inputs welcome).
+    calibration_methods: ClassVar[tuple[str, ...]] = ("MinMax", DYNAMIC)
     layer_ranking: ClassVar[str] = (
         "relative quantization noise added per layer against the float model (TF QuantizationDebugger)"
     )
@@ -127,12 +131,14 @@ class TfliteArmTarget(Target):
         """
         if job.precision not in self.precisions:
             raise TargetError(f"target {self.name} makes {', '.join(self.precisions)}, not {job.precision!r}")
-        if job.precision == "int8":
+        dynamic = job.precision == "int8" and job.options.get("calibration_method") == DYNAMIC
+        static = job.precision == "int8" and not dynamic
+        if static:
             check_int8_inputs(job.inputs)
-        calibration = prepare_calibration(job.inputs, job.calibration) if job.precision == "int8" else {}
+        calibration = prepare_calibration(job.inputs, job.calibration) if static else {}
         python = toolchains.python_for(TOOLCHAIN)
-        float_nodes, mixed_args = _mixed_args(job)
-        kind = _MIXED_KIND if float_nodes else _KIND[job.precision]
+        float_nodes, mixed_args = ((), ["--dynamic-range"]) if dynamic else _mixed_args(job)
+        kind = _DYNAMIC_KIND if dynamic else _MIXED_KIND if float_nodes else _KIND[job.precision]
         timeout_s = float(job.options.get("timeout_s", DEFAULT_TIMEOUT_S))
         with tempfile.TemporaryDirectory(prefix="edgefleet-tflite-") as tmp:
             work = Path(tmp)
@@ -174,8 +180,8 @@ class TfliteArmTarget(Target):
                     )
                 result = run_converter(python, args, work, timeout_s, job.progress, job.source_path)
                 out_dir = work / "out"
-                if cache is not None and entry is None and not mixed_args:
-                    cache.store(out_dir, result, calibration)
+                if cache is not None and entry is None and (dynamic or not mixed_args):
+                    cache.store(out_dir, result, calibration)  # its float models serve later attempts
             made = out_dir / result["files"][kind]
             shutil.copyfile(made, staging / ENTRYPOINT)
             fp32_size = (out_dir / result["files"]["float32"]).stat().st_size
@@ -200,7 +206,7 @@ class TfliteArmTarget(Target):
             "onnx2tf_version": result.get("onnx2tf_version"),
             "tensorflow_version": result.get("tensorflow_version"),
             "converted_from": made.name,
-            "quantization": _QUANT_NOTE[job.precision],
+            "quantization": _DYNAMIC_NOTE if dynamic else _QUANT_NOTE[job.precision],
             "calibration_samples": _samples(calibration),
             "convert_seconds": result.get("seconds"),
             "fp32_tflite_size_bytes": fp32_size,
@@ -304,6 +310,11 @@ class ConversionCache:
 
 
 _MIXED_KIND = "mixed_quant"  # _tflite_convert.MIXED_KIND
+_DYNAMIC_KIND = "dynamic_range_quant"  # _tflite_convert.DYNAMIC_KIND
+_DYNAMIC_NOTE = (
+    "dynamic-range INT8: int8 weights; float32 activations, inputs and outputs, the inputs of fully "
+    "connected, convolution and LSTM ops quantized on each run"
+)
 _MIXED_NOTE = (
     "INT8 with the listed ops kept float (TF QuantizationDebugger denylist); float32 inputs and outputs"
 )

@@ -22,6 +22,7 @@ class CalibrationMethod(StrEnum):
     MINMAX = "MinMax"
     ENTROPY = "Entropy"
     PERCENTILE = "Percentile"
+    DYNAMIC = "Dynamic"
 
 
 def compile_(
@@ -104,7 +105,9 @@ def compile_(
     calibration_method: Annotated[
         CalibrationMethod | None,
         typer.Option(
-            help="INT8 calibration: MinMax, Entropy or Percentile.",
+            help="INT8 calibration: MinMax, Entropy or Percentile; Dynamic (onnx-x86) quantizes only "
+            "the weights of matrix products, recurrent cells and embeddings, and the activations on "
+            "each run.",
             show_default="the target's default, then the others if the gate fails",
         ),
     ] = None,
@@ -112,7 +115,8 @@ def compile_(
         bool,
         typer.Option(
             "--mixed/--no-mixed",
-            help="When INT8 fails its gate, keep the layers that quantize worst in float and retry.",
+            help="When INT8 fails its gate, keep the layers that quantize worst in float and retry; "
+            "then, on onnx-x86, try dynamic INT8 (--calibration-method Dynamic).",
         ),
     ] = True,
 ) -> None:

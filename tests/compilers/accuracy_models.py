@@ -1,5 +1,6 @@
 """Small ONNX models for the accuracy tests, built with ``onnx.helper``: one with a layer that
-plain INT8 wrecks, a face-detector-shaped model with three outputs, and an embedding model."""
+plain INT8 wrecks, a face-detector-shaped model with three outputs, an embedding model, and one
+whose inputs' loudness spans decades."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from compilers.batching import DEFAULT_BATCH
 from tests.compilers.compiler_fixtures import ModelFiles
 
 
@@ -121,17 +123,100 @@ def embedding_model(d: int = 32, dim: int = 16, seed: int = 0) -> onnx.ModelProt
     )
 
 
+def loudness_model(
+    channels: int = 4, width: int = 8, hidden: int = 64, classes: int = 8, seed: int = 0
+) -> onnx.ModelProto:
+    """Conv1d (kernel 1) → Flatten → MatMul → Relu → MatMul → Relu → Gemm, for inputs ``[N,
+    channels, width]`` whose scale spans decades from sample to sample (:func:`write_files` with
+    ``decades``), as a transformer's token states or an RNN's state do: one static range per
+    tensor rounds the quiet samples to zero, which no layer kept in float alone mends (every layer
+    sees the same spread); ranges measured on each run (dynamic INT8) keep them. Its outputs scale
+    with the input, so a per-sample cosine is scale-free."""
+    rng = np.random.default_rng(seed)
+    flat = 2 * channels * width
+    weights = {
+        "wc": (rng.normal(0, 1, (2 * channels, channels, 1)) / np.sqrt(channels)).astype(np.float32),
+        "w1": (rng.normal(0, 1, (flat, hidden)) / np.sqrt(flat)).astype(np.float32),
+        "w2": (rng.normal(0, 1, (hidden, hidden)) / np.sqrt(hidden)).astype(np.float32),
+        "w3": (rng.normal(0, 1, (hidden, classes)) / np.sqrt(hidden)).astype(np.float32),
+        "b3": np.zeros(classes, np.float32),
+    }
+    nodes = [
+        helper.make_node("Conv", ["x", "wc"], ["c"], name="mix"),
+        helper.make_node("Flatten", ["c"], ["f"], name="flatten"),
+        helper.make_node("MatMul", ["f", "w1"], ["h1"], name="fc1"),
+        helper.make_node("Relu", ["h1"], ["r1"], name="relu1"),
+        helper.make_node("MatMul", ["r1", "w2"], ["h2"], name="fc2"),
+        helper.make_node("Relu", ["h2"], ["r2"], name="relu2"),
+        helper.make_node("Gemm", ["r2", "w3", "b3"], ["scores"], name="head"),
+    ]
+    return _model(
+        nodes,
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", channels, width])],
+        [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["batch", classes])],
+        weights,
+        "loudness",
+    )
+
+
+def token_model(vocab: int = 200, tokens: int = 8, dim: int = 32, seed: int = 0) -> onnx.ModelProto:
+    """Token ids ``[N, tokens]`` (int64) → embedding Gather → mean over tokens → MatMul → Tanh:
+    a sentence-encoder-shaped model, ``embedding`` ``[N, dim]``, whose integer input full-integer
+    TFLite INT8 can't calibrate."""
+    rng = np.random.default_rng(seed)
+    weights = {
+        "table": rng.normal(0, 1, (vocab, dim)).astype(np.float32),
+        "proj": (rng.normal(0, 1, (dim, dim)) / np.sqrt(dim)).astype(np.float32),
+        "axes": np.array([1], np.int64),
+    }
+    nodes = [
+        helper.make_node("Gather", ["table", "ids"], ["emb"], name="embed", axis=0),
+        helper.make_node("ReduceMean", ["emb", "axes"], ["pooled"], name="pool", keepdims=0),
+        helper.make_node("MatMul", ["pooled", "proj"], ["h"], name="proj_fc"),
+        helper.make_node("Tanh", ["h"], ["embedding"], name="tanh"),
+    ]
+    model = _model(
+        nodes,
+        [helper.make_tensor_value_info("ids", TensorProto.INT64, ["batch", tokens])],
+        [helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["batch", dim])],
+        weights,
+        "tokens",
+    )
+    model.opset_import[0].version = 18  # ReduceMean takes its axes as an input from opset 18
+    return model
+
+
+def write_token_files(root: Path, model: onnx.ModelProto, vocab: int = 200, tokens: int = 8) -> ModelFiles:
+    """``model`` with 64 calibration and 48 validation rows of random token ids."""
+    root.mkdir(parents=True, exist_ok=True)
+    files = ModelFiles(root / "tokens.onnx", root / "tokens_cal.npz", root / "tokens_val.npz")
+    onnx.save(model, files.model)
+    rng = np.random.default_rng(3)
+    np.savez(files.calibration, ids=rng.integers(0, vocab, (64, tokens), dtype=np.int64))
+    np.savez(files.validation, ids=rng.integers(0, vocab, (48, tokens), dtype=np.int64))
+    return files
+
+
 def write_files(
-    root: Path, model: onnx.ModelProto, name: str, shape: tuple[int, ...], seed: int = 1
+    root: Path, model: onnx.ModelProto, name: str, shape: tuple[int, ...], seed: int = 1, decades: float = 0.0
 ) -> ModelFiles:
-    """The model with 96 calibration and 64 validation samples drawn for ``shape`` (one sample)."""
+    """The model with 96 calibration and 64 validation samples drawn for ``shape`` (one sample),
+    standard normal. With ``decades``, the samples come in stretches of :data:`DEFAULT_BATCH` (the
+    batch validation runs), as a stream's inputs do, each quieter than the one before, from 1 down
+    to ``10 ** -decades``: a batch shares one loudness."""
     root.mkdir(parents=True, exist_ok=True)
     files = ModelFiles(root / f"{name}.onnx", root / f"{name}_cal.npz", root / f"{name}_val.npz")
     onnx.save(model, files.model)
     rng = np.random.default_rng(seed)
     key = model.graph.input[0].name
-    cal: dict[str, Any] = {key: rng.normal(0, 1, (96, *shape)).astype(np.float32)}
-    val: dict[str, Any] = {key: rng.normal(0, 1, (64, *shape)).astype(np.float32)}
+
+    def draw(n: int) -> np.ndarray:
+        stretch = np.arange(n) // DEFAULT_BATCH
+        scale = 10.0 ** (-decades * stretch / max(1, int(stretch[-1])))
+        return (rng.normal(0, 1, (n, *shape)) * scale.reshape((n,) + (1,) * len(shape))).astype(np.float32)
+
+    cal: dict[str, Any] = {key: draw(96)}
+    val: dict[str, Any] = {key: draw(64)}
     np.savez(files.calibration, **cal)
     np.savez(files.validation, **val)
     return files

@@ -150,8 +150,8 @@ def test_auto_passes_over_a_precision_the_toolchain_cannot_make(
     tiny: ModelFiles, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """ONNX Runtime's quantizer failing on a model (as it does on some public ones) is one more
-    refusal for auto, which goes on to FP16; asked for INT8 alone, the same failure ends the
-    compile with its one-line message and nothing written."""
+    refusal for auto, which tries dynamic INT8 (no calibration) and goes on to FP16; asked for
+    INT8 alone, the same failure ends the compile with its one-line message and nothing written."""
     from compilers import ToolchainError, onnx_x86
 
     real = OnnxX86Target.compile
@@ -164,7 +164,8 @@ def test_auto_passes_over_a_precision_the_toolchain_cannot_make(
     monkeypatch.setattr(onnx_x86.OnnxX86Target, "compile", failing_int8)
     report = compile_model(tiny.model, "x86-64-avx2", tmp_path / "b", _opts(tiny))
     assert report.precision == "fp16"
-    assert "int8: static INT8 quantization failed" in (report.precision_choice or "")
+    assert "int8 (MinMax): static INT8 quantization failed" in (report.precision_choice or "")
+    assert "int8 (Dynamic): static INT8 quantization failed" in (report.precision_choice or "")
     int8 = CompileOptions(precision="int8", calibration=tiny.calibration, validation=tiny.validation, **QUICK)
     with pytest.raises(ToolchainError, match="injected"):
         compile_model(tiny.model, "x86-64-avx2", tmp_path / "c", int8)

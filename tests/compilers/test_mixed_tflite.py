@@ -48,7 +48,7 @@ def test_converter_flags_for_mixed_precision_and_ranking() -> None:
         ["--model", "m", "--output-dir", "o", "--result", "r", "--mixed-float-node", "t1", "--rank-layers"]
     )
     assert args.mixed_float_node == ["t1"] and args.rank_layers
-    assert TfliteArmTarget.calibration_methods == ("MinMax",)
+    assert TfliteArmTarget.calibration_methods == ("MinMax", "Dynamic")
 
 
 @pytest.mark.slow
