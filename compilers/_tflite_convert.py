@@ -289,8 +289,8 @@ def convert(
     tee = _Tee(sys.stdout)
     for i, strategy in enumerate(chosen, 1):
         switches = strategy.switches(shapes)
-        if i > 1:
-            say(f"trying strategy {i}/{len(chosen)} {strategy.name}: {strategy.about} ({switches})")
+        # Read by compilers.tflite_arm: a converter that dies in a strategy is run again from the next.
+        say(f"trying strategy {i}/{len(chosen)} {strategy.name}: {strategy.about} ({switches})")
         shutil.copyfile(pristine, model)
         shutil.rmtree(out_dir, ignore_errors=True)
         tee.reset()

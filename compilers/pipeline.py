@@ -484,6 +484,11 @@ def _int8(req: _Request, tries: _Tries, log: _Log, skip_uncalibrated: bool) -> _
     return found
 
 
+# Dynamic INT8 that leaves the bundle above this share of FP32's size quantized too little to ship
+# (the convolutions it leaves in float hold the weights).
+DYNAMIC_MAX_SIZE = 0.9
+
+
 def _offers_dynamic(req: _Request) -> bool:
     """Whether dynamic INT8 is the fallback here: the target offers it, the caller chose no
     calibration method, and did not turn mixed precision off."""
@@ -504,6 +509,15 @@ def _dynamic(req: _Request, tries: _Tries, why: str, log: _Log) -> _Found | None
         return None
     if a.failure is not None:
         _refused(log, a)
+        tries.drop(a.staging)
+        return None
+    fp32 = intake.weights_bytes(onnx.load(str(req.source), load_external_data=False))
+    if fp32 and a.size > DYNAMIC_MAX_SIZE * fp32:
+        # A CNN whose only matrix product is its classifier: "INT8" in name, FP32 in cost.
+        log.append(
+            f"{a.label()}: leaves most weights in float ({a.size / fp32:.2f}x FP32's weights), "
+            "not worth shipping as INT8"
+        )
         tries.drop(a.staging)
         return None
     kept = f"; {len(a.float_nodes)} layer(s) with weights kept in float" if a.float_nodes else ""

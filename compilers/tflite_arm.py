@@ -381,16 +381,88 @@ def onnx2tf_name(name: str, quantized: bool) -> str:
     return re.sub(r"^/", "wa/", out) if quantized else out
 
 
+_TRYING = re.compile(r"^\[edgefleet\] trying strategy (?P<i>\d+)/(?P<n>\d+) (?P<name>\S+):")
+_CONVERTED = "[edgefleet] reading the converted models"
+
+
 def run_converter(
     python: Path, args: list[str], work: Path, timeout_s: float, progress: Any, source: Path
 ) -> dict[str, Any]:
     """Run the converter script in ``work`` with the toolchain's ``python``; stream its stage
     lines to ``progress``; return its result object.
 
+    onnx2tf and TensorFlow sometimes crash outright (a segmentation fault inside a layer's
+    conversion) where another strategy's switches convert the model: a converter that dies during
+    a strategy's conversion is run again with the strategies after it, and the result's
+    ``attempts`` list the crash.
+
     Raises :class:`ToolchainError` (the toolchain can't run), :class:`UnsupportedOpError`,
     or :class:`CompileError` (onnx2tf failed, died or ran past ``timeout_s``), each with one line
     of reason; the tail of the converter's log is attached as an exception note.
     """
+    crashed: list[dict[str, Any]] = []
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            left = max(1.0, deadline - time.monotonic())
+            result = _run_converter_once(python, args, work, left, progress, source)
+        except _ConverterDied as died:
+            rest = _strategies_after_crash(died.log, args)
+            if rest is None:
+                raise died.error from None
+            crashed.append({"strategy": rest[0], "error": f"the converter died ({died.how})"})
+            progress(f"the converter died ({died.how}) in strategy {rest[0]}: trying {', '.join(rest[1])}")
+            args = _with_strategies(args, rest[1])
+            continue
+        if crashed:
+            result["attempts"] = crashed + list(result.get("attempts") or [])
+        return result
+
+
+class _ConverterDied(Exception):
+    def __init__(self, error: CompileError, how: str, log: list[str]) -> None:
+        super().__init__(str(error))
+        self.error, self.how, self.log = error, how, log
+
+
+def _strategies_after_crash(log: list[str], args: list[str]) -> tuple[str, list[str]] | None:
+    """``(the strategy the converter died in, the ones still to try)`` when it died converting
+    and some are left; ``None`` otherwise (pure)."""
+    for j in range(len(log) - 1, -1, -1):
+        m = _TRYING.match(log[j])
+        if m is None:
+            continue
+        if any(line.startswith(_CONVERTED) for line in log[j:]):
+            return None  # it died after converting (quantizing, ranking): no strategy helps
+        allowed = _allowed_strategies(args)
+        if m["name"] not in allowed:
+            return None
+        rest = allowed[allowed.index(m["name"]) + 1 :]
+        return (m["name"], rest) if rest else None
+    return None
+
+
+def _allowed_strategies(args: list[str]) -> list[str]:
+    names = [s.name for s in _tflite_convert.STRATEGIES]
+    if "--strategies" in args:
+        chosen = set(args[args.index("--strategies") + 1].split(","))
+        return [n for n in names if n in chosen]
+    return names
+
+
+def _with_strategies(args: list[str], names: list[str]) -> list[str]:
+    if "--strategies" in args:
+        i = args.index("--strategies")
+        return [*args[:i], *args[i + 2 :], "--strategies", ",".join(names)]
+    return [*args, "--strategies", ",".join(names)]
+
+
+def _run_converter_once(
+    python: Path, args: list[str], work: Path, timeout_s: float, progress: Any, source: Path
+) -> dict[str, Any]:
+    """One run of the converter (see :func:`run_converter`); raises :class:`_ConverterDied` when
+    it ends without a result."""
+    (work / "result.json").unlink(missing_ok=True)
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
     env.update(TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="-1", PYTHONUNBUFFERED="1")
     cmd = [str(python), "-I", "-u", str(SCRIPT), *args]
@@ -427,9 +499,8 @@ def run_converter(
         result: dict[str, Any] = json.loads((work / "result.json").read_text())
     except (OSError, ValueError):
         how = f"killed by signal {-rc}" if rc < 0 else f"exit status {rc}"
-        raise _with_log(
-            CompileError(f"the converter died ({how}): {one_line(_last_error(log))}"), log
-        ) from None
+        error = _with_log(CompileError(f"the converter died ({how}): {one_line(_last_error(log))}"), log)
+        raise _ConverterDied(error, how, log) from None
     if result.get("ok"):
         return result
     kind, message = result.get("error_kind"), str(result.get("error", "unknown error"))

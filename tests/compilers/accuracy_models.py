@@ -159,6 +159,29 @@ def loudness_model(
     )
 
 
+def conv_heavy_model(channels: int = 64, classes: int = 8, seed: int = 0) -> onnx.ModelProto:
+    """Conv 3x3 (``channels`` to ``channels``) → GlobalAveragePool → Flatten → MatMul: nearly all
+    its weights are the convolution's, which dynamic INT8 leaves in float."""
+    rng = np.random.default_rng(seed)
+    weights = {
+        "wc": (rng.normal(0, 1, (channels, channels, 3, 3)) / np.sqrt(9 * channels)).astype(np.float32),
+        "wh": (rng.normal(0, 1, (channels, classes)) / np.sqrt(channels)).astype(np.float32),
+    }
+    nodes = [
+        helper.make_node("Conv", ["x", "wc"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+        helper.make_node("GlobalAveragePool", ["c"], ["p"], name="pool"),
+        helper.make_node("Flatten", ["p"], ["f"], name="flatten"),
+        helper.make_node("MatMul", ["f", "wh"], ["scores"], name="head"),
+    ]
+    return _model(
+        nodes,
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", channels, 4, 4])],
+        [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["batch", classes])],
+        weights,
+        "conv_heavy",
+    )
+
+
 def token_model(vocab: int = 200, tokens: int = 8, dim: int = 32, seed: int = 0) -> onnx.ModelProto:
     """Token ids ``[N, tokens]`` (int64) → embedding Gather → mean over tokens → MatMul → Tanh:
     a sentence-encoder-shaped model, ``embedding`` ``[N, dim]``, whose integer input full-integer

@@ -16,7 +16,13 @@ import pytest
 from agent.contracts.manifest import Manifest
 from agent.runtimes import load_bundle, verify_bundle_dir
 from compilers import CompileOptions, TargetError, ValidationGateError, compile_model
-from tests.compilers.accuracy_models import loudness_model, token_model, write_files, write_token_files
+from tests.compilers.accuracy_models import (
+    conv_heavy_model,
+    loudness_model,
+    token_model,
+    write_files,
+    write_token_files,
+)
 from tests.compilers.compiler_fixtures import (
     ModelFiles,
     cnn_model,
@@ -77,6 +83,15 @@ def test_auto_ships_dynamic_int8_where_static_ranges_and_mixed_precision_fail(
         assert cos.min() > 0.99, cos
     finally:
         adapter.close()
+
+
+def test_dynamic_int8_that_leaves_most_weights_in_float_is_not_shipped(tmp_path: Path) -> None:
+    files = write_files(tmp_path / "m", conv_heavy_model(), "conv", (64, 4, 4), decades=3.0)
+    report = compile_model(files.model, "x86-64-avx2", tmp_path / "b", _opts(files, precision="auto"))
+    assert report.precision in ("fp16", "fp32")
+    dynamic = [a for a in report.attempts if a.startswith("int8 (Dynamic)")]
+    assert len(dynamic) == 1 and "leaves most weights in float" in dynamic[0], report.attempts
+    assert leftovers(tmp_path, "b") == ["b"]
 
 
 def test_without_mixed_precision_auto_does_not_try_dynamic_int8(loud: ModelFiles, tmp_path: Path) -> None:

@@ -1,5 +1,6 @@
 """onnx2tf strategies for tflite-arm: the switches each stands for, what the converter reports when
-one worked after others failed, the refusal naming the node every strategy failed at, the model
+one worked after others failed, a converter that crashes in one strategy run again with the
+next, the refusal naming the node every strategy failed at, the model
 prepared for onnx2tf (scope-safe node names, external data), and (slow, with the tflite
 toolchain) a dynamic-shape model that only the fixed-shape strategy converts."""
 
@@ -180,6 +181,80 @@ def test_converter_failure_after_all_strategies(tmp_path: Path, monkeypatch: pyt
         )
     assert (err.value.target, err.value.op, err.value.node) == ("tflite-arm", "Softmax", "sm")
     assert "with 2 strategies" in str(err.value) and "\n" not in str(err.value)
+
+
+def _crashing_converter(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, crash_in: set[str], after: bool
+) -> None:
+    """A converter that dies of SIGSEGV in the strategies named in ``crash_in`` (after converting,
+    while quantizing, when ``after``) and succeeds in the others, as the real one prints."""
+    script = tmp_path / "crash_convert.py"
+    names = [s.name for s in _tflite_convert.STRATEGIES]
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            import json, os, signal, sys
+            from pathlib import Path
+            args = sys.argv[1:]
+            names = {names!r}
+            if "--strategies" in args:
+                names = [n for n in names if n in args[args.index("--strategies") + 1].split(",")]
+            for i, name in enumerate(names, 1):
+                line = f"[edgefleet] trying strategy {{i}}/{{len(names)}} {{name}}: about (switches)"
+                print(line, flush=True)
+                if name in {sorted(crash_in)!r}:
+                    if {after!r}:
+                        print("[edgefleet] reading the converted models' inputs and outputs", flush=True)
+                    os.kill(os.getpid(), signal.SIGSEGV)
+                result = {{"ok": True, "strategy": name, "attempts": [], "files": {{}}, "io": {{}}}}
+                Path(args[args.index("--result") + 1]).write_text(json.dumps(result))
+                sys.exit(0)
+            """
+        )
+    )
+    monkeypatch.setattr(tflite_arm, "SCRIPT", script)
+
+
+def test_a_converter_that_crashes_in_a_strategy_goes_on_with_the_next(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _crashing_converter(tmp_path, monkeypatch, {"default", "fixed-shapes"}, after=False)
+    said: list[str] = []
+    result = tflite_arm.run_converter(
+        Path(sys.executable), ["--result", str(tmp_path / "result.json")], tmp_path, 30, said.append, tmp_path
+    )
+    third = _tflite_convert.STRATEGIES[2].name
+    assert result["strategy"] == third
+    assert [a["strategy"] for a in result["attempts"]] == ["default", "fixed-shapes"]
+    assert all("killed by signal 11" in a["error"] for a in result["attempts"])
+    assert any(
+        f"died (killed by signal 11) in strategy default: trying fixed-shapes, {third}" in m for m in said
+    )
+
+
+def test_a_converter_that_crashes_after_converting_is_not_run_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _crashing_converter(tmp_path, monkeypatch, {"default"}, after=True)
+    with pytest.raises(CompileError, match=r"the converter died \(killed by signal 11\)"):
+        tflite_arm.run_converter(
+            Path(sys.executable),
+            ["--result", str(tmp_path / "r.json")],
+            tmp_path,
+            30,
+            lambda _m: None,
+            tmp_path,
+        )
+
+
+def test_a_converter_that_crashes_in_its_last_strategy_fails_clearly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    last = _tflite_convert.STRATEGIES[-1].name
+    _crashing_converter(tmp_path, monkeypatch, {last}, after=False)
+    args = ["--result", str(tmp_path / "r.json"), "--strategies", last]
+    with pytest.raises(CompileError, match=r"the converter died \(killed by signal 11\)"):
+        tflite_arm.run_converter(Path(sys.executable), args, tmp_path, 30, lambda _m: None, tmp_path)
 
 
 def test_int8_quantization_failure_suggests_fp16(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
