@@ -405,7 +405,7 @@ def run_converter(
     while True:
         try:
             left = max(1.0, deadline - time.monotonic())
-            result = _run_converter_once(python, args, work, left, progress, source)
+            return _run_converter_once(python, args, work, left, progress, source, crashed)
         except _ConverterDied as died:
             rest = _strategies_after_crash(died.log, args)
             if rest is None:
@@ -413,10 +413,6 @@ def run_converter(
             crashed.append({"strategy": rest[0], "error": f"the converter died ({died.how})"})
             progress(f"the converter died ({died.how}) in strategy {rest[0]}: trying {', '.join(rest[1])}")
             args = _with_strategies(args, rest[1])
-            continue
-        if crashed:
-            result["attempts"] = crashed + list(result.get("attempts") or [])
-        return result
 
 
 class _ConverterDied(Exception):
@@ -458,10 +454,16 @@ def _with_strategies(args: list[str], names: list[str]) -> list[str]:
 
 
 def _run_converter_once(
-    python: Path, args: list[str], work: Path, timeout_s: float, progress: Any, source: Path
+    python: Path,
+    args: list[str],
+    work: Path,
+    timeout_s: float,
+    progress: Any,
+    source: Path,
+    crashed: list[dict[str, Any]],
 ) -> dict[str, Any]:
-    """One run of the converter (see :func:`run_converter`); raises :class:`_ConverterDied` when
-    it ends without a result."""
+    """One run of the converter (see :func:`run_converter`), after the strategies it ``crashed``
+    in; raises :class:`_ConverterDied` when it ends without a result."""
     (work / "result.json").unlink(missing_ok=True)
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
     env.update(TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="-1", PYTHONUNBUFFERED="1")
@@ -501,6 +503,8 @@ def _run_converter_once(
         how = f"killed by signal {-rc}" if rc < 0 else f"exit status {rc}"
         error = _with_log(CompileError(f"the converter died ({how}): {one_line(_last_error(log))}"), log)
         raise _ConverterDied(error, how, log) from None
+    if crashed:
+        result["attempts"] = crashed + list(result.get("attempts") or [])
     if result.get("ok"):
         return result
     kind, message = result.get("error_kind"), str(result.get("error", "unknown error"))
