@@ -9,9 +9,9 @@ from pathlib import Path
 from compilers.errors import CompileError
 from compilers.metrics import check_metric
 
-# "Dynamic" measures no ranges ahead of time: weights-only INT8 whose activations are quantized
-# on each run (ONNX Runtime's dynamic quantization, onnx-x86 only). Where a target offers it, it is
-# tried last, after mixed precision (:func:`compilers.pipeline._int8`).
+# "Dynamic" measures no ranges ahead of time: INT8 weights, activations quantized on each run
+# (ONNX Runtime's dynamic quantization on onnx-x86, TFLite's dynamic range on tflite-arm). Where a
+# target offers it, it is tried last, after mixed precision (:func:`compilers.pipeline._int8`).
 DYNAMIC = "Dynamic"
 CALIBRATION_METHODS = ("MinMax", "Entropy", "Percentile", DYNAMIC)
 
@@ -40,10 +40,10 @@ class CompileOptions:
     ``exact``), ``OUTPUT=NAME,...`` for some outputs, or a user's ``module:function``; ``None``
     chooses per output (:mod:`compilers.metrics`).
     ``metric_threshold``: the named metrics' threshold (needs ``metric``).
-    ``calibration_method``: ``MinMax``, ``Entropy``, ``Percentile`` or ``Dynamic`` (weights-only
-    INT8 of matrix products, recurrent cells and embeddings, activations quantized at run time;
-    onnx-x86); ``None`` tries the target's default, then the others when the gate fails, and
-    ``Dynamic`` last, after mixed precision.
+    ``calibration_method``: ``MinMax``, ``Entropy``, ``Percentile`` or ``Dynamic`` (INT8
+    weights, activations quantized at run time; onnx-x86 and tflite-arm); ``None`` tries the
+    target's default, then the others when the gate fails, and ``Dynamic`` last, after mixed
+    precision.
     ``mixed``: when an INT8 bundle fails its gate, keep its costliest layers in float and retry
     (at most ``mixed_attempts`` tries, at most ``mixed_max_share`` of the quantizable layers).
     ``precision="auto"``: the cheapest precision that passes the gate (INT8, mixed, FP16, FP32),

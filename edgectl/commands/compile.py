@@ -105,9 +105,8 @@ def compile_(
     calibration_method: Annotated[
         CalibrationMethod | None,
         typer.Option(
-            help="INT8 calibration: MinMax, Entropy or Percentile; Dynamic (onnx-x86) quantizes only "
-            "the weights of matrix products, recurrent cells and embeddings, and the activations on "
-            "each run.",
+            help="INT8 calibration: MinMax, Entropy or Percentile; Dynamic (onnx-x86, tflite-arm) "
+            "quantizes the weights ahead and the activations on each run, and needs no calibration.",
             show_default="the target's default, then the others if the gate fails",
         ),
     ] = None,
@@ -116,7 +115,7 @@ def compile_(
         typer.Option(
             "--mixed/--no-mixed",
             help="When INT8 fails its gate, keep the layers that quantize worst in float and retry; "
-            "then, on onnx-x86, try dynamic INT8 (--calibration-method Dynamic).",
+            "then, on onnx-x86 and tflite-arm, try dynamic INT8 (--calibration-method Dynamic).",
         ),
     ] = True,
 ) -> None:
