@@ -129,7 +129,7 @@ def normalise(
     """
     say: Progress = progress or (lambda _msg: None)
     work.mkdir(parents=True, exist_ok=True)
-    external = _has_external_data(model, source) or weights_bytes(model) > external_threshold
+    external = _has_external_data(model, source) or _weights_bytes(model) > external_threshold
     steps: list[str] = []
     original = model
     start = model = _skeleton(model, work) if external else model
@@ -565,7 +565,7 @@ def _changed_contract(before: onnx.ModelProto, after: onnx.ModelProto) -> str | 
         return "it changed the graph inputs"
     if [v.name for v in before.graph.output] != [v.name for v in after.graph.output]:
         return "it changed the graph outputs"
-    grown, was = weights_bytes(after), weights_bytes(before)
+    grown, was = _weights_bytes(after), _weights_bytes(before)
     if grown > max(2 * was, was + (16 << 20)):  # folding an Expand or Tile can bloat the weights
         return f"it grew the weights from {was >> 20} MiB to {grown >> 20} MiB"
     try:
@@ -597,7 +597,7 @@ def _has_external_data(model: onnx.ModelProto, source: Path) -> bool:
     return False
 
 
-def weights_bytes(model: onnx.ModelProto) -> int:
+def _weights_bytes(model: onnx.ModelProto) -> int:
     """The initializers' size in bytes, whether their data is inline or in external files."""
     return sum(_tensor_bytes(t) for t in model.graph.initializer)
 

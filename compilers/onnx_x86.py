@@ -109,6 +109,7 @@ class OnnxX86Target(Target):
             )
         taken, kept = ort_tools.weighted_layers(pre, excluded)
         build["weighted_layers"] = len(taken) + len(kept)
+        build["fp32_size_bytes"] = pre.stat().st_size  # the float model it was quantized from
         build["quantization"] = {
             "format": "dynamic",
             "weight_type": "QInt8",

@@ -450,7 +450,7 @@ def _int8(req: _Request, tries: _Tries, log: _Log, skip_uncalibrated: bool) -> _
             if not skip_uncalibrated:
                 raise
             log.append(f"int8: {exc}")
-            return None
+            return _dynamic(req, tries, str(exc), log) if _offers_dynamic(req) else None  # calibrates nothing
         except (ToolchainError, TargetError) as exc:
             if i > 0 and isinstance(exc, ToolchainError):
                 log.append(f"int8 ({method}): {exc}")
@@ -511,11 +511,12 @@ def _dynamic(req: _Request, tries: _Tries, why: str, log: _Log) -> _Found | None
         _refused(log, a)
         tries.drop(a.staging)
         return None
-    fp32 = intake.weights_bytes(onnx.load(str(req.source), load_external_data=False))
+    # The same model in float, as this target writes it (a file's overhead is no saving).
+    fp32 = int(a.out.build.get("fp32_size_bytes") or a.out.build.get("fp32_tflite_size_bytes") or 0)
     if fp32 and a.size > DYNAMIC_MAX_SIZE * fp32:
         # A CNN whose only matrix product is its classifier: "INT8" in name, FP32 in cost.
         log.append(
-            f"{a.label()}: leaves most weights in float ({a.size / fp32:.2f}x FP32's weights), "
+            f"{a.label()}: leaves most weights in float ({a.size / fp32:.2f}x the float model's size), "
             "not worth shipping as INT8"
         )
         tries.drop(a.staging)

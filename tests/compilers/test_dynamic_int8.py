@@ -197,3 +197,13 @@ def test_tflite_integer_inputs_ship_dynamic_range_int8(tmp_path: Path) -> None:
         assert cos.min() > 0.99, cos
     finally:
         adapter.close()
+
+
+@pytest.mark.slow
+def test_tflite_auto_without_calibration_data_tries_dynamic_range_int8(tmp_path: Path) -> None:
+    require_tflite()
+    files = write_files(tmp_path / "m", conv_heavy_model(), "conv", (64, 4, 4))
+    opts = CompileOptions(validation=files.validation, metric="cosine", precision="auto", **QUICK)
+    report = compile_model(files.model, "raspberry-pi-5", tmp_path / "b", opts)
+    assert report.precision == "int8" and report.calibration_method == "Dynamic"
+    assert report.attempts[0].startswith("int8: INT8 for tflite-arm needs calibration data")
