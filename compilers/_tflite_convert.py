@@ -6,7 +6,7 @@ the converter's pinned, older stack never meets the project's. Usage::
 
     _tflite_convert.py --model WORK/model.onnx --output-dir WORK/out --result WORK/result.json \\
         [--calibration INPUT_NAME CALIB_NHWC.npy MEAN STD]... [--input-shape NAME 1,3,48,192]... \\
-        [--strategies default,fixed-shapes,...] [--mixed-float-node TENSOR]... [--rank-layers] \
+        [--strategies default,fixed-shapes,...] [--mixed-float-node TENSOR]... [--rank-layers] \\
         [--dynamic-range]
 
 - ``--model`` is a *copy* of the source: onnx2tf (through onnxsim) rewrites it in place.

@@ -137,7 +137,8 @@ class TfliteArmTarget(Target):
             check_int8_inputs(job.inputs)
         calibration = prepare_calibration(job.inputs, job.calibration) if static else {}
         python = toolchains.python_for(TOOLCHAIN)
-        float_nodes, mixed_args = ((), ["--dynamic-range"]) if dynamic else _mixed_args(job)
+        # Flags that requantize onnx2tf's saved model (mixed precision, ranking, dynamic range).
+        float_nodes, requantize = ((), ["--dynamic-range"]) if dynamic else _mixed_args(job)
         kind = _DYNAMIC_KIND if dynamic else _MIXED_KIND if float_nodes else _KIND[job.precision]
         timeout_s = float(job.options.get("timeout_s", DEFAULT_TIMEOUT_S))
         with tempfile.TemporaryDirectory(prefix="edgefleet-tflite-") as tmp:
@@ -148,9 +149,9 @@ class TfliteArmTarget(Target):
             strategies = tuple(job.options.get("strategies") or ())
             cache = ConversionCache.of(job, model, shapes, strategies)
             entry = (
-                None if cache is None else cache.find(kind, calibration, needs_saved_model=bool(mixed_args))
+                None if cache is None else cache.find(kind, calibration, needs_saved_model=bool(requantize))
             )
-            if entry is not None and not mixed_args:
+            if entry is not None and not requantize:
                 job.progress(f"reusing this compile's earlier onnx2tf conversion for {job.precision}")
                 result, out_dir = json.loads((entry / "result.json").read_text()), entry / "out"
             else:
@@ -170,7 +171,7 @@ class TfliteArmTarget(Target):
                     path = work / f"calibration_{i}.npy"
                     np.save(path, samples)
                     args += ["--calibration", onnx2tf_name(name, quantized=True), str(path), "0", "1"]
-                args += mixed_args
+                args += requantize
                 if entry is not None:
                     args += ["--converted", str(entry)]
                     job.progress(f"{job.precision} TFLite from this compile's earlier onnx2tf conversion")
@@ -180,7 +181,7 @@ class TfliteArmTarget(Target):
                     )
                 result = run_converter(python, args, work, timeout_s, job.progress, job.source_path)
                 out_dir = work / "out"
-                if cache is not None and entry is None and (dynamic or not mixed_args):
+                if cache is not None and entry is None and (dynamic or not requantize):
                     cache.store(out_dir, result, calibration)  # its float models serve later attempts
             made = out_dir / result["files"][kind]
             shutil.copyfile(made, staging / ENTRYPOINT)
