@@ -56,8 +56,9 @@ class RuntimeSpec:
 @dataclass(frozen=True)
 class ServingSpec:
     """How the agent serves on this kind of device, unless its settings or the desired state say
-    otherwise: runtime threads (``None``: one per core), whether idle runtime threads spin
-    (off: spinning buys microseconds and burns a core while the device waits), and the largest
+    otherwise: runtime threads (``None``: one per core), whether runtime threads go on spinning
+    between runs (off: they spin only while a run goes on; spinning between runs buys
+    microseconds and burns a core while the device waits), and the largest
     dynamic batch (the batcher still measures whether batches pay)."""
 
     threads: int | None = None

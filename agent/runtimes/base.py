@@ -55,8 +55,8 @@ class RuntimeAdapter(ABC):
         cls, bundle_dir: Path, manifest: Manifest, threads: int | None = None, spinning: bool | None = None
     ) -> RuntimeAdapter:
         """Load ``manifest.entrypoint`` from ``bundle_dir`` with ``threads`` intra-op threads and,
-        where the runtime has the choice, its idle threads spinning (``spinning``) or sleeping;
-        ``None`` leaves either to the runtime.
+        where the runtime has the choice, its threads spinning between runs (``spinning``) or
+        only while a run goes on; ``None`` leaves either to the runtime.
 
         Raises :class:`RuntimeUnavailable` or :class:`RuntimeLoadError`.
         """

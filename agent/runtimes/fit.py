@@ -1,9 +1,10 @@
 """How many runtime threads a model gets when nothing sets the number: measured at load.
 
-A small model's operators finish in microseconds. Split over several intra-op threads that sleep
-between operators (spinning off, the agent's default), each operator then pays a thread wake-up,
-which costs more than the work it shares: on a 2-core x86 the digits CNN ran in about 0.10 ms on
-two threads and 0.06 ms on one. A large model gains from every core. So when a model's run on
+A small model's operators finish in microseconds. Split over several intra-op threads, each
+operator then pays for handing out and collecting its shares (and each run for waking threads
+that stopped spinning when the last one returned, the agent's default), which costs more than
+the work shared: on a 2-core x86 the digits CNN ran in about 0.11 ms on two threads and 0.06 ms
+on one. A large model gains from every core. So when a model's run on
 its probe input takes under :data:`FIT_BELOW` seconds with all its threads, the agent loads it
 once more on one thread, times both and keeps the faster, by at least :data:`GAIN`; the other
 copy is closed at once. A probe run that fails keeps the first load (the self-test then says why).

@@ -7,7 +7,8 @@ latest desired state (``serving`` and ``offload``), then the device profile, the
   else up to one per core of the profile's CPU (no more than the CPUs there are), fitted to each
   model at load (one that runs in under a millisecond may be faster on one thread:
   :mod:`agent.runtimes.fit`);
-- spinning: ``spinning`` / profile ``serving.spinning`` (off);
+- spinning between runs: ``spinning`` / profile ``serving.spinning`` (off: threads spin only while
+  a run goes on);
 - batching: ``max_batch`` / ``serving.max_batch_size`` / profile ``serving.max_batch`` (8), and
   ``max_queue_delay_ms`` / ``serving.max_queue_delay_ms`` (2 ms); the queue bound is the agent's;
 - the latency budget: ``latency_budget_ms`` / ``serving.latency_budget_ms`` / the profile's;

@@ -165,3 +165,62 @@ def test_a_model_that_misdeclares_its_output_shape_runs_without_a_warning_per_re
         out = adapter.infer({"x": np.ones((2, 3), np.float32), "s": np.array([2, 1, 2], np.int64)})
     assert out["y"].shape == (2, 1, 2)
     assert "VerifyOutputSizes" not in capfd.readouterr().err
+
+
+_IDLE_BURN = """
+import resource, sys, time
+import numpy as np, onnx
+from onnx import TensorProto, helper, numpy_helper
+import onnxruntime as ort
+from agent.runtimes.onnxrt import session_options
+
+w = np.random.default_rng(0).standard_normal((512, 512)).astype(np.float32)
+nodes = [helper.make_node("MatMul", ["x" if i == 0 else f"h{i - 1}", "w"], [f"h{i}"]) for i in range(8)]
+graph = helper.make_graph(
+    nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [256, 512])],
+    [helper.make_tensor_value_info("h7", TensorProto.FLOAT, [256, 512])], [numpy_helper.from_array(w, "w")],
+)
+model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+model.ir_version = 8
+spinning = sys.argv[1] == "true"
+options = session_options(2, spinning=spinning)
+s = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+x = np.ones((256, 512), np.float32)
+for _ in range(5):
+    s.run(None, {"x": x})
+r = resource.getrusage(resource.RUSAGE_SELF)
+before = r.ru_utime + r.ru_stime
+time.sleep(0.3)
+r = resource.getrusage(resource.RUSAGE_SELF)
+print(r.ru_utime + r.ru_stime - before)
+"""
+
+
+def _cpu_after_runs(spinning: bool) -> float:
+    """CPU seconds a fresh process burns in the 0.3 s after five two-thread runs."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[3]
+    out = subprocess.run(
+        [sys.executable, "-c", _IDLE_BURN, "true" if spinning else "false"],
+        capture_output=True, text=True, check=True, cwd=root, env={"PYTHONPATH": str(root), "PATH": ""},
+    )  # fmt: skip
+    return float(out.stdout.strip())
+
+
+def test_threads_stop_spinning_when_a_run_returns_unless_told_to_go_on() -> None:
+    # spinning=False (the agent's default): the threads spin during a run, and stop when it
+    # returns, so a device waiting between requests burns nothing; ONNX Runtime's own default
+    # (spinning=True) goes on spinning for tens of milliseconds after each run.
+    assert _cpu_after_runs(False) < 0.012
+    assert _cpu_after_runs(True) > 0.012
+
+
+def test_session_options_spin_during_runs_either_way() -> None:
+    from agent.runtimes.onnxrt import session_options
+
+    for spinning, stop in ((False, "1"), (True, "0")):
+        so = session_options(2, spinning=spinning)
+        assert so.get_session_config_entry("session.intra_op.allow_spinning") == "1"
+        assert so.get_session_config_entry("session.force_spinning_stop") == stop
