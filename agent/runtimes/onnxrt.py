@@ -46,9 +46,9 @@ def session_options(
     whether intra-op threads go on spinning once a run has returned (ONNX Runtime's default) or
     stop at once (``session.force_spinning_stop``). During a run they spin either way: parked
     between operators, every parallel section would first have to wake them. On a 2-core x86 the
-    MobileNetV2-shaped model served about 0.55x the requests at concurrency 16 with its threads
-    parked, and the same as with ONNX Runtime's default when they spin only during runs; at 18
-    requests a second that took 0.33 cores against 1.05 with the default (BENCHMARKS.md).
+    agent served the MobileNetV2-shaped model at 154-162 requests a second at concurrency 16 with
+    its threads parked, 180-191 with them spinning only during runs (ONNX Runtime's default:
+    182-183); at 18 requests a second that took 0.33 cores against 1.05 (BENCHMARKS.md).
 
     ONNX Runtime's own log is kept to errors: a model whose declared output shape differs from
     what it computes (common in exported models) would otherwise print a warning on every run,

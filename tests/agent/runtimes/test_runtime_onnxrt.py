@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +13,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from agent.contracts.manifest import FileEntry, Manifest, Quantization, TensorSpec
 from agent.runtimes import RuntimeLoadError, get_runtime, load_bundle
-from agent.runtimes.onnxrt import OnnxRuntimeAdapter, providers
+from agent.runtimes.onnxrt import OnnxRuntimeAdapter, providers, session_options
 
 W = np.array([[1.0, -1.0], [0.5, 2.0], [0.0, 1.0]], np.float32)  # x [N,3] @ W -> [N,2]
 
@@ -198,9 +200,6 @@ print(r.ru_utime + r.ru_stime - before)
 
 def _cpu_after_runs(spinning: bool) -> float:
     """CPU seconds a fresh process burns in the 0.3 s after five two-thread runs."""
-    import subprocess
-    import sys
-
     root = Path(__file__).resolve().parents[3]
     out = subprocess.run(
         [sys.executable, "-c", _IDLE_BURN, "true" if spinning else "false"],
@@ -218,8 +217,6 @@ def test_threads_stop_spinning_when_a_run_returns_unless_told_to_go_on() -> None
 
 
 def test_session_options_spin_during_runs_either_way() -> None:
-    from agent.runtimes.onnxrt import session_options
-
     for spinning, stop in ((False, "1"), (True, "0")):
         so = session_options(2, spinning=spinning)
         assert so.get_session_config_entry("session.intra_op.allow_spinning") == "1"
