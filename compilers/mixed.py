@@ -17,16 +17,18 @@ which the whole tensor's noise power does not show.
 Keeping layers in float is each target's own business (ONNX Runtime ``nodes_to_exclude``; for
 TensorRT, :func:`strip_qdq` removes the Q/DQ pairs on the layer's inputs in the QDQ ONNX).
 The compile keeps at most :func:`allowance` layers in float. It tries up to three
-orders of the layers, each first with as much of the allowance as it holds: the joins of tensors
+orders of the layers, each first with :data:`FIRST_REACH` of the allowance: the joins of tensors
 of unlike ranges and the layers after them (:func:`mixed_range_joins`, where the graph has such a
 Concat: a detector head's boxes beside its scores, whose one INT8 scale the noise ranking can't
 see the harm of within its inputs), the costliest first, then :func:`from_the_ends` (a stretch at
-the input or the output in float, where many layers each add a little); the first order that
-passes is bisected towards the fewest layers that still pass.
+the input or the output in float, where many layers each add a little). When none passes, the
+order that came closest to its gate (:func:`gate_nearness`) gets the whole allowance. The first
+that passes is bisected towards the fewest layers that still pass.
 """
 
 from __future__ import annotations
 
+import math
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -37,7 +39,7 @@ import onnx
 from onnx import numpy_helper
 
 from agent.contracts.manifest import TensorSpec
-from compilers.metrics import ALIKE_ATOL, ALIKE_RTOL, channels_of
+from compilers.metrics import ALIKE_ATOL, ALIKE_RTOL, OutputScore, channels_of
 
 RANKED_BY = "per-tensor error against FP32 (onnxruntime qdq_loss_debug), noise added per layer"
 # Calibration samples used to rank: the debugging tools keep every activation of every sample of
@@ -59,6 +61,28 @@ class LayerCost:
     # > 0: the node is a join of tensors of unlike ranges, or follows one to the outputs, and this
     # many nodes make up the smallest such join with what follows it (see mixed_range_joins)
     join: int = 0
+
+
+# Each order is tried first with this share of the allowance, and only the order that came
+# closest to its gate with the whole of it: an order whose first share fails far from the gate
+# rarely passes with more, and every try is a full quantization and validation.
+FIRST_REACH = 0.75
+
+
+def gate_nearness(scores: Sequence[OutputScore]) -> float:
+    """How near a refused attempt came to its gate: its worst output's figure over that output's
+    threshold (below 1 when it failed; inverted where lower is better), so that attempts gated
+    on different metrics compare; 0 for a figure that is not a number (pure)."""
+    worst = math.inf
+    for s in scores:
+        if math.isnan(s.value):
+            return 0.0
+        if s.higher_is_better:
+            ratio = s.value / s.threshold if s.threshold > 0 else float(s.value >= s.threshold)
+        else:
+            ratio = s.threshold / s.value if s.value > 0 else 1.0
+        worst = min(worst, ratio)
+    return 0.0 if worst == math.inf else worst
 
 
 def allowance(ranked: int, max_share: float, quantizable: int) -> int:

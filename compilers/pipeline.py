@@ -48,7 +48,7 @@ from compilers.bundle import check_destination, discard, file_entries, make_stag
 from compilers.calibration import SampleSet, load_samples
 from compilers.errors import CalibrationError, CompileError, TargetError, ToolchainError, ValidationGateError
 from compilers.hostcpu import host_arch, host_has_vnni
-from compilers.mixed import LayerCost, allowance, from_the_ends, joined_layers
+from compilers.mixed import FIRST_REACH, LayerCost, allowance, from_the_ends, gate_nearness, joined_layers
 from compilers.modelcheck import input_specs, load_model, model_info, one_line, pooled_outputs
 from compilers.options import DYNAMIC, CompileOptions
 from compilers.preflight import FitResult, check_fit, estimate_memory
@@ -530,28 +530,32 @@ def _mixed(req: _Request, tries: _Tries, base: _Attempt, log: _Log) -> _Found | 
     """The failed INT8 ``base`` again with some layers in float, within ``mixed_attempts`` tries
     and ``mixed_max_share`` of the layers (the allowance).
 
-    Up to three orders are tried, each first with the whole allowance: where the graph joins
-    tensors of unlike ranges (a detector head's boxes and scores, :func:`compilers.mixed.joined_layers`),
-    those joins and what follows them; the costliest layers by quantization noise; then layers from
-    both ends of the graph (:func:`compilers.mixed.from_the_ends`).
-    When an order's whole allowance fails, fewer of its layers are not tried (they rarely pass
-    where more did not, and each try is a full quantization and validation) and the next order
-    is tried; when it passes, the count is halved towards the fewest layers that still pass
-    (bisection with the tries left), and the fewest that passed ship."""
+    Up to three orders are tried, each first with :data:`FIRST_REACH` of the allowance: where the
+    graph joins tensors of unlike ranges (a detector head's boxes and scores,
+    :func:`compilers.mixed.joined_layers`), those joins and what follows them (whole, as long as
+    they fit the allowance); the costliest layers
+    by quantization noise; then layers from both ends of the graph
+    (:func:`compilers.mixed.from_the_ends`). When an order's share fails, fewer of its layers are
+    not tried (they rarely pass where more did not, and each try is a full quantization and
+    validation) and the next order is tried. When none passes, the order that came closest to its
+    gate is tried once more with the whole allowance. Whichever passes is bisected towards the
+    fewest layers that still pass, with the tries left, and the fewest that passed ship."""
     extra: dict[str, Any] = {"calibration_method": base.calibration_method} if base.calibration_method else {}
     req.say("INT8 failed its gate: ranking layers by quantization error against FP32")
     ranked = req.target.layer_costs(req.job("int8", extra), base.staging)
     if not ranked:
         log.append(f"mixed precision: target {req.target.name} can't keep layers in float here")
         return None
-    cap, left = allowance(len(ranked), req.opts.mixed_max_share, len(ranked)), req.opts.mixed_attempts
+    share, left = req.opts.mixed_max_share, req.opts.mixed_attempts
+    cap = allowance(len(ranked), share, len(ranked))
+    first = allowance(len(ranked), share * FIRST_REACH, len(ranked))
     if cap == 0:
         return None
     orders = [("costliest first", list(ranked))]
     ends = from_the_ends(ranked)
-    if ends and {c.node for c in ends[:cap]} != {c.node for c in ranked[:cap]}:
+    if ends and {c.node for c in ends[:first]} != {c.node for c in ranked[:first]}:
         orders.append(("from both ends of the graph", ends))
-    joined = joined_layers(ranked, cap)
+    joined = joined_layers(ranked, cap)  # tried whole: a join cut short keeps its harm
     if joined:
         orders.insert(0, ("joins of tensors of unlike ranges and what follows them", joined))
 
@@ -564,18 +568,10 @@ def _mixed(req: _Request, tries: _Tries, base: _Attempt, log: _Log) -> _Found | 
         return _attempt(req, tries, "int8", {**extra, "float_nodes": tuple(nodes)})
 
     used = 0
-    for how, order in orders:
-        if used >= left:
-            break
-        whole = min(cap, len(order))
-        best = attempt(order, how, whole)
-        used += 1
-        if best.failure is not None:
-            _refused(log, best)
-            tries.drop(best.staging)
-            req.say(f"mixed precision: {whole} layer(s) in float, {how} (all the order allows), did not pass")
-            continue
-        lo, hi = 0, whole
+
+    def fewest(best: _Attempt, order: list[LayerCost], how: str, lo: int, hi: int) -> _Found:
+        """Bisect between ``lo`` layers (known to fail, or 0) and ``hi`` (``best``, passed)."""
+        nonlocal used
         while used < left and hi - lo > 1:
             mid = (lo + hi) // 2
             a = attempt(order, how, mid)
@@ -592,6 +588,34 @@ def _mixed(req: _Request, tries: _Tries, base: _Attempt, log: _Log) -> _Found | 
             f"failed ({base.failure}): {', '.join(best.float_nodes)}"
         )
         return _Found(best, notes=(note,), int8_base=base, ranked=len(ranked), mixed_attempts=used)
+
+    closest: tuple[float, list[LayerCost], str, int] | None = None
+    for how, order in orders:
+        if used >= left:
+            break
+        whole = len(order) if order is joined else min(first, len(order))
+        a = attempt(order, how, whole)
+        used += 1
+        if a.failure is None:
+            return fewest(a, order, how, 0, whole)
+        _refused(log, a)
+        tries.drop(a.staging)
+        req.say(f"mixed precision: {whole} layer(s) in float, {how}, did not pass")
+        near = gate_nearness(a.checked.comparison.scores)
+        if min(cap, len(order)) > whole and (closest is None or near > closest[0]):
+            closest = (near, order, how, whole)
+    if closest is None or used >= left:
+        return None
+    _, order, how, tried = closest
+    whole = min(cap, len(order))
+    how = f"{how}, the whole allowance"
+    a = attempt(order, how, whole)
+    used += 1
+    if a.failure is None:
+        return fewest(a, order, how, tried, whole)
+    _refused(log, a)
+    tries.drop(a.staging)
+    req.say(f"mixed precision: {whole} layer(s) in float ({how}) did not pass")
     return None
 
 
