@@ -95,3 +95,12 @@ class Target(ABC):
         ``job.options["float_nodes"]`` naming some of them keeps those in float. ``None`` (the
         default) when the target can't keep layers in float."""
         return None
+
+    def search_layers(
+        self, job: CompileJob, staging: Path, ranked: tuple[LayerCost, ...], cap: int
+    ) -> tuple[LayerCost, ...]:
+        """Up to ``cap`` of ``ranked`` (from :meth:`layer_costs` on the INT8 model in
+        ``staging``) chosen one by one by their effect at the model's outputs, where the target
+        can put a layer in float without a new compile to score it; ``()`` (the default) where it
+        can't or the graph is too large to search."""
+        return ()

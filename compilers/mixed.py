@@ -30,7 +30,8 @@ from __future__ import annotations
 
 import math
 import tempfile
-from collections.abc import Iterable, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -335,6 +336,149 @@ def rank_qdq_layers(
         return tuple(ranked)
 
     return ort_tools._tool("ranking layers by quantization error", run)
+
+
+# -- chosen one by one at the outputs ----------------------------------------------------------
+
+# The search at the outputs runs where the graph has at most this many quantized layers (each
+# step tries every layer not yet chosen), within SEARCH_SECONDS, on at most SEARCH_ROWS
+# calibration samples: fewer (down to SEARCH_MIN_ROWS) where the model is slow enough that its
+# first step would take more than a quarter of the time (fewer samples choose less well: Silero
+# VAD's layers, chosen on 16 samples, did not pass where those chosen on 128 did).
+SEARCH_POOL = 64
+SEARCH_SECONDS = 120.0
+SEARCH_ROWS = 128
+SEARCH_MIN_ROWS = 16
+SEARCHED_BY = "each layer kept in float in turn, with those chosen before, scored at the model's outputs"
+
+
+def greedy_float_layers(
+    pool: Sequence[str],
+    agreement: Callable[[tuple[str, ...]], float],
+    cap: int,
+    clock: Callable[[], float],
+    seconds: float,
+) -> list[tuple[str, float]]:
+    """Forward selection: up to ``cap`` layers of ``pool``, each the one whose keeping in float,
+    with those chosen before, gives the highest ``agreement`` (the worst output's similarity to
+    FP32); the layers in the order they were chosen, each with the agreement it brought (pure
+    but for the two callables).
+
+    Per-layer noise misses layers whose harm shows only downstream (a sum of squares quantized
+    before its square root: little noise power, large error where the values are small) and
+    layers that matter only together; scoring at the outputs sees both. Every step tries every
+    layer left while ``seconds`` (by ``clock``) allow it; when the steps left would not fit, the
+    later ones try only the layers that scored best alone, as many as fit; when time runs out
+    mid-step, that step's best so far is the last one chosen."""
+    start = clock()
+    steps = min(cap, len(pool))
+    chosen: list[tuple[str, float]] = []
+    left = list(pool)
+    alone: dict[str, float] = {}
+    while left and len(chosen) < steps:
+        began, tried = clock(), 0
+        best: tuple[float, str] | None = None
+        for node in left:
+            score = agreement((*(n for n, _ in chosen), node))
+            tried += 1
+            if not chosen:
+                alone[node] = score
+            if best is None or score > best[0]:
+                best = (score, node)
+            if clock() - start > seconds:
+                break
+        assert best is not None
+        chosen.append((best[1], best[0]))
+        left.remove(best[1])
+        now = clock()
+        spare, to_go = seconds - (now - start), steps - len(chosen)
+        if spare <= 0:
+            break
+        per_try = (now - began) / tried
+        if to_go and per_try * len(left) * to_go > spare:
+            fits = max(1, int(spare / (per_try * to_go)))
+            left = sorted(left, key=lambda n: -alone.get(n, -math.inf))[:fits]
+    return chosen
+
+
+def _similarity(ref: np.ndarray, got: np.ndarray) -> float:
+    """Cosine similarity of float outputs; the share of equal elements otherwise (1 when both are
+    all zeros)."""
+    if ref.shape != got.shape:
+        return 0.0
+    if not np.issubdtype(ref.dtype, np.floating):
+        return float(np.mean(ref == got)) if ref.size else 1.0
+    r, g = ref.astype(np.float64).ravel(), got.astype(np.float64).ravel()
+    if not np.all(np.isfinite(g)):
+        return 0.0
+    nr, ng = float(np.linalg.norm(r)), float(np.linalg.norm(g))
+    if nr == 0.0 and ng == 0.0:
+        return 1.0
+    return float(r @ g / max(nr * ng, _EPS))
+
+
+def search_at_outputs(
+    source: Path,
+    qdq_path: Path,
+    samples: dict[str, np.ndarray],
+    inputs: tuple[TensorSpec, ...],
+    ranked: Sequence[LayerCost],
+    cap: int,
+    seconds: float = SEARCH_SECONDS,
+    max_rows: int = SEARCH_ROWS,
+) -> list[LayerCost]:
+    """The ``ranked`` layers of the QDQ model at ``qdq_path`` chosen by
+    :func:`greedy_float_layers`, each candidate scored by running the model with the Q/DQ
+    around it and those chosen before removed (:func:`strip_qdq`, as TensorRT would compute it)
+    on at most ``max_rows`` calibration samples against FP32, up to the step that agreed best;
+    ``[]`` where more than :data:`SEARCH_POOL` layers are ranked. Raises
+    :class:`~compilers.errors.ToolchainError`."""
+    if not ranked or len(ranked) > SEARCH_POOL or cap <= 0:
+        return []
+    import onnxruntime as ort
+
+    from compilers import ort_tools
+
+    def run() -> list[LayerCost]:
+        with tempfile.TemporaryDirectory(prefix="edgefleet-search-") as tmp:
+            pre = Path(tmp) / "pre.onnx"
+            ort_tools.pre_process(source, pre)
+            float_model = onnx.load(str(pre))
+        qdq = onnx.load(str(qdq_path))
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # Q/DQ as float math
+        opts.log_severity_level = 3
+        # the reader defines no len(), which list() would ask for
+        feeds = [f for f in _reader(samples, inputs, max_rows)]  # type: ignore[attr-defined]
+
+        def outputs(model: onnx.ModelProto) -> list[np.ndarray]:
+            cpu = ["CPUExecutionProvider"]
+            session = ort.InferenceSession(model.SerializeToString(), opts, providers=cpu)
+            got = [session.run(None, f) for f in feeds]
+            return [np.concatenate([np.asarray(g[i]).reshape(-1) for g in got]) for i in range(len(got[0]))]
+
+        started = time.monotonic()
+        ref = outputs(float_model)
+        per_row = (time.monotonic() - started) / max(1, sum(len(next(iter(f.values()))) for f in feeds))
+        # a candidate runs Q/DQ too (about half as long again), and the first step runs them all
+        fit = int(seconds / 4 / max(len(ranked) * per_row * 1.5, 1e-9))
+        if fit < max_rows:
+            feeds = [f for f in _reader(samples, inputs, max(SEARCH_MIN_ROWS, fit))]  # type: ignore[attr-defined]
+            ref = outputs(float_model)
+
+        def agreement(nodes: tuple[str, ...]) -> float:
+            got = outputs(strip_qdq(qdq, nodes, float_model))
+            return min((_similarity(r, g) for r, g in zip(ref, got, strict=True)), default=1.0)
+
+        by_name = {c.node: c for c in ranked}
+        chosen = greedy_float_layers([c.node for c in ranked], agreement, cap, time.monotonic, seconds)
+        if not chosen:
+            return []
+        # up to the step that agreed best: a layer that helped nothing can cost accuracy elsewhere
+        best = max(range(len(chosen)), key=lambda i: (chosen[i][1], -i))
+        return [by_name[n] for n, _ in chosen[: best + 1]]
+
+    return ort_tools._tool("choosing layers at the outputs", run)
 
 
 # -- TensorRT: Q/DQ removed around float layers -------------------------------------------------

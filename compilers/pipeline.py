@@ -48,7 +48,16 @@ from compilers.bundle import check_destination, discard, file_entries, make_stag
 from compilers.calibration import SampleSet, load_samples
 from compilers.errors import CalibrationError, CompileError, TargetError, ToolchainError, ValidationGateError
 from compilers.hostcpu import host_arch, host_has_vnni
-from compilers.mixed import FIRST_REACH, LayerCost, allowance, from_the_ends, gate_nearness, joined_layers
+from compilers.mixed import (
+    FIRST_REACH,
+    SEARCH_POOL,
+    SEARCHED_BY,
+    LayerCost,
+    allowance,
+    from_the_ends,
+    gate_nearness,
+    joined_layers,
+)
 from compilers.modelcheck import input_specs, load_model, model_info, one_line, pooled_outputs
 from compilers.options import DYNAMIC, CompileOptions
 from compilers.preflight import FitResult, check_fit, estimate_memory
@@ -333,6 +342,7 @@ class _Found:
     ranked: int = 0
     mixed_attempts: int = 0
     choice: str | None = None
+    ranked_by: str | None = None  # how the float layers were chosen, where not the target's ranking
 
 
 def _attempt(req: _Request, tries: _Tries, precision: str, extra: dict[str, Any] | None = None) -> _Attempt:
@@ -400,7 +410,7 @@ def _search(req: _Request, tries: _Tries) -> _Found:
             choice = f"auto chose {a.label()}: the cheapest precision that passed the gate" + (
                 f" (refused: {why})" if log else ""
             )
-        return _Found(a, tuple(log), found.notes, found.int8_base, found.ranked, found.mixed_attempts, choice)
+        return replace(found, attempt=a, log=tuple(log), choice=choice)
     if log.last_failure is None and errors:  # nothing was refused by the gate: the toolchain was
         raise type(errors[-1])(f"no precision could be made: {'; '.join(log)}") from errors[-1]
     last = log.last_failure or (log[-1].partition(": ")[2] if log else "no precision to try")
@@ -526,15 +536,20 @@ def _dynamic(req: _Request, tries: _Tries, why: str, log: _Log) -> _Found | None
     return _Found(a, notes=(note,), ranked=int(a.out.build.get("weighted_layers", 0)), mixed_attempts=1)
 
 
+_SEARCHED = "chosen one by one at the outputs"
+
+
 def _mixed(req: _Request, tries: _Tries, base: _Attempt, log: _Log) -> _Found | None:
     """The failed INT8 ``base`` again with some layers in float, within ``mixed_attempts`` tries
     and ``mixed_max_share`` of the layers (the allowance).
 
-    Up to three orders are tried, each first with :data:`FIRST_REACH` of the allowance: where the
+    Up to four orders are tried, each first with :data:`FIRST_REACH` of the allowance: where the
     graph joins tensors of unlike ranges (a detector head's boxes and scores,
     :func:`compilers.mixed.joined_layers`), those joins and what follows them (whole, as long as
-    they fit the allowance); the costliest layers
-    by quantization noise; then layers from both ends of the graph
+    they fit the allowance); where the graph is small enough (:data:`~compilers.mixed.SEARCH_POOL`)
+    and the target can score a layer in float without a new compile, the layers chosen one by
+    one by their effect at the outputs (:meth:`Target.search_layers`, computed when its turn
+    comes); the costliest layers by quantization noise; then layers from both ends of the graph
     (:func:`compilers.mixed.from_the_ends`). When an order's share fails, fewer of its layers are
     not tried (they rarely pass where more did not, and each try is a full quantization and
     validation) and the next order is tried. When none passes, the order that came closest to its
@@ -551,7 +566,9 @@ def _mixed(req: _Request, tries: _Tries, base: _Attempt, log: _Log) -> _Found | 
     first = allowance(len(ranked), share * FIRST_REACH, len(ranked))
     if cap == 0:
         return None
-    orders = [("costliest first", list(ranked))]
+    orders: list[tuple[str, list[LayerCost]]] = [("costliest first", list(ranked))]
+    if len(ranked) <= SEARCH_POOL:
+        orders.insert(0, (_SEARCHED, []))  # filled when its turn comes: the search costs time
     ends = from_the_ends(ranked)
     if ends and {c.node for c in ends[:first]} != {c.node for c in ranked[:first]}:
         orders.append(("from both ends of the graph", ends))
@@ -587,13 +604,25 @@ def _mixed(req: _Request, tries: _Tries, base: _Attempt, log: _Log) -> _Found | 
             f"mixed precision: {len(best.float_nodes)} layer(s) kept in float ({how}) after plain INT8 "
             f"failed ({base.failure}): {', '.join(best.float_nodes)}"
         )
-        return _Found(best, notes=(note,), int8_base=base, ranked=len(ranked), mixed_attempts=used)
+        by = SEARCHED_BY if how.startswith(_SEARCHED) else None
+        return _Found(
+            best, notes=(note,), int8_base=base, ranked=len(ranked), mixed_attempts=used, ranked_by=by
+        )
 
     closest: tuple[float, list[LayerCost], str, int] | None = None
     for how, order in orders:
         if used >= left:
             break
-        whole = len(order) if order is joined else min(first, len(order))
+        if how == _SEARCHED:
+            try:
+                order = list(req.target.search_layers(req.job("int8", extra), base.staging, ranked, cap))
+            except CompileError as exc:  # the other orders don't need it
+                log.append(f"mixed precision: {exc}")
+                continue
+            if not order:
+                continue
+        # a join cut short keeps its harm; the search chose its own count
+        whole = len(order) if order is joined or how == _SEARCHED else min(first, len(order))
         a = attempt(order, how, whole)
         used += 1
         if a.failure is None:
@@ -713,7 +742,7 @@ def _mixed_record(req: _Request, a: _Attempt, found: _Found, checked: _Checked) 
         float_nodes=a.float_nodes,
         quantizable_nodes=found.ranked,
         attempts=found.mixed_attempts,
-        ranked_by=req.target.layer_ranking,
+        ranked_by=found.ranked_by or req.target.layer_ranking,
         float_precision="fp16" if req.target.runtime == "tensorrt" else "fp32",
         int8_size_bytes=found.int8_base.size,
         int8_latency_ms=checked.int8_latency_ms,

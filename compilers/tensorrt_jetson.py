@@ -189,6 +189,18 @@ class TensorRTJetsonTarget(Target):
             return None
         return mixed.rank_qdq_layers(job.source_path, staging / MODEL_FILE, job.calibration, job.inputs)
 
+    def search_layers(
+        self, job: CompileJob, staging: Path, ranked: tuple[LayerCost, ...], cap: int
+    ) -> tuple[LayerCost, ...]:
+        """The layers whose Q/DQ, removed one more at a time, bring the outputs nearest FP32
+        (:func:`compilers.mixed.search_at_outputs`: removing Q/DQ is how this target keeps a
+        layer in float, so each candidate is scored without quantizing again)."""
+        if job.calibration is None:
+            return ()
+        job.progress(f"choosing up to {cap} layer(s) to keep in float by their effect at the outputs")
+        qdq = staging / MODEL_FILE
+        return tuple(mixed.search_at_outputs(job.source_path, qdq, job.calibration, job.inputs, ranked, cap))
+
 
 def workspace_mib(profile: DeviceProfile) -> int:
     """The builder's workspace limit for ``profile`` (see ``_WORKSPACE_SHARE``)."""
