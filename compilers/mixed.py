@@ -402,15 +402,18 @@ def greedy_float_layers(
 
 
 def _similarity(ref: np.ndarray, got: np.ndarray) -> float:
-    """Cosine similarity of float outputs; the share of equal elements otherwise (1 when both are
-    all zeros)."""
+    """Cosine similarity of float outputs over the elements FP32 gives a number for (0 where the
+    quantized model gives none); the share of equal elements otherwise (1 when both are all
+    zeros)."""
     if ref.shape != got.shape:
         return 0.0
     if not np.issubdtype(ref.dtype, np.floating):
         return float(np.mean(ref == got)) if ref.size else 1.0
     r, g = ref.astype(np.float64).ravel(), got.astype(np.float64).ravel()
-    if not np.all(np.isfinite(g)):
+    finite = np.isfinite(r)  # what FP32 itself leaves undefined is not scored
+    if not np.all(np.isfinite(g[finite])):
         return 0.0
+    r, g = r[finite], g[finite]
     nr, ng = float(np.linalg.norm(r)), float(np.linalg.norm(g))
     if nr == 0.0 and ng == 0.0:
         return 1.0

@@ -478,3 +478,14 @@ def test_tensorrt_mixed_records_layers_chosen_at_the_outputs(sens: ModelFiles, t
     assert report.mixed.ranked_by == SEARCHED_BY
     assert any("by their effect at the outputs" in s for s in said)
     assert any("(chosen one by one at the outputs)" in n for n in report.notes)
+
+
+def test_output_similarity_scores_what_fp32_defines() -> None:
+    from compilers.mixed import _similarity
+
+    ref = np.array([1.0, 2.0, np.nan], np.float32)
+    assert _similarity(ref, np.array([1.0, 2.0, 5.0], np.float32)) == pytest.approx(1.0)
+    assert _similarity(ref, np.array([1.0, np.inf, 0.0], np.float32)) == 0.0
+    assert _similarity(np.zeros(3, np.float32), np.zeros(3, np.float32)) == 1.0
+    assert _similarity(np.array([1, 2, 3]), np.array([1, 2, 4])) == pytest.approx(2 / 3)
+    assert _similarity(ref, ref[:2]) == 0.0
