@@ -40,7 +40,7 @@ import onnx
 from onnx import numpy_helper
 
 from agent.contracts.manifest import TensorSpec
-from compilers.metrics import ALIKE_ATOL, ALIKE_RTOL, OutputScore, channels_of
+from compilers.metrics import ALIKE_ATOL, ALIKE_RTOL, OutputScore, channels_of, exact_match
 
 RANKED_BY = "per-tensor error against FP32 (onnxruntime qdq_loss_debug), noise added per layer"
 # Calibration samples used to rank: the debugging tools keep every activation of every sample of
@@ -408,7 +408,7 @@ def _similarity(ref: np.ndarray, got: np.ndarray) -> float:
     if ref.shape != got.shape:
         return 0.0
     if not np.issubdtype(ref.dtype, np.floating):
-        return float(np.mean(ref == got)) if ref.size else 1.0
+        return exact_match(ref, got)
     r, g = ref.astype(np.float64).ravel(), got.astype(np.float64).ravel()
     finite = np.isfinite(r)  # what FP32 itself leaves undefined is not scored
     if not np.all(np.isfinite(g[finite])):
