@@ -172,6 +172,11 @@ class QdqSettings:
     reduce_range: bool = False  # 7-bit weights: avoids u8s8 overflow on x86 without VNNI
     quantize_bias: bool = True  # TensorRT's parser dequantizes only INT8, not INT32 biases
     calibration: str = "MinMax"  # onnxruntime.quantization.CalibrationMethod: MinMax, Entropy, Percentile
+    # Q/DQ only on the inputs of these op types (None: every op type ONNX Runtime's QDQ quantizer
+    # takes, which suits ONNX Runtime's fused integer kernels)
+    op_types: tuple[str, ...] | None = None
+    # op types whose outputs get no Q/DQ (only the inputs of the next quantized layer do)
+    float_outputs: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -183,6 +188,8 @@ class QdqSettings:
             "reduce_range": self.reduce_range,
             "quantize_bias": self.quantize_bias,
             "calibration": self.calibration,
+            **({"op_types": list(self.op_types)} if self.op_types is not None else {}),
+            **({"float_outputs": list(self.float_outputs)} if self.float_outputs else {}),
             **({"calibration_rows_max": HISTOGRAM_ROWS} if self.calibration != "MinMax" else {}),
         }
 
@@ -213,6 +220,7 @@ def quantize_qdq(
         "ActivationSymmetric": settings.symmetric,
         "WeightSymmetric": True if settings.symmetric else None,
         "QuantizeBias": settings.quantize_bias,
+        "OpTypesToExcludeOutputQuantization": list(settings.float_outputs) or None,
     }
 
     def _quantize(reader: Any, options: dict[str, Any]) -> None:
@@ -227,6 +235,7 @@ def quantize_qdq(
             weight_type=getattr(QuantType, settings.weight_type),
             calibrate_method=getattr(CalibrationMethod, settings.calibration),
             nodes_to_exclude=list(nodes_to_exclude),
+            op_types_to_quantize=list(settings.op_types) if settings.op_types is not None else None,
             extra_options={k: v for k, v in options.items() if v is not None},
         )
 

@@ -23,7 +23,7 @@ from compilers import (
     UnsupportedOpError,
     compile_model,
 )
-from compilers.tensorrt_jetson import TensorRTJetsonTarget, optimization_profile, workspace_mib
+from compilers.tensorrt_jetson import WEIGHTED_OPS, TensorRTJetsonTarget, optimization_profile, workspace_mib
 from device_profiles import load_profile
 from tests.compilers.compiler_fixtures import ModelFiles, cnn_model, leftovers, write_model_files
 
@@ -59,6 +59,19 @@ def test_qdq_is_symmetric_int8_with_float_biases(nano_int8: CompileReport) -> No
     assert all(inits[name].dtype == np.int8 for name in dq_inputs if name in inits)  # no INT32 bias DQ
     assert all(inits[b].dtype == np.float32 for b in inits if b.endswith(".bias"))
     assert {imp.domain for imp in model.opset_import} <= {"", "ai.onnx"}
+
+
+def test_qdq_sit_on_the_inputs_of_weighted_layers_only(nano_int8: CompileReport) -> None:
+    model = onnx.load(nano_int8.out_dir / "model.onnx")
+    consumers: dict[str, list[str]] = {}
+    for n in model.graph.node:
+        for t in n.input:
+            consumers.setdefault(t, []).append(n.op_type)
+    dq_outputs = [n.output[0] for n in model.graph.node if n.op_type == "DequantizeLinear"]
+    fed = {op for t in dq_outputs for op in consumers.get(t, [])}
+    assert "Conv" in fed and ("Gemm" in fed or "MatMul" in fed)  # the digits CNN's layers are quantized
+    assert fed <= set(WEIGHTED_OPS), f"Q/DQ in front of {sorted(fed - set(WEIGHTED_OPS))}"
+    assert nano_int8.manifest.build["quantization"]["op_types"] == list(WEIGHTED_OPS)
 
 
 def test_build_spec_for_orin_nano(nano_int8: CompileReport) -> None:
