@@ -5,6 +5,7 @@ each run, convolutions in float; on tflite-arm the converter's dynamic-range qua
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -207,3 +208,18 @@ def test_tflite_auto_without_calibration_data_tries_dynamic_range_int8(tmp_path:
     report = compile_model(files.model, "raspberry-pi-5", tmp_path / "b", opts)
     assert report.precision == "int8" and report.calibration_method == "Dynamic"
     assert report.attempts[0].startswith("int8: INT8 for tflite-arm needs calibration data")
+
+
+def test_a_mixed_bundle_larger_than_dynamic_int8_is_not_shipped(loud: ModelFiles, tmp_path: Path) -> None:
+    # With the whole graph allowed in float, mixed precision passes by keeping all 7 layers in
+    # float; dynamic INT8 passes too, at a third of that size, and ships.
+    opts = _opts(loud, precision="auto", mixed_max_share=1.0)
+    report = compile_model(loud.model, "x86-64-avx2", tmp_path / "b", opts)
+    assert report.precision == "int8" and report.calibration_method == "Dynamic"
+    larger = [a for a in report.attempts if "also passed but is larger" in a]
+    assert len(larger) == 1 and "layer(s) in float" in larger[0], report.attempts
+    sizes = re.search(r"\(([\d,]+) B against ([\d,]+) B\)", larger[0])
+    assert sizes is not None, larger[0]
+    kept, shipped = (int(g.replace(",", "")) for g in sizes.groups())
+    assert shipped < kept and report.size_ratio < 0.5
+    assert leftovers(tmp_path, "b") == ["b"]
