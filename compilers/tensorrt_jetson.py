@@ -163,6 +163,12 @@ class TensorRTJetsonTarget(Target):
                 pre = Path(work) / "pre.onnx"
                 ort_tools.pre_process(job.source_path, pre)
                 ort_tools.quantize_qdq(pre, out, job.calibration, job.inputs, settings)
+                if not any(n.op_type == "QuantizeLinear" for n in onnx.load(str(out)).graph.node):
+                    out.unlink()
+                    raise TargetError(
+                        f"INT8 for {self.name} found nothing to quantize: no {', '.join(WEIGHTED_OPS)} "
+                        "layer takes Q/DQ in this model; compile with --precision fp16"
+                    )
                 float_nodes = tuple(job.options.get("float_nodes", ()))
                 if float_nodes:
                     job.progress(f"removing Q/DQ around {len(float_nodes)} layer(s) kept in float")

@@ -3,6 +3,7 @@ stand-in validation, and (with TensorRT and a GPU only) the engine build."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -198,3 +199,22 @@ def test_build_engine_says_why_it_cannot_build_here(tmp_path: Path) -> None:
     with pytest.raises(RuntimeUnavailable, match=r"tensorrt is not installed|no CUDA GPU"):
         build_engine(tmp_path / "model.onnx", {}, tmp_path / "cache")
     assert not (tmp_path / "cache").exists()
+
+
+def test_int8_of_a_model_without_weighted_layers_says_so(tmp_path: Path) -> None:
+    # an element-wise model: nothing TensorRT would run in INT8
+    x = helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["N", 8])
+    y = helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["N", 8])
+    nodes = [helper.make_node("Relu", ["x"], ["r"], name="relu"), helper.make_node("Sigmoid", ["r"], ["y"])]
+    graph = helper.make_graph(nodes, "eltwise", [x], [y])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    src = tmp_path / "eltwise.onnx"
+    onnx.save(model, src)
+    cal = tmp_path / "cal.npz"
+    np.savez(cal, x=np.random.default_rng(0).normal(size=(32, 8)).astype(np.float32))
+    opts = CompileOptions(precision="int8", calibration=cal, latency_runs=0, samples=0)
+    with pytest.raises(TargetError, match=r"found nothing to quantize.*--precision fp16"):
+        compile_model(src, "jetson-orin-nano", tmp_path / "b", opts)
+    assert not (tmp_path / "b").exists()
+    auto = compile_model(src, "jetson-orin-nano", tmp_path / "a", dataclasses.replace(opts, precision="auto"))
+    assert auto.precision == "fp16" and any("nothing to quantize" in a for a in auto.attempts)
