@@ -163,7 +163,8 @@ class TensorRTJetsonTarget(Target):
                 pre = Path(work) / "pre.onnx"
                 ort_tools.pre_process(job.source_path, pre)
                 ort_tools.quantize_qdq(pre, out, job.calibration, job.inputs, settings)
-                if not any(n.op_type == "QuantizeLinear" for n in onnx.load(str(out)).graph.node):
+                qdq = onnx.load(str(out))
+                if not any(n.op_type == "QuantizeLinear" for n in qdq.graph.node):
                     out.unlink()
                     raise TargetError(
                         f"INT8 for {self.name} found nothing to quantize: no {', '.join(WEIGHTED_OPS)} "
@@ -172,7 +173,7 @@ class TensorRTJetsonTarget(Target):
                 float_nodes = tuple(job.options.get("float_nodes", ()))
                 if float_nodes:
                     job.progress(f"removing Q/DQ around {len(float_nodes)} layer(s) kept in float")
-                    stripped = mixed.strip_qdq(onnx.load(str(out)), float_nodes, onnx.load(str(pre)))
+                    stripped = mixed.strip_qdq(qdq, float_nodes, onnx.load(str(pre)))
                     onnx.save(stripped, str(out))
             build["quantization"] = settings.to_dict()
             if float_nodes:
