@@ -168,7 +168,12 @@ class Strategy:
     kwargs: Callable[[dict[str, list[int]]], dict[str, Any]]
 
     def switches(self, shapes: dict[str, list[int]]) -> str:
-        return " ".join(_SWITCH[k](v) for k, v in self.kwargs(shapes).items() if k in _SWITCH) or "none"
+        return describe(self.kwargs(shapes))
+
+
+def describe(kwargs: dict[str, Any]) -> str:
+    """``onnx2tf.convert`` keyword arguments as the command-line switches they stand for."""
+    return " ".join(_SWITCH[k](v) for k, v in kwargs.items() if k in _SWITCH) or "none"
 
 
 def _fixed(shapes: dict[str, list[int]]) -> dict[str, Any]:
@@ -188,7 +193,29 @@ _SWITCH: dict[str, Callable[[Any], str]] = {
     "enable_batchmatmul_unfold": lambda v: "-ebu",
     "disable_strict_mode": lambda v: "-dsm",
     "keep_shape_absolutely_input_names": lambda v: "-kat " + " ".join(v),
+    "enable_rnn_unroll": lambda v: "-eru",
 }
+# Recurrent ops: onnx2tf writes them as Keras RNN loops, which TensorFlow's converter leaves as
+# TensorList ops that only the Flex delegate runs (LiteRT refuses the model). Unrolled over the
+# model's fixed sequence length they are built-in ops.
+RNN_OPS = frozenset({"LSTM", "GRU", "RNN"})
+
+
+def has_rnn(model: Path) -> bool:
+    """Whether the ONNX model at ``model`` has a recurrent op (in any subgraph)."""
+    import onnx
+
+    def walk(graph: Any) -> bool:
+        for node in graph.node:
+            if node.op_type in RNN_OPS:
+                return True
+            if any(walk(a.g) for a in node.attribute if a.type == onnx.AttributeProto.GRAPH):
+                return True
+        return False
+
+    return walk(onnx.load(str(model), load_external_data=False).graph)
+
+
 # Ops TensorFlow converts to Select TensorFlow ("Flex") ops, which LiteRT and tflite-runtime do
 # not run: every strategy writes them as onnx2tf's pseudo ops (built-in TFLite ops). torch.onnx
 # exports GELU with Erf (BERT, MiniLM and other transformer encoders).
@@ -287,8 +314,12 @@ def convert(
         say("float32, float16 and full-integer INT8 (per-channel, int8 inputs and outputs) will be made")
     attempts: list[dict[str, Any]] = []
     tee = _Tee(sys.stdout)
+    unroll = {"enable_rnn_unroll": True} if has_rnn(model) else {}
+    if unroll:
+        say("the model has recurrent ops: every strategy unrolls them (-eru)")
     for i, strategy in enumerate(chosen, 1):
-        switches = strategy.switches(shapes)
+        kwargs = {**strategy.kwargs(shapes), **unroll}
+        switches = describe(kwargs)
         # Read by compilers.tflite_arm: a converter that dies in a strategy is run again from the next.
         say(f"trying strategy {i}/{len(chosen)} {strategy.name}: {strategy.about} ({switches})")
         shutil.copyfile(pristine, model)
@@ -296,7 +327,7 @@ def convert(
         tee.reset()
         try:
             with contextlib.redirect_stdout(tee):
-                files = _convert_once(onnx2tf, model, out_dir, calibration, strategy.kwargs(shapes))
+                files = _convert_once(onnx2tf, model, out_dir, calibration, kwargs)
         except ConvertFailure as exc:
             attempt = {
                 "strategy": strategy.name,

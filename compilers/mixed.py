@@ -88,8 +88,9 @@ def gate_nearness(scores: Sequence[OutputScore]) -> float:
 
 def allowance(ranked: int, max_share: float, quantizable: int) -> int:
     """How many of the ``ranked`` layers an attempt may keep in float: ``max_share`` of the
-    ``quantizable`` layers, at least one, at most ``ranked``; 0 when nothing is ranked (pure)."""
-    return max(0, min(ranked, max(1, int(max_share * quantizable))))
+    ``quantizable`` layers, at least one, at most ``ranked``, and never all of them (a model with
+    every quantizable layer in float is no INT8 model); 0 when nothing is ranked (pure)."""
+    return max(0, min(ranked, quantizable - 1, max(1, int(max_share * quantizable))))
 
 
 def from_the_ends(ranked: Sequence[LayerCost]) -> list[LayerCost]:

@@ -174,6 +174,12 @@ class TensorRTJetsonTarget(Target):
                 if float_nodes:
                     job.progress(f"removing Q/DQ around {len(float_nodes)} layer(s) kept in float")
                     stripped = mixed.strip_qdq(qdq, float_nodes, onnx.load(str(pre)))
+                    if not any(n.op_type == "QuantizeLinear" for n in stripped.graph.node):
+                        out.unlink()
+                        raise TargetError(
+                            f"INT8 for {self.name} with {len(float_nodes)} layer(s) in float leaves no "
+                            "layer in INT8; compile with --precision fp16"
+                        )
                     onnx.save(stripped, str(out))
             build["quantization"] = settings.to_dict()
             if float_nodes:

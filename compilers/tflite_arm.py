@@ -520,7 +520,8 @@ def _run_converter_once(
             TfliteArmTarget.name, op, _node_of(source, op), "onnx2tf has no converter for it"
         )
     elif kind == "quantization":
-        err = CompileError(
+        # ToolchainError: this precision can't be made, another can (``auto`` goes on to FP16).
+        err = ToolchainError(
             f"onnx2tf converted the model but could not quantize it to INT8 ({one_line(message)}); "
             "try --precision fp16"
         )

@@ -25,6 +25,7 @@ from agent.runtimes import (
     load_bundle,
     load_onnx,
     runtime_version,
+    samples_first,
 )
 from compilers.batching import DEFAULT_BATCH, iter_batches, run_batch, usable_rows
 from compilers.calibration import SampleSet, random_samples, split_holdout
@@ -204,13 +205,17 @@ def gate(cmp: Comparison, min_agreement: float) -> None:
 def run_all(
     adapter: RuntimeAdapter, samples: SampleSet, specs: tuple[TensorSpec, ...]
 ) -> dict[str, np.ndarray]:
-    """Every sample through ``adapter``, in batches the model takes; outputs concatenated."""
+    """Every sample through ``adapter``, in batches the model takes; each output's runs joined
+    with the samples on axis 0 (:func:`agent.runtimes.samples.samples_first`: a recurrent
+    state's ``[layers, N, hidden]`` comes back as ``[N, layers, hidden]``)."""
     batch = run_batch(specs, DEFAULT_BATCH)
     parts: dict[str, list[np.ndarray]] = {}
+    rows: list[int] = []
     for feed in iter_batches(samples.inputs, batch):
+        rows.append(len(next(iter(feed.values()))))
         for name, value in adapter.infer(feed).items():
-            parts.setdefault(name, []).append(value)
-    return {k: np.concatenate(v) for k, v in parts.items()}
+            parts.setdefault(name, []).append(np.asarray(value))
+    return {k: samples_first(v, rows) for k, v in parts.items()}
 
 
 def source_adapter(

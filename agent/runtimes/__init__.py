@@ -22,6 +22,7 @@ from agent.runtimes.registry import (
     runtime_version,
     unavailable_reason,
 )
+from agent.runtimes.samples import samples_first
 
 __all__ = [
     "PluginError",
@@ -36,6 +37,7 @@ __all__ = [
     "load_onnx",
     "read_manifest",
     "runtime_version",
+    "samples_first",
     "sha256_file",
     "unavailable_reason",
     "verify_bundle_dir",

@@ -23,6 +23,7 @@ import numpy as np
 
 from agent.contracts.manifest import Manifest, TensorSpec
 from agent.runtimes.base import RuntimeAdapter, RuntimeLoadError, RuntimeUnavailable
+from agent.runtimes.samples import first_rows, join_runs
 from agent.runtimes.tensors import from_model, to_model
 
 # (module with an Interpreter class, distribution that provides it), in order of preference.
@@ -197,8 +198,10 @@ class LiteRTAdapter(RuntimeAdapter):
                 piece.append((d, part))
             got = self._invoke(piece)
             for index, value in got.items():
-                parts[index].append(value[: min(step, n - start)])
-        return {index: np.concatenate(values) for index, values in parts.items()}
+                parts[index].append(first_rows(value, step, min(step, n - start)))
+        counts = [min(step, n - start) for start in range(0, n, step)]
+        # Joined along each output's sample axis (a recurrent state's is not the first).
+        return {index: join_runs(values, counts)[0] for index, values in parts.items()}
 
 
 def _as_dtype(arr: np.ndarray, detail: dict[str, Any]) -> np.ndarray:

@@ -17,6 +17,7 @@ from agent.contracts.manifest import Manifest, SelfTest
 from agent.contracts.state import ErrorCode
 from agent.errors import DeviceError
 from agent.runtimes.base import RuntimeAdapter
+from agent.runtimes.samples import samples_first
 
 
 def run_selftest(adapter: RuntimeAdapter, bundle_dir: Path, manifest: Manifest) -> str:
@@ -87,9 +88,13 @@ def _run_batched(
     n = next(iter(inputs.values())).shape[0]
     fixed = [t.shape[0] for t in manifest.inputs if t.shape and t.shape[0] >= 0]
     if not fixed or all(b == n for b in fixed):
-        return adapter.infer(inputs)
-    rows = [adapter.infer({k: v[i : i + 1] for k, v in inputs.items()}) for i in range(n)]
-    return {name: np.concatenate([r[name] for r in rows]) for name in rows[0]}
+        runs = [adapter.infer(inputs)]
+    else:
+        runs = [adapter.infer({k: v[i : i + 1] for k, v in inputs.items()}) for i in range(n)]
+    # The expected outputs have their samples first (a recurrent state's too), as the compile
+    # wrote them.
+    rows = [n] if len(runs) == 1 else [1] * n
+    return {name: samples_first([np.asarray(r[name]) for r in runs], rows) for name in runs[0]}
 
 
 def _zeros(manifest: Manifest) -> dict[str, np.ndarray]:
