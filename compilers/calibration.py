@@ -50,6 +50,10 @@ def expected_shape(spec: TensorSpec) -> str:
     return "[" + ", ".join(dims) + "]"
 
 
+def _dims(shape: tuple[int, ...] | list[int]) -> str:
+    return "[" + ", ".join("?" if d < 0 else str(d) for d in shape) + "]"
+
+
 def _read_arrays(path: Path, what: str) -> dict[str, np.ndarray]:
     try:
         if path.suffix == ".npz":
@@ -88,7 +92,7 @@ def check_samples(samples: Samples, inputs: tuple[TensorSpec, ...], source: str)
 
     Raises :class:`CalibrationError` naming the input, the expected and the got shape or dtype.
     """
-    counts = set()
+    counts: dict[str, int] = {}
     for spec in inputs:
         arr = samples[spec.name]
         if not spec.shape:
@@ -107,9 +111,18 @@ def check_samples(samples: Samples, inputs: tuple[TensorSpec, ...], source: str)
             )
         if len(arr) == 0:
             raise CalibrationError(f"{source}: input {spec.name!r} has no samples")
-        counts.add(len(arr))
-    if len(counts) > 1:
-        raise CalibrationError(f"{source}: inputs have different numbers of samples ({sorted(counts)})")
+        counts[spec.name] = len(arr)
+    if len(set(counts.values())) > 1:
+        each = ", ".join(f"{n!r} {c}" for n, c in counts.items())
+        inner = [s for s in inputs if s.shape and s.shape[0] >= 0 and any(d < 0 for d in s.shape[1:])]
+        why = (
+            f"; input {inner[0].name!r} {_dims(inner[0].shape)} has its batch on a later axis (a "
+            "recurrent state's [layers, N, hidden]), which compile does not take: export the model "
+            "with its batch first, or with a fixed batch of 1 for a state of one layer"
+            if inner
+            else "; every input's first axis counts its samples"
+        )
+        raise CalibrationError(f"{source}: inputs have different numbers of samples ({each}){why}")
     return samples
 
 

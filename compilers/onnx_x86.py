@@ -152,8 +152,11 @@ class OnnxX86Target(Target):
                 ort_tools.pre_process(job.source_path, pre)
                 if float_nodes:
                     float_nodes = mixed.with_float_producers(onnx.load(str(pre)), float_nodes)
-                ort_tools.quantize_qdq(pre, out, job.calibration, job.inputs, settings, float_nodes)
+                unbounded = ort_tools.quantize_qdq(
+                    pre, out, job.calibration, job.inputs, settings, float_nodes
+                )
                 build["quantization"] = settings.to_dict()
+                notes += ort_tools.non_finite_record(build["quantization"], unbounded)
                 if float_nodes:
                     build["quantization"]["nodes_to_exclude"] = list(float_nodes)
                     build["float_nodes"] = list(float_nodes)

@@ -8,6 +8,7 @@ errors are translated).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import traceback
@@ -194,6 +195,56 @@ class QdqSettings:
         }
 
 
+# Calibration samples run to find tensors that hold infinities (:func:`non_finite_nodes`).
+NON_FINITE_ROWS = 4
+
+
+def non_finite_nodes(
+    src: Path, samples: dict[str, np.ndarray], inputs: tuple[TensorSpec, ...], rows: int = NON_FINITE_ROWS
+) -> tuple[str, ...]:
+    """The nodes of ``src`` (pre-processed, nodes named) that write or read a float tensor
+    holding an infinity or NaN on the first ``rows`` calibration samples, in graph order: an
+    attention mask filled with ``-inf`` (PyTorch's ``key_padding_mask``), added to the scores
+    before a Softmax. No INT8 scale represents it (the histogram calibrators refuse the range; a
+    MinMax scale of ``inf`` turns the whole tensor to NaN), so these stay float. Raises
+    :class:`ToolchainError`."""
+    import tempfile
+
+    from onnxruntime.quantization import qdq_loss_debug as dbg
+
+    from compilers.mixed import _reader
+
+    def run() -> tuple[str, ...]:
+        with tempfile.TemporaryDirectory(prefix="edgefleet-finite-") as tmp:
+            aug = Path(tmp) / "aug.onnx"
+            dbg.modify_model_output_intermediate_tensors(str(src), str(aug))
+            acts = dbg.collect_activations(str(aug), _reader(samples, inputs, rows))
+        bad = {
+            name
+            for name, values in acts.items()
+            if any(v.dtype.kind == "f" and not np.isfinite(v).all() for v in map(np.asarray, values))
+        }
+        if not bad:
+            return ()
+        graph = onnx.load(str(src), load_external_data=False).graph
+        return tuple(n.name for n in graph.node if bad & {*n.input, *n.output})
+
+    return _tool("looking for tensors that hold infinities", run)
+
+
+def non_finite_record(quantization: dict[str, Any], nodes: tuple[str, ...]) -> list[str]:
+    """Record the nodes :func:`quantize_qdq` kept in float around tensors with infinities in the
+    manifest's ``quantization`` entry; the note that says so (none when there were none)."""
+    if not nodes:
+        return []
+    quantization["non_finite_nodes"] = list(nodes)
+    return [
+        f"{len(nodes)} node(s) reading or writing tensors that hold infinities (an attention mask of "
+        f"-inf) kept in float, which no INT8 scale represents: {', '.join(nodes[:4])}"
+        + ("..." if len(nodes) > 4 else "")
+    ]
+
+
 def quantize_qdq(
     src: Path,
     dst: Path,
@@ -201,10 +252,11 @@ def quantize_qdq(
     inputs: tuple[TensorSpec, ...],
     settings: QdqSettings,
     nodes_to_exclude: tuple[str, ...] = (),
-) -> None:
+) -> tuple[str, ...]:
     """Static INT8 quantization of ``src`` (already pre-processed) into QDQ form, calibrated
     over ``samples`` with ``settings.calibration``; the nodes named in ``nodes_to_exclude`` stay
-    float. Raises :class:`ToolchainError`."""
+    float, and so do the nodes around tensors that hold infinities (:func:`non_finite_nodes`),
+    which are returned. Raises :class:`ToolchainError`."""
     from onnxruntime.quantization import (
         CalibrationDataReader,
         CalibrationMethod,
@@ -242,10 +294,21 @@ def quantize_qdq(
     def reader() -> Any:
         return _Reader(samples, inputs, equal_batches=settings.calibration != "MinMax")
 
+    unbounded = tuple(n for n in non_finite_nodes(src, samples, inputs) if n not in nodes_to_exclude)
+    if unbounded:
+        log.info("keeping %d node(s) around tensors with infinities in float", len(unbounded))
+    nodes_to_exclude = (*nodes_to_exclude, *unbounded)
+
     def run() -> None:
         _quiet_calibrators()
+        # The calibrator still ranges the excluded tensors (it picks tensors by op type), and the
+        # quantizer divides by their infinite range before it leaves them out: numpy warns.
+        quiet: Any = contextlib.nullcontext()
+        if unbounded:
+            quiet = np.errstate(invalid="ignore", divide="ignore", over="ignore")
         try:
-            _quantize(reader(), extra)
+            with quiet:
+                _quantize(reader(), extra)
         except ValueError as exc:
             if not _raised_in(exc, _BIAS_SCALE_ADJUSTMENT):
                 raise
@@ -253,10 +316,12 @@ def quantize_qdq(
             # bias of shape [1, N] (a Gemm's, as tf2onnx writes it) as if it were [N] and fails;
             # quantize again without that adjustment.
             log.info("quantizing again without the INT32 bias scale adjustment: %s", exc)
-            _quantize(reader(), {**extra, "QDQDisableWeightAdjustForInt32Bias": True})
+            with quiet:
+                _quantize(reader(), {**extra, "QDQDisableWeightAdjustForInt32Bias": True})
 
     _tool(f"static INT8 quantization ({settings.calibration} calibration)", run)
     prune_opset_imports(dst)
+    return unbounded
 
 
 _BIAS_SCALE_ADJUSTMENT = "_adjust_weight_scale_for_int32_bias"

@@ -162,7 +162,7 @@ class TensorRTJetsonTarget(Target):
             with tempfile.TemporaryDirectory(prefix="edgefleet-trt-") as work:
                 pre = Path(work) / "pre.onnx"
                 ort_tools.pre_process(job.source_path, pre)
-                ort_tools.quantize_qdq(pre, out, job.calibration, job.inputs, settings)
+                unbounded = ort_tools.quantize_qdq(pre, out, job.calibration, job.inputs, settings)
                 qdq = onnx.load(str(out))
                 if not any(n.op_type == "QuantizeLinear" for n in qdq.graph.node):
                     out.unlink()
@@ -182,6 +182,7 @@ class TensorRTJetsonTarget(Target):
                         )
                     onnx.save(stripped, str(out))
             build["quantization"] = settings.to_dict()
+            notes += ort_tools.non_finite_record(build["quantization"], unbounded)
             if float_nodes:
                 build["quantization"]["float_layers"] = list(float_nodes)
                 build["float_nodes"] = list(float_nodes)

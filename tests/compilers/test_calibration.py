@@ -76,8 +76,19 @@ def test_missing_input_lists_arrays(tmp_path: Path) -> None:
 
 
 def test_unequal_sample_counts() -> None:
-    with pytest.raises(CalibrationError, match="different numbers of samples"):
+    with pytest.raises(CalibrationError, match=r"different numbers of samples \('a' 3, 'b' 4\); every input"):
         check_samples({"a": np.ones((3, 4), np.float32), "b": np.ones((4, 2), np.int64)}, TWO, "cal")
+
+
+def test_a_state_input_with_its_batch_on_axis_1_is_named() -> None:
+    # a streaming LSTM's h0 [layers, N, hidden]: its arrays count layers on the first axis
+    specs = (
+        TensorSpec(name="x", dtype="float32", shape=[-1, 10, 20]),
+        TensorSpec(name="h", dtype="float32", shape=[2, -1, 32]),
+    )
+    samples = {"x": np.ones((8, 10, 20), np.float32), "h": np.ones((2, 8, 32), np.float32)}
+    with pytest.raises(CalibrationError, match=r"input 'h' \[2, \?, 32\] has its batch on a later axis"):
+        check_samples(samples, specs, "cal")
 
 
 @pytest.mark.parametrize(("name", "data"), [("c.txt", b"1,2,3"), ("c.npz", b"not a zip")])
