@@ -11,23 +11,54 @@ from agent.contracts.manifest import TensorSpec
 DEFAULT_BATCH = 32
 
 
-def run_batch(inputs: tuple[TensorSpec, ...], preferred: int = DEFAULT_BATCH) -> int:
-    """Rows per run: ``preferred`` when every input's batch dim is dynamic, else the fixed batch
-    size the model was exported with (the same for all inputs, or the smallest of them)."""
+def per_run(spec: TensorSpec, values: np.ndarray) -> bool:
+    """Whether ``values`` holds one whole ``spec`` tensor per run (one axis more than the input
+    has) rather than one sample per row: how samples of an input whose batch is not its first
+    axis come (a recurrent state ``[layers, N, hidden]`` as ``[runs, layers, 1, hidden]``), and a
+    scalar input's values (``[runs]``). Such a model runs one run at a time."""
+    return values.ndim == len(spec.shape) + 1
+
+
+def whole_runs(samples: dict[str, np.ndarray] | None, inputs: tuple[TensorSpec, ...]) -> bool:
+    """Whether any input's ``samples`` come :func:`per_run`."""
+    if not samples:
+        return False
+    return any(s.name in samples and per_run(s, samples[s.name]) for s in inputs)
+
+
+def run_batch(
+    inputs: tuple[TensorSpec, ...],
+    preferred: int = DEFAULT_BATCH,
+    samples: dict[str, np.ndarray] | None = None,
+) -> int:
+    """Rows per run: 1 when ``samples`` come in whole runs (:func:`whole_runs`), ``preferred``
+    when every input's batch dim is dynamic, else the fixed batch size the model was exported with
+    (the same for all inputs, or the smallest of them)."""
+    if whole_runs(samples, inputs):
+        return 1
     fixed = [s.shape[0] for s in inputs if s.shape and s.shape[0] > 0]
     return min(fixed) if fixed else preferred
 
 
-def iter_batches(samples: dict[str, np.ndarray], batch: int) -> Iterator[dict[str, np.ndarray]]:
+def iter_batches(
+    samples: dict[str, np.ndarray], batch: int, inputs: tuple[TensorSpec, ...] = ()
+) -> Iterator[dict[str, np.ndarray]]:
     """Consecutive slices of ``batch`` rows; the last may be shorter (trim the rows first with
-    :func:`usable_rows` for a model with a fixed batch size)."""
+    :func:`usable_rows` for a model with a fixed batch size). An input of ``inputs`` whose
+    samples come :func:`per_run` gives its run's whole tensor (``batch`` is then 1)."""
     n = len(next(iter(samples.values())))
+    whole = {s.name for s in inputs if s.name in samples and per_run(s, samples[s.name])}
     for start in range(0, n, batch):
-        yield {k: v[start : start + batch] for k, v in samples.items()}
+        yield {
+            k: np.asarray(v[start]) if k in whole else v[start : start + batch] for k, v in samples.items()
+        }
 
 
-def usable_rows(n: int, inputs: tuple[TensorSpec, ...]) -> int:
-    """How many of ``n`` rows a fixed-batch model can take (a multiple of its batch size)."""
+def usable_rows(n: int, inputs: tuple[TensorSpec, ...], samples: dict[str, np.ndarray] | None = None) -> int:
+    """How many of ``n`` rows a fixed-batch model can take (a multiple of its batch size; all of
+    them when the samples come in whole runs)."""
+    if whole_runs(samples, inputs):
+        return n
     fixed = [s.shape[0] for s in inputs if s.shape and s.shape[0] > 0]
     if not fixed:
         return n

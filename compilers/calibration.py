@@ -88,19 +88,36 @@ def _match_inputs(
 
 def check_samples(samples: Samples, inputs: tuple[TensorSpec, ...], source: str) -> Samples:
     """Check every input's array against its spec (rank, fixed dims after the sample axis, dtype)
-    and that all inputs have the same number of samples. Returns ``samples`` unchanged.
+    and that all inputs have the same number of samples; return the samples, a scalar input's one
+    value (a 0-d array) repeated for every run.
+
+    An array with one axis more than its input holds one whole input tensor per run
+    (:func:`compilers.batching.per_run`): how an input whose batch is not its first axis comes (a
+    recurrent state ``[layers, N, hidden]``), and a scalar input's values. Every fixed dim must
+    then be the model's.
 
     Raises :class:`CalibrationError` naming the input, the expected and the got shape or dtype.
     """
     counts: dict[str, int] = {}
     for spec in inputs:
         arr = samples[spec.name]
-        if not spec.shape:
+        whole = arr.ndim == len(spec.shape) + 1
+        if not spec.shape and arr.ndim > 1:
             raise CalibrationError(
-                f"{source}: input {spec.name!r} is a scalar; sample data needs a batch axis"
+                f"{source}: input {spec.name!r} is a scalar: give one value (a 0-d array) or one per "
+                f"run, got shape {list(arr.shape)}"
             )
-        wrong_rank = arr.ndim != len(spec.shape)
-        if wrong_rank or any(w >= 0 and w != g for w, g in zip(spec.shape[1:], arr.shape[1:], strict=True)):
+        if whole:
+            if any(w >= 0 and w != g for w, g in zip(spec.shape, arr.shape[1:], strict=True)):
+                raise CalibrationError(
+                    f"{source}: input {spec.name!r} is {_dims(spec.shape)}; got {list(arr.shape)} "
+                    f"(one sample per row: {expected_shape(spec)}; or one whole tensor per run: "
+                    f"[runs, {_dims(spec.shape)[1:]})"
+                )
+        elif spec.shape and (
+            arr.ndim != len(spec.shape)
+            or any(w >= 0 and w != g for w, g in zip(spec.shape[1:], arr.shape[1:], strict=True))
+        ):
             raise CalibrationError(
                 f"{source}: input {spec.name!r} expects shape {expected_shape(spec)}, got {list(arr.shape)}"
             )
@@ -109,6 +126,8 @@ def check_samples(samples: Samples, inputs: tuple[TensorSpec, ...], source: str)
                 f"{source}: input {spec.name!r} expects dtype {spec.dtype}, got {arr.dtype} "
                 f"(save the samples as {spec.dtype})"
             )
+        if arr.ndim == 0:
+            continue  # a scalar input's one value for every run
         if len(arr) == 0:
             raise CalibrationError(f"{source}: input {spec.name!r} has no samples")
         counts[spec.name] = len(arr)
@@ -117,13 +136,17 @@ def check_samples(samples: Samples, inputs: tuple[TensorSpec, ...], source: str)
         inner = [s for s in inputs if s.shape and s.shape[0] >= 0 and any(d < 0 for d in s.shape[1:])]
         why = (
             f"; input {inner[0].name!r} {_dims(inner[0].shape)} has its batch on a later axis (a "
-            "recurrent state's [layers, N, hidden]), which compile does not take: export the model "
-            "with its batch first, or with a fixed batch of 1 for a state of one layer"
+            "recurrent state's [layers, N, hidden]): give it one whole tensor per run, "
+            f"[runs, {', '.join(str(d if d >= 0 else 1) for d in inner[0].shape)}], and the other "
+            "inputs one sample per row"
             if inner
             else "; every input's first axis counts its samples"
         )
         raise CalibrationError(f"{source}: inputs have different numbers of samples ({each}){why}")
-    return samples
+    if not counts:
+        raise CalibrationError(f"{source}: every input is a single scalar value; give one value per run")
+    n = next(iter(counts.values()))
+    return {k: np.full(n, v, dtype=v.dtype) if v.ndim == 0 else v for k, v in samples.items()}
 
 
 def load_samples(path: Path, inputs: tuple[TensorSpec, ...], what: str = "calibration data") -> SampleSet:

@@ -13,7 +13,7 @@ import functools
 import logging
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -139,21 +139,22 @@ class SampleReader:
     def __init__(
         self, samples: dict[str, np.ndarray], inputs: tuple[TensorSpec, ...], equal_batches: bool = False
     ) -> None:
-        batch = run_batch(inputs, CALIBRATION_BATCH)
-        rows = usable_rows(len(next(iter(samples.values()))), inputs)
+        batch = run_batch(inputs, CALIBRATION_BATCH, samples)
+        rows = usable_rows(len(next(iter(samples.values()))), inputs, samples)
         if equal_batches:
             # ONNX Runtime's histogram calibrators (Entropy, Percentile) keep every activation of
             # every sample in memory before building histograms (a PP-OCR recognizer took over
             # 20 GB for 48 samples), and stack the batches into one array, which a shorter last
             # batch breaks: at most HISTOGRAM_ROWS rows, in equal batches.
-            rows = min(rows, usable_rows(HISTOGRAM_ROWS, inputs) or rows)
+            rows = min(rows, usable_rows(HISTOGRAM_ROWS, inputs, samples) or rows)
             if rows > batch:
                 rows -= rows % batch
         if rows == 0:
             raise ToolchainError(f"calibration needs at least {batch} samples for this fixed-batch model")
         model_names = {s.name: s.model_name or s.name for s in inputs}
         trimmed = {model_names[k]: v[:rows] for k, v in samples.items()}
-        self._batches = iter(list(iter_batches(trimmed, batch)))
+        renamed = tuple(replace(s, name=model_names[s.name]) for s in inputs)
+        self._batches = iter(list(iter_batches(trimmed, batch, renamed)))
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         return next(self._batches, None)

@@ -44,6 +44,7 @@ from agent.contracts.manifest import (
 from agent.runtimes import RuntimeLoadError, sha256_file
 from compilers import intake
 from compilers.base import CompileJob, Target, TargetOutput
+from compilers.batching import per_run
 from compilers.bundle import check_destination, discard, file_entries, make_staging, publish, write_manifest
 from compilers.calibration import SampleSet, load_samples
 from compilers.errors import CalibrationError, CompileError, TargetError, ToolchainError, ValidationGateError
@@ -116,7 +117,13 @@ def compile_model(
     validation = _read(opts.validation, inputs, "validation data", say)
     with intake.workdir() as work:
         shaped = calibration if calibration is not None else validation
-        samples = {k: tuple(v.shape) for k, v in shaped.inputs.items()} if shaped else {}
+        # Inputs whose samples come as whole tensors per run (per_run: a state with its batch on
+        # a later axis, a scalar) give no sizes: their dynamic dims stay as the model has them
+        # (or --input-shape fixes them). A recurrent state fixed at batch 1 can break the graph: a
+        # Squeeze without axes then drops the batch too (Silero VAD v5).
+        specs = {s.name: s for s in inputs}
+        given = shaped.inputs if shaped else {}
+        samples = {k: tuple(v.shape) for k, v in given.items() if not per_run(specs[k], v)}
         normal = intake.for_compile(model, source, work, target, precision, opts, samples, say)
         model, inputs, outputs = normal.model, normal.inputs, normal.outputs
         target.check_ops(model)

@@ -75,10 +75,11 @@ def plan_samples(
             f"no validation data: validated on {RANDOM_SAMPLES} random inputs, so agreement says "
             "little about real data; give --validation"
         )
-    keep = usable_rows(min(limit, len(validation)), inputs)
+    keep = usable_rows(min(limit, len(validation)), inputs, validation.inputs)
     if keep == 0:
         raise CalibrationError(
-            f"validation needs at least {run_batch(inputs)} samples for this fixed-batch model"
+            f"validation needs at least {run_batch(inputs, samples=validation.inputs)} samples for this "
+            "fixed-batch model"
         )
     if keep < len(validation):
         notes.append(f"validated on the first {keep} of {len(validation)} validation samples")
@@ -208,11 +209,11 @@ def run_all(
     """Every sample through ``adapter``, in batches the model takes; each output's runs joined
     with the samples on axis 0 (:func:`agent.runtimes.samples.samples_first`: a recurrent
     state's ``[layers, N, hidden]`` comes back as ``[N, layers, hidden]``)."""
-    batch = run_batch(specs, DEFAULT_BATCH)
+    batch = run_batch(specs, DEFAULT_BATCH, samples.inputs)
     parts: dict[str, list[np.ndarray]] = {}
     rows: list[int] = []
-    for feed in iter_batches(samples.inputs, batch):
-        rows.append(len(next(iter(feed.values()))))
+    for feed in iter_batches(samples.inputs, batch, specs):
+        rows.append(1 if batch == 1 else len(next(iter(feed.values()))))
         for name, value in adapter.infer(feed).items():
             parts.setdefault(name, []).append(np.asarray(value))
     return {k: samples_first(v, rows) for k, v in parts.items()}
@@ -320,9 +321,9 @@ def measure_latencies(
     """Median milliseconds of single-sample runs (batch 1, or the model's fixed batch) of each
     adapter. Runs alternate between them so that load from other processes on the host hits all
     alike; a few warm-up runs are not counted."""
-    batch = run_batch(specs, 1)
-    rows = max(batch, usable_rows(min(len(samples), 16 * batch), specs))
-    feeds = list(iter_batches(samples.rows(0, rows), batch))
+    batch = run_batch(specs, 1, samples.inputs)
+    rows = max(batch, usable_rows(min(len(samples), 16 * batch), specs, samples.inputs))
+    feeds = list(iter_batches(samples.rows(0, rows), batch, specs))
     times: list[list[float]] = [[] for _ in adapters]
     for i in range(runs + 3):
         feed = feeds[i % len(feeds)]

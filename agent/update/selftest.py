@@ -86,11 +86,17 @@ def _run_batched(
 ) -> dict[str, np.ndarray]:
     """Run all samples at once when the batch dimension allows it, else one at a time."""
     n = next(iter(inputs.values())).shape[0]
+    # An input whose samples hold one whole tensor per run (an axis more than the input: a
+    # recurrent state with its batch on a later axis, a scalar) runs one run at a time.
+    whole = {t.name for t in manifest.inputs if t.name in inputs and inputs[t.name].ndim == len(t.shape) + 1}
     fixed = [t.shape[0] for t in manifest.inputs if t.shape and t.shape[0] >= 0]
-    if not fixed or all(b == n for b in fixed):
+    if not whole and (not fixed or all(b == n for b in fixed)):
         runs = [adapter.infer(inputs)]
     else:
-        runs = [adapter.infer({k: v[i : i + 1] for k, v in inputs.items()}) for i in range(n)]
+        runs = [
+            adapter.infer({k: np.asarray(v[i]) if k in whole else v[i : i + 1] for k, v in inputs.items()})
+            for i in range(n)
+        ]
     # The expected outputs have their samples first (a recurrent state's too), as the compile
     # wrote them.
     rows = [n] if len(runs) == 1 else [1] * n

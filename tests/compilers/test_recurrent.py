@@ -21,7 +21,7 @@ from agent.contracts.manifest import Manifest
 from agent.runtimes import load_bundle, verify_bundle_dir
 from agent.runtimes.samples import first_rows, join_runs, sample_axis, samples_first
 from agent.update.selftest import run_selftest
-from compilers import CompileOptions, compile_model
+from compilers import CalibrationError, CompileOptions, compile_model
 from compilers.mixed import allowance
 from tests.compilers.compiler_fixtures import require_tflite
 
@@ -150,3 +150,75 @@ def test_a_gru_converts_for_tflite_without_flex_ops(tmp_path: Path) -> None:
     assert all(s.passed for s in report.metrics), report.metrics
     manifest = Manifest.from_json((tmp_path / "b" / "manifest.json").read_text())
     assert "-eru" in str(manifest.build["onnx2tf_switches"])
+
+
+def streaming_gru() -> onnx.ModelProto:
+    """A streaming recogniser as PyTorch exports one: feats [N, 6, 4] scaled by the scalar input
+    ``gain``, and the state carried in from the last window, ``h0`` [2, N, 8] (its batch on axis
+    1); outputs ``logits`` [N, 3] and the state to carry on, ``state`` [2, N, 8]."""
+    model = gru_model()
+    g = model.graph
+    g.input.extend(
+        [
+            helper.make_tensor_value_info("h0", TensorProto.FLOAT, [2, "N", HIDDEN]),
+            helper.make_tensor_value_info("gain", TensorProto.FLOAT, []),
+        ]
+    )
+    scale = helper.make_node("Mul", ["feats", "gain"], ["scaled"], name="gain")
+    for node in g.node:
+        if node.name == "to_time_major":
+            node.input[0] = "scaled"
+        if node.name == "gru":
+            node.input.extend(["", "h0"])  # no sequence_lens; initial_h
+    g.node.insert(0, scale)
+    return model
+
+
+def stream_samples(n: int) -> dict[str, np.ndarray]:
+    return {
+        "feats": RNG.normal(size=(n, STEPS, FEATURES)).astype(np.float32),
+        "h0": RNG.normal(scale=0.5, size=(n, 2, 1, HIDDEN)).astype(np.float32),  # one whole h0 per run
+        "gain": np.array(0.8, np.float32),  # one value for every run
+    }
+
+
+def test_a_state_input_with_its_batch_on_axis_1_compiles_from_whole_tensors_per_run(tmp_path: Path) -> None:
+    onnx.save(streaming_gru(), tmp_path / "s.onnx")
+    np.savez(tmp_path / "cal.npz", **stream_samples(24))
+    np.savez(tmp_path / "val.npz", **stream_samples(20))
+    opts = CompileOptions(
+        precision="int8",
+        calibration=tmp_path / "cal.npz",
+        validation=tmp_path / "val.npz",
+        latency_runs=0,
+        samples=3,
+    )
+    report = compile_model(tmp_path / "s.onnx", "x86-64-avx2", tmp_path / "b", opts)
+    assert report.validation_samples == 20
+    assert {m.output for m in report.metrics} == {"logits", "state"} and all(m.passed for m in report.metrics)
+    manifest = verify_bundle_dir(tmp_path / "b")
+    assert [list(t.shape) for t in manifest.inputs] == [[-1, STEPS, FEATURES], [2, -1, HIDDEN], []]
+    with np.load(tmp_path / "b" / "selftest.npz") as npz:
+        assert npz["input:h0"].shape == (3, 2, 1, HIDDEN) and npz["input:gain"].shape == (3,)
+    # the device's self-test runs them one run at a time, and the bundle serves a batch of 2
+    adapter = load_bundle(tmp_path / "b", manifest)
+    try:
+        assert "passed on 3 samples" in run_selftest(adapter, tmp_path / "b", manifest)
+        feed = {
+            "feats": RNG.normal(size=(2, STEPS, FEATURES)).astype(np.float32),
+            "h0": np.zeros((2, 2, HIDDEN), np.float32),
+            "gain": np.array(1.0, np.float32),
+        }
+        assert adapter.infer(feed)["state"].shape == (2, 2, HIDDEN)
+    finally:
+        adapter.close()
+
+
+def test_whole_tensors_per_run_must_fit_the_input(tmp_path: Path) -> None:
+    onnx.save(streaming_gru(), tmp_path / "s.onnx")
+    bad = {**stream_samples(8), "h0": np.zeros((8, 3, 1, HIDDEN), np.float32)}  # 3 directions
+    np.savez(tmp_path / "val.npz", **bad)
+    opts = CompileOptions(precision="fp32", validation=tmp_path / "val.npz", latency_runs=0)
+    with pytest.raises(CalibrationError, match=r"input 'h0' is \[2, \?, 8\]; got \[8, 3, 1, 8\]"):
+        compile_model(tmp_path / "s.onnx", "x86-64-avx2", tmp_path / "b", opts)
+    assert not (tmp_path / "b").exists()
