@@ -143,6 +143,16 @@ def normalise(
     if lower_ml:
         model = lower_ml_ops(model, steps)
     shapes = resolve_shapes(model, policy, target, input_shapes or {}, sample_shapes or {})
+    shaped = apply_shapes(model, shapes, list(steps))
+    if sample_shapes and policy.dynamic_dims and not external and _breaks_branches(model, shaped):
+        # Sizes fixed from the samples broke a branch the samples never take (Silero VAD v5's
+        # 8 kHz branch, once the input is fixed at its 16 kHz length): keep the model's own
+        # dynamic dims, as ONNX Runtime runs them.
+        shapes = resolve_shapes(model, policy, target, input_shapes or {}, {})
+        steps.append(
+            "input dims kept dynamic: fixed at the samples' sizes, the graph's If/Loop branches no "
+            "longer load in ONNX Runtime"
+        )
     model = apply_shapes(model, shapes, steps)
     simplifier = None
     if simplify:
@@ -386,6 +396,31 @@ def resolve_shapes(
                 )
         out.append(_Resolved(value.name, before, tuple(after), batch_kept, batch_fixed, tuple(left)))
     return out
+
+
+_CONTROL_FLOW = frozenset({"If", "Loop", "Scan"})
+
+
+def _breaks_branches(before: onnx.ModelProto, after: onnx.ModelProto) -> bool:
+    """Whether ``after`` (``before`` with input dims fixed) has control flow and no longer loads
+    in ONNX Runtime while ``before`` does: shape inference checks every branch, also those the
+    fixed sizes never take."""
+    if not any(n.op_type in _CONTROL_FLOW for n in before.graph.node):
+        return False
+    import onnxruntime as ort
+
+    def loads(m: onnx.ModelProto) -> bool:
+        so = ort.SessionOptions()
+        # as the targets optimise it: the failing branch inference runs with the graph passes
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+        so.log_severity_level = 4
+        try:
+            ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
+        except Exception:
+            return False
+        return True
+
+    return not loads(after) and loads(before)
 
 
 def _check_requested(name: str, model: tuple[int, ...], want: tuple[int, ...]) -> None:

@@ -620,3 +620,63 @@ def test_slices_that_select_everything_are_removed() -> None:
 
     np.testing.assert_array_equal(run(out), run(model))
     assert drop_noop_slices(out, steps) is out  # the partial slice stays
+
+
+def two_rate_model() -> onnx.ModelProto:
+    """x [N, L] and a scalar ``sr``: an If picks the 16 kHz branch (the mean of x) or the 8 kHz
+    one, which frames x by 288 and squeezes the frame axis; at L = 576 the 8 kHz branch's shapes
+    no longer infer (the frame axis is 2, not 1), though the samples never take it (as Silero VAD
+    v5's graph is)."""
+    then = helper.make_graph(
+        [helper.make_node("ReduceMean", ["x"], ["m16"], axes=[1], keepdims=0)],
+        "rate16k",
+        [],
+        [helper.make_tensor_value_info("m16", TensorProto.FLOAT, None)],
+    )
+    other = helper.make_graph(
+        [
+            helper.make_node("Reshape", ["x", "frames"], ["framed"]),
+            helper.make_node("Squeeze", ["framed", "one"], ["squeezed"]),
+            helper.make_node("ReduceMean", ["squeezed"], ["m8"], axes=[1], keepdims=0),
+        ],
+        "rate8k",
+        [],
+        [helper.make_tensor_value_info("m8", TensorProto.FLOAT, None)],
+    )
+    graph = helper.make_graph(
+        [
+            helper.make_node("Equal", ["sr", "rate16k"], ["is16k"], name="which_rate"),
+            helper.make_node("If", ["is16k"], ["score"], name="by_rate", then_branch=then, else_branch=other),
+        ],
+        "two_rates",
+        [
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", "L"]),
+            helper.make_tensor_value_info("sr", TensorProto.INT64, []),
+        ],
+        [helper.make_tensor_value_info("score", TensorProto.FLOAT, ["N"])],
+        [
+            numpy_helper.from_array(np.array(16000, np.int64), "rate16k"),
+            numpy_helper.from_array(np.array([0, -1, 288], np.int64), "frames"),
+            numpy_helper.from_array(np.array([1], np.int64), "one"),
+        ],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_dims_stay_dynamic_where_fixing_them_breaks_an_untaken_branch(tmp_path: Path) -> None:
+    onnx.save(two_rate_model(), tmp_path / "m.onnx")
+    rng = np.random.default_rng(3)
+    np.savez(tmp_path / "val.npz", x=rng.normal(size=(16, 576)).astype(np.float32), sr=np.array(16000))
+    opts = CompileOptions(precision="fp32", validation=tmp_path / "val.npz", latency_runs=0, samples=2)
+    report = compile_model(tmp_path / "m.onnx", "x86-64-avx2", tmp_path / "b", opts)
+    assert any("input dims kept dynamic" in s for s in report.intake_steps), report.intake_steps
+    manifest = Manifest.from_json((tmp_path / "b" / "manifest.json").read_text())
+    assert [list(t.shape) for t in manifest.inputs] == [[-1, -1], []]
+    assert all(m.passed for m in report.metrics)
+    # where no branch breaks, the samples' sizes are fixed as before
+    onnx.save(two_rate_model(), tmp_path / "ok.onnx")
+    np.savez(tmp_path / "val2.npz", x=rng.normal(size=(16, 288)).astype(np.float32), sr=np.array(16000))
+    opts2 = CompileOptions(precision="fp32", validation=tmp_path / "val2.npz", latency_runs=0, samples=2)
+    fixed = compile_model(tmp_path / "ok.onnx", "x86-64-avx2", tmp_path / "b2", opts2)
+    assert not any("input dims kept dynamic" in s for s in fixed.intake_steps)
+    assert [list(t.shape) for t in fixed.manifest.inputs] == [[-1, 288], []]
