@@ -155,6 +155,15 @@ class OnnxX86Target(Target):
                 unbounded = ort_tools.quantize_qdq(
                     pre, out, job.calibration, job.inputs, settings, float_nodes
                 )
+                if not ort_tools.has_qdq(out):
+                    out.unlink()
+                    # a tree ensemble, an SVM, a model of ops the quantizer has no INT8 form for
+                    raise TargetError(
+                        f"INT8 for {self.name} found nothing to quantize: no layer of this model takes "
+                        "Q/DQ"
+                        + (f" with {len(float_nodes)} layer(s) in float" if float_nodes else "")
+                        + "; compile with --precision fp32"
+                    )
                 build["quantization"] = settings.to_dict()
                 notes += ort_tools.non_finite_record(build["quantization"], unbounded)
                 if float_nodes:
@@ -184,6 +193,12 @@ class OnnxX86Target(Target):
                 )
             elif job.precision == "fp16":
                 job.progress("converting to FP16 (inputs and outputs stay FP32)")
+                fp32_ops = ort_tools.fp32_only_ops(job.source_path)
+                if fp32_ops is not None:
+                    raise TargetError(
+                        f"FP16 for {self.name} converts nothing: every op of this model stays FP32 "
+                        f"({', '.join(fp32_ops)}); compile with --precision fp32"
+                    )
                 ort_tools.to_fp16(job.source_path, out)
                 build["fp16"] = {"keep_io_types": True}
             elif job.precision == "fp32":

@@ -233,6 +233,13 @@ def non_finite_nodes(
     return _tool("looking for tensors that hold infinities", run)
 
 
+def has_qdq(path: Path) -> bool:
+    """Whether the model at ``path`` has a QuantizeLinear node (in any subgraph): static INT8
+    quantized some of it."""
+    model = onnx.load(str(path), load_external_data=False)
+    return any(n.op_type == "QuantizeLinear" for n in iter_nodes(model.graph))
+
+
 def non_finite_record(quantization: dict[str, Any], nodes: tuple[str, ...]) -> list[str]:
     """Record the nodes :func:`quantize_qdq` kept in float around tensors with infinities in the
     manifest's ``quantization`` entry; the note that says so (none when there were none)."""
@@ -410,6 +417,26 @@ def weighted_layers(path: Path, excluded: tuple[str, ...] = ()) -> tuple[tuple[s
         elif node.op_type in _TAKEN_OPS:
             taken.append(node.name)
     return tuple(taken), tuple(kept)
+
+
+_NOT_COMPUTE = frozenset({"Cast", "Identity", "Constant"})
+
+
+def fp32_only_ops(src: Path) -> tuple[str, ...] | None:
+    """The op types of the model at ``src`` when :func:`to_fp16` would leave every one of them in
+    FP32 (a tree ensemble, an SVM, scikit-learn's linear models: ops ONNX Runtime's converter keeps
+    in float, or of another domain), so its "FP16" model would be the FP32 one between casts;
+    ``None`` when something converts."""
+    from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST
+
+    ops = [
+        n
+        for n in iter_nodes(onnx.load(str(src), load_external_data=False).graph)
+        if n.op_type not in _NOT_COMPUTE
+    ]
+    if any(n.domain in _ONNX_DOMAINS and n.op_type not in DEFAULT_OP_BLOCK_LIST for n in ops):
+        return None
+    return tuple(dict.fromkeys(n.op_type for n in ops)) or ("no op",)
 
 
 def to_fp16(src: Path, dst: Path) -> None:

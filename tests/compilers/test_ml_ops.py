@@ -12,7 +12,7 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper
 
-from compilers import CompileOptions, UnsupportedOpError, compile_model
+from compilers import CompileOptions, TargetError, UnsupportedOpError, compile_model
 from compilers.ml_ops import ML_DOMAIN, lower_ml_ops
 
 RNG = np.random.default_rng(7)
@@ -166,3 +166,19 @@ def test_without_lowering_the_target_names_the_ml_op(tmp_path: Path, monkeypatch
     with pytest.raises(UnsupportedOpError, match=r"LinearClassifier.*node 'clf'"):
         compile_model(source, "jetson-orin-nano", out, opts)
     assert not out.exists()
+
+
+def test_onnx_x86_names_precisions_that_would_change_nothing(tmp_path: Path) -> None:
+    # ONNX Runtime runs scikit-learn's ops as they are: no INT8 form, kept FP32 by the FP16
+    # converter. An "int8" or "fp16" bundle would be the FP32 model under another name.
+    source, data = _iris_like(tmp_path)
+    for precision, why in (("int8", "found nothing to quantize"), ("fp16", "converts nothing")):
+        opts = CompileOptions(precision=precision, calibration=data, validation=data, latency_runs=0)
+        with pytest.raises(TargetError, match=why):
+            compile_model(source, "x86-64-avx512-vnni", tmp_path / precision, opts)
+        assert not (tmp_path / precision).exists()
+    opts = CompileOptions(precision="auto", calibration=data, validation=data, latency_runs=0)
+    report = compile_model(source, "x86-64-avx512-vnni", tmp_path / "auto", opts)
+    assert report.precision == "fp32"
+    assert any("found nothing to quantize" in a for a in report.attempts), report.attempts
+    assert any("FP16 for onnx-x86 converts nothing" in a and "LinearClassifier" in a for a in report.attempts)
