@@ -65,6 +65,42 @@ def iter_nodes(graph: onnx.GraphProto) -> Iterator[onnx.NodeProto]:
                     yield from iter_nodes(g)
 
 
+# Ops of a model that is quantized already: Q/DQ pairs (ONNX Runtime's static QDQ, PyTorch or
+# TensorRT-style quantization-aware training), ONNX Runtime's integer and QLinear operator forms,
+# and dynamic quantization.
+QUANTIZED_OPS = frozenset(
+    {
+        "QuantizeLinear",
+        "DequantizeLinear",
+        "DynamicQuantizeLinear",
+        "QLinearConv",
+        "QLinearMatMul",
+        "ConvInteger",
+        "MatMulInteger",
+        "DynamicQuantizeMatMul",
+        "QAttention",
+        "QGemm",
+    }
+)
+
+
+def refuse_quantized(model: onnx.ModelProto, path: Path) -> None:
+    """Raise :class:`ModelError` when ``model`` is quantized already: compile takes the FP32 model
+    and quantizes it per target, checking each bundle against it; an INT8 source has no FP32 to
+    check against, and a second quantization of its Q/DQ pairs breaks it (ONNX Runtime refused
+    the result; onnx2tf's conversion lost a third of the top-1 answers of a QDQ digits model)."""
+    counts: dict[str, int] = {}
+    for node in iter_nodes(model.graph):
+        if node.op_type in QUANTIZED_OPS:
+            counts[node.op_type] = counts.get(node.op_type, 0) + 1
+    if counts:
+        found = ", ".join(f"{n} {op}" for op, n in sorted(counts.items(), key=lambda kv: -kv[1]))
+        raise ModelError(
+            f"{path} is quantized already ({found}): give the FP32 model it was made from; compile "
+            "quantizes it for each target and checks the result against it"
+        )
+
+
 def node_label(node: onnx.NodeProto, index: int | None = None) -> str:
     """A name for ``node`` in messages: its own name, else its first output."""
     if node.name:

@@ -59,7 +59,14 @@ from compilers.mixed import (
     gate_nearness,
     joined_layers,
 )
-from compilers.modelcheck import input_specs, load_model, model_info, one_line, pooled_outputs
+from compilers.modelcheck import (
+    input_specs,
+    load_model,
+    model_info,
+    one_line,
+    pooled_outputs,
+    refuse_quantized,
+)
 from compilers.options import DYNAMIC, CompileOptions
 from compilers.preflight import FitResult, check_fit, estimate_memory
 from compilers.registry import get_target
@@ -105,6 +112,7 @@ def compile_model(
 
     say(f"checking {source}")
     model = load_model(source)
+    refuse_quantized(model, source)
     inputs = input_specs(model, source)
     prof = resolve_profile(profile, opts)
     target = get_target(prof.target)

@@ -48,6 +48,22 @@ def test_missing_model_file(tmp_path: Path) -> None:
     assert "no such file" in msg
 
 
+def test_a_model_quantized_already_is_refused_before_any_target(tiny: ModelFiles, tmp_path: Path) -> None:
+    # an INT8 bundle's own model.onnx (static QDQ) brought back as a source
+    compile_model(
+        tiny.model,
+        "x86-64-avx512-vnni",
+        tmp_path / "b",
+        CompileOptions(precision="int8", calibration=tiny.calibration, **QUICK),
+    )  # type: ignore[arg-type]
+    qdq = tmp_path / "b" / "model.onnx"
+    for profile in ("x86-64-avx2", "jetson-orin-nano", "raspberry-pi-5"):
+        msg = _refused(tmp_path, ModelError, qdq, profile, precision="auto", calibration=tiny.calibration)
+        assert "is quantized already (" in msg and "DequantizeLinear" in msg
+        assert msg.endswith("give the FP32 model it was made from; compile quantizes it for each target "
+                            "and checks the result against it")  # fmt: skip
+
+
 def test_unknown_profile_lists_known_ones(tiny: ModelFiles, tmp_path: Path) -> None:
     msg = _refused(tmp_path, TargetError, tiny.model, "raspberry-pi-9")
     assert "unknown profile 'raspberry-pi-9'" in msg and "x86-64-avx2" in msg and "jetson-orin-nano" in msg
