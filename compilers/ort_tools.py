@@ -200,13 +200,28 @@ class QdqSettings:
 NON_FINITE_ROWS = 4
 
 
+# Values at least this large count as unbounded: HuggingFace's attention masks fill with
+# float32's lowest value, whose range the histogram calibrators can't even span (numpy overflows
+# computing the bin edges), and a MinMax scale of ~1e36 rounds every score to 0.
+UNBOUNDED = 1e30
+
+
+def _unbounded(value: Any) -> bool:
+    v = np.asarray(value)
+    if v.dtype.kind != "f" or v.size == 0:
+        return False
+    with np.errstate(invalid="ignore"):
+        return not bool(np.isfinite(v).all()) or float(np.nanmax(np.abs(v))) >= UNBOUNDED
+
+
 def non_finite_nodes(
     src: Path, samples: dict[str, np.ndarray], inputs: tuple[TensorSpec, ...], rows: int = NON_FINITE_ROWS
 ) -> tuple[str, ...]:
     """The nodes of ``src`` (pre-processed, nodes named) that write or read a float tensor
-    holding an infinity or NaN on the first ``rows`` calibration samples, in graph order: an
-    attention mask filled with ``-inf`` (PyTorch's ``key_padding_mask``), added to the scores
-    before a Softmax. No INT8 scale represents it (the histogram calibrators refuse the range; a
+    holding an infinity, a NaN or a value of magnitude :data:`UNBOUNDED` or more on the first
+    ``rows`` calibration samples, in graph order: an attention mask filled with ``-inf``
+    (PyTorch's ``key_padding_mask``) or float32's lowest value (HuggingFace's), added to the
+    scores before a Softmax. No INT8 scale represents it (the histogram calibrators refuse the range; a
     MinMax scale of ``inf`` turns the whole tensor to NaN), so these stay float. Raises
     :class:`ToolchainError`."""
     import tempfile
@@ -220,11 +235,7 @@ def non_finite_nodes(
             aug = Path(tmp) / "aug.onnx"
             dbg.modify_model_output_intermediate_tensors(str(src), str(aug))
             acts = dbg.collect_activations(str(aug), _reader(samples, inputs, rows))
-        bad = {
-            name
-            for name, values in acts.items()
-            if any(v.dtype.kind == "f" and not np.isfinite(v).all() for v in map(np.asarray, values))
-        }
+        bad = {name for name, values in acts.items() if any(map(_unbounded, values))}
         if not bad:
             return ()
         graph = onnx.load(str(src), load_external_data=False).graph
@@ -247,8 +258,8 @@ def non_finite_record(quantization: dict[str, Any], nodes: tuple[str, ...]) -> l
         return []
     quantization["non_finite_nodes"] = list(nodes)
     return [
-        f"{len(nodes)} node(s) reading or writing tensors that hold infinities (an attention mask of "
-        f"-inf) kept in float, which no INT8 scale represents: {', '.join(nodes[:4])}"
+        f"{len(nodes)} node(s) reading or writing tensors that hold infinities or float32's lowest "
+        f"value (an attention mask) kept in float, which no INT8 scale represents: {', '.join(nodes[:4])}"
         + ("..." if len(nodes) > 4 else "")
     ]
 

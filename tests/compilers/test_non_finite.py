@@ -97,3 +97,19 @@ def test_int8_of_a_model_with_a_minus_inf_mask_keeps_it_float_and_passes(tmp_pat
     assert kept == ["mask", "per_query", "masked_scores", "softmax"]
     q = onnx.load(str(tmp_path / "b" / "model.onnx"))
     assert sum(n.op_type == "QuantizeLinear" for n in q.graph.node) > 0  # the rest is INT8
+
+
+def test_float32s_lowest_value_counts_as_unbounded(tmp_path: Path) -> None:
+    # HuggingFace fills its masks with finfo(float32).min: finite, but no calibrator can span it
+    model = masked_attention()
+    for init in model.graph.initializer:
+        if init.name == "minus_inf":
+            lowest = np.array(np.finfo(np.float32).min, np.float32)
+            init.CopyFrom(numpy_helper.from_array(lowest, "minus_inf"))
+    onnx.save(model, tmp_path / "m.onnx")
+    specs = (
+        TensorSpec(name="x", dtype="float32", shape=[-1, TOKENS, WIDTH]),
+        TensorSpec(name="keep", dtype="float32", shape=[-1, TOKENS]),
+    )
+    found = ort_tools.non_finite_nodes(tmp_path / "m.onnx", samples(8), specs)
+    assert found == ("mask", "per_query", "masked_scores", "softmax")
