@@ -7,16 +7,9 @@ from collections.abc import Iterator
 import numpy as np
 
 from agent.contracts.manifest import TensorSpec
+from agent.runtimes import per_run
 
 DEFAULT_BATCH = 32
-
-
-def per_run(spec: TensorSpec, values: np.ndarray) -> bool:
-    """Whether ``values`` holds one whole ``spec`` tensor per run (one axis more than the input
-    has) rather than one sample per row: how samples of an input whose batch is not its first
-    axis come (a recurrent state ``[layers, N, hidden]`` as ``[runs, layers, 1, hidden]``), and a
-    scalar input's values (``[runs]``). Such a model runs one run at a time."""
-    return values.ndim == len(spec.shape) + 1
 
 
 def whole_runs(samples: dict[str, np.ndarray] | None, inputs: tuple[TensorSpec, ...]) -> bool:

@@ -41,10 +41,9 @@ from agent.contracts.manifest import (
     TensorSpec,
     Validation,
 )
-from agent.runtimes import RuntimeLoadError, sha256_file
+from agent.runtimes import RuntimeLoadError, per_run, sha256_file
 from compilers import intake
 from compilers.base import CompileJob, Target, TargetOutput
-from compilers.batching import per_run
 from compilers.bundle import check_destination, discard, file_entries, make_staging, publish, write_manifest
 from compilers.calibration import SampleSet, load_samples
 from compilers.errors import CalibrationError, CompileError, TargetError, ToolchainError, ValidationGateError

@@ -22,7 +22,7 @@ from agent.runtimes.registry import (
     runtime_version,
     unavailable_reason,
 )
-from agent.runtimes.samples import samples_first
+from agent.runtimes.samples import per_run, samples_first
 
 __all__ = [
     "PluginError",
@@ -35,6 +35,7 @@ __all__ = [
     "litert_interpreter_class",
     "load_bundle",
     "load_onnx",
+    "per_run",
     "read_manifest",
     "runtime_version",
     "samples_first",

@@ -13,8 +13,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from agent.contracts.manifest import TensorSpec
+
 if TYPE_CHECKING:  # this package's import loads no numpy (see agent.runtimes)
     import numpy as np
+
+
+def per_run(spec: TensorSpec, values: np.ndarray) -> bool:
+    """Whether sample ``values`` for input ``spec`` hold one whole input tensor per run (one axis
+    more than the input has) rather than one sample per row: how samples of an input whose batch
+    is not its first axis come (a recurrent state ``[layers, N, hidden]`` as ``[runs, layers, 1,
+    hidden]``), and a scalar input's values (``[runs]``). Such a model runs one run at a time."""
+    return values.ndim == len(spec.shape) + 1
 
 
 def sample_axis(shape: Sequence[int], rows: int) -> int:

@@ -17,7 +17,7 @@ from agent.contracts.manifest import Manifest, SelfTest
 from agent.contracts.state import ErrorCode
 from agent.errors import DeviceError
 from agent.runtimes.base import RuntimeAdapter
-from agent.runtimes.samples import samples_first
+from agent.runtimes.samples import per_run, samples_first
 
 
 def run_selftest(adapter: RuntimeAdapter, bundle_dir: Path, manifest: Manifest) -> str:
@@ -88,7 +88,7 @@ def _run_batched(
     n = next(iter(inputs.values())).shape[0]
     # An input whose samples hold one whole tensor per run (an axis more than the input: a
     # recurrent state with its batch on a later axis, a scalar) runs one run at a time.
-    whole = {t.name for t in manifest.inputs if t.name in inputs and inputs[t.name].ndim == len(t.shape) + 1}
+    whole = {t.name for t in manifest.inputs if t.name in inputs and per_run(t, inputs[t.name])}
     fixed = [t.shape[0] for t in manifest.inputs if t.shape and t.shape[0] >= 0]
     if not whole and (not fixed or all(b == n for b in fixed)):
         runs = [adapter.infer(inputs)]
