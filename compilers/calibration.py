@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from agent.contracts.manifest import TensorSpec
+from agent.runtimes import per_run
 from compilers.errors import CalibrationError
 from compilers.image_folder import load_image_folder
 
@@ -92,7 +93,7 @@ def check_samples(samples: Samples, inputs: tuple[TensorSpec, ...], source: str)
     value (a 0-d array) repeated for every run.
 
     An array with one axis more than its input holds one whole input tensor per run
-    (:func:`compilers.batching.per_run`): how an input whose batch is not its first axis comes (a
+    (:func:`agent.runtimes.per_run`): how an input whose batch is not its first axis comes (a
     recurrent state ``[layers, N, hidden]``), and a scalar input's values. Every fixed dim must
     then be the model's.
 
@@ -101,7 +102,7 @@ def check_samples(samples: Samples, inputs: tuple[TensorSpec, ...], source: str)
     counts: dict[str, int] = {}
     for spec in inputs:
         arr = samples[spec.name]
-        whole = arr.ndim == len(spec.shape) + 1
+        whole = per_run(spec, arr)
         if not spec.shape and arr.ndim > 1:
             raise CalibrationError(
                 f"{source}: input {spec.name!r} is a scalar: give one value (a 0-d array) or one per "
