@@ -10,6 +10,7 @@ server's root (``--tuf-root``) to agents it starts against it."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -20,6 +21,7 @@ import tarfile
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -527,3 +529,52 @@ class AgentProcess:
         code = self.proc.wait(timeout)
         self._stderr.close()
         return code
+
+
+@contextlib.contextmanager
+def committed_agent(root: Path, device_id: str, model: DesiredModel, tar: Path) -> Iterator[AgentProcess]:
+    """A real Mosquitto, an artifact server holding ``tar`` and an agent that was sent ``model``
+    as generation 1 and reported it COMMITTED (downloaded, verified, self-tested, serving); on
+    leaving, the agent must still run, stop cleanly and have logged no traceback. Skips when
+    Mosquitto is not installed."""
+    import pytest
+
+    from agent.contracts.topics import device_topic
+    from tests.fixtures.mosquitto import MOSQUITTO, MosquittoBroker
+
+    binary = MOSQUITTO if Path(MOSQUITTO).exists() else shutil.which("mosquitto")
+    if not binary:
+        pytest.skip("mosquitto is not installed")
+    (root / "mosquitto").mkdir(parents=True)
+    broker = MosquittoBroker(binary, root / "mosquitto")
+    broker.start()
+    fleet = ArtifactServer().start()
+    fleet.behaviour.mqtt = {
+        "host": broker.host,
+        "port": broker.port,
+        "protocol": "5",
+        "topic_root": "edgefleet/v1",
+        "keepalive": 5,
+    }
+    fleet.add(model, tar)
+    observer = Observer(broker.host, broker.port)
+    agent = AgentProcess(root / "data", fleet.url, device_id)
+    try:
+        agent.wait_ready()
+        observer.publish(device_topic(device_id, "desired"), desired_state(device_id, 1, model).to_json())
+        observer.wait_for(
+            lambda o: [
+                r for r in o.payloads("reported") if r["generation"] == 1 and r["state"] == "COMMITTED"
+            ],
+            timeout=60,
+        )
+        yield agent
+        assert agent.proc.poll() is None, "the agent died"
+        assert agent.terminate() == 0
+        assert "Traceback" not in agent.log.read_text()
+    finally:
+        if agent.proc.poll() is None:
+            agent.kill()
+        observer.stop()
+        fleet.stop()
+        broker.stop()

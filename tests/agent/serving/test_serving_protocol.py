@@ -11,27 +11,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import shutil
 import socket
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import numpy as np
 import pytest
 
-from agent.contracts.topics import device_topic
 from tests.agent.agent_testkit import (
     AgentProcess,
-    ArtifactServer,
     BuiltBundle,
-    Observer,
-    desired_state,
+    committed_agent,
     ort_run,
 )
 from tests.agent.serving.serving_models import pair_bundle
-from tests.fixtures.mosquitto import MOSQUITTO, MosquittoBroker
 
 pytest.importorskip("tritonclient.grpc", reason="tritonclient[grpc] is not installed")
 pytest.importorskip("tritonclient.http", reason="tritonclient[http] is not installed")
@@ -61,44 +55,10 @@ class Served:
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    binary = MOSQUITTO if Path(MOSQUITTO).exists() else shutil.which("mosquitto")
-    if not binary:
-        pytest.skip("mosquitto is not installed")
     root = tmp_path_factory.mktemp("oip")
     bundle = pair_bundle(root / "bundles")
-    (root / "mosquitto").mkdir()
-    broker = MosquittoBroker(binary, root / "mosquitto")
-    broker.start()
-    fleet = ArtifactServer().start()
-    fleet.behaviour.mqtt = {
-        "host": broker.host,
-        "port": broker.port,
-        "protocol": "5",
-        "topic_root": "edgefleet/v1",
-        "keepalive": 5,
-    }
-    fleet.add(bundle.model, bundle.tar)
-    observer = Observer(broker.host, broker.port)
-    agent = AgentProcess(root / "data", fleet.url, DEVICE)
-    try:
-        agent.wait_ready()
-        observer.publish(device_topic(DEVICE, "desired"), desired_state(DEVICE, 1, bundle.model).to_json())
-        observer.wait_for(
-            lambda o: [
-                r for r in o.payloads("reported") if r["generation"] == 1 and r["state"] == "COMMITTED"
-            ],
-            timeout=60,
-        )
+    with committed_agent(root, DEVICE, bundle.model, bundle.tar) as agent:
         yield Served(agent, bundle)
-        assert agent.proc.poll() is None, "the agent died"
-        assert agent.terminate() == 0
-        assert "Traceback" not in agent.log.read_text()
-    finally:
-        if agent.proc.poll() is None:
-            agent.kill()
-        observer.stop()
-        fleet.stop()
-        broker.stop()
 
 
 def test_the_ready_line_names_both_front_ends(served: Served) -> None:

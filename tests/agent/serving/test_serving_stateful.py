@@ -9,26 +9,20 @@ sends the scalar as a tensor of shape ``[]``.
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
 import onnx
 import pytest
 
-from agent.contracts.topics import device_topic
 from compilers import CompileOptions, compile_model
 from tests.agent.agent_testkit import (
-    AgentProcess,
-    ArtifactServer,
-    Observer,
+    committed_agent,
     desired_model,
-    desired_state,
     ort_run,
     tar_bundle,
 )
 from tests.compilers.test_recurrent import FEATURES, HIDDEN, STEPS, stream_samples, streaming_gru
-from tests.fixtures.mosquitto import MOSQUITTO, MosquittoBroker
 
 pytest.importorskip("tritonclient.http", reason="tritonclient[http] is not installed")
 import tritonclient.http as httpclient
@@ -38,9 +32,6 @@ DEVICE = "edge-stream-1"
 
 
 def test_a_streaming_model_installs_self_tests_and_serves_its_state(tmp_path: Path) -> None:
-    binary = MOSQUITTO if Path(MOSQUITTO).exists() else shutil.which("mosquitto")
-    if not binary:
-        pytest.skip("mosquitto is not installed")
     source = tmp_path / "stream.onnx"
     onnx.save(streaming_gru(), source)
     np.savez(tmp_path / "cal.npz", **stream_samples(24))
@@ -58,29 +49,7 @@ def test_a_streaming_model_installs_self_tests_and_serves_its_state(tmp_path: Pa
     tar = tar_bundle(tmp_path / "bundle", tmp_path / "stream.tar")
     model = desired_model(tar, "stream", "1")
 
-    (tmp_path / "mosquitto").mkdir()
-    broker = MosquittoBroker(binary, tmp_path / "mosquitto")
-    broker.start()
-    fleet = ArtifactServer().start()
-    fleet.behaviour.mqtt = {
-        "host": broker.host,
-        "port": broker.port,
-        "protocol": "5",
-        "topic_root": "edgefleet/v1",
-        "keepalive": 5,
-    }
-    fleet.add(model, tar)
-    observer = Observer(broker.host, broker.port)
-    agent = AgentProcess(tmp_path / "data", fleet.url, DEVICE)
-    try:
-        agent.wait_ready()
-        observer.publish(device_topic(DEVICE, "desired"), desired_state(DEVICE, 1, model).to_json())
-        observer.wait_for(
-            lambda o: [
-                r for r in o.payloads("reported") if r["generation"] == 1 and r["state"] == "COMMITTED"
-            ],
-            timeout=60,
-        )
+    with committed_agent(tmp_path, DEVICE, model, tar) as agent:
         assert "self-test passed on 3 samples" in agent.log.read_text()
 
         rng = np.random.default_rng(21)
@@ -101,12 +70,3 @@ def test_a_streaming_model_installs_self_tests_and_serves_its_state(tmp_path: Pa
         assert got_state is not None and got_state.shape == (2, 2, HIDDEN)
         np.testing.assert_allclose(got_state, want["state"], atol=1e-5)
         np.testing.assert_allclose(result.as_numpy("logits"), want["logits"], atol=1e-5)
-        assert agent.proc.poll() is None, "the agent died"
-        assert agent.terminate() == 0
-        assert "Traceback" not in agent.log.read_text()
-    finally:
-        if agent.proc.poll() is None:
-            agent.kill()
-        observer.stop()
-        fleet.stop()
-        broker.stop()
