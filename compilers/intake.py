@@ -143,7 +143,8 @@ def normalise(
     if lower_ml:
         model = lower_ml_ops(model, steps)
     shapes = resolve_shapes(model, policy, target, input_shapes or {}, sample_shapes or {})
-    shaped = apply_shapes(model, shapes, list(steps))
+    shaped_steps = list(steps)
+    shaped = apply_shapes(model, shapes, shaped_steps)
     if sample_shapes and policy.dynamic_dims and not external and _breaks_branches(model, shaped):
         # Sizes fixed from the samples broke a branch the samples never take (Silero VAD v5's
         # 8 kHz branch, once the input is fixed at its 16 kHz length): keep the model's own
@@ -153,7 +154,10 @@ def normalise(
             "input dims kept dynamic: fixed at the samples' sizes, the graph's If/Loop branches no "
             "longer load in ONNX Runtime"
         )
-    model = apply_shapes(model, shapes, steps)
+        shaped = apply_shapes(model, shapes, steps)
+    else:
+        steps[:] = shaped_steps
+    model = shaped
     simplifier = None
     if simplify:
         say("folding constants and simplifying the graph")
