@@ -155,7 +155,7 @@ class OnnxX86Target(Target):
                 unbounded = ort_tools.quantize_qdq(
                     pre, out, job.calibration, job.inputs, settings, float_nodes
                 )
-                if not ort_tools.has_qdq(out):
+                if not ort_tools.has_qdq(onnx.load(str(out), load_external_data=False)):
                     out.unlink()
                     # a tree ensemble, an SVM, a model of ops the quantizer has no INT8 form for
                     raise TargetError(

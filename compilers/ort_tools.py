@@ -244,10 +244,9 @@ def non_finite_nodes(
     return _tool("looking for tensors that hold infinities", run)
 
 
-def has_qdq(path: Path) -> bool:
-    """Whether the model at ``path`` has a QuantizeLinear node (in any subgraph): static INT8
-    quantized some of it."""
-    model = onnx.load(str(path), load_external_data=False)
+def has_qdq(model: onnx.ModelProto) -> bool:
+    """Whether ``model`` has a QuantizeLinear node (in any subgraph): static INT8 quantized some
+    of it."""
     return any(n.op_type == "QuantizeLinear" for n in iter_nodes(model.graph))
 
 

@@ -164,7 +164,7 @@ class TensorRTJetsonTarget(Target):
                 ort_tools.pre_process(job.source_path, pre)
                 unbounded = ort_tools.quantize_qdq(pre, out, job.calibration, job.inputs, settings)
                 qdq = onnx.load(str(out))
-                if not any(n.op_type == "QuantizeLinear" for n in qdq.graph.node):
+                if not ort_tools.has_qdq(qdq):
                     out.unlink()
                     raise TargetError(
                         f"INT8 for {self.name} found nothing to quantize: no {', '.join(WEIGHTED_OPS)} "
@@ -174,7 +174,7 @@ class TensorRTJetsonTarget(Target):
                 if float_nodes:
                     job.progress(f"removing Q/DQ around {len(float_nodes)} layer(s) kept in float")
                     stripped = mixed.strip_qdq(qdq, float_nodes, onnx.load(str(pre)))
-                    if not any(n.op_type == "QuantizeLinear" for n in stripped.graph.node):
+                    if not ort_tools.has_qdq(stripped):
                         out.unlink()
                         raise TargetError(
                             f"INT8 for {self.name} with {len(float_nodes)} layer(s) in float leaves no "
