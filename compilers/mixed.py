@@ -282,25 +282,6 @@ def layer_costs_from_activations(
     return out
 
 
-def _reader(samples: dict[str, np.ndarray], inputs: tuple[TensorSpec, ...], rows: int) -> object:
-    from onnxruntime.quantization import CalibrationDataReader
-
-    from compilers.ort_tools import SampleReader
-
-    class _Reader(SampleReader, CalibrationDataReader):
-        def __iter__(self) -> _Reader:
-            return self
-
-        def __next__(self) -> dict[str, np.ndarray]:
-            item = self.get_next()
-            if item is None:
-                raise StopIteration
-            return item
-
-    n = min(rows, len(next(iter(samples.values()))))
-    return _Reader({k: v[:n] for k, v in samples.items()}, inputs)
-
-
 def rank_qdq_layers(
     source: Path,
     qdq_path: Path,
@@ -323,8 +304,12 @@ def rank_qdq_layers(
             ort_tools.pre_process(source, pre)
             dbg.modify_model_output_intermediate_tensors(str(pre), str(work / "float_aug.onnx"))
             dbg.modify_model_output_intermediate_tensors(str(qdq_path), str(work / "qdq_aug.onnx"))
-            float_acts = dbg.collect_activations(str(work / "float_aug.onnx"), _reader(samples, inputs, rows))
-            qdq_acts = dbg.collect_activations(str(work / "qdq_aug.onnx"), _reader(samples, inputs, rows))
+            float_acts = dbg.collect_activations(
+                str(work / "float_aug.onnx"), ort_tools.reader_of(samples, inputs, rows)
+            )
+            qdq_acts = dbg.collect_activations(
+                str(work / "qdq_aug.onnx"), ort_tools.reader_of(samples, inputs, rows)
+            )
             matched = dbg.create_activation_matching(qdq_acts, float_acts)
             qdq = onnx.load(str(qdq_path), load_external_data=False)
             ranked = layer_costs_from_activations(
@@ -453,7 +438,7 @@ def search_at_outputs(
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # Q/DQ as float math
         opts.log_severity_level = 3
         # the reader defines no len(), which list() would ask for
-        feeds = [f for f in _reader(samples, inputs, max_rows)]  # type: ignore[attr-defined]
+        feeds = [f for f in ort_tools.reader_of(samples, inputs, max_rows)]
 
         def outputs(model: onnx.ModelProto) -> list[np.ndarray]:
             cpu = ["CPUExecutionProvider"]
@@ -467,7 +452,7 @@ def search_at_outputs(
         # a candidate runs Q/DQ too (about half as long again), and the first step runs them all
         fit = int(seconds / 4 / max(len(ranked) * per_row * 1.5, 1e-9))
         if fit < max_rows:
-            feeds = [f for f in _reader(samples, inputs, max(SEARCH_MIN_ROWS, fit))]  # type: ignore[attr-defined]
+            feeds = [f for f in ort_tools.reader_of(samples, inputs, max(SEARCH_MIN_ROWS, fit))]
             ref = outputs(float_model)
 
         def agreement(nodes: tuple[str, ...]) -> float:

@@ -163,6 +163,25 @@ class SampleReader:
         pass
 
 
+def reader_of(samples: dict[str, np.ndarray], inputs: tuple[TensorSpec, ...], rows: int) -> Any:
+    """A :class:`SampleReader` over the first ``rows`` samples that is also an iterator, as ONNX
+    Runtime's debugging tools (``collect_activations``) and a plain ``for`` loop read it."""
+    from onnxruntime.quantization import CalibrationDataReader
+
+    class _Reader(SampleReader, CalibrationDataReader):
+        def __iter__(self) -> _Reader:
+            return self
+
+        def __next__(self) -> dict[str, np.ndarray]:
+            item = self.get_next()
+            if item is None:
+                raise StopIteration
+            return item
+
+    n = min(rows, len(next(iter(samples.values()))))
+    return _Reader({k: v[:n] for k, v in samples.items()}, inputs)
+
+
 @dataclass(frozen=True)
 class QdqSettings:
     """How :func:`quantize_qdq` quantizes; the defaults suit ONNX Runtime on x86 (U8S8)."""
@@ -228,13 +247,11 @@ def non_finite_nodes(
 
     from onnxruntime.quantization import qdq_loss_debug as dbg
 
-    from compilers.mixed import _reader
-
     def run() -> tuple[str, ...]:
         with tempfile.TemporaryDirectory(prefix="edgefleet-finite-") as tmp:
             aug = Path(tmp) / "aug.onnx"
             dbg.modify_model_output_intermediate_tensors(str(src), str(aug))
-            acts = dbg.collect_activations(str(aug), _reader(samples, inputs, rows))
+            acts = dbg.collect_activations(str(aug), reader_of(samples, inputs, rows))
         bad = {name for name, values in acts.items() if any(map(_unbounded, values))}
         if not bad:
             return ()
