@@ -12,11 +12,14 @@ from agent.runtimes import per_run
 DEFAULT_BATCH = 32
 
 
+def per_run_inputs(samples: dict[str, np.ndarray] | None, inputs: tuple[TensorSpec, ...]) -> set[str]:
+    """The names of the ``inputs`` whose ``samples`` come :func:`per_run`."""
+    return {s.name for s in inputs if samples and s.name in samples and per_run(s, samples[s.name])}
+
+
 def whole_runs(samples: dict[str, np.ndarray] | None, inputs: tuple[TensorSpec, ...]) -> bool:
     """Whether any input's ``samples`` come :func:`per_run`."""
-    if not samples:
-        return False
-    return any(s.name in samples and per_run(s, samples[s.name]) for s in inputs)
+    return bool(per_run_inputs(samples, inputs))
 
 
 def run_batch(
@@ -40,7 +43,7 @@ def iter_batches(
     :func:`usable_rows` for a model with a fixed batch size). An input of ``inputs`` whose
     samples come :func:`per_run` gives its run's whole tensor (``batch`` is then 1)."""
     n = len(next(iter(samples.values())))
-    whole = {s.name for s in inputs if s.name in samples and per_run(s, samples[s.name])}
+    whole = per_run_inputs(samples, inputs)
     for start in range(0, n, batch):
         yield {
             k: np.asarray(v[start]) if k in whole else v[start : start + batch] for k, v in samples.items()
